@@ -1,0 +1,54 @@
+//! # ratls: verify confidential VMs from the bytes their hardware produced
+//!
+//! This crate is the verification core of the attested-VM toolkit. It parses untrusted evidence
+//! with bounds-checked code that never panics, and verifies it step by step, returning a
+//! [`Verdict`] whose every [`Check`] names the step, the value it expected and the value that was
+//! presented:
+//!
+//! - [`snp`]: AMD SEV-SNP attestation reports (v2, v3, v5), the VCEK/VLEK → ASK/ASVK → ARK chain
+//!   with the Milan, Genoa and Turin ARKs pinned, the report signature, TCB and chip-id binding,
+//!   and the guest policy (debug, VMPL, minimum TCB, measurements);
+//! - [`tdx`]: Intel TDX quotes v4 and v5 (TD 1.0 and TD 1.5 bodies), verified against Intel PCS
+//!   collateral given as input, with the TCB status evaluated;
+//! - [`tpm`]: TPM 2.0 quotes (`TPMS_ATTEST`, `TPMT_SIGNATURE`, `TPMT_PUBLIC`);
+//! - [`ima`]: Linux IMA measurement logs (binary and ASCII; templates `ima`, `ima-ng`, `ima-sig`,
+//!   `ima-buf`), replayed per PCR bank and matched against a quoted PCR 10.
+//!
+//! The default features are pure Rust: no TPM library and no OpenSSL. All cryptography goes
+//! through `ring`, the same provider the TLS stack uses.
+//!
+//! ```ignore
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let report = std::fs::read("report.bin")?;
+//! let vcek = std::fs::read("vcek.der")?;
+//! let now = ratls::UnixTime::now();
+//! let verdict = ratls::snp::verify_bytes(
+//!     &report,
+//!     &ratls::snp::CertInput { vcek: Some(vcek), ..Default::default() },
+//!     &ratls::snp::SnpPolicy::default(),
+//!     now,
+//! );
+//! println!("{}", verdict.outcome());
+//! for check in verdict.failures() {
+//!     println!("{check}");
+//! }
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod codec;
+pub mod digest;
+pub mod hexfmt;
+pub mod ima;
+pub mod policy;
+pub mod snp;
+pub mod tdx;
+pub mod time;
+pub mod tpm;
+pub mod verdict;
+
+pub use crate::codec::{ParseError, Reader};
+pub use crate::policy::Policy;
+pub use crate::time::UnixTime;
+pub use crate::verdict::{Check, Claims, Outcome, Platform, Verdict};
