@@ -7,7 +7,7 @@
 //! - [`Mutations`]: deterministic truncations, bit flips, byte overwrites and oversized variants
 //!   of a sample, for "never panics, always a typed error" tests.
 
-#![allow(clippy::panic)] // Test helpers fail tests by panicking; that is their job.
+#![allow(clippy::panic, clippy::indexing_slicing)] // Test-only code: failing a test by panicking is its job.
 
 use std::path::PathBuf;
 
