@@ -144,10 +144,7 @@ impl Hasher {
     }
 
     pub fn finish(self) -> Vec<u8> {
-        self.0
-            .finish()
-            .as_ref()
-            .to_vec()
+        self.0.finish().as_ref().to_vec()
     }
 }
 

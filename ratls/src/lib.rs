@@ -17,7 +17,7 @@
 //! The default features are pure Rust: no TPM library and no OpenSSL. All cryptography goes
 //! through `ring`, the same provider the TLS stack uses.
 //!
-//! ```ignore
+//! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let report = std::fs::read("report.bin")?;
 //! let vcek = std::fs::read("vcek.der")?;
@@ -41,6 +41,7 @@ pub mod codec;
 pub mod digest;
 pub mod hexfmt;
 pub mod ima;
+pub mod pki;
 pub mod policy;
 pub mod snp;
 pub mod tdx;

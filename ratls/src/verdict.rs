@@ -222,9 +222,7 @@ impl Verdict {
 
     /// The failed checks, in order.
     pub fn failures(&self) -> impl Iterator<Item = &Check> {
-        self.checks
-            .iter()
-            .filter(|c| !c.ok)
+        self.checks.iter().filter(|c| !c.ok)
     }
 
     /// The first failed check, the one to quote in a one-line refusal.
@@ -241,17 +239,11 @@ impl Verdict {
 
     /// Whether `step` was recorded and passed.
     pub fn passed(&self, step: &str) -> bool {
-        self.check(step)
-            .is_some_and(|c| c.ok)
+        self.check(step).is_some_and(|c| c.ok)
     }
 
     fn compute_outcome(&self) -> Outcome {
-        if !self.checks.is_empty()
-            && self
-                .checks
-                .iter()
-                .all(|c| c.ok)
-        {
+        if !self.checks.is_empty() && self.checks.iter().all(|c| c.ok) {
             Outcome::Trusted
         } else {
             Outcome::Rejected

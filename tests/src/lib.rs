@@ -68,7 +68,9 @@ impl Rng {
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        self.0 = self
+            .0
+            .wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -125,11 +127,7 @@ impl Mutations {
                     2 => 0x7f,
                     _ => 0x80,
                 };
-                for b in v
-                    .iter_mut()
-                    .skip(at)
-                    .take(n)
-                {
+                for b in v.iter_mut().skip(at).take(n) {
                     *b = fill;
                 }
                 variants.push((format!("{n} bytes at {at} set to {fill:#04x}"), v));

@@ -31,7 +31,9 @@ pub enum ParseError {
         count: usize,
     },
     /// A field holds a value the format does not allow.
-    #[error("{what}: invalid {field} at offset {offset}: expected {expected}, presented {presented}")]
+    #[error(
+        "{what}: invalid {field} at offset {offset}: expected {expected}, presented {presented}"
+    )]
     InvalidValue {
         what: &'static str,
         field: &'static str,
@@ -87,7 +89,9 @@ impl<'a> Reader<'a> {
 
     /// Bytes not yet consumed.
     pub fn remaining(&self) -> usize {
-        self.buf.len().saturating_sub(self.offset)
+        self.buf
+            .len()
+            .saturating_sub(self.offset)
     }
 
     /// Whether every byte has been consumed.
@@ -176,8 +180,7 @@ impl<'a> Reader<'a> {
     }
 
     pub fn u8(&mut self, field: &'static str) -> Result<u8, ParseError> {
-        self.array::<1>(field)
-            .map(|b| b[0])
+        self.array::<1>(field).map(|b| b[0])
     }
 
     pub fn u16_le(&mut self, field: &'static str) -> Result<u16, ParseError> {

@@ -1,0 +1,636 @@
+//! SEV-SNP report verification: chain, signature, TCB binding, policy.
+
+use ring::signature::{UnparsedPublicKey, ECDSA_P384_SHA384_FIXED};
+
+use super::anchors::Product;
+use super::report::{AttestationReport, SigningKey, TcbVersion};
+use super::{CertInput, SnpClaims, SnpPolicy};
+use crate::codec::Reader;
+use crate::hexfmt::{self, hex};
+use crate::pki::Cert;
+use crate::time::UnixTime;
+use crate::verdict::{Check, Claims, Platform, Verdict};
+
+/// VCEK/VLEK extension OIDs (AMD "VCEK certificate and KDS interface" specification).
+const OID_BL_SPL: &str = "1.3.6.1.4.1.3704.1.3.1";
+const OID_TEE_SPL: &str = "1.3.6.1.4.1.3704.1.3.2";
+const OID_SNP_SPL: &str = "1.3.6.1.4.1.3704.1.3.3";
+const OID_UCODE_SPL: &str = "1.3.6.1.4.1.3704.1.3.8";
+const OID_FMC_SPL: &str = "1.3.6.1.4.1.3704.1.3.9";
+const OID_HWID: &str = "1.3.6.1.4.1.3704.1.4";
+
+/// Parse and verify a report (raw or hex) with its certificates.
+pub fn verify_bytes(
+    report: &[u8],
+    certs: &CertInput,
+    policy: &SnpPolicy,
+    now: UnixTime,
+) -> Verdict {
+    match AttestationReport::parse(report) {
+        Ok(report) => verify(&report, certs, policy, now),
+        Err(e) => {
+            let mut v = Verdict::new(Platform::SevSnp);
+            v.push(Check::parse_failure("tee.parse", &e));
+            v
+        }
+    }
+}
+
+/// Verify a parsed report with its certificates against `policy` at time `now`.
+pub fn verify(
+    report: &AttestationReport,
+    certs: &CertInput,
+    policy: &SnpPolicy,
+    now: UnixTime,
+) -> Verdict {
+    let mut v = Verdict::new(Platform::SevSnp);
+    v.push(Check::pass(
+        "tee.parse",
+        "SEV-SNP report v2-v5",
+        format!("version {}", report.version),
+    ));
+    let chain = check_chain(&mut v, certs, now);
+    let product = chain.as_ref().map(|c| c.product);
+    let turin = product == Some(Product::Turin)
+        || report
+            .cpuid
+            .and_then(Product::from_cpuid)
+            == Some(Product::Turin);
+    let reported = report.reported_tcb.decode(turin);
+
+    match &chain {
+        Some(chain) => {
+            check_signing_key(&mut v, report, chain.vlek);
+            check_signature(&mut v, report, &chain.leaf);
+            check_tcb(&mut v, &chain.leaf, &reported, turin);
+            check_chip_id(&mut v, report, &chain.leaf, chain.vlek);
+            check_product(&mut v, report, chain.product);
+        }
+        None => v.push(Check::fail(
+            "tee.signature",
+            "a report signed by a key certified by AMD",
+            "no usable certificate chain",
+            "the report signature cannot be checked without a valid VCEK/VLEK chain",
+        )),
+    }
+    check_policy(&mut v, report, &reported, product, policy);
+    v.claims = Claims::Snp(Box::new(SnpClaims::from_report(report, product)));
+    v
+}
+
+struct Chain {
+    product: Product,
+    vlek: bool,
+    leaf: Cert,
+}
+
+fn check_chain(v: &mut Verdict, certs: &CertInput, now: UnixTime) -> Option<Chain> {
+    let (vlek, leaf_bytes) = match (&certs.vcek, &certs.vlek) {
+        (Some(vcek), None) => (false, vcek),
+        (None, Some(vlek)) => (true, vlek),
+        (Some(_), Some(_)) => {
+            v.push(Check::fail(
+                "tee.chain.vcek",
+                "one endorsement key certificate (VCEK or VLEK)",
+                "both a VCEK and a VLEK",
+                "give the certificate of the key named by the report's SIGNING_KEY",
+            ));
+            return None;
+        }
+        (None, None) => {
+            v.push(Check::fail(
+                "tee.chain.vcek",
+                "a VCEK or VLEK certificate",
+                "none given",
+                "pass --vcek (from AMD KDS or the extended report) or --vlek",
+            ));
+            return None;
+        }
+    };
+    let (leaf_step, mid_step, leaf_name, mid_name) = if vlek {
+        ("tee.chain.vlek", "tee.chain.asvk", "VLEK", "ASVK")
+    } else {
+        ("tee.chain.vcek", "tee.chain.ask", "VCEK", "ASK")
+    };
+    let leaf = match Cert::from_der_or_pem(leaf_bytes) {
+        Ok(leaf) => leaf,
+        Err(e) => {
+            v.push(Check::fail(
+                leaf_step,
+                format!("a {leaf_name} certificate"),
+                "unparseable certificate",
+                e.to_string(),
+            ));
+            return None;
+        }
+    };
+
+    // The intermediate and the ARK: given, or built in for the product the leaf's issuer names.
+    let (mid, ark, source) = match &certs.chain {
+        Some(bytes) => match Cert::many_from_der_or_pem(bytes) {
+            Ok(mut list) if list.len() == 2 => {
+                let ark = list.remove(1);
+                let mid = list.remove(0);
+                (mid, ark, "given")
+            }
+            Ok(list) => {
+                v.push(Check::fail(
+                    "tee.chain.ark",
+                    format!("a chain of two certificates: {mid_name} then ARK"),
+                    format!("{} certificates", list.len()),
+                    "",
+                ));
+                return None;
+            }
+            Err(e) => {
+                v.push(Check::fail(
+                    "tee.chain.ark",
+                    format!("a PEM chain: {mid_name} then ARK"),
+                    "unparseable chain",
+                    e.to_string(),
+                ));
+                return None;
+            }
+        },
+        None => {
+            let issuer = leaf.issuer_cn();
+            let Some(product) = Product::from_common_name(&issuer) else {
+                v.push(Check::fail(
+                    "tee.chain.ark",
+                    "a leaf issued by SEV-Milan, SEV-Genoa or SEV-Turin (or their VLEK CAs)",
+                    issuer,
+                    "no chain given and no built-in chain for this issuer",
+                ));
+                return None;
+            };
+            let built_in =
+                Cert::many_from_der_or_pem(product.intermediate_pem(vlek)).and_then(|mut mid| {
+                    let ark = Cert::from_der_or_pem(product.ark_pem())?;
+                    Ok((mid.remove(0), ark))
+                });
+            match built_in {
+                Ok((mid, ark)) => (mid, ark, "built in"),
+                Err(e) => {
+                    v.push(Check::fail(
+                        "tee.chain.ark",
+                        "the built-in AMD chain",
+                        "unparseable",
+                        e.to_string(),
+                    ));
+                    return None;
+                }
+            }
+        }
+    };
+
+    // ARK: pinned by fingerprint and self-signed.
+    let fingerprint = ark.fingerprint();
+    let pinned = Product::ALL
+        .iter()
+        .map(|p| format!("{p} {}", p.ark_fingerprint()))
+        .collect::<Vec<_>>()
+        .join(" | ");
+    let Some(product) = Product::from_ark_fingerprint(&fingerprint) else {
+        v.push(Check::fail(
+            "tee.chain.ark",
+            format!("a pinned AMD ARK: {pinned}"),
+            format!("{} {fingerprint}", ark.subject_cn()),
+            format!("ARK {source}; not an AMD root we trust"),
+        ));
+        return None;
+    };
+    if let Err(e) = ark.verify_signed_by(&ark) {
+        v.push(Check::fail(
+            "tee.chain.ark",
+            "a self-signed ARK",
+            format!("ARK-{product} {fingerprint}"),
+            e.to_string(),
+        ));
+        return None;
+    }
+    v.push(
+        Check::pass(
+            "tee.chain.ark",
+            format!("a pinned AMD ARK: {pinned}"),
+            format!("ARK-{product} {fingerprint}"),
+        )
+        .with_detail(format!("chain {source}")),
+    );
+
+    // Intermediate: names the same product, signed by the ARK.
+    let mid_cn = mid.subject_cn();
+    let mid_expected = if vlek {
+        format!("SEV-VLEK-{product} signed by ARK-{product}")
+    } else {
+        format!("SEV-{product} signed by ARK-{product}")
+    };
+    let mid_product = Product::from_common_name(&mid_cn);
+    let mid_kind_ok = mid_cn.starts_with("SEV-VLEK-") == vlek;
+    match mid.verify_signed_by(&ark) {
+        Ok(()) if mid_product == Some(product) && mid_kind_ok => {
+            v.push(Check::pass(mid_step, mid_expected, mid_cn.clone()));
+        }
+        Ok(()) => {
+            v.push(Check::fail(
+                mid_step,
+                mid_expected,
+                mid_cn,
+                format!("the {mid_name} belongs to another product or key kind"),
+            ));
+            return None;
+        }
+        Err(e) => {
+            v.push(Check::fail(mid_step, mid_expected, mid_cn, e.to_string()));
+            return None;
+        }
+    }
+
+    // Leaf: signed by the intermediate.
+    let leaf_expected = format!("{leaf_name} signed by {mid_cn}");
+    let leaf_presented = format!("{} issued by {}", leaf.subject_cn(), leaf.issuer_cn());
+    if let Err(e) = leaf.verify_signed_by(&mid) {
+        v.push(Check::fail(
+            leaf_step,
+            leaf_expected,
+            leaf_presented,
+            e.to_string(),
+        ));
+        return None;
+    }
+    v.push(Check::pass(leaf_step, leaf_expected, leaf_presented));
+
+    // Validity windows.
+    let problems: Vec<String> = [&ark, &mid, &leaf]
+        .iter()
+        .filter_map(|c| {
+            c.check_validity(now)
+                .err()
+                .map(|e| e.to_string())
+        })
+        .collect();
+    if problems.is_empty() {
+        v.push(Check::pass(
+            "tee.chain.validity",
+            "every certificate valid now",
+            format!("all valid at {now}"),
+        ));
+    } else {
+        v.push(Check::fail(
+            "tee.chain.validity",
+            "every certificate valid now",
+            problems.join("; "),
+            "use --at to verify old evidence as of a past time",
+        ));
+        return None;
+    }
+
+    Some(Chain {
+        product,
+        vlek,
+        leaf,
+    })
+}
+
+fn check_signing_key(v: &mut Verdict, report: &AttestationReport, vlek: bool) {
+    let expected = if vlek {
+        SigningKey::Vlek
+    } else {
+        SigningKey::Vcek
+    };
+    v.push(Check::expect(
+        "tee.signing_key",
+        report.signing_key() == expected,
+        expected.name(),
+        report.signing_key().name(),
+    ));
+}
+
+fn check_signature(v: &mut Verdict, report: &AttestationReport, leaf: &Cert) {
+    const ECDSA_P384_SHA384: u32 = 1;
+    if report.signature_algo != ECDSA_P384_SHA384 {
+        v.push(Check::fail(
+            "tee.signature",
+            "signature algorithm 1 (ECDSA P-384 with SHA-384)",
+            format!("signature algorithm {}", report.signature_algo),
+            "",
+        ));
+        return;
+    }
+    let key = match leaf.subject_public_key() {
+        Ok(key) => key,
+        Err(e) => {
+            v.push(Check::fail(
+                "tee.signature",
+                "an ECDSA P-384 key",
+                "unreadable key",
+                e.to_string(),
+            ));
+            return;
+        }
+    };
+    let ok = UnparsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, &key)
+        .verify(report.signed_bytes(), &report.signature_fixed())
+        .is_ok();
+    let sig = hex(report.signature_fixed());
+    let check = Check::expect(
+        "tee.signature",
+        ok,
+        format!("ECDSA P-384/SHA-384 signature by {}", leaf.subject_cn()),
+        if ok {
+            format!("valid signature r||s {}", short(&sig))
+        } else {
+            format!("invalid signature r||s {}", short(&sig))
+        },
+    );
+    v.push(if ok {
+        check
+    } else {
+        check.with_detail("the report was modified or signed by another key")
+    });
+}
+
+fn check_tcb(v: &mut Verdict, leaf: &Cert, reported: &TcbVersion, turin: bool) {
+    let read = |oid| -> Result<u8, String> {
+        match leaf.extension_value(oid) {
+            Ok(Some(value)) => der_small_uint(&value)
+                .ok_or_else(|| format!("extension {oid} is not a small DER INTEGER")),
+            Ok(None) => Err(format!("extension {oid} missing")),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let cert_tcb = (|| -> Result<TcbVersion, String> {
+        Ok(TcbVersion {
+            fmc: if turin {
+                Some(read(OID_FMC_SPL)?)
+            } else {
+                None
+            },
+            bootloader: read(OID_BL_SPL)?,
+            tee: read(OID_TEE_SPL)?,
+            snp: read(OID_SNP_SPL)?,
+            microcode: read(OID_UCODE_SPL)?,
+        })
+    })();
+    match cert_tcb {
+        Ok(cert_tcb) => v.push(Check::expect(
+            "tee.tcb",
+            cert_tcb == *reported,
+            format!("certificate TCB {cert_tcb}"),
+            format!("reported_tcb {reported}"),
+        )),
+        Err(e) => v.push(Check::fail(
+            "tee.tcb",
+            "certificate TCB extensions",
+            "unreadable",
+            e,
+        )),
+    }
+}
+
+fn check_chip_id(v: &mut Verdict, report: &AttestationReport, leaf: &Cert, vlek: bool) {
+    if vlek {
+        v.push(
+            Check::pass("tee.chip_id", "not bound (VLEK)", hex(report.chip_id))
+                .with_detail("a VLEK is not tied to one chip"),
+        );
+        return;
+    }
+    if report.chip_id_masked() {
+        v.push(
+            Check::pass("tee.chip_id", "VCEK hwID", "masked (all zero)")
+                .with_detail("the host masked the chip id; the chain and signature still bind"),
+        );
+        return;
+    }
+    let hwid = match leaf.extension_value(OID_HWID) {
+        Ok(Some(value)) => der_octet_string(&value).unwrap_or(value),
+        Ok(None) => {
+            v.push(Check::fail(
+                "tee.chip_id",
+                "a VCEK with a hwID extension",
+                "no hwID extension",
+                "",
+            ));
+            return;
+        }
+        Err(e) => {
+            v.push(Check::fail(
+                "tee.chip_id",
+                "VCEK hwID",
+                "unreadable",
+                e.to_string(),
+            ));
+            return;
+        }
+    };
+    // Turin hwIDs are 8 bytes: the rest of chip_id must be zero.
+    let (head, tail) = report
+        .chip_id
+        .split_at(hwid.len().min(64));
+    let ok = !hwid.is_empty() && head == hwid.as_slice() && tail.iter().all(|&b| b == 0);
+    v.push(Check::expect(
+        "tee.chip_id",
+        ok,
+        format!("VCEK hwID {}", hex(&hwid)),
+        format!("chip_id {}", hex(report.chip_id)),
+    ));
+}
+
+fn check_product(v: &mut Verdict, report: &AttestationReport, product: Product) {
+    match report.cpuid {
+        Some(cpuid) => {
+            let from_cpuid = Product::from_cpuid(cpuid);
+            v.push(Check::expect(
+                "tee.product",
+                from_cpuid == Some(product),
+                format!("a {product} CPU (chain)"),
+                format!(
+                    "CPUID family {:#x} model {:#x} stepping {:#x} ({})",
+                    cpuid.family,
+                    cpuid.model,
+                    cpuid.stepping,
+                    from_cpuid.map_or("unknown product", Product::name)
+                ),
+            ));
+        }
+        None => v.push(
+            Check::pass(
+                "tee.product",
+                format!("{product} (chain)"),
+                "no CPUID in a v2 report",
+            )
+            .with_detail("product taken from the certificate chain"),
+        ),
+    }
+}
+
+fn check_policy(
+    v: &mut Verdict,
+    report: &AttestationReport,
+    reported: &TcbVersion,
+    product: Option<Product>,
+    policy: &SnpPolicy,
+) {
+    let gp = report.policy;
+    v.push(Check::expect(
+        "tee.policy.debug",
+        policy.allow_debug || !gp.debug_allowed(),
+        if policy.allow_debug {
+            "debug allowed or not"
+        } else {
+            "guest policy forbids debug (bit 19 clear)"
+        },
+        format!(
+            "policy {:#x}: debug {}",
+            gp.0,
+            if gp.debug_allowed() {
+                "ALLOWED"
+            } else {
+                "forbidden"
+            }
+        ),
+    ));
+    v.push(Check::expect(
+        "tee.policy.migrate_ma",
+        policy.allow_migration_agent || !gp.migrate_ma_allowed(),
+        if policy.allow_migration_agent {
+            "migration agent allowed or not"
+        } else {
+            "no migration agent (bit 18 clear)"
+        },
+        format!(
+            "policy {:#x}: migration agent {}",
+            gp.0,
+            if gp.migrate_ma_allowed() {
+                "allowed"
+            } else {
+                "forbidden"
+            }
+        ),
+    ));
+    v.push(Check::expect(
+        "tee.policy.vmpl",
+        report.vmpl == policy.vmpl,
+        format!("VMPL {}", policy.vmpl),
+        format!("VMPL {}", report.vmpl),
+    ));
+    if !policy.products.is_empty() {
+        let names: Vec<&str> = policy
+            .products
+            .iter()
+            .map(|p| p.name())
+            .collect();
+        v.push(Check::expect(
+            "tee.policy.product",
+            product.is_some_and(|p| policy.products.contains(&p)),
+            names.join(" or "),
+            product.map_or("unknown", Product::name),
+        ));
+    }
+    if let Some(min) = &policy.min_tcb {
+        let min = TcbVersion {
+            fmc: min.fmc,
+            bootloader: min.bootloader,
+            tee: min.tee,
+            snp: min.snp,
+            microcode: min.microcode,
+        };
+        v.push(Check::expect(
+            "tee.policy.min_tcb",
+            reported.at_least(&min),
+            format!("at least {min}"),
+            reported.to_string(),
+        ));
+    }
+    if let Some(min) = policy.min_guest_svn {
+        v.push(Check::expect(
+            "tee.policy.min_guest_svn",
+            report.guest_svn >= min,
+            format!("at least {min}"),
+            report.guest_svn.to_string(),
+        ));
+    }
+    let pins: [(&str, &Option<String>, &[u8]); 7] = [
+        (
+            "tee.policy.measurement",
+            &policy.measurement,
+            &report.measurement,
+        ),
+        ("tee.policy.host_data", &policy.host_data, &report.host_data),
+        (
+            "tee.policy.id_key_digest",
+            &policy.id_key_digest,
+            &report.id_key_digest,
+        ),
+        (
+            "tee.policy.author_key_digest",
+            &policy.author_key_digest,
+            &report.author_key_digest,
+        ),
+        (
+            "tee.policy.report_data",
+            &policy.report_data,
+            &report.report_data,
+        ),
+        ("tee.policy.family_id", &policy.family_id, &report.family_id),
+        ("tee.policy.image_id", &policy.image_id, &report.image_id),
+    ];
+    for (step, expected, presented) in pins {
+        if let Some(expected) = expected {
+            v.push(pin_check(step, expected, presented));
+        }
+    }
+}
+
+/// Compare a policy's hex value with a presented field.
+pub(crate) fn pin_check(step: &str, expected_hex: &str, presented: &[u8]) -> Check {
+    match hexfmt::decode(expected_hex) {
+        Ok(expected) => Check::expect(step, expected == presented, hex(&expected), hex(presented)),
+        Err(e) => Check::fail(
+            step,
+            expected_hex,
+            hex(presented),
+            format!("the policy value is not valid hex: {e}"),
+        ),
+    }
+}
+
+fn short(hex: &str) -> String {
+    match hex.get(..16) {
+        Some(head) if hex.len() > 16 => format!("{head}…"),
+        _ => hex.to_owned(),
+    }
+}
+
+/// A DER INTEGER in 0..=255 (AMD's SPL extensions).
+fn der_small_uint(der: &[u8]) -> Option<u8> {
+    let mut r = Reader::new("DER INTEGER", der);
+    if r.u8("tag").ok()? != 0x02 {
+        return None;
+    }
+    let len = usize::from(r.u8("length").ok()?);
+    let value = r.take(len, "value").ok()?;
+    r.finish().ok()?;
+    match value {
+        [b] if *b < 0x80 => Some(*b),
+        [0, b] if *b >= 0x80 => Some(*b),
+        _ => None,
+    }
+}
+
+/// The content of a DER OCTET STRING (short or one/two-byte long form), or `None`.
+fn der_octet_string(der: &[u8]) -> Option<Vec<u8>> {
+    let mut r = Reader::new("DER OCTET STRING", der);
+    if r.u8("tag").ok()? != 0x04 {
+        return None;
+    }
+    let len = match r.u8("length").ok()? {
+        n if n < 0x80 => usize::from(n),
+        0x81 => usize::from(r.u8("length").ok()?),
+        0x82 => usize::from(r.u16_be("length").ok()?),
+        _ => return None,
+    };
+    let value = r.take(len, "value").ok()?;
+    r.finish().ok()?;
+    Some(value.to_vec())
+}
