@@ -1,0 +1,122 @@
+//! `cosmian_vm evidence verify|inspect`: offline checks of evidence files.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use ratls::{Policy, UnixTime, Verdict};
+use serde::Serialize;
+
+use crate::cli::{InspectArgs, UsageError, VerifyArgs, EXIT_REJECTED, EXIT_TRUSTED};
+use crate::output;
+
+/// Largest evidence file we read (IMA logs of long-running machines are the largest inputs).
+const MAX_INPUT: u64 = 256 * 1024 * 1024;
+
+pub fn verify(args: &VerifyArgs) -> Result<ExitCode, UsageError> {
+    let now = match &args.at {
+        Some(text) => UnixTime::parse_rfc3339(text).map_err(|e| UsageError(format!("--at: {e}")))?,
+        None => UnixTime::now(),
+    };
+    let policy = match &args.policy {
+        Some(path) => {
+            let text = read_text(path)?;
+            Policy::from_json(&text)
+                .map_err(|e| UsageError(format!("--policy {}: {e}", path.display())))?
+        }
+        None => Policy::default(),
+    };
+    let verdict = if let Some(report) = &args.snp_report {
+        verify_snp(args, report, &policy, now)?
+    } else {
+        return Err(UsageError(
+            "give one of --snp-report, --tdx-quote, --tpm-quote, --ima-log".into(),
+        ));
+    };
+    output::print_verdict(&verdict, args.json);
+    Ok(exit_for(&verdict))
+}
+
+fn verify_snp(
+    args: &VerifyArgs,
+    report: &Path,
+    policy: &Policy,
+    now: UnixTime,
+) -> Result<Verdict, UsageError> {
+    let certs = ratls::snp::CertInput {
+        vcek: args
+            .vcek
+            .as_deref()
+            .map(read)
+            .transpose()?,
+        vlek: args
+            .vlek
+            .as_deref()
+            .map(read)
+            .transpose()?,
+        chain: args
+            .cert_chain
+            .as_deref()
+            .map(read)
+            .transpose()?,
+    };
+    Ok(ratls::snp::verify_bytes(&read(report)?, &certs, &policy.snp, now))
+}
+
+/// What `inspect` found.
+#[derive(Debug, Serialize)]
+struct Inspection<C: Serialize> {
+    kind: &'static str,
+    claims: C,
+}
+
+pub fn inspect(args: &InspectArgs) -> Result<ExitCode, UsageError> {
+    let bytes = read(&args.file)?;
+    let mut attempts = Vec::new();
+    match ratls::snp::inspect(&bytes) {
+        Ok(claims) => return Ok(show("sev-snp", claims, args.json)),
+        Err(e) => attempts.push(format!("sev-snp: {e}")),
+    }
+    eprintln!(
+        "error: {} is not a recognised evidence file:\n  {}",
+        args.file.display(),
+        attempts.join("\n  ")
+    );
+    Ok(ExitCode::from(EXIT_REJECTED))
+}
+
+fn show<C: Serialize>(kind: &'static str, claims: C, json: bool) -> ExitCode {
+    if json {
+        output::print_json(&Inspection { kind, claims });
+    } else {
+        output::print_line(&format!("{kind} evidence (parsed, not verified)"));
+        output::print_claims(&claims);
+    }
+    ExitCode::from(EXIT_TRUSTED)
+}
+
+fn exit_for(verdict: &Verdict) -> ExitCode {
+    ExitCode::from(if verdict.is_trusted() {
+        EXIT_TRUSTED
+    } else {
+        EXIT_REJECTED
+    })
+}
+
+/// Read a whole input file, refusing absurd sizes.
+fn read(path: &Path) -> Result<Vec<u8>, UsageError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
+    if meta.len() > MAX_INPUT {
+        return Err(UsageError(format!(
+            "{} is {} bytes, over the {MAX_INPUT}-byte limit",
+            path.display(),
+            meta.len()
+        )));
+    }
+    std::fs::read(path).map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))
+}
+
+fn read_text(path: &Path) -> Result<String, UsageError> {
+    String::from_utf8(read(path)?)
+        .map_err(|_| UsageError(format!("{} is not UTF-8 text", path.display())))
+}
