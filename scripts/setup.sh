@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install what the build and the tests need on a fresh Debian 12 machine (idempotent; run as root).
+# Packages already present are not reinstalled; `apt-get update` runs only when something is missing.
+set -euo pipefail
+
+# Debian packages the tests use. Later issues add swtpm, tpm2-tools, pebble, cryptsetup, qemu.
+PACKAGES=(ca-certificates pkg-config)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# cargo-fuzz drives the fuzz smoke run (stable toolchain + RUSTC_BOOTSTRAP=1, see scripts/fuzz-smoke.sh).
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    echo "setup: installing cargo-fuzz"
+    cargo install cargo-fuzz --locked --version 0.13.2 --quiet
+fi

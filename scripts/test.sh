@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command (README): set up a fresh Debian machine, then run every test suite, a short
+# fuzz run of every parser, and a smoke run of the benchmark binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo build --workspace --all-targets --locked
+cargo test --workspace --locked
+cargo test --workspace --locked --doc
+scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-10}"
+cargo run --release --locked -p ratls-bench -- --multiplier 0.05
