@@ -62,36 +62,77 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "FILE", help_heading = "SEV-SNP")]
     pub snp_report: Option<PathBuf>,
     /// The VCEK certificate (DER or PEM).
-    #[arg(long, value_name = "FILE", requires = "snp_report", conflicts_with = "vlek", help_heading = "SEV-SNP")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "snp_report",
+        conflicts_with = "vlek",
+        help_heading = "SEV-SNP"
+    )]
     pub vcek: Option<PathBuf>,
     /// The VLEK certificate (DER or PEM).
-    #[arg(long, value_name = "FILE", requires = "snp_report", help_heading = "SEV-SNP")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "snp_report",
+        help_heading = "SEV-SNP"
+    )]
     pub vlek: Option<PathBuf>,
     /// ASK (or ASVK) then ARK, PEM, as AMD KDS serves them; default: the built-in chain.
-    #[arg(long, value_name = "PEM", requires = "snp_report", help_heading = "SEV-SNP")]
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "snp_report",
+        help_heading = "SEV-SNP"
+    )]
     pub cert_chain: Option<PathBuf>,
 
     /// An Intel TDX quote (v4 or v5).
-    #[arg(long, value_name = "FILE", requires = "collateral", help_heading = "TDX")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "collateral",
+        help_heading = "TDX"
+    )]
     pub tdx_quote: Option<PathBuf>,
     /// Intel PCS collateral (JSON: tcb_info, qe_identity, CRLs, issuer chains, signatures).
-    #[arg(long, value_name = "JSON", requires = "tdx_quote", help_heading = "TDX")]
+    #[arg(
+        long,
+        value_name = "JSON",
+        requires = "tdx_quote",
+        help_heading = "TDX"
+    )]
     pub collateral: Option<PathBuf>,
 
     /// A TPMS_ATTEST quote structure (raw or hex).
     #[arg(long, value_name = "FILE", requires_all = ["tpm_signature", "ak_public"], help_heading = "TPM")]
     pub tpm_quote: Option<PathBuf>,
     /// The TPMT_SIGNATURE over the quote (raw or hex).
-    #[arg(long, value_name = "FILE", requires = "tpm_quote", help_heading = "TPM")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tpm_quote",
+        help_heading = "TPM"
+    )]
     pub tpm_signature: Option<PathBuf>,
     /// The attestation key's TPMT_PUBLIC or TPM2B_PUBLIC (raw or hex).
-    #[arg(long, value_name = "FILE", requires = "tpm_quote", help_heading = "TPM")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tpm_quote",
+        help_heading = "TPM"
+    )]
     pub ak_public: Option<PathBuf>,
     /// The nonce the quote's qualifying data must equal (hex).
     #[arg(long, value_name = "HEX", requires = "tpm_quote", help_heading = "TPM")]
     pub nonce: Option<String>,
     /// The quoted PCR values, JSON {"sha256": {"0": "hex", ...}}; needed to check pcrDigest.
-    #[arg(long, value_name = "JSON", requires = "tpm_quote", help_heading = "TPM")]
+    #[arg(
+        long,
+        value_name = "JSON",
+        requires = "tpm_quote",
+        help_heading = "TPM"
+    )]
     pub pcrs: Option<PathBuf>,
 
     /// A Linux IMA measurement log (binary_runtime_measurements or ASCII).

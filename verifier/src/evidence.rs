@@ -14,7 +14,9 @@ const MAX_INPUT: u64 = 256 * 1024 * 1024;
 
 pub fn verify(args: &VerifyArgs) -> Result<ExitCode, UsageError> {
     let now = match &args.at {
-        Some(text) => UnixTime::parse_rfc3339(text).map_err(|e| UsageError(format!("--at: {e}")))?,
+        Some(text) => {
+            UnixTime::parse_rfc3339(text).map_err(|e| UsageError(format!("--at: {e}")))?
+        }
         None => UnixTime::now(),
     };
     let policy = match &args.policy {
@@ -59,7 +61,12 @@ fn verify_snp(
             .map(read)
             .transpose()?,
     };
-    Ok(ratls::snp::verify_bytes(&read(report)?, &certs, &policy.snp, now))
+    Ok(ratls::snp::verify_bytes(
+        &read(report)?,
+        &certs,
+        &policy.snp,
+        now,
+    ))
 }
 
 /// What `inspect` found.

@@ -1,0 +1,115 @@
+//! `ratls-bench`: how fast the verification core is on real hardware evidence, measured side by
+//! side with a reference cost in the same run (the bare cryptography, or the upstream library we
+//! build on), so the figures mean something on any machine.
+//!
+//! ```text
+//! cargo run --release -p ratls-bench -- [--multiplier F] [--markdown]
+//! ```
+//!
+//! `--multiplier` scales every iteration count (CI smoke-runs with 0.05). Results go to stdout as
+//! a table; `docs/benchmarks.md` records the method and the latest figures.
+
+#![forbid(unsafe_code)]
+#![allow(clippy::expect_used, clippy::panic)] // A benchmark on missing data has nothing to measure.
+
+mod cases;
+
+use std::hint::black_box;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// One measured operation.
+#[derive(Debug)]
+pub struct Measurement {
+    pub name: String,
+    pub iterations: u64,
+    pub elapsed: Duration,
+    /// Work units per iteration (e.g. IMA entries), for a throughput column.
+    pub units_per_iter: u64,
+    pub unit: &'static str,
+}
+
+impl Measurement {
+    pub fn per_op(&self) -> Duration {
+        self.elapsed / u32::try_from(self.iterations.max(1)).unwrap_or(u32::MAX)
+    }
+
+    pub fn units_per_sec(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs == 0.0 {
+            return 0.0;
+        }
+        (self.iterations * self.units_per_iter) as f64 / secs
+    }
+}
+
+/// Run `f` `iterations` times (after a short warm-up) and time it.
+pub fn measure<T>(
+    name: &str,
+    iterations: u64,
+    units_per_iter: u64,
+    unit: &'static str,
+    mut f: impl FnMut() -> T,
+) -> Measurement {
+    for _ in 0..iterations.div_ceil(10).min(50) {
+        black_box(f());
+    }
+    let start = Instant::now();
+    for _ in 0..iterations {
+        black_box(f());
+    }
+    Measurement {
+        name: name.to_owned(),
+        iterations,
+        elapsed: start.elapsed(),
+        units_per_iter,
+        unit,
+    }
+}
+
+fn main() -> ExitCode {
+    let mut multiplier = 1.0f64;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--multiplier" => {
+                multiplier = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|m: &f64| *m > 0.0)
+                    .unwrap_or_else(|| {
+                        eprintln!("--multiplier needs a positive number");
+                        std::process::exit(2)
+                    });
+            }
+            "--help" | "-h" => {
+                println!("usage: ratls-bench [--multiplier F]");
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("unknown argument {other}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let scale = |n: u64| ((n as f64 * multiplier) as u64).max(1);
+    let groups = cases::run(&scale);
+    println!("| benchmark | iterations | time per op | throughput |");
+    println!("| --- | ---: | ---: | ---: |");
+    for group in &groups {
+        for m in group {
+            let throughput = if m.units_per_iter > 1 || m.unit != "op" {
+                format!("{:.0} {}/s", m.units_per_sec(), m.unit)
+            } else {
+                format!("{:.0} op/s", m.units_per_sec())
+            };
+            println!(
+                "| {} | {} | {:.1} µs | {throughput} |",
+                m.name,
+                m.iterations,
+                m.per_op().as_secs_f64() * 1e6
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
