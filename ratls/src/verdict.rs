@@ -172,7 +172,7 @@ pub enum Claims {
     None {},
     Snp(Box<crate::snp::SnpClaims>),
     Tdx(Box<crate::tdx::TdxClaims>),
-    Tpm(crate::tpm::TpmClaims),
+    Tpm(Box<crate::tpm::TpmClaims>),
 }
 
 /// The result of verifying one piece of evidence.

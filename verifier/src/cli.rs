@@ -35,7 +35,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum EvidenceCommand {
     /// Verify one piece of evidence and print the step-by-step verdict.
-    Verify(VerifyArgs),
+    Verify(Box<VerifyArgs>),
     /// Detect the kind of an evidence file and print what it claims (verifies nothing).
     Inspect(InspectArgs),
 }

@@ -29,6 +29,8 @@ pub fn verify(args: &VerifyArgs) -> Result<ExitCode, UsageError> {
     };
     let verdict = if let Some(report) = &args.snp_report {
         verify_snp(args, report, &policy, now)?
+    } else if let Some(quote) = &args.tpm_quote {
+        verify_tpm(args, quote, &policy)?
     } else {
         return Err(UsageError(
             "give one of --snp-report, --tdx-quote, --tpm-quote, --ima-log".into(),
@@ -69,6 +71,43 @@ fn verify_snp(
     ))
 }
 
+fn verify_tpm(args: &VerifyArgs, quote: &Path, policy: &Policy) -> Result<Verdict, UsageError> {
+    let (Some(signature), Some(ak_public)) = (&args.tpm_signature, &args.ak_public) else {
+        return Err(UsageError(
+            "--tpm-quote needs --tpm-signature and --ak-public".into(),
+        ));
+    };
+    let nonce = args
+        .nonce
+        .as_deref()
+        .map(|n| {
+            ratls::hexfmt::decode(n).map_err(|e| UsageError(format!("--nonce: invalid hex: {e}")))
+        })
+        .transpose()?;
+    let pcrs = args
+        .pcrs
+        .as_deref()
+        .map(|path| {
+            let text = read_text(path)?;
+            ratls::tpm::PcrValues::from_json(&text)
+                .map_err(|e| UsageError(format!("--pcrs {}: {e}", path.display())))
+        })
+        .transpose()?;
+    let attest = read_maybe_hex(quote)?;
+    let signature = read_maybe_hex(signature)?;
+    let ak_public = read_maybe_hex(ak_public)?;
+    Ok(ratls::tpm::verify(
+        &ratls::tpm::QuoteInput {
+            attest: &attest,
+            signature: &signature,
+            ak_public: &ak_public,
+            nonce,
+            pcrs,
+        },
+        &policy.tpm,
+    ))
+}
+
 /// What `inspect` found.
 #[derive(Debug, Serialize)]
 struct Inspection<C: Serialize> {
@@ -82,6 +121,11 @@ pub fn inspect(args: &InspectArgs) -> Result<ExitCode, UsageError> {
     match ratls::snp::inspect(&bytes) {
         Ok(claims) => return Ok(show("sev-snp", claims, args.json)),
         Err(e) => attempts.push(format!("sev-snp: {e}")),
+    }
+    let tpm_bytes = ratls::hexfmt::decode_if_hex_text(&bytes).unwrap_or_else(|| bytes.clone());
+    match ratls::tpm::inspect_attest(&tpm_bytes) {
+        Ok(claims) => return Ok(show("tpm", claims, args.json)),
+        Err(e) => attempts.push(format!("tpm quote: {e}")),
     }
     eprintln!(
         "error: {} is not a recognised evidence file:\n  {}",
@@ -121,6 +165,12 @@ fn read(path: &Path) -> Result<Vec<u8>, UsageError> {
         )));
     }
     std::fs::read(path).map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))
+}
+
+/// Read a binary structure that may also be stored as hex text.
+fn read_maybe_hex(path: &Path) -> Result<Vec<u8>, UsageError> {
+    let bytes = read(path)?;
+    Ok(ratls::hexfmt::decode_if_hex_text(&bytes).unwrap_or(bytes))
 }
 
 fn read_text(path: &Path) -> Result<String, UsageError> {

@@ -85,12 +85,12 @@ pub fn verify(input: &QuoteInput<'_>, policy: &TpmPolicy) -> Verdict {
                     c.clock, c.reset_count, c.restart_count, c.safe
                 ),
             ));
-            verdict.claims = Claims::Tpm(claims(
+            verdict.claims = Claims::Tpm(Box::new(claims(
                 a,
                 ak.as_ref().ok(),
                 sig.as_ref().ok(),
                 input.pcrs.as_ref(),
-            ));
+            )));
         }
         Err(_) => {
             let why = "the quote (TPMS_ATTEST) did not parse";
