@@ -91,3 +91,37 @@ impl fmt::Display for Product {
         f.write_str(self.name())
     }
 }
+
+/// The built-in ARK and intermediate of a product, parsed and verified (ARK self-signature,
+/// intermediate signed by ARK, ARK fingerprint pinned) once per process. `None` if they do not
+/// verify, which the unit tests rule out.
+pub(crate) struct BuiltIn {
+    pub ark: crate::pki::Cert,
+    pub intermediate: crate::pki::Cert,
+}
+
+pub(crate) fn built_in(product: Product, vlek: bool) -> Option<&'static BuiltIn> {
+    use std::sync::OnceLock;
+    static CACHE: [OnceLock<Option<BuiltIn>>; 6] = [const { OnceLock::new() }; 6];
+    let index = Product::ALL
+        .iter()
+        .position(|p| *p == product)?
+        * 2
+        + usize::from(vlek);
+    CACHE
+        .get(index)?
+        .get_or_init(|| {
+            let ark = crate::pki::Cert::from_der_or_pem(product.ark_pem()).ok()?;
+            let intermediate =
+                crate::pki::Cert::from_der_or_pem(product.intermediate_pem(vlek)).ok()?;
+            let pinned = ark.fingerprint() == product.ark_fingerprint();
+            let signed = ark
+                .verify_signed_by(&ark)
+                .is_ok()
+                && intermediate
+                    .verify_signed_by(&ark)
+                    .is_ok();
+            (pinned && signed).then_some(BuiltIn { ark, intermediate })
+        })
+        .as_ref()
+}
