@@ -140,10 +140,10 @@ fn v4_is_trusted_inside_its_collateral_window() {
     assert!(c.mr_seam.starts_with("5b38e33a"));
     assert!(c.mr_seam.ends_with("207b00c1"));
     // 0x10000000 (SEPT_VE_DISABLE), little endian; DEBUG off.
-    assert_eq!(c.td_attributes, "0000001000000000");
+    assert_eq!(c.td_attributes, "0x10000000");
     assert!(!c.debug);
     // 0x602E7, little endian.
-    assert_eq!(c.xfam, "e702060000000000");
+    assert_eq!(c.xfam, "0x602e7");
     assert_eq!(c.tcb_status.as_deref(), Some("UpToDate"));
     assert!(c.advisory_ids.is_empty());
     assert_eq!(c.fmspc.as_deref(), Some("b0c06f000000"));
@@ -226,8 +226,8 @@ fn v5_parses_as_td15_with_the_readme_values() {
     );
     assert_eq!(c.mr_service_td, Some("00".repeat(48)));
     assert!(c.mr_seam.starts_with("49b66faa"));
-    assert_eq!(c.td_attributes, "0000001000000000");
-    assert_eq!(c.xfam, "e718060000000000");
+    assert_eq!(c.td_attributes, "0x10000000");
+    assert_eq!(c.xfam, "0x618e7");
     assert_eq!(c.fmspc.as_deref(), Some("90c06f000000"));
     assert_eq!(c.tcb_status, None);
 }

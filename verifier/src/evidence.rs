@@ -29,6 +29,11 @@ pub fn verify(args: &VerifyArgs) -> Result<ExitCode, UsageError> {
     };
     let verdict = if let Some(report) = &args.snp_report {
         verify_snp(args, report, &policy, now)?
+    } else if let Some(quote) = &args.tdx_quote {
+        let Some(collateral) = &args.collateral else {
+            return Err(UsageError("--tdx-quote needs --collateral".into()));
+        };
+        ratls::tdx::verify_bytes(&read(quote)?, &read(collateral)?, &policy.tdx, now)
     } else if let Some(quote) = &args.tpm_quote {
         verify_tpm(args, quote, &policy)?
     } else {
@@ -121,6 +126,10 @@ pub fn inspect(args: &InspectArgs) -> Result<ExitCode, UsageError> {
     match ratls::snp::inspect(&bytes) {
         Ok(claims) => return Ok(show("sev-snp", claims, args.json)),
         Err(e) => attempts.push(format!("sev-snp: {e}")),
+    }
+    match ratls::tdx::inspect(&bytes) {
+        Ok(claims) => return Ok(show("tdx", claims, args.json)),
+        Err(e) => attempts.push(format!("tdx quote: {e}")),
     }
     let tpm_bytes = ratls::hexfmt::decode_if_hex_text(&bytes).unwrap_or_else(|| bytes.clone());
     match ratls::tpm::inspect_attest(&tpm_bytes) {

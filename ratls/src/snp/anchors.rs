@@ -115,9 +115,7 @@ pub(crate) fn built_in(product: Product, vlek: bool) -> Option<&'static BuiltIn>
             let intermediate =
                 crate::pki::Cert::from_der_or_pem(product.intermediate_pem(vlek)).ok()?;
             let pinned = ark.fingerprint() == product.ark_fingerprint();
-            let signed = ark
-                .verify_signed_by(&ark)
-                .is_ok()
+            let signed = ark.verify_signed_by(&ark).is_ok()
                 && intermediate
                     .verify_signed_by(&ark)
                     .is_ok();

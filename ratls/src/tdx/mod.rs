@@ -104,13 +104,14 @@ pub struct TdxClaims {
     pub rtmr2: String,
     pub rtmr3: String,
     pub report_data: String,
-    /// The 8 bytes of TD attributes as they appear in the quote.
+    /// TD attributes as a little-endian u64, e.g. `0x10000000` (SEPT_VE_DISABLE).
     pub td_attributes: String,
     /// TD attributes DEBUG bit.
     pub debug: bool,
     pub tee_tcb_svn: String,
     pub mr_seam: String,
     pub mr_signer_seam: String,
+    /// XFAM as a little-endian u64, e.g. `0x602e7`.
     pub xfam: String,
     pub mr_config_id: String,
     pub mr_owner: String,
@@ -146,12 +147,12 @@ impl TdxClaims {
             rtmr2: hex(rtmr2),
             rtmr3: hex(rtmr3),
             report_data: hex(r.report_data),
-            td_attributes: hex(r.td_attributes),
+            td_attributes: format!("{:#x}", u64::from_le_bytes(r.td_attributes)),
             debug: r.debug(),
             tee_tcb_svn: hex(r.tee_tcb_svn),
             mr_seam: hex(r.mr_seam),
             mr_signer_seam: hex(r.mr_signer_seam),
-            xfam: hex(r.xfam),
+            xfam: format!("{:#x}", u64::from_le_bytes(r.xfam)),
             mr_config_id: hex(r.mr_config_id),
             mr_owner: hex(r.mr_owner),
             mr_owner_config: hex(r.mr_owner_config),

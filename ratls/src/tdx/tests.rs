@@ -343,9 +343,9 @@ fn inspect_reports_the_claims_in_lower_case_hex() {
     assert_eq!(claims.rtmr0, "0b".repeat(48));
     assert_eq!(claims.rtmr3, "0e".repeat(48));
     assert_eq!(claims.report_data, "0f".repeat(64));
-    assert_eq!(claims.td_attributes, "0100001000000000");
+    assert_eq!(claims.td_attributes, "0x10000001");
     assert!(claims.debug);
-    assert_eq!(claims.xfam, "06".repeat(8));
+    assert_eq!(claims.xfam, "0x606060606060606");
     assert_eq!(
         claims.tee_tcb_svn2.as_deref(),
         Some("10".repeat(16).as_str())
