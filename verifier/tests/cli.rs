@@ -1,0 +1,331 @@
+//! Black-box tests of `cosmian_vm evidence`: the real binary on real hardware evidence, checking
+//! exit codes (0 trusted, 1 rejected, 2 usage), the JSON shape others script against, and the
+//! claim names.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ratls_test::real_testdata;
+use serde_json::Value;
+
+fn cosmian_vm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cosmian_vm"))
+        .args(args)
+        .output()
+        .expect("run cosmian_vm")
+}
+
+fn p(dir: &Path, name: &str) -> String {
+    dir.join(name)
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn tmp(name: &str, contents: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cosmian_vm_cli_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+/// Every verdict object has exactly the documented top-level keys and check fields.
+fn assert_shape(v: &Value, platform: &str) {
+    let keys: Vec<&str> = v
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["verdict", "platform", "simulated", "checks", "claims"]);
+    assert_eq!(v["platform"], platform);
+    assert_eq!(v["simulated"], false);
+    for check in v["checks"].as_array().unwrap() {
+        for field in ["step", "ok", "expected", "presented", "detail"] {
+            assert!(check.get(field).is_some(), "check lacks {field}: {check}");
+        }
+    }
+}
+
+#[test]
+fn snp_trusted_then_rejected_after_expiry() {
+    let Some(dir) = real_testdata("sev-snp/milan-vcek-virtee") else {
+        return;
+    };
+    let args = [
+        "evidence",
+        "verify",
+        "--json",
+        "--at",
+        "2026-01-01T00:00:00Z",
+        "--snp-report",
+        &p(&dir, "report_milan.hex"),
+        "--vcek",
+        &p(&dir, "vcek_milan.der"),
+        "--cert-chain",
+        &p(&dir, "cert_chain_milan"),
+    ];
+    let out = cosmian_vm(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let v = json(&out);
+    assert_shape(&v, "sev-snp");
+    assert_eq!(v["verdict"], "trusted");
+    let c = &v["claims"];
+    assert_eq!(
+        c["measurement"],
+        "7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158d3e1a0dc39b2c60bd95b9c480cd81841f"
+    );
+    assert_eq!(c["policy"], "0x30000");
+    assert_eq!(c["debug_allowed"], false);
+    assert_eq!(c["vmpl"], 0);
+    assert_eq!(c["signing_key"], "vcek");
+    assert_eq!(c["reported_tcb"]["bootloader"], 3);
+    assert_eq!(c["reported_tcb"]["tee"], 0);
+    assert_eq!(c["reported_tcb"]["snp"], 8);
+    assert_eq!(c["reported_tcb"]["microcode"], 115);
+    assert!(c["chip_id"].as_str().unwrap().starts_with("d49554ec"));
+    assert!(c["report_data"].as_str().unwrap().starts_with("d447b55d"));
+
+    let mut late = args;
+    late[4] = "2031-01-01T00:00:00Z";
+    let out = cosmian_vm(&late);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(v["verdict"], "rejected");
+    let failed: Vec<&Value> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .collect();
+    assert_eq!(failed[0]["step"], "tee.chain.validity");
+
+    // Human output names the step too.
+    let out = cosmian_vm(&late[..2].iter().chain(&late[3..]).copied().collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("REJECTED"), "{text}");
+    assert!(text.contains("rejected at tee.chain.validity"), "{text}");
+}
+
+#[test]
+fn snp_policy_file_and_malformed_report() {
+    let Some(dir) = real_testdata("sev-snp/genoa-azure-vtpm-trustee") else {
+        return;
+    };
+    let evidence: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("evidence-genoa.json")).unwrap()).unwrap();
+    let vcek = tmp("vcek-genoa.pem", evidence["vcek"].as_str().unwrap().as_bytes());
+    let policy = tmp("policy.json", br#"{"snp": {"measurement": "00"}}"#);
+    let base = [
+        "evidence",
+        "verify",
+        "--json",
+        "--at",
+        "2026-01-01T00:00:00Z",
+        "--snp-report",
+        &p(&dir, "derived-snp-report.bin"),
+        "--vcek",
+        vcek.to_str().unwrap(),
+    ];
+    let out = cosmian_vm(&base);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(json(&out)["claims"]["policy"], "0x3001f");
+
+    let mut with_policy = base.to_vec();
+    with_policy.extend(["--policy", policy.to_str().unwrap()]);
+    let out = cosmian_vm(&with_policy);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    let m = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["step"] == "tee.policy.measurement")
+        .unwrap();
+    assert_eq!(m["ok"], false);
+    assert!(m["presented"].as_str().unwrap().starts_with("f57dc09a"));
+
+    // A typo in the policy is a usage error, not a silent pass.
+    let typo = tmp("typo.json", br#"{"snp": {"allow_debugg": true}}"#);
+    let mut with_typo = base.to_vec();
+    with_typo.extend(["--policy", typo.to_str().unwrap()]);
+    let out = cosmian_vm(&with_typo);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("allow_debugg"));
+
+    // Malformed evidence is a rejection (exit 1) at tee.parse.
+    let short = tmp("short.bin", &[2, 0, 0, 0, 1, 2, 3]);
+    let mut malformed = base.to_vec();
+    malformed[6] = short.to_str().unwrap();
+    let out = cosmian_vm(&malformed);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json(&out)["checks"][0]["step"], "tee.parse");
+}
+
+#[test]
+fn tdx_v4_trusted_and_v5_rejected_at_tcb() {
+    let Some(v4) = real_testdata("tdx/v4-emr-phala-collateral") else {
+        return;
+    };
+    let out = cosmian_vm(&[
+        "evidence",
+        "verify",
+        "--json",
+        "--at",
+        "2025-07-01T00:00:00Z",
+        "--tdx-quote",
+        &p(&v4, "tdx_quote.bin"),
+        "--collateral",
+        &p(&v4, "collateral.json"),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let v = json(&out);
+    assert_shape(&v, "tdx");
+    let c = &v["claims"];
+    assert_eq!(
+        c["mr_td"],
+        "91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942a604a407de03ae6dc5f87f27428b2538873118b7"
+    );
+    assert_eq!(c["rtmr3"], "0".repeat(96));
+    assert_eq!(c["td_attributes"], "0x10000000");
+    assert_eq!(c["debug"], false);
+    assert_eq!(c["tcb_status"], "UpToDate");
+    assert_eq!(c["advisory_ids"], serde_json::json!([]));
+    for key in ["rtmr0", "rtmr1", "rtmr2", "report_data"] {
+        assert!(c[key].is_string(), "{key}");
+    }
+
+    let Some(v5) = real_testdata("tdx/v5-td15-phala-collateral") else {
+        return;
+    };
+    let out = cosmian_vm(&[
+        "evidence",
+        "verify",
+        "--json",
+        "--at",
+        "2026-03-01T00:00:00Z",
+        "--tdx-quote",
+        &p(&v5, "tdx_quote_v5.bin"),
+        "--collateral",
+        &p(&v5, "collateral.json"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    let failed: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["tee.tcb"]);
+    assert_eq!(v["claims"]["body_type"], "td1.5");
+}
+
+#[test]
+fn tpm_quote_verifies_with_nonce_and_pcrs() {
+    let Some(dir) = real_testdata("tpm/gce-shielded-vm-go-tpm-tools") else {
+        return;
+    };
+    let quotes: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("derived-quotes.json")).unwrap()).unwrap();
+    let q = quotes["quotes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["pcr_bank"] == "sha256")
+        .unwrap();
+    let attest = tmp("attest.hex", q["tpms_attest_hex"].as_str().unwrap().as_bytes());
+    let sig = tmp("sig.bin", &hex::decode(q["tpmt_signature_hex"].as_str().unwrap()).unwrap());
+    let pcrs = tmp(
+        "pcrs.json",
+        serde_json::json!({ "sha256": q["pcrs"] })
+            .to_string()
+            .as_bytes(),
+    );
+    let run = |nonce: &str| {
+        cosmian_vm(&[
+            "evidence",
+            "verify",
+            "--json",
+            "--tpm-quote",
+            attest.to_str().unwrap(),
+            "--tpm-signature",
+            sig.to_str().unwrap(),
+            "--ak-public",
+            &p(&dir, "derived-ak_pub.tpmt"),
+            "--nonce",
+            nonce,
+            "--pcrs",
+            pcrs.to_str().unwrap(),
+        ])
+    };
+    let out = run("9009");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let v = json(&out);
+    assert_shape(&v, "tpm");
+    assert_eq!(v["claims"]["reset_count"], 10);
+    let out = run("9010");
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert!(v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["step"] == "tpm.qualifying_data" && c["ok"] == false));
+}
+
+#[test]
+fn inspect_detects_each_kind() {
+    let Some(root) = real_testdata("") else {
+        return;
+    };
+    let cases = [
+        ("sev-snp/milan-vcek-virtee/report_milan.hex", "sev-snp"),
+        ("sev-snp/genoa-azure-vtpm-trustee/derived-snp-report.bin", "sev-snp"),
+        ("sev-snp/genoa-azure-vtpm-trustee/derived-tpms_attest.bin", "tpm"),
+        ("tdx/v4-emr-phala-collateral/tdx_quote.bin", "tdx"),
+        ("tdx/v5-td15-phala-collateral/tdx_quote_v5.bin", "tdx"),
+    ];
+    for (file, kind) in cases {
+        let out = cosmian_vm(&["evidence", "inspect", "--json", &p(&root, file)]);
+        assert_eq!(out.status.code(), Some(0), "{file}");
+        let v = json(&out);
+        assert_eq!(v["kind"], kind, "{file}");
+        assert!(v["claims"].is_object());
+    }
+    // Not evidence: exit 1, with what each parser said.
+    let junk = tmp("junk.txt", b"hello, world\n");
+    let out = cosmian_vm(&["evidence", "inspect", junk.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a recognised evidence file"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        vec!["evidence", "verify"],
+        vec!["evidence", "verify", "--snp-report", "/nonexistent/report.bin"],
+        vec!["evidence", "verify", "--tdx-quote", "q.bin"],
+        vec!["evidence", "verify", "--snp-report", "r", "--tdx-quote", "q", "--collateral", "c"],
+        vec!["evidence", "verify", "--snp-report", "r", "--at", "yesterday"],
+        vec!["evidence", "inspect", "/nonexistent"],
+    ] {
+        let out = cosmian_vm(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
