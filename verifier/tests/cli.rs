@@ -2,7 +2,12 @@
 //! exit codes (0 trusted, 1 rejected, 2 usage), the JSON shape others script against, and the
 //! claim names.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -50,7 +55,10 @@ fn assert_shape(v: &Value, platform: &str) {
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(keys, ["verdict", "platform", "simulated", "checks", "claims"]);
+    assert_eq!(
+        keys,
+        ["verdict", "platform", "simulated", "checks", "claims"]
+    );
     assert_eq!(v["platform"], platform);
     assert_eq!(v["simulated"], false);
     for check in v["checks"].as_array().unwrap() {
@@ -79,7 +87,12 @@ fn snp_trusted_then_rejected_after_expiry() {
         &p(&dir, "cert_chain_milan"),
     ];
     let out = cosmian_vm(&args);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let v = json(&out);
     assert_shape(&v, "sev-snp");
     assert_eq!(v["verdict"], "trusted");
@@ -96,8 +109,14 @@ fn snp_trusted_then_rejected_after_expiry() {
     assert_eq!(c["reported_tcb"]["tee"], 0);
     assert_eq!(c["reported_tcb"]["snp"], 8);
     assert_eq!(c["reported_tcb"]["microcode"], 115);
-    assert!(c["chip_id"].as_str().unwrap().starts_with("d49554ec"));
-    assert!(c["report_data"].as_str().unwrap().starts_with("d447b55d"));
+    assert!(c["chip_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("d49554ec"));
+    assert!(c["report_data"]
+        .as_str()
+        .unwrap()
+        .starts_with("d447b55d"));
 
     let mut late = args;
     late[4] = "2031-01-01T00:00:00Z";
@@ -114,7 +133,13 @@ fn snp_trusted_then_rejected_after_expiry() {
     assert_eq!(failed[0]["step"], "tee.chain.validity");
 
     // Human output names the step too.
-    let out = cosmian_vm(&late[..2].iter().chain(&late[3..]).copied().collect::<Vec<_>>());
+    let out = cosmian_vm(
+        &late[..2]
+            .iter()
+            .chain(&late[3..])
+            .copied()
+            .collect::<Vec<_>>(),
+    );
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("REJECTED"), "{text}");
@@ -128,7 +153,13 @@ fn snp_policy_file_and_malformed_report() {
     };
     let evidence: Value =
         serde_json::from_slice(&std::fs::read(dir.join("evidence-genoa.json")).unwrap()).unwrap();
-    let vcek = tmp("vcek-genoa.pem", evidence["vcek"].as_str().unwrap().as_bytes());
+    let vcek = tmp(
+        "vcek-genoa.pem",
+        evidence["vcek"]
+            .as_str()
+            .unwrap()
+            .as_bytes(),
+    );
     let policy = tmp("policy.json", br#"{"snp": {"measurement": "00"}}"#);
     let base = [
         "evidence",
@@ -157,7 +188,10 @@ fn snp_policy_file_and_malformed_report() {
         .find(|c| c["step"] == "tee.policy.measurement")
         .unwrap();
     assert_eq!(m["ok"], false);
-    assert!(m["presented"].as_str().unwrap().starts_with("f57dc09a"));
+    assert!(m["presented"]
+        .as_str()
+        .unwrap()
+        .starts_with("f57dc09a"));
 
     // A typo in the policy is a usage error, not a silent pass.
     let typo = tmp("typo.json", br#"{"snp": {"allow_debugg": true}}"#);
@@ -192,7 +226,12 @@ fn tdx_v4_trusted_and_v5_rejected_at_tcb() {
         "--collateral",
         &p(&v4, "collateral.json"),
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let v = json(&out);
     assert_shape(&v, "tdx");
     let c = &v["claims"];
@@ -249,8 +288,22 @@ fn tpm_quote_verifies_with_nonce_and_pcrs() {
         .iter()
         .find(|q| q["pcr_bank"] == "sha256")
         .unwrap();
-    let attest = tmp("attest.hex", q["tpms_attest_hex"].as_str().unwrap().as_bytes());
-    let sig = tmp("sig.bin", &hex::decode(q["tpmt_signature_hex"].as_str().unwrap()).unwrap());
+    let attest = tmp(
+        "attest.hex",
+        q["tpms_attest_hex"]
+            .as_str()
+            .unwrap()
+            .as_bytes(),
+    );
+    let sig = tmp(
+        "sig.bin",
+        &hex::decode(
+            q["tpmt_signature_hex"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap(),
+    );
     let pcrs = tmp(
         "pcrs.json",
         serde_json::json!({ "sha256": q["pcrs"] })
@@ -275,7 +328,12 @@ fn tpm_quote_verifies_with_nonce_and_pcrs() {
         ])
     };
     let out = run("9009");
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let v = json(&out);
     assert_shape(&v, "tpm");
     assert_eq!(v["claims"]["reset_count"], 10);
@@ -296,8 +354,14 @@ fn inspect_detects_each_kind() {
     };
     let cases = [
         ("sev-snp/milan-vcek-virtee/report_milan.hex", "sev-snp"),
-        ("sev-snp/genoa-azure-vtpm-trustee/derived-snp-report.bin", "sev-snp"),
-        ("sev-snp/genoa-azure-vtpm-trustee/derived-tpms_attest.bin", "tpm"),
+        (
+            "sev-snp/genoa-azure-vtpm-trustee/derived-snp-report.bin",
+            "sev-snp",
+        ),
+        (
+            "sev-snp/genoa-azure-vtpm-trustee/derived-tpms_attest.bin",
+            "tpm",
+        ),
         ("tdx/v4-emr-phala-collateral/tdx_quote.bin", "tdx"),
         ("tdx/v5-td15-phala-collateral/tdx_quote_v5.bin", "tdx"),
     ];
@@ -319,13 +383,39 @@ fn inspect_detects_each_kind() {
 fn usage_errors_exit_2() {
     for args in [
         vec!["evidence", "verify"],
-        vec!["evidence", "verify", "--snp-report", "/nonexistent/report.bin"],
+        vec![
+            "evidence",
+            "verify",
+            "--snp-report",
+            "/nonexistent/report.bin",
+        ],
         vec!["evidence", "verify", "--tdx-quote", "q.bin"],
-        vec!["evidence", "verify", "--snp-report", "r", "--tdx-quote", "q", "--collateral", "c"],
-        vec!["evidence", "verify", "--snp-report", "r", "--at", "yesterday"],
+        vec![
+            "evidence",
+            "verify",
+            "--snp-report",
+            "r",
+            "--tdx-quote",
+            "q",
+            "--collateral",
+            "c",
+        ],
+        vec![
+            "evidence",
+            "verify",
+            "--snp-report",
+            "r",
+            "--at",
+            "yesterday",
+        ],
         vec!["evidence", "inspect", "/nonexistent"],
     ] {
         let out = cosmian_vm(&args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
