@@ -1,0 +1,846 @@
+use super::*;
+use crate::codec::ParseError;
+use crate::hexfmt::hex;
+use crate::verdict::Claims;
+
+const BOOT_DIGEST: [u8; 32] = [0x11; 32];
+
+/// u32 little-endian length, then the bytes.
+fn field(bytes: &[u8]) -> Vec<u8> {
+    let mut out = (bytes.len() as u32)
+        .to_le_bytes()
+        .to_vec();
+    out.extend_from_slice(bytes);
+    out
+}
+
+fn dng(algo: &str, digest: &[u8]) -> Vec<u8> {
+    let mut v = algo.as_bytes().to_vec();
+    v.extend_from_slice(b":\0");
+    v.extend_from_slice(digest);
+    field(&v)
+}
+
+fn nng(path: &[u8]) -> Vec<u8> {
+    let mut v = path.to_vec();
+    v.push(0);
+    field(&v)
+}
+
+/// Template data of an ima-ng entry.
+fn ng_data(algo: &str, digest: &[u8], path: &[u8]) -> Vec<u8> {
+    [dng(algo, digest), nng(path)].concat()
+}
+
+/// A binary entry for a non-legacy template.
+fn binary_entry(pcr: u32, hash: &[u8], name: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = pcr.to_le_bytes().to_vec();
+    out.extend_from_slice(hash);
+    out.extend(field(name.as_bytes()));
+    out.extend(field(data));
+    out
+}
+
+/// A binary ima-ng entry whose template hash is correct in `alg`.
+fn ng_entry(alg: HashAlg, digest: &[u8], path: &[u8]) -> Vec<u8> {
+    let data = ng_data("sha256", digest, path);
+    binary_entry(10, &alg.digest(&data), "ima-ng", &data)
+}
+
+/// A legacy `ima` entry (no template-data length), hashed as the kernel does: digest, then the
+/// name zero-padded to 256 bytes.
+fn legacy_entry(digest: &[u8; 20], name: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut padded = name.to_vec();
+    padded.resize(256, 0);
+    let hash = HashAlg::Sha1.digest_all([digest.as_slice(), &padded]);
+    let mut out = 10u32.to_le_bytes().to_vec();
+    out.extend_from_slice(&hash);
+    out.extend(field(b"ima"));
+    out.extend_from_slice(digest);
+    out.extend(field(name));
+    (out, hash)
+}
+
+fn extend(bank: HashAlg, pcr: &[u8], digest: &[u8]) -> Vec<u8> {
+    bank.digest_all([pcr, digest])
+}
+
+fn boot_log(alg: HashAlg) -> Vec<u8> {
+    ng_entry(alg, &BOOT_DIGEST, b"boot_aggregate")
+}
+
+#[test]
+fn ima_ng_entry_parses_and_verifies() {
+    let mut bytes = boot_log(HashAlg::Sha1);
+    bytes.extend(ng_entry(HashAlg::Sha1, &[0x22; 32], b"/usr/bin/ls"));
+    let log = Log::parse_binary(&bytes, None).unwrap();
+    assert_eq!(log.template_hash_alg(), HashAlg::Sha1);
+    assert_eq!(log.format(), LogFormat::Binary);
+    assert_eq!(log.len(), 2);
+    let e = &log.entries()[1];
+    assert_eq!(e.pcr(), 10);
+    assert_eq!(e.template(), Template::ImaNg);
+    assert_eq!(e.template_name(), "ima-ng");
+    assert_eq!(e.file_digest_algo(), "sha256");
+    assert!(e.has_algo_prefix());
+    assert_eq!(e.file_digest(), &[0x22; 32]);
+    assert_eq!(e.path(), b"/usr/bin/ls");
+    assert!(e.signature().is_empty() && e.buf().is_empty());
+    assert!(!e.is_violation());
+    assert!(e.template_hash_matches(HashAlg::Sha1));
+    assert_eq!(
+        e.template_data(),
+        ng_data("sha256", &[0x22; 32], b"/usr/bin/ls").as_slice()
+    );
+    // Replay: H_bank(template data) per bank.
+    for bank in HashAlg::ALL {
+        let mut pcr = vec![0; bank.digest_len()];
+        for entry in log.entries() {
+            pcr = extend(bank, &pcr, &bank.digest(entry.template_data()));
+        }
+        assert_eq!(log.replay(bank, ReplayMode::PerBankTemplateHash), pcr);
+    }
+    assert_eq!(log.to_binary(), bytes);
+}
+
+#[test]
+fn ima_sig_and_ima_buf_entries() {
+    let sig = [0x03, 0x02, 0x04, 0xaa, 0xbb];
+    let sig_data = [dng("sha512", &[0x33; 64]), nng(b"/etc/x"), field(&sig)].concat();
+    let nosig_data = [dng("sha256", &[0x34; 32]), nng(b"/etc/y"), field(&[])].concat();
+    let buf_data = [
+        dng("sha256", &[0x44; 32]),
+        nng(b"kexec-cmdline"),
+        field(b"root=/dev/sda1 ro"),
+    ]
+    .concat();
+    let alg = HashAlg::Sha256;
+    let mut bytes = boot_log(alg);
+    bytes.extend(binary_entry(
+        10,
+        &alg.digest(&sig_data),
+        "ima-sig",
+        &sig_data,
+    ));
+    bytes.extend(binary_entry(
+        10,
+        &alg.digest(&nosig_data),
+        "ima-sig",
+        &nosig_data,
+    ));
+    bytes.extend(binary_entry(
+        10,
+        &alg.digest(&buf_data),
+        "ima-buf",
+        &buf_data,
+    ));
+    let log = Log::parse_binary(&bytes, None).unwrap();
+    assert_eq!(log.template_hash_alg(), HashAlg::Sha256);
+    let [_, s, n, b] = log.entries() else {
+        panic!("4 entries expected")
+    };
+    assert_eq!(s.template(), Template::ImaSig);
+    assert_eq!(s.signature(), &sig);
+    assert_eq!(s.file_digest_algo(), "sha512");
+    assert_eq!(s.file_digest().len(), 64);
+    assert!(n.signature().is_empty());
+    assert_eq!(b.template(), Template::ImaBuf);
+    assert_eq!(b.buf(), b"root=/dev/sda1 ro");
+    assert_eq!(b.path(), b"kexec-cmdline");
+    assert!(b.signature().is_empty());
+    assert!(log
+        .entries()
+        .iter()
+        .all(|e| e.template_hash_matches(alg)));
+    let verdict = verify_bytes(&bytes, None, &ImaPolicy::default());
+    assert!(verdict.is_trusted(), "{verdict}");
+    assert_eq!(log.to_binary(), bytes);
+}
+
+#[test]
+fn legacy_ima_template_hashes_padded_name() {
+    let (boot, _) = legacy_entry(&[0x55; 20], b"boot_aggregate");
+    let (entry, hash) = legacy_entry(&[0x66; 20], b"/sbin/init");
+    let bytes = [boot, entry].concat();
+    let log = Log::parse_binary(&bytes, None).unwrap();
+    assert_eq!(log.template_hash_alg(), HashAlg::Sha1);
+    let e = &log.entries()[1];
+    assert_eq!(e.template(), Template::Ima);
+    assert_eq!(e.file_digest(), &[0x66; 20]);
+    assert_eq!(e.file_digest_algo(), "sha1");
+    assert!(!e.has_algo_prefix());
+    assert_eq!(e.path(), b"/sbin/init");
+    assert_eq!(e.template_hash(), hash.as_slice());
+    assert_eq!(e.template_digest(HashAlg::Sha1), hash);
+    // Other banks hash the same padded input.
+    let mut padded = b"/sbin/init".to_vec();
+    padded.resize(256, 0);
+    assert_eq!(
+        e.template_digest(HashAlg::Sha256),
+        HashAlg::Sha256.digest_all([[0x66u8; 20].as_slice(), &padded])
+    );
+    // A 255-byte name pads with a single NUL; 256 bytes is too long.
+    let (long, _) = legacy_entry(&[0x77; 20], &[b'a'; 255]);
+    let log = Log::parse_binary(&long, None).unwrap();
+    assert!(log.entries()[0].template_hash_matches(HashAlg::Sha1));
+    let mut too_long = long.clone();
+    let len_at = 4 + 20 + 4 + 3 + 20;
+    too_long[len_at..len_at + 4].copy_from_slice(&256u32.to_le_bytes());
+    too_long.push(b'a');
+    assert!(matches!(
+        Log::parse_binary(&too_long, Some(HashAlg::Sha1)),
+        Err(ParseError::TooLarge { limit: 255, .. })
+    ));
+    // Binary and ASCII round trips.
+    assert_eq!(log.to_binary(), long);
+    let ascii = Log::parse_ascii(&log.to_ascii()).unwrap();
+    assert_eq!(ascii.entries(), log.entries());
+    let legacy = Log::parse_binary(&bytes, None).unwrap();
+    let text = String::from_utf8(legacy.to_ascii()).unwrap();
+    assert!(text.contains(&format!(" ima {} /sbin/init\n", hex([0x66; 20]))));
+}
+
+#[test]
+fn violation_extends_all_ff() {
+    let alg = HashAlg::Sha256;
+    let boot = boot_log(alg);
+    let data = ng_data("sha256", &[0; 32], b"/var/log/x");
+    let violation = binary_entry(10, &[0; 32], "ima-ng", &data);
+    let bytes = [boot.clone(), violation].concat();
+    let log = Log::parse_binary(&bytes, None).unwrap();
+    assert_eq!(log.template_hash_alg(), HashAlg::Sha256);
+    assert_eq!(log.violations(), 1);
+    assert!(log.entries()[1].is_violation());
+    assert!(!log.entries()[1].template_hash_matches(alg));
+    let boot_data = ng_data("sha256", &BOOT_DIGEST, b"boot_aggregate");
+    for bank in HashAlg::ALL {
+        let len = bank.digest_len();
+        let zero = vec![0; len];
+        let per_bank = extend(
+            bank,
+            &extend(bank, &zero, &bank.digest(&boot_data)),
+            &vec![0xff; len],
+        );
+        assert_eq!(log.replay(bank, ReplayMode::PerBankTemplateHash), per_bank);
+        let mut sha1 = HashAlg::Sha1.digest(&boot_data);
+        sha1.resize(len, 0);
+        let mut ff = vec![0xff; 20];
+        ff.resize(len, 0);
+        let padded = extend(bank, &extend(bank, &zero, &sha1), &ff);
+        assert_eq!(log.replay(bank, ReplayMode::Sha1Padded), padded);
+    }
+    let pcr10 = log.replay(alg, ReplayMode::PerBankTemplateHash);
+    let verdict = verify_bytes(&bytes, Some((alg, pcr10.clone())), &ImaPolicy::default());
+    assert!(!verdict.is_trusted());
+    assert_eq!(verdict.first_failure().unwrap().step, "ima.violations");
+    assert!(verdict.passed("ima.template_hash"));
+    assert!(verdict.passed("ima.replay"));
+    let lenient = ImaPolicy {
+        allow_violations: true,
+        ..ImaPolicy::default()
+    };
+    let verdict = verify_bytes(&bytes, Some((alg, pcr10)), &lenient);
+    assert!(verdict.is_trusted(), "{verdict}");
+    let Claims::Ima(claims) = &verdict.claims else {
+        panic!("ima claims expected")
+    };
+    assert_eq!(claims.violations, 1);
+    // Builder: the same log.
+    let mut built = Log::new(alg);
+    built
+        .push(
+            10,
+            Template::ImaNg,
+            Some("sha256"),
+            &BOOT_DIGEST,
+            b"boot_aggregate",
+            &[],
+        )
+        .unwrap();
+    built
+        .push_violation(10, Template::ImaNg, Some("sha256"), &[0; 32], b"/var/log/x")
+        .unwrap();
+    assert_eq!(built.to_binary(), bytes);
+}
+
+#[test]
+fn path_with_newline_in_binary_log() {
+    let alg = HashAlg::Sha1;
+    let bytes = [
+        boot_log(alg),
+        ng_entry(
+            alg,
+            &[0x99; 32],
+            b"/tmp/evil\n10 0000 ima-ng sha256:00 /bin/sh",
+        ),
+    ]
+    .concat();
+    let log = Log::parse(&bytes).unwrap();
+    let e = &log.entries()[1];
+    assert_eq!(e.path(), b"/tmp/evil\n10 0000 ima-ng sha256:00 /bin/sh");
+    assert_eq!(
+        e.path_display().to_string(),
+        "/tmp/evil\\n10 0000 ima-ng sha256:00 /bin/sh"
+    );
+    assert!(e.template_hash_matches(alg));
+    assert!(verify_bytes(&bytes, None, &ImaPolicy::default()).is_trusted());
+    // The ASCII rendering cannot carry it: the second half of the line does not parse.
+    assert!(Log::parse_ascii(&log.to_ascii()).is_err());
+    assert_eq!(
+        Escaped(b"a\\b\t\xff\x01").to_string(),
+        "a\\\\b\\t\\xff\\x01"
+    );
+}
+
+#[test]
+fn ascii_parse_of_each_template() {
+    let alg = HashAlg::Sha1;
+    let boot = ng_data("sha256", &BOOT_DIGEST, b"boot_aggregate");
+    let sig = [
+        dng("sha256", &[0x12; 32]),
+        nng(b"/usr/lib/libc.so"),
+        field(&[3, 2, 1]),
+    ]
+    .concat();
+    let nosig = [dng("sha256", &[0x13; 32]), nng(b"/etc/hosts"), field(&[])].concat();
+    let buf = [
+        dng("sha256", &[0x14; 32]),
+        nng(b"kexec-cmdline"),
+        field(b"ro quiet"),
+    ]
+    .concat();
+    let mut padded = b"/init".to_vec();
+    padded.resize(256, 0);
+    let legacy_hash = HashAlg::Sha1.digest_all([[0x15u8; 20].as_slice(), &padded]);
+    let text = format!(
+        "10 {} ima-ng sha256:{} boot_aggregate\n\
+         10 {} ima-sig sha256:{} /usr/lib/libc.so 030201\n\
+         10 {} ima-sig sha256:{} /etc/hosts \n\
+         10 {} ima-buf sha256:{} kexec-cmdline {}\n\
+         10 {} ima {} /init\n",
+        hex(alg.digest(&boot)),
+        hex(BOOT_DIGEST),
+        hex(alg.digest(&sig)),
+        hex([0x12; 32]),
+        hex(alg.digest(&nosig)),
+        hex([0x13; 32]),
+        hex(alg.digest(&buf)),
+        hex([0x14; 32]),
+        hex(b"ro quiet"),
+        hex(&legacy_hash),
+        hex([0x15; 20]),
+    );
+    let log = Log::parse(text.as_bytes()).unwrap();
+    assert_eq!(log.format(), LogFormat::Ascii);
+    assert_eq!(log.template_hash_alg(), HashAlg::Sha1);
+    assert_eq!(log.len(), 5);
+    let e = log.entries();
+    assert_eq!(e[0].template_data(), boot.as_slice());
+    assert_eq!(e[1].template_data(), sig.as_slice());
+    assert_eq!(e[1].signature(), &[3, 2, 1]);
+    assert_eq!(e[2].template_data(), nosig.as_slice());
+    assert_eq!(e[2].path(), b"/etc/hosts");
+    assert_eq!(e[3].buf(), b"ro quiet");
+    assert_eq!(e[4].template(), Template::Ima);
+    assert_eq!(e[4].path(), b"/init");
+    assert!(e
+        .iter()
+        .all(|e| e.template_hash_matches(alg)));
+    // The renderer writes exactly what we parsed.
+    assert_eq!(log.to_ascii(), text.as_bytes());
+    let verdict = verify_bytes(text.as_bytes(), None, &ImaPolicy::default());
+    assert!(verdict.is_trusted(), "{verdict}");
+    assert!(verdict
+        .check("ima.template_hash")
+        .unwrap()
+        .detail
+        .contains("ASCII"));
+    // Tolerated: stripped trailing space (no sig), PCR right-aligned.
+    let stripped = format!(
+        " 9 {} ima-sig sha256:{} /etc/hosts\n",
+        hex(alg.digest(&nosig)),
+        hex([0x13; 32])
+    );
+    let log = Log::parse_ascii(stripped.as_bytes()).unwrap();
+    assert_eq!(log.entries()[0].pcr(), 9);
+    assert!(log.entries()[0].template_hash_matches(alg));
+    // Not tolerated: a missing final newline (a cut log), blank lines, upper-case hex.
+    assert!(matches!(
+        Log::parse_ascii(stripped.trim_end().as_bytes()),
+        Err(ParseError::InvalidValue {
+            field: "line end",
+            ..
+        })
+    ));
+    assert!(Log::parse_ascii(format!("{text}\n").as_bytes()).is_err());
+    assert!(Log::parse_ascii(b"\n").is_err());
+    assert!(Log::parse_ascii(b"")
+        .unwrap()
+        .is_empty());
+    assert!(Log::parse_ascii(
+        text.to_uppercase()
+            .replace("IMA", "ima")
+            .as_bytes()
+    )
+    .is_err());
+    // Mixed template-hash sizes are rejected.
+    let mixed = format!(
+        "{text}10 {} ima-ng sha256:{} /x\n",
+        hex([1u8; 32]),
+        hex([2u8; 32])
+    );
+    assert!(matches!(
+        Log::parse_ascii(mixed.as_bytes()),
+        Err(ParseError::InvalidValue {
+            field: "template hash",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn unsupported_template_is_named() {
+    let data = ng_data("sha256", &[1; 32], b"/x");
+    let mut bytes = boot_log(HashAlg::Sha256);
+    bytes.extend(binary_entry(10, &[7; 32], "ima-modsig", &data));
+    for result in [
+        Log::parse_binary(&bytes, None),
+        Log::parse_binary(&bytes, Some(HashAlg::Sha256)),
+        Log::parse(&bytes),
+    ] {
+        match result {
+            Err(ParseError::Unsupported {
+                field, presented, ..
+            }) => {
+                assert_eq!(field, "template name");
+                assert_eq!(presented, "ima-modsig");
+            }
+            other => panic!("expected Unsupported, got {other:?}"),
+        }
+    }
+    let err = Log::parse_ascii(
+        format!(
+            "10 {} ima-ngv2 ima:sha256:{} /x\n",
+            hex([1; 20]),
+            hex([2; 32])
+        )
+        .as_bytes(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("ima-ngv2"));
+    let verdict = verify_bytes(&bytes, None, &ImaPolicy::default());
+    assert!(!verdict.is_trusted());
+    assert_eq!(verdict.first_failure().unwrap().step, "ima.parse");
+    assert!(verdict
+        .first_failure()
+        .unwrap()
+        .detail
+        .contains("ima-modsig"));
+}
+
+#[test]
+fn truncated_entries_are_errors() {
+    let first = boot_log(HashAlg::Sha256);
+    let bytes = [
+        first.clone(),
+        ng_entry(HashAlg::Sha256, &[3; 32], b"/bin/true"),
+    ]
+    .concat();
+    for cut in 0..bytes.len() {
+        let result = Log::parse_binary(&bytes[..cut], Some(HashAlg::Sha256));
+        if cut == 0 || cut == first.len() {
+            assert!(result.is_ok(), "cut {cut}");
+        } else {
+            assert!(result.is_err(), "cut {cut} parsed");
+        }
+        // Auto-detection never panics either.
+        let _ = Log::parse(&bytes[..cut]);
+    }
+    let (legacy, _) = legacy_entry(&[1; 20], b"/x");
+    for cut in 1..legacy.len() {
+        assert!(Log::parse_binary(&legacy[..cut], Some(HashAlg::Sha1)).is_err());
+    }
+}
+
+#[test]
+fn caps_and_invalid_values() {
+    let alg = HashAlg::Sha1;
+    // PCR out of range.
+    let mut bad_pcr = boot_log(alg);
+    bad_pcr[0] = 24;
+    assert!(matches!(
+        Log::parse_binary(&bad_pcr, Some(alg)),
+        Err(ParseError::InvalidValue {
+            field: "PCR index",
+            ..
+        })
+    ));
+    // Template-name length.
+    let mut long_name = 10u32.to_le_bytes().to_vec();
+    long_name.extend_from_slice(&[0; 20]);
+    long_name.extend_from_slice(&256u32.to_le_bytes());
+    long_name.extend(vec![b'a'; 256]);
+    assert!(matches!(
+        Log::parse_binary(&long_name, Some(alg)),
+        Err(ParseError::TooLarge {
+            field: "template name",
+            ..
+        })
+    ));
+    // Template-data length over 1 MiB.
+    let mut huge = 10u32.to_le_bytes().to_vec();
+    huge.extend_from_slice(&[1; 20]);
+    huge.extend(field(b"ima-ng"));
+    huge.extend_from_slice(&((1u32 << 20) + 1).to_le_bytes());
+    assert!(matches!(
+        Log::parse_binary(&huge, Some(alg)),
+        Err(ParseError::TooLarge {
+            field: "template data",
+            ..
+        })
+    ));
+    // A path over 4096 bytes.
+    let data = ng_data("sha256", &[1; 32], &vec![b'p'; 4097]);
+    let long_path = binary_entry(10, &alg.digest(&data), "ima-ng", &data);
+    assert!(matches!(
+        Log::parse_binary(&long_path, Some(alg)),
+        Err(ParseError::TooLarge { field: "n-ng", .. })
+    ));
+    // n-ng without NUL terminator, and trailing bytes in template data.
+    let data = [dng("sha256", &[1; 32]), field(b"/x")].concat();
+    let unterminated = binary_entry(10, &alg.digest(&data), "ima-ng", &data);
+    assert!(matches!(
+        Log::parse_binary(&unterminated, Some(alg)),
+        Err(ParseError::InvalidValue { field: "n-ng", .. })
+    ));
+    let data = [ng_data("sha256", &[1; 32], b"/x"), vec![0]].concat();
+    let trailing = binary_entry(10, &alg.digest(&data), "ima-ng", &data);
+    assert!(matches!(
+        Log::parse_binary(&trailing, Some(alg)),
+        Err(ParseError::TrailingBytes { .. })
+    ));
+    // A non-printable template name is invalid, not "unsupported".
+    let mut garbage = 10u32.to_le_bytes().to_vec();
+    garbage.extend_from_slice(&[1; 20]);
+    garbage.extend(field(b"\x01\x02"));
+    assert!(matches!(
+        Log::parse_binary(&garbage, Some(alg)),
+        Err(ParseError::InvalidValue {
+            field: "template name",
+            ..
+        })
+    ));
+    // Builder checks.
+    let mut log = Log::new(alg);
+    assert!(log
+        .push(10, Template::Ima, None, &[0; 32], b"/x", &[])
+        .is_err());
+    assert!(log
+        .push(10, Template::Ima, Some("sha1"), &[0; 20], b"/x", &[])
+        .is_err());
+    assert!(log
+        .push(24, Template::ImaNg, Some("sha256"), &[0; 32], b"/x", &[])
+        .is_err());
+    assert!(log
+        .push(10, Template::ImaNg, Some("sha256"), &[0; 32], b"/x\0y", &[])
+        .is_err());
+    assert!(log.is_empty());
+}
+
+#[test]
+fn bare_dng_digest_is_sha1() {
+    let alg = HashAlg::Sha1;
+    let data = [field(&[0xab; 20]), nng(b"boot_aggregate")].concat();
+    let bytes = binary_entry(10, &alg.digest(&data), "ima-ng", &data);
+    let log = Log::parse(&bytes).unwrap();
+    let e = &log.entries()[0];
+    assert!(!e.has_algo_prefix());
+    assert_eq!(e.file_digest_algo(), "sha1");
+    assert_eq!(e.file_digest(), &[0xab; 20]);
+    let again = Log::parse_ascii(&log.to_ascii()).unwrap();
+    assert_eq!(again.entries(), log.entries());
+    // A bare digest of another size is invalid.
+    let data = [field(&[0xab; 32]), nng(b"x")].concat();
+    let bytes = binary_entry(10, &alg.digest(&data), "ima-ng", &data);
+    assert!(matches!(
+        Log::parse_binary(&bytes, Some(alg)),
+        Err(ParseError::InvalidValue { field: "d-ng", .. })
+    ));
+}
+
+#[test]
+fn detection_prefers_sizes_that_parse_and_verify() {
+    for alg in HashAlg::ALL {
+        let bytes = [boot_log(alg), ng_entry(alg, &[5; 32], b"/bin/x")].concat();
+        let log = Log::parse(&bytes).unwrap();
+        assert_eq!(log.template_hash_alg(), alg);
+        // Forcing another size fails.
+        for other in HashAlg::ALL {
+            if other != alg {
+                assert!(Log::parse_binary(&bytes, Some(other)).is_err());
+            }
+        }
+    }
+    // An empty log parses (and is then rejected by verification).
+    let empty = Log::parse(&[]).unwrap();
+    assert!(empty.is_empty());
+    let verdict = verify_bytes(&[], None, &ImaPolicy::default());
+    assert!(!verdict.is_trusted());
+    assert_eq!(verdict.first_failure().unwrap().step, "ima.boot_aggregate");
+}
+
+#[test]
+fn match_prefix_counts_pcr10_entries_only() {
+    let alg = HashAlg::Sha256;
+    let mut log = Log::new(alg);
+    log.push(
+        10,
+        Template::ImaNg,
+        Some("sha256"),
+        &BOOT_DIGEST,
+        b"boot_aggregate",
+        &[],
+    )
+    .unwrap();
+    log.push(
+        11,
+        Template::ImaNg,
+        Some("sha256"),
+        &[1; 32],
+        b"/other-pcr",
+        &[],
+    )
+    .unwrap();
+    for i in 0..5u8 {
+        log.push(10, Template::ImaNg, Some("sha256"), &[i; 32], b"/f", &[])
+            .unwrap();
+    }
+    assert_eq!(log.pcr10_entries(), 6);
+    for mode in ReplayMode::ALL {
+        for bank in HashAlg::ALL {
+            for n in 0..=6 {
+                let value = log.replay_prefix(bank, mode, n);
+                assert_eq!(log.match_prefix(bank, mode, &value), Some(n));
+            }
+            assert_eq!(log.replay_prefix(bank, mode, 6), log.replay(bank, mode));
+            assert_eq!(
+                log.match_prefix(bank, mode, &vec![0x42; bank.digest_len()]),
+                None
+            );
+            assert_eq!(log.match_prefix(bank, mode, &[0; 3]), None);
+        }
+    }
+    // PCR 11 replays on its own.
+    let e = &log.entries()[1];
+    assert_eq!(
+        log.replay_pcr(11, alg, ReplayMode::PerBankTemplateHash),
+        extend(alg, &[0; 32], &alg.digest(e.template_data()))
+    );
+    let bytes = log.to_binary();
+    let quote = log.replay_prefix(alg, ReplayMode::PerBankTemplateHash, 4);
+    let verdict = verify_bytes(&bytes, Some((alg, quote)), &ImaPolicy::default());
+    assert!(verdict.is_trusted(), "{verdict}");
+    let replay = verdict.check("ima.replay").unwrap();
+    assert!(replay
+        .detail
+        .contains("4 of 6 entries are covered by the quote; 2 entries follow it"));
+    assert!(replay
+        .detail
+        .contains("1 entries for other PCRs"));
+    let Claims::Ima(claims) = &verdict.claims else {
+        panic!()
+    };
+    assert_eq!(claims.entries, 7);
+    assert_eq!(claims.other_pcr_entries, 1);
+    assert_eq!(claims.quote_prefix, Some(4));
+    assert_eq!(claims.entries_after_quote, Some(2));
+    assert_eq!(claims.quote_mode, Some(ReplayMode::PerBankTemplateHash));
+    assert_eq!(claims.templates, vec!["ima-ng".to_string()]);
+    assert_eq!(claims.boot_aggregate, Some(hex(BOOT_DIGEST)));
+    assert_eq!(
+        claims.pcr10["sha384"],
+        hex(log.replay(HashAlg::Sha384, ReplayMode::PerBankTemplateHash))
+    );
+}
+
+#[test]
+fn verify_replay_outcomes() {
+    let alg = HashAlg::Sha1;
+    let mut log = Log::new(alg);
+    log.push(
+        10,
+        Template::ImaNg,
+        Some("sha256"),
+        &BOOT_DIGEST,
+        b"boot_aggregate",
+        &[],
+    )
+    .unwrap();
+    log.push(
+        10,
+        Template::ImaSig,
+        Some("sha256"),
+        &[9; 32],
+        b"/bin/y",
+        &[3, 1],
+    )
+    .unwrap();
+    let bytes = log.to_binary();
+    let policy = ImaPolicy::default();
+
+    // No quote: passes, says it is not anchored.
+    let verdict = verify_bytes(&bytes, None, &policy);
+    assert!(verdict.is_trusted());
+    assert!(verdict
+        .check("ima.replay")
+        .unwrap()
+        .detail
+        .contains("not anchored"));
+    let names: Vec<_> = verdict
+        .checks
+        .iter()
+        .map(|c| c.step.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "ima.parse",
+            "ima.template_hash",
+            "ima.violations",
+            "ima.boot_aggregate",
+            "ima.replay"
+        ]
+    );
+
+    // Sha1Padded quotes into SHA-256 and SHA-384 banks.
+    for bank in [HashAlg::Sha256, HashAlg::Sha384] {
+        let value = log.replay(bank, ReplayMode::Sha1Padded);
+        let verdict = verify_bytes(&bytes, Some((bank, value)), &policy);
+        assert!(verdict.is_trusted(), "{verdict}");
+        assert!(verdict
+            .check("ima.replay")
+            .unwrap()
+            .detail
+            .contains("sha1-padded"));
+    }
+
+    // The all-zero initial value covers nothing.
+    let verdict = verify_bytes(&bytes, Some((HashAlg::Sha256, vec![0; 32])), &policy);
+    assert_eq!(verdict.first_failure().unwrap().step, "ima.replay");
+    // Wrong length.
+    let verdict = verify_bytes(&bytes, Some((HashAlg::Sha256, vec![1; 20])), &policy);
+    assert_eq!(verdict.first_failure().unwrap().step, "ima.replay");
+    // Wrong value: presented is the full-log replay.
+    let verdict = verify_bytes(&bytes, Some((HashAlg::Sha256, vec![1; 32])), &policy);
+    let check = verdict.first_failure().unwrap();
+    assert_eq!(check.step, "ima.replay");
+    assert_eq!(check.expected, hex([1; 32]));
+    assert_eq!(
+        check.presented,
+        hex(log.replay(HashAlg::Sha256, ReplayMode::PerBankTemplateHash))
+    );
+
+    // First entry not boot_aggregate.
+    let mut other = Log::new(alg);
+    other
+        .push(
+            10,
+            Template::ImaNg,
+            Some("sha256"),
+            &[1; 32],
+            b"/bin/sh",
+            &[],
+        )
+        .unwrap();
+    let verdict = verify_bytes(&other.to_binary(), None, &policy);
+    let check = verdict.first_failure().unwrap();
+    assert_eq!(check.step, "ima.boot_aggregate");
+    assert_eq!(check.presented, "/bin/sh");
+
+    // Claims from inspect.
+    let claims = inspect(&bytes).unwrap();
+    assert_eq!(claims.entries, 2);
+    assert_eq!(
+        claims.templates,
+        vec!["ima-ng".to_string(), "ima-sig".to_string()]
+    );
+    assert_eq!(claims.quote_prefix, None);
+    assert_eq!(claims.template_hash_alg, HashAlg::Sha1);
+    assert_eq!(claims.pcr10.len(), 4);
+    let json = serde_json::to_value(&claims).unwrap();
+    assert_eq!(json["template_hash_alg"], "sha1");
+}
+
+#[test]
+fn template_hash_mismatch_names_the_entry() {
+    let alg = HashAlg::Sha256;
+    let mut log = Log::new(alg);
+    log.push(
+        10,
+        Template::ImaNg,
+        Some("sha256"),
+        &BOOT_DIGEST,
+        b"boot_aggregate",
+        &[],
+    )
+    .unwrap();
+    log.push(
+        10,
+        Template::ImaNg,
+        Some("sha256"),
+        &[4; 32],
+        b"/usr/bin/bad",
+        &[],
+    )
+    .unwrap();
+    let mut bytes = log.to_binary();
+    let last = bytes.len() - 20; // inside the second entry's file digest
+    bytes[last] ^= 1;
+    let verdict = verify_bytes(&bytes, None, &ImaPolicy::default());
+    let check = verdict.first_failure().unwrap();
+    assert_eq!(check.step, "ima.template_hash");
+    assert!(
+        check
+            .detail
+            .contains("entry 1 (/usr/bin/bad)"),
+        "{}",
+        check.detail
+    );
+    assert!(check
+        .detail
+        .contains("1 of 2 entries are bad"));
+    assert_eq!(check.presented, hex(log.entries()[1].template_hash()));
+}
+
+#[test]
+fn policy_json() {
+    let policy: ImaPolicy =
+        serde_json::from_str(r#"{"allow_violations": true, "bank": "sha256"}"#).unwrap();
+    assert!(policy.allow_violations);
+    assert_eq!(policy.bank, Some(HashAlg::Sha256));
+    assert_eq!(
+        serde_json::from_str::<ImaPolicy>("{}").unwrap(),
+        ImaPolicy::default()
+    );
+    assert!(serde_json::from_str::<ImaPolicy>(r#"{"allow_violation": true}"#).is_err());
+}
+
+#[test]
+fn ascii_garbage_is_a_typed_error() {
+    for text in [
+        "10\n",
+        "10 zz ima-ng sha256:00 /x\n",
+        "x0 0000000000000000000000000000000000000000 ima-ng sha256:00 /x\n",
+        "10 0000000000000000000000000000000000000000 ima-ng\n",
+        "10 0000000000000000000000000000000000000000 ima-ng sha256:0g /x\n",
+        "10 0000000000000000000000000000000000000000 ima-ng sha256:00\n",
+        "10 0000000000000000000000000000000000000000 ima-ng sha:256:00 /x\n",
+        "10 0000000000000000000000000000000000000000 ima 00 /x\n",
+        "99 0000000000000000000000000000000000000000 ima-ng sha256:00 /x\n",
+    ] {
+        assert!(
+            Log::parse_ascii(text.as_bytes()).is_err(),
+            "{text:?} parsed"
+        );
+    }
+}
