@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use ratls::digest::HashAlg;
 use ratls::{Policy, UnixTime, Verdict};
 use serde::Serialize;
 
@@ -36,6 +37,9 @@ pub fn verify(args: &VerifyArgs) -> Result<ExitCode, UsageError> {
         ratls::tdx::verify_bytes(&read(quote)?, &read(collateral)?, &policy.tdx, now)
     } else if let Some(quote) = &args.tpm_quote {
         verify_tpm(args, quote, &policy)?
+    } else if let Some(log) = &args.ima_log {
+        let quoted = quoted_pcr10(args)?;
+        ratls::ima::verify_bytes(&read(log)?, quoted, &policy.ima)
     } else {
         return Err(UsageError(
             "give one of --snp-report, --tdx-quote, --tpm-quote, --ima-log".into(),
@@ -113,6 +117,34 @@ fn verify_tpm(args: &VerifyArgs, quote: &Path, policy: &Policy) -> Result<Verdic
     ))
 }
 
+/// `--pcr10 HEX [--bank NAME]`: the bank defaults to the one the value's length implies.
+fn quoted_pcr10(args: &VerifyArgs) -> Result<Option<(HashAlg, Vec<u8>)>, UsageError> {
+    let Some(text) = &args.pcr10 else {
+        return Ok(None);
+    };
+    let value = ratls::hexfmt::decode(text)
+        .map_err(|e| UsageError(format!("--pcr10: invalid hex: {e}")))?;
+    let bank = match &args.bank {
+        Some(name) => name
+            .parse::<HashAlg>()
+            .map_err(|e| UsageError(format!("--bank: {e}")))?,
+        None => HashAlg::from_len(value.len()).ok_or_else(|| {
+            UsageError(format!(
+                "--pcr10 has {} bytes: not a sha1/sha256/sha384/sha512 value",
+                value.len()
+            ))
+        })?,
+    };
+    if value.len() != bank.digest_len() {
+        return Err(UsageError(format!(
+            "--pcr10 has {} bytes but --bank {bank} values have {}",
+            value.len(),
+            bank.digest_len()
+        )));
+    }
+    Ok(Some((bank, value)))
+}
+
 /// What `inspect` found.
 #[derive(Debug, Serialize)]
 struct Inspection<C: Serialize> {
@@ -130,6 +162,11 @@ pub fn inspect(args: &InspectArgs) -> Result<ExitCode, UsageError> {
     match ratls::tdx::inspect(&bytes) {
         Ok(claims) => return Ok(show("tdx", claims, args.json)),
         Err(e) => attempts.push(format!("tdx quote: {e}")),
+    }
+    // IMA before the hex-text TPM fallback: an ASCII log is text too.
+    match ratls::ima::inspect(&bytes) {
+        Ok(claims) => return Ok(show("ima", claims, args.json)),
+        Err(e) => attempts.push(format!("ima log: {e}")),
     }
     let tpm_bytes = ratls::hexfmt::decode_if_hex_text(&bytes).unwrap_or_else(|| bytes.clone());
     match ratls::tpm::inspect_attest(&tpm_bytes) {

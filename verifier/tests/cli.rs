@@ -419,3 +419,78 @@ fn usage_errors_exit_2() {
         );
     }
 }
+
+#[test]
+fn ima_log_replays_to_the_quoted_pcr10() {
+    let Some(dir) = real_testdata("ima/ibmtss-vtpm-binary") else {
+        return;
+    };
+    let sha256_pcr10 = "7fac48c81837d6d29046008aef0cdad8c2745cc98c3340cbba9bfdf39b4124b8";
+    let out = cosmian_vm(&[
+        "evidence",
+        "verify",
+        "--json",
+        "--ima-log",
+        &p(&dir, "sha384.log"),
+        "--pcr10",
+        sha256_pcr10,
+        "--bank",
+        "sha256",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v = json(&out);
+    assert_shape(&v, "ima");
+    let c = &v["claims"];
+    assert_eq!(c["entries"], 362);
+    assert_eq!(c["violations"], 0);
+    assert_eq!(c["templates"], serde_json::json!(["ima-sig"]));
+    assert_eq!(c["pcr10"]["sha256"], sha256_pcr10);
+    assert_eq!(
+        c["pcr10"]["sha1"],
+        "9be6bac02bf18d09d17e726c2df00bca4e8831ea"
+    );
+    assert_eq!(c["quote_prefix"], 362);
+
+    // Wrong value: rejected at ima.replay. Bank implied by length (sha1).
+    let out = cosmian_vm(&[
+        "evidence",
+        "verify",
+        "--json",
+        "--ima-log",
+        &p(&dir, "sha1.log"),
+        "--pcr10",
+        "9be6bac02bf18d09d17e726c2df00bca4e8831eb",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    let failed: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["ima.replay"]);
+
+    // A value whose length contradicts --bank is a usage error.
+    let out = cosmian_vm(&[
+        "evidence",
+        "verify",
+        "--ima-log",
+        &p(&dir, "sha1.log"),
+        "--pcr10",
+        sha256_pcr10,
+        "--bank",
+        "sha1",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let out = cosmian_vm(&["evidence", "inspect", "--json", &p(&dir, "sha512.log")]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(json(&out)["kind"], "ima");
+}
