@@ -3,9 +3,9 @@
 # fuzz run of every parser, and a smoke run of the benchmark binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+bash scripts/setup.sh
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked
 cargo test --workspace --locked --doc
-scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-10}"
+bash scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-10}"
 cargo run --release --locked -p ratls-bench -- --multiplier 0.05
