@@ -37,6 +37,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod attest;
+pub mod binding;
+pub mod bundle;
 pub mod codec;
 pub mod digest;
 pub mod hexfmt;

@@ -168,6 +168,7 @@ impl fmt::Display for Check {
 #[serde(untagged)]
 #[non_exhaustive]
 pub enum Claims {
+    Bundle(Box<crate::bundle::BundleClaims>),
     Ima(crate::ima::ImaClaims),
     None {},
     Snp(Box<crate::snp::SnpClaims>),

@@ -32,7 +32,7 @@ pub use self::report::{
     AttestationReport, Cpuid, FirmwareVersion, GuestPolicy, RawTcb, SigningKey, TcbVersion,
     REPORT_LEN, SIGNED_LEN,
 };
-pub use self::verify::{verify, verify_bytes};
+pub use self::verify::{verify, verify_bytes, verify_simulated};
 
 /// The certificates that come with a report. Each field is DER or PEM.
 #[derive(Debug, Clone, Default)]

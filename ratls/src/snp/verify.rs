@@ -43,13 +43,60 @@ pub fn verify(
     policy: &SnpPolicy,
     now: UnixTime,
 ) -> Verdict {
+    verify_anchored(report, certs, policy, now, Anchor::Amd)
+}
+
+/// Verify a report from the simulated TEE: the same checks, but the chain must end at
+/// `insecure_sim_root` (the simulated ARK, DER or PEM) instead of a pinned AMD root. Without it
+/// the verdict is rejected at `tee.chain.ark`. The verdict is always marked simulated.
+pub fn verify_simulated(
+    report: &[u8],
+    certs: &CertInput,
+    policy: &SnpPolicy,
+    now: UnixTime,
+    insecure_sim_root: Option<&[u8]>,
+) -> Verdict {
+    let mut v = match AttestationReport::parse(report) {
+        Ok(report) => verify_anchored(
+            &report,
+            certs,
+            policy,
+            now,
+            Anchor::Simulated(insecure_sim_root),
+        ),
+        Err(e) => {
+            let mut v = Verdict::new(Platform::SevSnp);
+            v.push(Check::parse_failure("tee.parse", &e));
+            v
+        }
+    };
+    v.simulated = true;
+    v
+}
+
+/// Where the chain must end.
+#[derive(Debug, Clone, Copy)]
+enum Anchor<'a> {
+    /// A pinned AMD ARK (Milan, Genoa, Turin).
+    Amd,
+    /// The simulated ARK the verifier was explicitly given, if any.
+    Simulated(Option<&'a [u8]>),
+}
+
+fn verify_anchored(
+    report: &AttestationReport,
+    certs: &CertInput,
+    policy: &SnpPolicy,
+    now: UnixTime,
+    anchor: Anchor<'_>,
+) -> Verdict {
     let mut v = Verdict::new(Platform::SevSnp);
     v.push(Check::pass(
         "tee.parse",
         "SEV-SNP report v2-v5",
         format!("version {}", report.version),
     ));
-    let chain = check_chain(&mut v, certs, now);
+    let chain = check_chain(&mut v, certs, now, anchor);
     let product = chain.as_ref().map(|c| c.product);
     let turin = product == Some(Product::Turin)
         || report
@@ -84,7 +131,12 @@ struct Chain {
     leaf: Cert,
 }
 
-fn check_chain(v: &mut Verdict, certs: &CertInput, now: UnixTime) -> Option<Chain> {
+fn check_chain(
+    v: &mut Verdict,
+    certs: &CertInput,
+    now: UnixTime,
+    anchor: Anchor<'_>,
+) -> Option<Chain> {
     let (vlek, leaf_bytes) = match (&certs.vcek, &certs.vlek) {
         (Some(vcek), None) => (false, vcek),
         (None, Some(vlek)) => (true, vlek),
@@ -188,7 +240,46 @@ fn check_chain(v: &mut Verdict, certs: &CertInput, now: UnixTime) -> Option<Chai
         .map(|p| format!("{p} {}", p.ark_fingerprint()))
         .collect::<Vec<_>>()
         .join(" | ");
-    let Some(product) = Product::from_ark_fingerprint(&fingerprint) else {
+    let product = match anchor {
+        Anchor::Amd => Product::from_ark_fingerprint(&fingerprint),
+        Anchor::Simulated(root) => {
+            let root = root.map(Cert::from_der_or_pem);
+            match root {
+                Some(Ok(root)) if root.fingerprint() == fingerprint => {
+                    Product::from_common_name(&ark.subject_cn())
+                }
+                Some(Ok(root)) => {
+                    v.push(Check::fail(
+                        "tee.chain.ark",
+                        format!("the simulated ARK {}", root.fingerprint()),
+                        format!("{} {fingerprint}", ark.subject_cn()),
+                        "SIMULATED evidence from another simulated TEE",
+                    ));
+                    return None;
+                }
+                Some(Err(e)) => {
+                    v.push(Check::fail(
+                        "tee.chain.ark",
+                        "a readable simulated ARK certificate",
+                        "unparseable",
+                        e.to_string(),
+                    ));
+                    return None;
+                }
+                None => {
+                    v.push(Check::fail(
+                        "tee.chain.ark",
+                        "a pinned AMD ARK (simulated evidence needs --insecure-sim-root)",
+                        format!("{} {fingerprint} (SIMULATED)", ark.subject_cn()),
+                        "evidence from the simulated TEE is never trusted unless the verifier \
+                         is explicitly given the simulated root",
+                    ));
+                    return None;
+                }
+            }
+        }
+    };
+    let Some(product) = product else {
         v.push(Check::fail(
             "tee.chain.ark",
             format!("a pinned AMD ARK: {pinned}"),

@@ -1,0 +1,158 @@
+//! The attester side: traits every evidence source implements, and the sources themselves behind
+//! features that only add (`tpm`, `sim`, `sev-guest`, `azure`; configfs-tsm and securityfs readers
+//! are plain file I/O and always present).
+//!
+//! Verification never depends on anything in this module being compiled in: the types here are
+//! what an attester produces, the [`bundle`](crate::bundle) module is what travels, and the
+//! verifiers only parse bytes.
+
+use core::fmt;
+use std::sync::Arc;
+
+use crate::bundle::{TeeEvidence, TpmEvidence};
+use crate::digest::HashAlg;
+
+/// Which TEE an attester speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum TeeKind {
+    AzureSnp,
+    AzureTdx,
+    SevSnp,
+    Sim,
+    Tdx,
+}
+
+impl TeeKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AzureSnp => "azure-snp",
+            Self::AzureTdx => "azure-tdx",
+            Self::SevSnp => "sev-snp",
+            Self::Sim => "sim",
+            Self::Tdx => "tdx",
+        }
+    }
+}
+
+impl fmt::Display for TeeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl core::str::FromStr for TeeKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            Self::AzureSnp,
+            Self::AzureTdx,
+            Self::SevSnp,
+            Self::Sim,
+            Self::Tdx,
+        ]
+        .into_iter()
+        .find(|k| k.name() == s)
+        .ok_or_else(|| {
+            format!("unknown TEE {s:?} (expected sev-snp, tdx, azure-snp, azure-tdx or sim)")
+        })
+    }
+}
+
+/// Produces TEE evidence (an SEV-SNP report, a TDX quote, an Azure HCL report).
+///
+/// Implementations block (device ioctls, configfs, TPM NV reads): async callers run them with
+/// `spawn_blocking` or on a dedicated thread.
+pub trait TeeAttester: Send + Sync + fmt::Debug {
+    fn kind(&self) -> TeeKind;
+
+    /// Evidence whose 64-byte report data is `report_data`.
+    ///
+    /// Platforms whose report data is owned by a paravisor (Azure) return
+    /// `binds_report_data() == false` and ignore it; the binding then goes through the TPM
+    /// quote's qualifying data.
+    fn attest(&self, report_data: &[u8; 64]) -> Result<TeeEvidence, AttestError>;
+
+    /// Whether [`attest`](Self::attest) puts `report_data` into the signed report.
+    fn binds_report_data(&self) -> bool {
+        true
+    }
+}
+
+/// Produces TPM quotes with an attestation key.
+///
+/// Blocking, like [`TeeAttester`].
+pub trait TpmAttester: Send + Sync + fmt::Debug {
+    /// The AK's `TPMT_PUBLIC`.
+    fn ak_public(&self) -> Result<Vec<u8>, AttestError>;
+
+    /// Quote `pcrs` in each of `banks` with `qualifying_data`, returning the quote, its
+    /// signature, the AK public area and the quoted PCR values.
+    fn quote(
+        &self,
+        qualifying_data: &[u8],
+        banks: &[HashAlg],
+        pcrs: &[u8],
+    ) -> Result<TpmEvidence, AttestError>;
+}
+
+/// Reads the IMA measurement log (binary form).
+pub trait ImaSource: Send + Sync + fmt::Debug {
+    fn read_log(&self) -> Result<Vec<u8>, AttestError>;
+}
+
+/// The IMA log in a file: securityfs on a real machine
+/// (`/sys/kernel/security/ima/binary_runtime_measurements`), or any file for hosts without IMA.
+#[derive(Debug, Clone)]
+pub struct ImaFile(pub std::path::PathBuf);
+
+impl ImaFile {
+    /// The kernel's binary log.
+    pub const SECURITYFS: &'static str = "/sys/kernel/security/ima/binary_runtime_measurements";
+}
+
+impl ImaSource for ImaFile {
+    fn read_log(&self) -> Result<Vec<u8>, AttestError> {
+        std::fs::read(&self.0).map_err(|e| AttestError::Io {
+            what: "IMA log",
+            path: self.0.display().to_string(),
+            error: Arc::new(e),
+        })
+    }
+}
+
+/// Why an attester could not produce evidence.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttestError {
+    /// The platform does not have this source (no device, no configfs entry, no TPM).
+    #[error("{what} is not available on this machine: {why}")]
+    Unavailable { what: &'static str, why: String },
+    /// The firmware or host asked us to retry later (SEV-SNP guest requests are throttled).
+    #[error("{what} is rate-limited; retry after {retry_after_ms} ms")]
+    RateLimited {
+        what: &'static str,
+        retry_after_ms: u64,
+    },
+    /// Reading or writing a file failed.
+    #[error("{what}: {path}: {error}")]
+    Io {
+        what: &'static str,
+        path: String,
+        error: Arc<std::io::Error>,
+    },
+    /// The device returned something we cannot use.
+    #[error("{what} returned unusable data: {why}")]
+    BadResponse { what: &'static str, why: String },
+    /// A backend (TPM stack, TEE driver) failed; opaque on purpose.
+    #[error("{what} failed: {error}")]
+    Backend {
+        what: &'static str,
+        error: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// The finished bundle would exceed the size cap.
+    #[error("evidence bundle of {size} bytes exceeds the {limit}-byte cap")]
+    TooLarge { size: usize, limit: usize },
+}

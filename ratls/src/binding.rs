@@ -1,0 +1,309 @@
+//! Binding claims: what ties TEE evidence, a TPM quote and a TLS key together.
+//!
+//! The attester and the verifier both compute one canonical, domain-separated encoding of
+//! (label, role, SHA-256 of the TLS SubjectPublicKeyInfo, SHA-256 of the TPM AK public area,
+//! issue time, challenge, TLS exporter value) and hash it:
+//!
+//! - the TEE report's 64-byte `report_data` = SHA-512(encoding);
+//! - the TPM quote's `qualifyingData` = SHA-256(encoding).
+//!
+//! So the AK is bound to the TEE (a vTPM outside the TEE cannot stand in), and the TLS key is bound
+//! to both (a TLS key outside the VM cannot be used). The verifier recomputes the encoding from
+//! values it knows itself (the SPKI of the TLS peer it is talking to, the AK it verified, the
+//! challenge it chose, the exporter of its own session); it never takes a hash from the attester.
+//!
+//! ## Encoding (version 1)
+//!
+//! ```text
+//! "cosmian-vm-attest-v1" 0x00               domain label, NUL-terminated
+//! then, in this order, one TLV per field:   tag (u8) | length (u16 big-endian) | value
+//!   0x01 role           UTF-8, e.g. "agent", "server", "client" (1..=32 bytes)
+//!   0x02 spki_sha256    32 bytes
+//!   0x03 ak_sha256      32 bytes, or empty when there is no TPM
+//!   0x04 issued_at      8 bytes, u64 big-endian seconds since the Unix epoch
+//!   0x05 challenge      empty (none) or 32 bytes
+//!   0x06 exporter       empty (none) or 32 bytes
+//! ```
+//!
+//! Every field is always present (empty when absent), so two different sets of claims can never
+//! encode to the same bytes.
+
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::HashAlg;
+
+/// The domain-separation label, version 1.
+pub const LABEL: &[u8] = b"cosmian-vm-attest-v1\0";
+
+/// Length of challenges and exporter values.
+pub const NONCE_LEN: usize = 32;
+
+/// The TLS exporter label for a role: `EXPORTER-cosmian-vm-attest-v1-<role>`.
+pub fn exporter_label(role: &Role) -> String {
+    format!("EXPORTER-cosmian-vm-attest-v1-{}", role.as_str())
+}
+
+/// Who produced the evidence; part of the hash, so evidence made for one role cannot be replayed
+/// as another.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Role(String);
+
+impl Role {
+    /// The agent's API endpoint.
+    pub fn agent() -> Self {
+        Self("agent".into())
+    }
+
+    /// A TLS server (the proxy in server mode, an attested app).
+    pub fn server() -> Self {
+        Self("server".into())
+    }
+
+    /// A TLS client proving itself (mutual attestation).
+    pub fn client() -> Self {
+        Self("client".into())
+    }
+
+    /// A role name: 1 to 32 bytes of `[a-z0-9-]`.
+    pub fn new(name: &str) -> Result<Self, BindingError> {
+        let ok = (1..=32).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(BindingError::InvalidRole(name.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Role {
+    type Error = BindingError;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::new(&value)
+    }
+}
+
+impl From<Role> for String {
+    fn from(role: Role) -> Self {
+        role.0
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why binding claims are unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BindingError {
+    #[error("invalid role {0:?}: 1 to 32 bytes of a-z, 0-9 and '-'")]
+    InvalidRole(String),
+}
+
+/// The claims evidence is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindingClaims {
+    pub role: Role,
+    /// SHA-256 of the TLS key's DER SubjectPublicKeyInfo.
+    #[serde(with = "serde_bytes_array")]
+    pub spki_sha256: [u8; 32],
+    /// SHA-256 of the TPM AK's `TPMT_PUBLIC`; `None` without a TPM.
+    #[serde(with = "serde_opt_bytes_array")]
+    pub ak_sha256: Option<[u8; 32]>,
+    /// Seconds since the Unix epoch.
+    pub issued_at: u64,
+    /// The verifier's challenge (fresh mode).
+    #[serde(with = "serde_opt_bytes_array")]
+    pub challenge: Option<[u8; NONCE_LEN]>,
+    /// TLS-Exporter(label(role), challenge, 32) of the session (fresh mode).
+    #[serde(with = "serde_opt_bytes_array")]
+    pub exporter: Option<[u8; NONCE_LEN]>,
+}
+
+impl BindingClaims {
+    /// The canonical encoding (see the module documentation).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(LABEL.len() + 6 * 3 + 32 * 4 + 40);
+        out.extend_from_slice(LABEL);
+        tlv(&mut out, 0x01, self.role.as_str().as_bytes());
+        tlv(&mut out, 0x02, &self.spki_sha256);
+        tlv(
+            &mut out,
+            0x03,
+            self.ak_sha256
+                .as_ref()
+                .map_or(&[][..], |a| &a[..]),
+        );
+        tlv(&mut out, 0x04, &self.issued_at.to_be_bytes());
+        tlv(
+            &mut out,
+            0x05,
+            self.challenge
+                .as_ref()
+                .map_or(&[][..], |c| &c[..]),
+        );
+        tlv(
+            &mut out,
+            0x06,
+            self.exporter
+                .as_ref()
+                .map_or(&[][..], |e| &e[..]),
+        );
+        out
+    }
+
+    /// The TEE report_data: SHA-512 of the encoding.
+    pub fn report_data(&self) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out.copy_from_slice(&HashAlg::Sha512.digest(&self.encode()));
+        out
+    }
+
+    /// The TPM qualifyingData: SHA-256 of the encoding.
+    pub fn qualifying_data(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&HashAlg::Sha256.digest(&self.encode()));
+        out
+    }
+}
+
+/// SHA-256 of a DER SubjectPublicKeyInfo (or any public-key bytes).
+pub fn spki_sha256(spki_der: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&HashAlg::Sha256.digest(spki_der));
+    out
+}
+
+fn tlv(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
+    // Invariant: every value is at most 32 bytes (roles are capped at 32, hashes and nonces are
+    // 32, the time is 8), so the length always fits a u16.
+    let len = u16::try_from(value.len()).unwrap_or(u16::MAX);
+    out.push(tag);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(value);
+}
+
+/// Serde for `[u8; 32]` as a CBOR/JSON byte string.
+mod serde_bytes_array {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        serde_bytes::serialize(&v[..], s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let bytes: serde_bytes::ByteBuf = Deserialize::deserialize(d)?;
+        <[u8; 32]>::try_from(bytes.as_slice())
+            .map_err(|_| serde::de::Error::invalid_length(bytes.len(), &"32 bytes"))
+    }
+}
+
+/// Serde for `Option<[u8; 32]>`.
+mod serde_opt_bytes_array {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(bytes) => s.serialize_some(serde_bytes::Bytes::new(&bytes[..])),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
+        let bytes: Option<serde_bytes::ByteBuf> = Deserialize::deserialize(d)?;
+        bytes
+            .map(|b| {
+                <[u8; 32]>::try_from(b.as_slice())
+                    .map_err(|_| serde::de::Error::invalid_length(b.len(), &"32 bytes"))
+            })
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims() -> BindingClaims {
+        BindingClaims {
+            role: Role::agent(),
+            spki_sha256: [1; 32],
+            ak_sha256: Some([2; 32]),
+            issued_at: 1_700_000_000,
+            challenge: Some([3; 32]),
+            exporter: None,
+        }
+    }
+
+    #[test]
+    fn every_field_changes_both_hashes() {
+        let base = claims();
+        let variants = [
+            BindingClaims {
+                role: Role::server(),
+                ..base.clone()
+            },
+            BindingClaims {
+                spki_sha256: [9; 32],
+                ..base.clone()
+            },
+            BindingClaims {
+                ak_sha256: None,
+                ..base.clone()
+            },
+            BindingClaims {
+                issued_at: base.issued_at + 1,
+                ..base.clone()
+            },
+            BindingClaims {
+                challenge: None,
+                ..base.clone()
+            },
+            BindingClaims {
+                exporter: Some([3; 32]),
+                ..base.clone()
+            },
+        ];
+        for v in &variants {
+            assert_ne!(v.report_data(), base.report_data(), "{v:?}");
+            assert_ne!(v.qualifying_data(), base.qualifying_data(), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn encoding_is_stable() {
+        // A change here breaks every deployed verifier: bump the label instead.
+        let enc = claims().encode();
+        assert!(enc.starts_with(b"cosmian-vm-attest-v1\0\x01\x00\x05agent\x02\x00\x20"));
+        assert_eq!(
+            enc.len(),
+            21 + (3 + 5) + (3 + 32) * 2 + (3 + 8) + (3 + 32) + 3
+        );
+        assert_eq!(
+            exporter_label(&Role::client()),
+            "EXPORTER-cosmian-vm-attest-v1-client"
+        );
+    }
+
+    #[test]
+    fn roles_are_validated() {
+        assert!(Role::new("proxy-1").is_ok());
+        for bad in ["", "Agent", "a b", &"x".repeat(33)] {
+            assert!(Role::new(bad).is_err(), "{bad:?}");
+        }
+        assert!(serde_json::from_str::<Role>("\"BAD\"").is_err());
+    }
+}

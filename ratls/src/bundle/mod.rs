@@ -1,0 +1,295 @@
+//! The evidence bundle: one versioned CBOR structure holding whatever evidence the platform has,
+//! wrapped as a CMW (draft-ietf-rats-msg-wrap, CBOR array form). The byte layout is documented in
+//! `docs/wire-format.md`.
+//!
+//! - [`Bundle::to_cmw`] / [`Bundle::from_cmw`] encode and decode (size-capped, typed errors);
+//! - [`produce`] asks the attesters for evidence bound to the given claims;
+//! - [`verify`](self::verify::verify) checks a bundle against a policy and what the verifier
+//!   itself knows (TLS key, challenge, exporter, time).
+
+mod verify;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+pub use self::verify::{
+    verify, verify_bundle, BindingLevel, BundleClaims, Expectations, Freshness,
+};
+use crate::attest::{AttestError, ImaSource, TeeAttester, TpmAttester};
+use crate::binding::BindingClaims;
+use crate::digest::HashAlg;
+
+/// The CMW media type of a bundle.
+pub const MEDIA_TYPE: &str = "application/vnd.cosmian-vm.evidence-bundle+cbor; v=1";
+
+/// The bundle format version this crate writes and reads.
+pub const VERSION: u32 = 1;
+
+/// Largest encoded bundle we accept or produce (a fresh bundle may carry a long IMA log).
+pub const MAX_BUNDLE_LEN: usize = 32 * 1024 * 1024;
+
+/// Largest bundle that may go into a certificate extension: keeps RA-TLS certificates well under
+/// rustls' 64 KiB handshake-message limit (the IMA log then travels outside, as a digest here).
+pub const MAX_CERT_BUNDLE_LEN: usize = 48 * 1024;
+
+/// Everything an attested endpoint presents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bundle {
+    pub version: u32,
+    pub tee: Option<TeeEvidence>,
+    pub tpm: Option<TpmEvidence>,
+    pub ima: Option<ImaEvidence>,
+    pub binding: BindingClaims,
+}
+
+/// TEE evidence, by platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum TeeEvidence {
+    /// An SEV-SNP report (1184 bytes) and, when known, the VCEK or VLEK certificate and the
+    /// ASK/ARK chain (DER or PEM).
+    SevSnp {
+        report: ByteBuf,
+        vcek: Option<ByteBuf>,
+        vlek: Option<ByteBuf>,
+        chain: Option<ByteBuf>,
+    },
+    /// A TDX quote (v4/v5) and, when the attester has it, the PCS collateral (JSON).
+    Tdx {
+        quote: ByteBuf,
+        collateral: Option<ByteBuf>,
+    },
+    /// Azure CVM on SEV-SNP: the HCL report (SNP report + runtime data carrying the vTPM AK).
+    AzureSnp {
+        hcl_report: ByteBuf,
+        vcek: Option<ByteBuf>,
+        chain: Option<ByteBuf>,
+    },
+    /// Azure CVM on TDX: the HCL report (TD report + runtime data); the quote comes from the host.
+    AzureTdx {
+        hcl_report: ByteBuf,
+        quote: Option<ByteBuf>,
+        collateral: Option<ByteBuf>,
+    },
+    /// The simulated TEE: an SEV-SNP-format report signed by a simulated VCEK whose chain ends at
+    /// a simulated ARK. Trusted only when the verifier is given that ARK; verdicts say SIMULATED.
+    Sim {
+        report: ByteBuf,
+        vcek: ByteBuf,
+        chain: ByteBuf,
+    },
+}
+
+impl TeeEvidence {
+    /// The platform name (`sev-snp`, `tdx`, `azure-snp`, `azure-tdx`, `sim`).
+    pub fn kind(&self) -> crate::attest::TeeKind {
+        use crate::attest::TeeKind;
+        match self {
+            Self::SevSnp { .. } => TeeKind::SevSnp,
+            Self::Tdx { .. } => TeeKind::Tdx,
+            Self::AzureSnp { .. } => TeeKind::AzureSnp,
+            Self::AzureTdx { .. } => TeeKind::AzureTdx,
+            Self::Sim { .. } => TeeKind::Sim,
+        }
+    }
+}
+
+/// A TPM quote with what is needed to check it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TpmEvidence {
+    /// `TPMS_ATTEST`.
+    pub attest: ByteBuf,
+    /// `TPMT_SIGNATURE` (or a raw RSASSA signature on Azure).
+    pub signature: ByteBuf,
+    /// The AK's `TPMT_PUBLIC`.
+    pub ak_public: ByteBuf,
+    /// The quoted PCR values by bank and index.
+    pub pcrs: BTreeMap<HashAlg, BTreeMap<u8, ByteBuf>>,
+    /// The EK certificate read from NV, when present (DER).
+    pub ek_cert: Option<ByteBuf>,
+}
+
+impl TpmEvidence {
+    /// The PCR values in the form the TPM verifier takes.
+    pub fn pcr_values(&self) -> crate::tpm::PcrValues {
+        let mut values = crate::tpm::PcrValues::default();
+        for (bank, pcrs) in &self.pcrs {
+            for (index, value) in pcrs {
+                values.insert(*bank, *index, value.to_vec());
+            }
+        }
+        values
+    }
+}
+
+/// The IMA log, or (in certificates) how much of it the quote covered and its digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum ImaEvidence {
+    /// The binary measurement log.
+    Log(ByteBuf),
+    /// The log travels elsewhere: the first `len` bytes of it hash to `sha256`.
+    Digest { len: u64, sha256: ByteBuf },
+}
+
+/// Why a bundle could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BundleError {
+    #[error("evidence bundle of {size} bytes exceeds the {limit}-byte cap")]
+    TooLarge { size: usize, limit: usize },
+    #[error("not a CMW: {0}")]
+    NotCmw(String),
+    #[error("unexpected CMW type {presented:?} (expected {expected:?})")]
+    WrongType {
+        expected: &'static str,
+        presented: String,
+    },
+    #[error("malformed evidence bundle: {0}")]
+    Malformed(String),
+    #[error("unsupported evidence bundle version {presented} (supported: {supported})")]
+    UnsupportedVersion { presented: u32, supported: u32 },
+}
+
+/// The CMW CBOR-array form: `[type, value]`.
+#[derive(Serialize, Deserialize)]
+struct Cmw(String, ByteBuf);
+
+impl Bundle {
+    /// CBOR encoding of the bundle itself.
+    pub fn to_cbor(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Invariant: serialising plain structs, maps and byte strings into a Vec cannot fail.
+        let _ = ciborium::into_writer(self, &mut out);
+        out
+    }
+
+    /// The bundle wrapped as a CMW: CBOR `[MEDIA_TYPE, bstr(bundle)]`.
+    pub fn to_cmw(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = ciborium::into_writer(
+            &Cmw(MEDIA_TYPE.to_owned(), ByteBuf::from(self.to_cbor())),
+            &mut out,
+        );
+        out
+    }
+
+    /// Decode a CMW-wrapped bundle, refusing anything over `limit` bytes.
+    pub fn from_cmw(bytes: &[u8], limit: usize) -> Result<Self, BundleError> {
+        if bytes.len() > limit {
+            return Err(BundleError::TooLarge {
+                size: bytes.len(),
+                limit,
+            });
+        }
+        let cmw: Cmw = decode_exact(bytes).map_err(BundleError::NotCmw)?;
+        if cmw.0 != MEDIA_TYPE {
+            return Err(BundleError::WrongType {
+                expected: MEDIA_TYPE,
+                presented: cmw.0,
+            });
+        }
+        let bundle: Bundle = decode_exact(&cmw.1).map_err(BundleError::Malformed)?;
+        if bundle.version != VERSION {
+            return Err(BundleError::UnsupportedVersion {
+                presented: bundle.version,
+                supported: VERSION,
+            });
+        }
+        Ok(bundle)
+    }
+
+    /// SHA-256 of the CMW encoding: the evidence digest verdict caches are keyed by.
+    pub fn digest(&self) -> [u8; 32] {
+        crate::binding::spki_sha256(&self.to_cmw())
+    }
+}
+
+/// Decode one CBOR item and reject trailing bytes.
+fn decode_exact<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let mut reader = bytes;
+    let value = ciborium::from_reader(&mut reader).map_err(|e| e.to_string())?;
+    if reader.is_empty() {
+        Ok(value)
+    } else {
+        Err(format!("{} trailing bytes", reader.len()))
+    }
+}
+
+/// What to put in a bundle.
+#[derive(Debug, Clone, Copy)]
+pub struct Sources<'a> {
+    pub tee: Option<&'a dyn TeeAttester>,
+    pub tpm: Option<&'a dyn TpmAttester>,
+    pub ima: Option<&'a dyn ImaSource>,
+    /// PCR banks to quote (sha256 always makes sense; sha1 when the policy asks).
+    pub banks: &'a [HashAlg],
+    /// PCRs to quote: boot PCRs 0–9 and PCR 10 (IMA) by default.
+    pub pcrs: &'a [u8],
+    /// Carry the IMA log itself (fresh mode), or only its length and digest (certificates).
+    pub ima_inline: bool,
+}
+
+/// The PCRs quoted by default: boot chain 0–9 and IMA's PCR 10.
+pub const DEFAULT_PCRS: [u8; 11] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+
+/// Produce a bundle bound to `binding` (whose `ak_sha256` is filled in from the TPM's AK).
+///
+/// The IMA log is read *after* the quote: the log only grows, so it holds every entry the quoted
+/// PCR 10 covers, and the verifier matches the quote against a prefix of it (entries measured in
+/// between simply follow the quoted prefix).
+pub fn produce(sources: &Sources<'_>, mut binding: BindingClaims) -> Result<Bundle, AttestError> {
+    let ak_public = sources
+        .tpm
+        .map(|tpm| tpm.ak_public())
+        .transpose()?;
+    binding.ak_sha256 = ak_public
+        .as_deref()
+        .map(crate::binding::spki_sha256);
+    let tee = sources
+        .tee
+        .map(|tee| tee.attest(&binding.report_data()))
+        .transpose()?;
+    let tpm = sources
+        .tpm
+        .map(|tpm| tpm.quote(&binding.qualifying_data(), sources.banks, sources.pcrs))
+        .transpose()?;
+    let ima = sources
+        .ima
+        .map(|ima| ima.read_log())
+        .transpose()?
+        .map(|log| {
+            if sources.ima_inline {
+                ImaEvidence::Log(ByteBuf::from(log))
+            } else {
+                ImaEvidence::Digest {
+                    len: u64::try_from(log.len()).unwrap_or(u64::MAX),
+                    sha256: ByteBuf::from(HashAlg::Sha256.digest(&log)),
+                }
+            }
+        });
+    let bundle = Bundle {
+        version: VERSION,
+        tee,
+        tpm,
+        ima,
+        binding,
+    };
+    let size = bundle.to_cmw().len();
+    if size > MAX_BUNDLE_LEN {
+        return Err(AttestError::TooLarge {
+            size,
+            limit: MAX_BUNDLE_LEN,
+        });
+    }
+    Ok(bundle)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,438 @@
+//! Verifying a bundle: genuineness of each piece, then the binding that ties them together and to
+//! what the verifier itself observed.
+
+use serde::Serialize;
+
+use super::{Bundle, ImaEvidence, TeeEvidence, TpmEvidence, MAX_BUNDLE_LEN};
+use crate::binding::{spki_sha256, BindingClaims, Role};
+use crate::digest::HashAlg;
+use crate::hexfmt::hex;
+use crate::policy::Policy;
+use crate::time::UnixTime;
+use crate::verdict::{Check, Claims, Platform, Verdict};
+
+/// How tightly the evidence is bound to the channel the verifier talks over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum BindingLevel {
+    /// Bound to the TLS key (certificate mode): whoever holds the key inside the VM.
+    Key,
+    /// Bound to this TLS session through its exporter (fresh mode).
+    Session,
+}
+
+/// Why the verifier believes the evidence is recent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+#[non_exhaustive]
+pub enum Freshness {
+    /// Issued `age_secs` ago, within the verifier's maximum age.
+    TimeWindow { age_secs: u64, max_age_secs: u64 },
+    /// Answers a challenge the verifier chose.
+    Challenge,
+}
+
+/// What the verifier knows on its own, independently of the attester.
+#[derive(Debug, Clone)]
+pub struct Expectations<'a> {
+    /// The role the peer must have attested as.
+    pub role: Role,
+    /// The DER SubjectPublicKeyInfo of the TLS key the verifier is talking to.
+    pub spki_der: &'a [u8],
+    /// The challenge the verifier sent (fresh mode), or `None` (certificate mode).
+    pub challenge: Option<[u8; 32]>,
+    /// The verifier's own TLS exporter value for the session (fresh mode).
+    pub exporter: Option<[u8; 32]>,
+    pub now: UnixTime,
+    /// The oldest evidence accepted, in seconds (certificate mode).
+    pub max_age_secs: u64,
+    /// How far in the future an issue time may be (clock skew).
+    pub max_skew_secs: u64,
+    /// The simulated ARK (DER or PEM) to trust for `sim` evidence. Never set this in production:
+    /// it is what `--insecure-sim-root` passes.
+    pub insecure_sim_root: Option<&'a [u8]>,
+    /// The IMA log, when the bundle carries only its digest (fetched separately).
+    pub ima_log: Option<&'a [u8]>,
+    /// Which parts must be present.
+    pub require_tee: bool,
+    pub require_tpm: bool,
+    pub require_ima: bool,
+}
+
+impl<'a> Expectations<'a> {
+    /// Strict defaults: TEE, TPM and IMA required, 24 h maximum age, 5 min skew.
+    pub fn new(role: Role, spki_der: &'a [u8], now: UnixTime) -> Self {
+        Self {
+            role,
+            spki_der,
+            challenge: None,
+            exporter: None,
+            now,
+            max_age_secs: 24 * 3600,
+            max_skew_secs: 300,
+            insecure_sim_root: None,
+            ima_log: None,
+            require_tee: true,
+            require_tpm: true,
+            require_ima: true,
+        }
+    }
+}
+
+/// What a bundle verdict adds to the per-platform claims.
+#[derive(Debug, Clone, Serialize)]
+pub struct BundleClaims {
+    pub tee_kind: Option<String>,
+    pub tee: Option<Claims>,
+    pub tpm: Option<Claims>,
+    pub ima: Option<Claims>,
+    pub role: String,
+    pub spki_sha256: String,
+    pub ak_sha256: Option<String>,
+    pub issued_at: u64,
+    pub binding: Option<BindingLevel>,
+    pub freshness: Option<Freshness>,
+    /// SHA-256 of the CMW bytes (the verdict-cache key).
+    pub evidence_sha256: String,
+}
+
+/// Verify a CMW-encoded bundle against `policy` and what the verifier observed.
+pub fn verify(cmw: &[u8], policy: &Policy, expect: &Expectations<'_>) -> Verdict {
+    let bundle = match Bundle::from_cmw(cmw, MAX_BUNDLE_LEN) {
+        Ok(bundle) => bundle,
+        Err(e) => {
+            let mut v = Verdict::new(Platform::SevSnp);
+            v.push(Check::fail(
+                "bundle.parse",
+                "a CMW-wrapped evidence bundle v1",
+                "malformed",
+                e.to_string(),
+            ));
+            return v;
+        }
+    };
+    verify_bundle(&bundle, policy, expect)
+}
+
+/// Verify a decoded bundle.
+pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>) -> Verdict {
+    let platform = match bundle
+        .tee
+        .as_ref()
+        .map(TeeEvidence::kind)
+    {
+        Some(crate::attest::TeeKind::Tdx | crate::attest::TeeKind::AzureTdx) => Platform::Tdx,
+        Some(_) => Platform::SevSnp,
+        None => Platform::Tpm,
+    };
+    let mut v = Verdict::new(platform);
+    v.push(Check::pass(
+        "bundle.parse",
+        "a CMW-wrapped evidence bundle v1",
+        format!(
+            "tee {}, tpm {}, ima {}",
+            bundle
+                .tee
+                .as_ref()
+                .map_or("none".into(), |t| t.kind().to_string()),
+            if bundle.tpm.is_some() { "yes" } else { "no" },
+            match &bundle.ima {
+                Some(ImaEvidence::Log(_)) => "log",
+                Some(ImaEvidence::Digest { .. }) => "digest",
+                None => "no",
+            }
+        ),
+    ));
+
+    // The binding claims, each against what the verifier knows itself.
+    let expected = check_binding(&mut v, &bundle.binding, bundle.tpm.as_ref(), expect);
+
+    // Presence.
+    for (step, required, present) in [
+        ("bundle.tee", expect.require_tee, bundle.tee.is_some()),
+        ("bundle.tpm", expect.require_tpm, bundle.tpm.is_some()),
+        ("bundle.ima", expect.require_ima, bundle.ima.is_some()),
+    ] {
+        if required {
+            v.push(Check::expect(
+                step,
+                present,
+                "present",
+                if present { "present" } else { "missing" },
+            ));
+        }
+    }
+
+    let mut claims = BundleClaims {
+        tee_kind: bundle
+            .tee
+            .as_ref()
+            .map(|t| t.kind().to_string()),
+        tee: None,
+        tpm: None,
+        ima: None,
+        role: bundle.binding.role.to_string(),
+        spki_sha256: hex(bundle.binding.spki_sha256),
+        ak_sha256: bundle.binding.ak_sha256.map(hex),
+        issued_at: bundle.binding.issued_at,
+        binding: None,
+        freshness: None,
+        evidence_sha256: hex(bundle.digest()),
+    };
+
+    // TEE evidence, and its report_data against the expected binding.
+    if let Some(tee) = &bundle.tee {
+        let (tee_verdict, report_data) = verify_tee(tee, policy, expect);
+        v.simulated |= tee_verdict.simulated;
+        v.extend(tee_verdict.checks);
+        claims.tee = Some(tee_verdict.claims);
+        match (report_data, tee.kind()) {
+            (Some(presented), _) => {
+                let want = expected.report_data();
+                v.push(Check::expect(
+                    "binding.report_data",
+                    presented == want,
+                    hex(want),
+                    hex(presented),
+                ));
+            }
+            (None, crate::attest::TeeKind::AzureSnp | crate::attest::TeeKind::AzureTdx) => {
+                // The paravisor owns report_data: the binding goes through the TPM quote.
+            }
+            (None, _) => v.push(Check::fail(
+                "binding.report_data",
+                hex(expected.report_data()),
+                "unreadable",
+                "the TEE evidence did not parse",
+            )),
+        }
+    }
+
+    // TPM quote, with the qualifying data the verifier computes itself.
+    let mut quoted_pcr10 = None;
+    if let Some(tpm) = &bundle.tpm {
+        let pcrs = tpm.pcr_values();
+        quoted_pcr10 = pcrs
+            .value(HashAlg::Sha256, 10)
+            .map(|p| (HashAlg::Sha256, p.to_vec()));
+        let tpm_verdict = crate::tpm::verify(
+            &crate::tpm::QuoteInput {
+                attest: &tpm.attest,
+                signature: &tpm.signature,
+                ak_public: &tpm.ak_public,
+                nonce: Some(expected.qualifying_data().to_vec()),
+                pcrs: Some(pcrs),
+            },
+            &policy.tpm,
+        );
+        v.extend(tpm_verdict.checks);
+        claims.tpm = Some(tpm_verdict.claims);
+    }
+
+    // IMA: the log replays to the quoted PCR 10.
+    if let Some(ima) = &bundle.ima {
+        let log = match ima {
+            ImaEvidence::Log(log) => Some(log.as_slice()),
+            ImaEvidence::Digest { len, sha256 } => match expect.ima_log {
+                Some(log) => {
+                    let covered = usize::try_from(*len)
+                        .ok()
+                        .and_then(|len| log.get(..len));
+                    let digest = covered.map(|c| HashAlg::Sha256.digest(c));
+                    let ok = digest.as_deref() == Some(sha256.as_slice());
+                    v.push(Check::expect(
+                        "ima.log_digest",
+                        ok,
+                        format!("first {len} bytes hash to {}", hex(sha256)),
+                        digest.map_or_else(
+                            || format!("a log of {} bytes", log.len()),
+                            |d| format!("they hash to {}", hex(d)),
+                        ),
+                    ));
+                    Some(log)
+                }
+                None => {
+                    v.push(Check::fail(
+                        "ima.log_digest",
+                        "the IMA log whose digest the bundle carries",
+                        "no log fetched",
+                        "fetch the IMA log from the agent to check it",
+                    ));
+                    None
+                }
+            },
+        };
+        if let Some(log) = log {
+            if quoted_pcr10.is_none() {
+                v.push(Check::fail(
+                    "ima.replay",
+                    "a quoted PCR 10 to anchor the log",
+                    "no TPM quote with sha256 PCR 10",
+                    "",
+                ));
+            }
+            let ima_verdict = crate::ima::verify_bytes(log, quoted_pcr10.clone(), &policy.ima);
+            v.extend(ima_verdict.checks);
+            claims.ima = Some(ima_verdict.claims);
+        }
+    }
+
+    if v.is_trusted() {
+        claims.binding = Some(if expect.exporter.is_some() {
+            BindingLevel::Session
+        } else {
+            BindingLevel::Key
+        });
+        claims.freshness = Some(if expect.challenge.is_some() {
+            Freshness::Challenge
+        } else {
+            Freshness::TimeWindow {
+                age_secs: expect
+                    .now
+                    .as_secs()
+                    .saturating_sub(bundle.binding.issued_at),
+                max_age_secs: expect.max_age_secs,
+            }
+        });
+    }
+    v.claims = Claims::Bundle(Box::new(claims));
+    v
+}
+
+/// Check each binding claim against the verifier's own knowledge; return the claims the
+/// verifier expects the evidence to be bound to (built from its own values).
+fn check_binding(
+    v: &mut Verdict,
+    presented: &BindingClaims,
+    tpm: Option<&TpmEvidence>,
+    expect: &Expectations<'_>,
+) -> BindingClaims {
+    v.push(Check::equal("binding.role", &expect.role, &presented.role));
+    let spki = spki_sha256(expect.spki_der);
+    v.push(Check::expect(
+        "binding.spki",
+        presented.spki_sha256 == spki,
+        format!("SHA-256 of the TLS key in use {}", hex(spki)),
+        hex(presented.spki_sha256),
+    ));
+    let opt = |o: Option<[u8; 32]>| o.map_or("none".to_owned(), hex);
+    v.push(Check::expect(
+        "binding.challenge",
+        presented.challenge == expect.challenge,
+        opt(expect.challenge),
+        opt(presented.challenge),
+    ));
+    v.push(Check::expect(
+        "binding.exporter",
+        presented.exporter == expect.exporter,
+        opt(expect.exporter),
+        opt(presented.exporter),
+    ));
+    let now = expect.now.as_secs();
+    let issued = presented.issued_at;
+    let too_old = now.saturating_sub(issued) > expect.max_age_secs;
+    let in_future = issued > now.saturating_add(expect.max_skew_secs);
+    v.push(Check::expect(
+        "binding.freshness",
+        !too_old && !in_future,
+        format!(
+            "issued within {} s before {} (skew {} s)",
+            expect.max_age_secs, expect.now, expect.max_skew_secs
+        ),
+        format!("issued at {}", UnixTime::from_secs(issued)),
+    ));
+    let ak = tpm.map(|t| spki_sha256(&t.ak_public));
+    v.push(Check::expect(
+        "binding.ak",
+        presented.ak_sha256 == ak,
+        format!("SHA-256 of the quoting AK {}", opt(ak)),
+        opt(presented.ak_sha256),
+    ));
+    BindingClaims {
+        role: expect.role.clone(),
+        spki_sha256: spki,
+        ak_sha256: ak,
+        issued_at: issued,
+        challenge: expect.challenge,
+        exporter: expect.exporter,
+    }
+}
+
+/// Verify the TEE part; return its verdict and the report_data it carries (when it parsed).
+fn verify_tee(
+    tee: &TeeEvidence,
+    policy: &Policy,
+    expect: &Expectations<'_>,
+) -> (Verdict, Option<[u8; 64]>) {
+    match tee {
+        TeeEvidence::SevSnp {
+            report,
+            vcek,
+            vlek,
+            chain,
+        } => {
+            let certs = crate::snp::CertInput {
+                vcek: vcek.as_ref().map(|b| b.to_vec()),
+                vlek: vlek.as_ref().map(|b| b.to_vec()),
+                chain: chain.as_ref().map(|b| b.to_vec()),
+            };
+            let verdict = crate::snp::verify_bytes(report, &certs, &policy.snp, expect.now);
+            (verdict, snp_report_data(report))
+        }
+        TeeEvidence::Sim {
+            report,
+            vcek,
+            chain,
+        } => {
+            let certs = crate::snp::CertInput {
+                vcek: Some(vcek.to_vec()),
+                vlek: None,
+                chain: Some(chain.to_vec()),
+            };
+            let verdict = crate::snp::verify_simulated(
+                report,
+                &certs,
+                &policy.snp,
+                expect.now,
+                expect.insecure_sim_root,
+            );
+            (verdict, snp_report_data(report))
+        }
+        TeeEvidence::Tdx { quote, collateral } => {
+            let verdict = match collateral {
+                Some(c) => crate::tdx::verify_bytes(quote, c, &policy.tdx, expect.now),
+                None => {
+                    let mut v = Verdict::new(Platform::Tdx);
+                    v.push(Check::fail(
+                        "tee.collateral.parse",
+                        "Intel PCS collateral for the quote",
+                        "none in the bundle",
+                        "collateral fetching is not implemented yet",
+                    ));
+                    v
+                }
+            };
+            let report_data = crate::tdx::Quote::parse(quote)
+                .ok()
+                .map(|q| q.report.report_data);
+            (verdict, report_data)
+        }
+        TeeEvidence::AzureSnp { .. } | TeeEvidence::AzureTdx { .. } => {
+            let mut v = Verdict::new(Platform::SevSnp);
+            v.push(Check::fail(
+                "tee.azure",
+                "a verified Azure HCL report",
+                tee.kind().to_string(),
+                "Azure HCL verification inside bundles is not implemented yet",
+            ));
+            (v, None)
+        }
+    }
+}
+
+fn snp_report_data(report: &[u8]) -> Option<[u8; 64]> {
+    crate::snp::AttestationReport::parse(report)
+        .ok()
+        .map(|r| r.report_data)
+}
