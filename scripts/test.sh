@@ -6,6 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked
-cargo test --workspace --locked --doc
 bash scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-10}"
 cargo run --release --locked -p ratls-bench -- --multiplier 0.05
