@@ -289,16 +289,23 @@ fn check_chain(
         return None;
     };
     // The built-in ARK and intermediate were verified once per process; a given chain that is
-    // byte-identical to them needs no second RSA-4096 verification.
+    // byte-identical to them needs no second RSA-4096 verification, only the (cheap) name and
+    // CA checks of `check_chains_to`. AMD's ARK, ASK and ASVK all carry a critical
+    // basicConstraints cA=TRUE and a critical keyUsage with keyCertSign (the ASK/ASVK with
+    // pathLenConstraint 0), so the full CA checks apply to them; the VCEK/VLEK has neither
+    // extension and is only ever a leaf.
     let known = anchors::built_in(product, vlek);
     let ark_known = known.is_some_and(|b| b.ark.der() == ark.der());
     let mid_known = ark_known && known.is_some_and(|b| b.intermediate.der() == mid.der());
-    let ark_signed = if ark_known {
-        Ok(())
-    } else {
-        ark.verify_signed_by(ark)
+    let issued = |child: &Cert, parent: &Cert, known: bool| {
+        if known {
+            child.check_chains_to(parent)
+        } else {
+            child.check_issued_by(parent)
+        }
     };
-    if let Err(e) = ark_signed {
+    // The ARK is self-signed: its issuer is its own subject.
+    if let Err(e) = issued(ark, ark, ark_known) {
         v.push(Check::fail(
             "tee.chain.ark",
             "a self-signed ARK",
@@ -325,12 +332,7 @@ fn check_chain(
     };
     let mid_product = Product::from_common_name(&mid_cn);
     let mid_kind_ok = mid_cn.starts_with("SEV-VLEK-") == vlek;
-    let mid_signed = if mid_known {
-        Ok(())
-    } else {
-        mid.verify_signed_by(ark)
-    };
-    match mid_signed {
+    match issued(mid, ark, mid_known) {
         Ok(()) if mid_product == Some(product) && mid_kind_ok => {
             v.push(Check::pass(mid_step, mid_expected, mid_cn.clone()));
         }
@@ -349,10 +351,10 @@ fn check_chain(
         }
     }
 
-    // Leaf: signed by the intermediate.
+    // Leaf: issued (named and signed) by the intermediate.
     let leaf_expected = format!("{leaf_name} signed by {mid_cn}");
     let leaf_presented = format!("{} issued by {}", leaf.subject_cn(), leaf.issuer_cn());
-    if let Err(e) = leaf.verify_signed_by(mid) {
+    if let Err(e) = leaf.check_issued_by(mid) {
         v.push(Check::fail(
             leaf_step,
             leaf_expected,
@@ -426,13 +428,13 @@ fn check_signature(v: &mut Verdict, report: &AttestationReport, leaf: &Cert) {
             v.push(Check::fail(
                 "tee.signature",
                 "an ECDSA P-384 key",
-                "unreadable key",
+                "unsupported key",
                 e.to_string(),
             ));
             return;
         }
     };
-    let ok = UnparsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, &key)
+    let ok = UnparsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, key)
         .verify(report.signed_bytes(), &report.signature_fixed())
         .is_ok();
     let sig = hex(report.signature_fixed());
@@ -455,12 +457,10 @@ fn check_signature(v: &mut Verdict, report: &AttestationReport, leaf: &Cert) {
 
 fn check_tcb(v: &mut Verdict, leaf: &Cert, reported: &TcbVersion, turin: bool) {
     let read = |oid| -> Result<u8, String> {
-        match leaf.extension_value(oid) {
-            Ok(Some(value)) => der_small_uint(&value)
-                .ok_or_else(|| format!("extension {oid} is not a small DER INTEGER")),
-            Ok(None) => Err(format!("extension {oid} missing")),
-            Err(e) => Err(e.to_string()),
-        }
+        let value = leaf
+            .extension_value(oid)
+            .ok_or_else(|| format!("extension {oid} missing"))?;
+        der_small_uint(value).ok_or_else(|| format!("extension {oid} is not a small DER INTEGER"))
     };
     let cert_tcb = (|| -> Result<TcbVersion, String> {
         Ok(TcbVersion {
@@ -506,27 +506,16 @@ fn check_chip_id(v: &mut Verdict, report: &AttestationReport, leaf: &Cert, vlek:
         );
         return;
     }
-    let hwid = match leaf.extension_value(OID_HWID) {
-        Ok(Some(value)) => der_octet_string(&value).unwrap_or(value),
-        Ok(None) => {
-            v.push(Check::fail(
-                "tee.chip_id",
-                "a VCEK with a hwID extension",
-                "no hwID extension",
-                "",
-            ));
-            return;
-        }
-        Err(e) => {
-            v.push(Check::fail(
-                "tee.chip_id",
-                "VCEK hwID",
-                "unreadable",
-                e.to_string(),
-            ));
-            return;
-        }
+    let Some(value) = leaf.extension_value(OID_HWID) else {
+        v.push(Check::fail(
+            "tee.chip_id",
+            "a VCEK with a hwID extension",
+            "no hwID extension",
+            "",
+        ));
+        return;
     };
+    let hwid = der_octet_string(value).unwrap_or_else(|| value.to_vec());
     // Turin hwIDs are 8 bytes: the rest of chip_id must be zero.
     let (head, tail) = report
         .chip_id

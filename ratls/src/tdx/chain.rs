@@ -1,17 +1,17 @@
 //! The PCK certificate chain carried in the quote: PCK leaf ← PCK CA ← Intel SGX Root CA.
 //!
-//! Verified here with x509-parser (structure) and ring (ECDSA P-256/SHA-256 signatures): the
-//! root is pinned by the SHA-256 of its DER, every certificate must be valid at the verification
-//! time, each issuer's subject must equal the child's issuer, the two issuers must be CAs allowed
-//! to sign certificates, and each signature must verify. Revocation (the PCK CRL and the Root CA
-//! CRL) is checked with the rest of the collateral.
+//! The certificate checks are [`crate::pki`]'s: [`pki::verify_chain`] pins the root by the
+//! SHA-256 of its DER, checks every validity window at the verification time, that each
+//! issuer's subject equals the child's issuer, that both issuers are CAs allowed to sign
+//! certificates, their path length constraints, and every signature. On top of that, TDX
+//! requires ecdsa-with-SHA256 signatures, a PCK leaf whose key usage allows digital signatures,
+//! and the PEM chain in canonical form; and reads the FMSPC from the leaf's SGX extension.
+//! Revocation (the PCK CRL and the Root CA CRL) is checked with the rest of the collateral.
 
-use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
-use x509_parser::certificate::X509Certificate;
 use x509_parser::der_parser::parse_der;
 
-use crate::digest::HashAlg;
 use crate::hexfmt::hex;
+use crate::pki::{self, Cert, CertError, SignatureAlgorithm};
 use crate::time::UnixTime;
 
 /// SHA-256 of the DER of the Intel SGX Root CA (CN=Intel SGX Root CA, valid 2018-05-21 ..
@@ -25,14 +25,13 @@ pub const INTEL_SGX_ROOT_CA_SHA256: [u8; 32] = [
 const CHAIN_LEN: usize = 3;
 const CERT_NAMES: [&str; CHAIN_LEN] = ["PCK leaf", "PCK CA", "root CA"];
 
-/// DER of OID 1.2.840.113741.1.13.1 (Intel SGX extensions).
-const SGX_EXTENSION_OID: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf8, 0x4d, 0x01, 0x0d, 0x01];
+/// OID of the Intel SGX extensions.
+const SGX_EXTENSION_OID: &str = "1.2.840.113741.1.13.1";
 /// DER of OID 1.2.840.113741.1.13.1.4 (FMSPC).
 const FMSPC_OID: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf8, 0x4d, 0x01, 0x0d, 0x01, 0x04];
-/// DER of OID 1.2.840.10045.4.3.2 (ecdsa-with-SHA256).
-const ECDSA_WITH_SHA256_OID: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
 
-/// Why the PCK chain was refused.
+/// Why the PCK chain was refused: its PEM form, or one of its certificates ([`CertError`]
+/// names the certificate by its subject and carries the evidence).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ChainError {
@@ -45,33 +44,15 @@ pub enum ChainError {
     NonCanonicalPem,
     #[error("PCK chain has {0} certificates; expected 3 (PCK leaf, PCK CA, Intel SGX Root CA)")]
     CertCount(usize),
-    #[error("{cert}: malformed X.509 certificate: {reason}")]
-    Malformed { cert: &'static str, reason: String },
-    #[error("root CA is not the pinned Intel SGX Root CA (SHA-256 {presented})")]
-    RootNotPinned { presented: String },
-    #[error("{cert}: not valid at {now} (valid {not_before} .. {not_after})")]
-    Validity {
+    /// A certificate of the chain did not parse.
+    #[error("{cert}: {error}")]
+    Malformed {
         cert: &'static str,
-        now: UnixTime,
-        not_before: UnixTime,
-        not_after: UnixTime,
+        error: CertError,
     },
-    #[error("{cert}: issuer name does not match the subject of the {issuer}")]
-    IssuerMismatch {
-        cert: &'static str,
-        issuer: &'static str,
-    },
-    #[error("{cert}: not a CA certificate allowed to sign certificates")]
-    NotCa { cert: &'static str },
-    #[error("PCK leaf: key usage does not allow digital signatures")]
-    LeafKeyUsage,
-    #[error("{cert}: signature algorithm is not ecdsa-with-SHA256")]
-    Algorithm { cert: &'static str },
-    #[error("{cert}: signature by the {issuer} is invalid")]
-    Signature {
-        cert: &'static str,
-        issuer: &'static str,
-    },
+    /// A certificate or a link of the chain was refused.
+    #[error(transparent)]
+    Cert(#[from] CertError),
 }
 
 /// What checking the chain produced: the verdict on the chain, and what could be read from the
@@ -88,43 +69,34 @@ pub(crate) struct ChainOutcome {
 
 /// Check the PCK chain carried in the quote at time `now`.
 pub(crate) fn check_pck_chain(pem: &[u8], now: UnixTime) -> ChainOutcome {
-    let ders = match decode_pem_chain(pem) {
-        Ok(ders) => ders,
-        Err(e) => {
-            return ChainOutcome {
-                result: Err(e),
-                leaf_key: None,
-                fmspc: None,
-            }
-        }
-    };
     let mut certs = Vec::with_capacity(CHAIN_LEN);
-    for (der, name) in ders.iter().zip(CERT_NAMES) {
-        match parse_cert(der, name) {
-            Ok(cert) => certs.push(cert),
-            Err(e) => {
-                let leaf = certs.first();
-                return ChainOutcome {
-                    result: Err(e),
-                    leaf_key: leaf.map(public_key),
-                    fmspc: leaf.and_then(fmspc),
-                };
-            }
-        }
-    }
+    let result = parse_chain(pem, &mut certs).and_then(|()| verify_parsed(&certs, now));
     let leaf = certs.first();
     ChainOutcome {
-        leaf_key: leaf.map(public_key),
+        result,
+        leaf_key: leaf
+            .and_then(|c| c.subject_public_key().ok())
+            .map(<[u8]>::to_vec),
         fmspc: leaf.and_then(fmspc),
-        result: verify_parsed(&ders, &certs, now),
     }
 }
 
 /// The FMSPC of the PCK leaf, read without verifying anything (for `inspect`).
 pub(crate) fn leaf_fmspc(pem: &[u8]) -> Option<[u8; 6]> {
     let ders = decode_pem_chain(pem).ok()?;
-    let leaf = parse_cert(ders.first()?, "PCK leaf").ok()?;
-    fmspc(&leaf)
+    fmspc(&Cert::from_der(ders.first()?).ok()?)
+}
+
+/// Parse the chain into `certs`, leaving there the certificates that parsed before an error
+/// (the caller still reads the leaf key and FMSPC from them).
+fn parse_chain(pem: &[u8], certs: &mut Vec<Cert>) -> Result<(), ChainError> {
+    for (der, cert) in decode_pem_chain(pem)?
+        .iter()
+        .zip(CERT_NAMES)
+    {
+        certs.push(Cert::from_der(der).map_err(|error| ChainError::Malformed { cert, error })?);
+    }
+    Ok(())
 }
 
 /// Decode the PEM chain, insisting on the canonical encoding so that no two byte strings
@@ -152,34 +124,9 @@ pub(super) fn decode_pem_chain(pem: &[u8]) -> Result<Vec<Vec<u8>>, ChainError> {
         .collect())
 }
 
-fn parse_cert<'a>(der: &'a [u8], cert: &'static str) -> Result<X509Certificate<'a>, ChainError> {
-    match x509_parser::parse_x509_certificate(der) {
-        Ok(([], parsed)) => Ok(parsed),
-        Ok((rest, _)) => Err(ChainError::Malformed {
-            cert,
-            reason: format!("{} trailing bytes", rest.len()),
-        }),
-        Err(e) => Err(ChainError::Malformed {
-            cert,
-            reason: e.to_string(),
-        }),
-    }
-}
-
-fn public_key(cert: &X509Certificate<'_>) -> Vec<u8> {
-    cert.public_key()
-        .subject_public_key
-        .data
-        .to_vec()
-}
-
 /// The FMSPC (6 bytes) from the Intel SGX extension of a PCK certificate.
-fn fmspc(cert: &X509Certificate<'_>) -> Option<[u8; 6]> {
-    let ext = cert
-        .extensions()
-        .iter()
-        .find(|ext| ext.oid.as_bytes() == SGX_EXTENSION_OID)?;
-    let (_, sgx) = parse_der(ext.value).ok()?;
+fn fmspc(cert: &Cert) -> Option<[u8; 6]> {
+    let (_, sgx) = parse_der(cert.extension_value(SGX_EXTENSION_OID)?).ok()?;
     sgx.as_sequence()
         .ok()?
         .iter()
@@ -193,105 +140,19 @@ fn fmspc(cert: &X509Certificate<'_>) -> Option<[u8; 6]> {
         })
 }
 
-fn verify_parsed(
-    ders: &[Vec<u8>],
-    certs: &[X509Certificate<'_>],
-    now: UnixTime,
-) -> Result<String, ChainError> {
-    let [leaf, ca, root] = certs else {
-        return Err(ChainError::CertCount(certs.len()));
+/// Root pinned, validity, links and signatures ([`pki::verify_chain`]); then what TDX adds:
+/// ecdsa-with-SHA256 on the leaf and the PCK CA, and a leaf key allowed to sign.
+fn verify_parsed(certs: &[Cert], now: UnixTime) -> Result<String, ChainError> {
+    let [leaf, issuers @ ..] = certs else {
+        return Err(ChainError::CertCount(0));
     };
-    let root_fp = HashAlg::Sha256.digest(
-        ders.get(2)
-            .map(Vec::as_slice)
-            .unwrap_or_default(),
-    );
-    if root_fp != INTEL_SGX_ROOT_CA_SHA256 {
-        return Err(ChainError::RootNotPinned {
-            presented: hex(&root_fp),
-        });
+    if certs.len() != CHAIN_LEN {
+        return Err(ChainError::CertCount(certs.len()));
     }
-    for (cert, name) in certs.iter().zip(CERT_NAMES) {
-        check_validity(cert, name, now)?;
+    let root = pki::verify_chain(leaf, issuers, &[INTEL_SGX_ROOT_CA_SHA256], now)?;
+    for cert in certs.iter().take(CHAIN_LEN - 1) {
+        cert.check_signature_algorithm(&[SignatureAlgorithm::EcdsaSha256])?;
     }
-    match leaf.key_usage() {
-        Ok(None) => {}
-        Ok(Some(ku)) if ku.value.digital_signature() => {}
-        _ => return Err(ChainError::LeafKeyUsage),
-    }
-    check_signed_by(leaf, "PCK leaf", ca, "PCK CA")?;
-    check_signed_by(ca, "PCK CA", root, "root CA")?;
-    Ok(hex(&root_fp))
-}
-
-fn check_validity(
-    cert: &X509Certificate<'_>,
-    name: &'static str,
-    now: UnixTime,
-) -> Result<(), ChainError> {
-    let validity = cert.validity();
-    let not_before = validity.not_before.timestamp();
-    let not_after = validity.not_after.timestamp();
-    let at = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-    if at < not_before || at > not_after {
-        let secs = |t: i64| UnixTime::from_secs(u64::try_from(t).unwrap_or(0));
-        return Err(ChainError::Validity {
-            cert: name,
-            now,
-            not_before: secs(not_before),
-            not_after: secs(not_after),
-        });
-    }
-    Ok(())
-}
-
-fn check_signed_by(
-    cert: &X509Certificate<'_>,
-    cert_name: &'static str,
-    issuer: &X509Certificate<'_>,
-    issuer_name: &'static str,
-) -> Result<(), ChainError> {
-    if cert.issuer().as_raw() != issuer.subject().as_raw() {
-        return Err(ChainError::IssuerMismatch {
-            cert: cert_name,
-            issuer: issuer_name,
-        });
-    }
-    let may_sign = issuer.is_ca()
-        && match issuer.key_usage() {
-            Ok(None) => true,
-            Ok(Some(ku)) => ku.value.key_cert_sign(),
-            Err(_) => false,
-        };
-    if !may_sign {
-        return Err(ChainError::NotCa { cert: issuer_name });
-    }
-    if cert
-        .signature_algorithm
-        .algorithm
-        .as_bytes()
-        != ECDSA_WITH_SHA256_OID
-        || cert
-            .tbs_certificate
-            .signature
-            .algorithm
-            .as_bytes()
-            != ECDSA_WITH_SHA256_OID
-    {
-        return Err(ChainError::Algorithm { cert: cert_name });
-    }
-    let key = issuer
-        .public_key()
-        .subject_public_key
-        .data
-        .as_ref();
-    UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, key)
-        .verify(
-            cert.tbs_certificate.as_ref(),
-            cert.signature_value.data.as_ref(),
-        )
-        .map_err(|_| ChainError::Signature {
-            cert: cert_name,
-            issuer: issuer_name,
-        })
+    leaf.check_key_usage_digital_signature()?;
+    Ok(hex(root))
 }
