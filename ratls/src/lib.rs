@@ -39,6 +39,7 @@
 
 pub mod codec;
 pub mod digest;
+pub mod eventlog;
 pub mod hexfmt;
 pub mod ima;
 pub mod pki;
