@@ -20,6 +20,7 @@ seed snp_report "$real/sev-snp/milan-vcek-virtee/report_milan.hex" "$real/sev-sn
 seed tdx_quote "$real/tdx/v4-emr-phala-collateral/tdx_quote.bin" "$real/tdx/v5-td15-phala-collateral/tdx_quote_v5.bin"
 seed tpm_quote "$real/sev-snp/genoa-azure-vtpm-trustee/derived-tpms_attest.bin" "$real/tpm/gce-shielded-vm-go-tpm-tools/derived-ak_pub.tpmt"
 seed ima_log "$real/ima/ibmtss-vtpm-binary/sha1.log" "$real/ima/ibmtss-vtpm-binary/sha256.log"
+seed event_log "$real/tpm/gce-shielded-vm-go-tpm-tools/derived-eventlog.bin"
 
 cargo fuzz build
 for t in $(cargo fuzz list); do

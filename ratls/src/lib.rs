@@ -42,6 +42,7 @@ pub mod binding;
 pub mod bundle;
 pub mod codec;
 pub mod digest;
+pub mod eventlog;
 pub mod hexfmt;
 pub mod ima;
 pub mod pki;
