@@ -9,6 +9,9 @@
 use core::fmt;
 use std::sync::Arc;
 
+#[cfg(feature = "sim")]
+pub mod sim;
+
 use crate::bundle::{TeeEvidence, TpmEvidence};
 use crate::digest::HashAlg;
 
