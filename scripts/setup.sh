@@ -3,8 +3,11 @@
 # Packages already present are not reinstalled; `apt-get update` runs only when something is missing.
 set -euo pipefail
 
-# Debian packages the tests use. Later issues add swtpm, tpm2-tools, pebble, cryptsetup, qemu.
-PACKAGES=(ca-certificates pkg-config)
+# Debian packages the build and tests use: libtss2-dev + pkg-config build the TPM attester
+# (ratls feature `tpm`); swtpm + swtpm-tools (swtpm_setup, swtpm_localca) run a real software TPM
+# per test; tpm2-tools (tpm2_quote, tpm2_checkquote) cross-check our quotes. Later issues add
+# pebble, cryptsetup, qemu.
+PACKAGES=(ca-certificates pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -25,7 +25,13 @@ fn at(text: &str) -> UnixTime {
 
 /// Every group of measurements.
 pub fn run(scale: &dyn Fn(u64) -> u64) -> Vec<Vec<Measurement>> {
-    vec![snp(scale), tdx(scale), tpm(scale), ima(scale)]
+    vec![
+        snp(scale),
+        tdx(scale),
+        tpm(scale),
+        ima(scale),
+        tpm_attester(scale),
+    ]
 }
 
 fn snp(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
@@ -250,4 +256,123 @@ fn ima(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
             },
         ),
     ]
+}
+
+/// Our TPM quote path against `tpm2_quote` on the same swtpm, AK and PCRs. Runs only when swtpm
+/// and tpm2-tools are installed.
+fn tpm_attester(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
+    use ratls::attest::TpmAttester;
+    use ratls_harness::{open_tpm, simulate_boot, Swtpm, BOOT_AND_IMA_PCRS, DEFAULT_AK_HANDLE};
+    use ratls_test::swtpm::{available, on_path};
+
+    if !available() || on_path("tpm2_quote").is_none() {
+        eprintln!("tpm attester: swtpm or tpm2-tools not installed; group skipped");
+        return Vec::new();
+    }
+    let swtpm = Swtpm::start().expect("swtpm starts");
+    let tpm = open_tpm(&swtpm).expect("TPM opens");
+    simulate_boot(&tpm, "bench").expect("PCRs extended");
+    let nonce = [0x42u8; 32];
+    let banks = [HashAlg::Sha256];
+    let evidence = tpm
+        .quote(&nonce, &banks, &BOOT_AND_IMA_PCRS)
+        .expect("quote");
+    let input = QuoteInput {
+        attest: &evidence.attest,
+        signature: &evidence.signature,
+        ak_public: &evidence.ak_public,
+        nonce: Some(nonce.to_vec()),
+        pcrs: Some(evidence.pcr_values()),
+    };
+    assert!(tpm::verify(&input, &TpmPolicy::default()).is_trusted());
+
+    let dir = swtpm.state_dir().to_path_buf();
+    let list = format!(
+        "sha256:{}",
+        BOOT_AND_IMA_PCRS
+            .iter()
+            .map(u8::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let nonce_hex = hex::encode(nonce);
+    let tpm2_quote = || {
+        let status = swtpm
+            .command("tpm2_quote")
+            .args([
+                "-c",
+                &format!("{DEFAULT_AK_HANDLE:#x}"),
+                "-l",
+                &list,
+                "-q",
+                &nonce_hex,
+            ])
+            .arg("-m")
+            .arg(dir.join("q.msg"))
+            .arg("-s")
+            .arg(dir.join("q.sig"))
+            .arg("-o")
+            .arg(dir.join("q.pcrs"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("tpm2_quote runs");
+        assert!(status.success(), "tpm2_quote failed");
+    };
+    tpm2_quote();
+    let n = scale(400).max(5);
+    let spawns = scale(100).max(3);
+    let mut rows = vec![
+        measure(
+            "tpm attester: TssTpm::quote, PCRs 0-10 sha256 (quote + PCR_Read x2 + pcrDigest check), swtpm",
+            n,
+            1,
+            "op",
+            || tpm.quote(&nonce, &banks, &BOOT_AND_IMA_PCRS).expect("quote"),
+        ),
+        measure(
+            "tpm attester: reference: tpm2_quote CLI, same swtpm, AK and PCRs (-m -s -o, one process per quote)",
+            spawns,
+            1,
+            "op",
+            tpm2_quote,
+        ),
+        measure(
+            "tpm attester: reference: `tpm2_quote --version` (process spawn + libtss2 loading, no TPM work)",
+            spawns,
+            1,
+            "op",
+            || {
+                std::process::Command::new("tpm2_quote")
+                    .arg("--version")
+                    .stdout(std::process::Stdio::null())
+                    .status()
+                    .expect("tpm2_quote runs")
+            },
+        ),
+        measure(
+            "tpm attester: TssTpm::open, persistent AK present (connect, find + read AK, EK cert from NV)",
+            scale(100).max(3),
+            1,
+            "op",
+            || open_tpm(&swtpm).expect("open"),
+        ),
+    ];
+    drop(tpm);
+    rows.push(measure(
+        "tpm attester: AK re-creation (remove_ak + TssTpm::open: SRK, create, load, EvictControl)",
+        scale(40).max(2),
+        1,
+        "op",
+        || {
+            open_tpm(&swtpm)
+                .expect("open")
+                .remove_ak()
+                .expect("remove");
+            let tpm = open_tpm(&swtpm).expect("open");
+            assert!(tpm.ak_created());
+            tpm
+        },
+    ));
+    rows
 }

@@ -1,6 +1,8 @@
 //! `ratls-bench`: how fast the verification core is on real hardware evidence, measured side by
 //! side with a reference cost in the same run (the bare cryptography, or the upstream library we
-//! build on), so the figures mean something on any machine.
+//! build on), so the figures mean something on any machine. When swtpm and tpm2-tools are
+//! installed, the TPM attester group also times our quote path against `tpm2_quote` on the same
+//! swtpm.
 //!
 //! ```text
 //! cargo run --release -p ratls-bench -- [--multiplier F] [--markdown]

@@ -6,10 +6,15 @@
 //!   otherwise print a loud SKIPPED line.
 //! - [`Mutations`]: deterministic truncations, bit flips, byte overwrites and oversized variants
 //!   of a sample, for "never panics, always a typed error" tests.
+//! - [`swtpm::Swtpm`]: a real software TPM per test, on a free port pair, killed on drop. The
+//!   helpers that need `ratls` itself (the IMA simulator) live in the dev-only crate
+//!   `ratls-harness` (`tests/harness/`), since `ratls` dev-depends on this crate.
 
 #![allow(clippy::panic, clippy::indexing_slicing)] // Test-only code: failing a test by panicking is its job.
 
 use std::path::PathBuf;
+
+pub mod swtpm;
 
 /// The environment variable that points at the real-evidence tree.
 pub const REAL_TESTDATA_ENV: &str = "COSMIAN_REAL_TESTDATA";

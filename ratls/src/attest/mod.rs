@@ -15,6 +15,10 @@ pub mod sim;
 use crate::bundle::{TeeEvidence, TpmEvidence};
 use crate::digest::HashAlg;
 
+// The TPM attester through tss-esapi (feature `tpm`; links libtss2).
+#[cfg(feature = "tpm")]
+pub mod tpm;
+
 /// Which TEE an attester speaks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -1,0 +1,148 @@
+//! A measured-file simulator for hosts without IMA: real `ima-ng` records in the kernel's binary
+//! format, appended to a file, with PCR 10 extended in the TPM the way a current kernel does it.
+//!
+//! What the kernel (5.8 and later) does, and this simulator reproduces:
+//!
+//! - The first record is `boot_aggregate`: with the `sha256` bank, SHA-256 over PCRs 0–9 of that
+//!   bank read from the TPM (`ima_calc_boot_aggregate`: PCRs 0–7, plus 8–9 for every bank but
+//!   SHA-1 since 5.8), recorded as `d-ng = "sha256:" ‖ 0 ‖ digest`, `n-ng = "boot_aggregate"`.
+//! - Each record's template data is `ima-ng`: `u32le len ‖ "sha256:\0" ‖ file digest`, then
+//!   `u32le len ‖ path ‖ 0`.
+//! - `binary_runtime_measurements` stores `u32le pcr ‖ SHA-1(template data) ‖ u32le name len ‖
+//!   "ima-ng" ‖ u32le data len ‖ data` (the SHA-1 template hash, as that export does).
+//! - PCR 10 is extended per bank with that bank's hash of the template data: SHA-1 in `sha1`,
+//!   SHA-256 in `sha256`.
+//! - The record is added to the list before the TPM is extended, so a reader never sees a PCR
+//!   value the list does not explain (a quote may cover a prefix of the list).
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ratls::attest::tpm::TssTpm;
+use ratls::attest::{AttestError, ImaSource};
+use ratls::digest::HashAlg;
+use ratls::ima::{Log, Template, IMA_PCR};
+
+/// The PCRs `boot_aggregate` covers for a non-SHA-1 bank (kernel 5.8+).
+pub const BOOT_AGGREGATE_PCRS: [u8; 10] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+
+/// Appends `ima-ng` records to a file and extends PCR 10 of a TPM. See the module docs.
+#[derive(Debug)]
+pub struct ImaSimulator<'t> {
+    tpm: &'t TssTpm,
+    path: PathBuf,
+    log: Log,
+    boot_aggregate: Vec<u8>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AttestError + '_ {
+    move |error| AttestError::Io {
+        what: "simulated IMA log",
+        path: path.display().to_string(),
+        error: Arc::new(error),
+    }
+}
+
+impl<'t> ImaSimulator<'t> {
+    /// Start a new boot's log at `log_path` (truncated): compute `boot_aggregate` from the
+    /// TPM's sha256 PCRs 0–9 and record it.
+    pub fn new(log_path: impl Into<PathBuf>, tpm: &'t TssTpm) -> Result<Self, AttestError> {
+        let path = log_path.into();
+        File::create(&path).map_err(io(&path))?;
+        let pcrs = tpm.read_pcrs(&[HashAlg::Sha256], &BOOT_AGGREGATE_PCRS)?;
+        let bank = pcrs
+            .get(&HashAlg::Sha256)
+            .ok_or(AttestError::BadResponse {
+                what: "TPM",
+                why: "no sha256 PCR values".into(),
+            })?;
+        let boot_aggregate = HashAlg::Sha256.digest_all(bank.values().map(Vec::as_slice));
+        let mut sim = Self {
+            tpm,
+            path,
+            log: Log::new(HashAlg::Sha1),
+            boot_aggregate: boot_aggregate.clone(),
+        };
+        sim.measure(b"boot_aggregate", &boot_aggregate)?;
+        Ok(sim)
+    }
+
+    /// Measure a real file: SHA-256 of its contents (streamed), recorded under its path.
+    /// Returns the file digest.
+    pub fn measure_file(&mut self, file: &Path) -> Result<Vec<u8>, AttestError> {
+        let mut input = File::open(file).map_err(io(file))?;
+        let mut hasher = HashAlg::Sha256.hasher();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = input.read(&mut buf).map_err(io(file))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(buf.get(..n).unwrap_or_default());
+        }
+        let digest = hasher.finish();
+        self.measure(file.as_os_str().as_bytes(), &digest)?;
+        Ok(digest)
+    }
+
+    /// Record `path` with the SHA-256 file digest `digest`, then extend PCR 10.
+    pub fn measure(&mut self, path: &[u8], digest: &[u8]) -> Result<(), AttestError> {
+        let bad = |e: ratls::ParseError| AttestError::BadResponse {
+            what: "IMA record",
+            why: e.to_string(),
+        };
+        // The record alone, in the binary export's form, appended to the file.
+        let mut one = Log::new(HashAlg::Sha1);
+        let entry = one
+            .push(IMA_PCR, Template::ImaNg, Some("sha256"), digest, path, &[])
+            .map_err(bad)?;
+        let sha1 = entry.template_digest(HashAlg::Sha1);
+        let sha256 = entry.template_digest(HashAlg::Sha256);
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(io(&self.path))?;
+        file.write_all(&one.to_binary())
+            .map_err(io(&self.path))?;
+        self.log
+            .push(IMA_PCR, Template::ImaNg, Some("sha256"), digest, path, &[])
+            .map_err(bad)?;
+        let pcr = u8::try_from(IMA_PCR).unwrap_or(10);
+        self.tpm.extend_pcr(
+            pcr,
+            &[
+                (HashAlg::Sha1, sha1.as_slice()),
+                (HashAlg::Sha256, sha256.as_slice()),
+            ],
+        )
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// The log file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// This boot's `boot_aggregate` (SHA-256 over sha256 PCRs 0–9).
+    pub fn boot_aggregate(&self) -> &[u8] {
+        &self.boot_aggregate
+    }
+
+    /// The log in binary form (what the file holds).
+    pub fn to_binary(&self) -> Vec<u8> {
+        self.log.to_binary()
+    }
+}
+
+impl ImaSource for ImaSimulator<'_> {
+    fn read_log(&self) -> Result<Vec<u8>, AttestError> {
+        std::fs::read(&self.path).map_err(io(&self.path))
+    }
+}
