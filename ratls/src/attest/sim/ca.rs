@@ -376,12 +376,7 @@ impl SimCa {
             ("ASK", &ask.pkcs8, &ask_cert),
         ] {
             let key = RsaKeyPair::from_pkcs8(pkcs8).map_err(|e| format!("{name} key: {e}"))?;
-            if Some(key.public().as_ref())
-                != cert
-                    .subject_public_key()
-                    .ok()
-                    .as_deref()
-            {
+            if Some(key.public().as_ref()) != cert.subject_public_key().ok() {
                 return Err(format!(
                     "the {name} key does not match the {name} certificate"
                 ));
@@ -390,21 +385,15 @@ impl SimCa {
         let vcek_key =
             EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &vcek.pkcs8, &rng)
                 .map_err(|e| format!("VCEK key: {e}"))?;
-        if Some(vcek_key.public_key().as_ref())
-            != vcek_cert
-                .subject_public_key()
-                .ok()
-                .as_deref()
-        {
+        if Some(vcek_key.public_key().as_ref()) != vcek_cert.subject_public_key().ok() {
             return Err("the VCEK key does not match the VCEK certificate".into());
         }
 
         let spl = |oid: &str| -> Result<u8, String> {
             let value = vcek_cert
                 .extension_value(oid)
-                .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("VCEK extension {oid} missing"))?;
-            u8::from_der(&value).map_err(|e| format!("VCEK extension {oid}: {e}"))
+            u8::from_der(value).map_err(|e| format!("VCEK extension {oid}: {e}"))
         };
         let tcb = SimTcb {
             bootloader: spl(OID_BL_SPL)?,
@@ -414,7 +403,6 @@ impl SimCa {
         };
         let chip_id: [u8; 64] = vcek_cert
             .extension_value(OID_HWID)
-            .map_err(|e| e.to_string())?
             .ok_or("VCEK hwID extension missing")?
             .try_into()
             .map_err(|_| "VCEK hwID is not 64 bytes")?;
