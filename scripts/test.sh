@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo build --workspace --all-targets --locked
-cargo test --workspace --locked
+cargo build --workspace --all-targets --all-features --locked
+cargo test --workspace --all-features --locked
 bash scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-10}"
 cargo run --release --locked -p ratls-bench -- --multiplier 0.05

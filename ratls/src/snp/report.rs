@@ -256,7 +256,19 @@ impl AttestationReport {
         r.skip(SIGNED_LEN - 0x208, "reserved2")?;
         let signature_r = ecdsa_component(&mut r, "signature.r")?;
         let signature_s = ecdsa_component(&mut r, "signature.s")?;
-        r.skip(REPORT_LEN - 0x330, "signature.reserved")?;
+        // The bytes after the signature are not signed: require zeros so a report has exactly
+        // one encoding (the evidence digest keys verdict caches).
+        let tail_at = r.offset();
+        let tail = r.take(REPORT_LEN - 0x330, "signature.reserved")?;
+        if let Some(pos) = tail.iter().position(|&b| b != 0) {
+            return Err(ParseError::InvalidValue {
+                what: WHAT,
+                field: "signature.reserved",
+                offset: tail_at + pos,
+                expected: "zero (unsigned reserved bytes)".into(),
+                presented: format!("{:#04x}", tail.get(pos).copied().unwrap_or(0)),
+            });
+        }
         r.finish()?;
         Ok(Self {
             version,

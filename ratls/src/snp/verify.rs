@@ -515,7 +515,13 @@ fn check_chip_id(v: &mut Verdict, report: &AttestationReport, leaf: &Cert, vlek:
         ));
         return;
     };
-    let hwid = der_octet_string(value).unwrap_or_else(|| value.to_vec());
+    // AMD stores the raw hwID (64 bytes; 8 on Turin). Only a value of another length is read as
+    // a DER OCTET STRING wrapper, so a raw id that happens to start with 04 40 stays raw.
+    let hwid = if matches!(value.len(), 64 | 8) {
+        value.to_vec()
+    } else {
+        der_octet_string(value).unwrap_or_else(|| value.to_vec())
+    };
     // Turin hwIDs are 8 bytes: the rest of chip_id must be zero.
     let (head, tail) = report
         .chip_id
