@@ -1,0 +1,355 @@
+//! The evidence bundle end to end on real parts: a swtpm with a persistent AK, the simulated TEE,
+//! the IMA simulator measuring real files. A bound bundle verifies; changing any single field
+//! makes it fail at the named step; a quote from a second TPM (an AK the report does not bind) is
+//! rejected.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::sync::{Arc, OnceLock};
+
+use ratls::attest::sim::{SimCa, SimTee};
+use ratls::attest::TpmAttester;
+use ratls::binding::{spki_sha256, BindingClaims, Role};
+use ratls::bundle::{
+    self, Bundle, BundleClaims, Expectations, Freshness, ImaEvidence, Sources, TeeEvidence,
+    DEFAULT_PCRS,
+};
+use ratls::digest::HashAlg;
+use ratls::{Claims, Policy, UnixTime, Verdict};
+use ratls_harness::{open_tpm, simulate_boot, ImaSimulator, Swtpm, TssTpm};
+use serde_bytes::ByteBuf;
+
+const SPKI: &[u8] = b"stand-in DER SubjectPublicKeyInfo of the endpoint's TLS key";
+const CHALLENGE: [u8; 32] = [0xc1; 32];
+const EXPORTER: [u8; 32] = [0xe7; 32];
+const ISSUED_AT: u64 = 1_800_000_000;
+
+fn sim_ca() -> Arc<SimCa> {
+    static CA: OnceLock<Arc<SimCa>> = OnceLock::new();
+    CA.get_or_init(|| Arc::new(SimCa::generate().unwrap()))
+        .clone()
+}
+
+fn binding(challenge: Option<[u8; 32]>, exporter: Option<[u8; 32]>) -> BindingClaims {
+    BindingClaims {
+        role: Role::agent(),
+        spki_sha256: spki_sha256(SPKI),
+        ak_sha256: None,
+        issued_at: ISSUED_AT,
+        challenge,
+        exporter,
+    }
+}
+
+fn expectations(ark: &[u8]) -> Expectations<'_> {
+    let mut e = Expectations::new(Role::agent(), SPKI, UnixTime::from_secs(ISSUED_AT + 5));
+    e.challenge = Some(CHALLENGE);
+    e.exporter = Some(EXPORTER);
+    e.insecure_sim_root = Some(ark);
+    e
+}
+
+/// A machine: swtpm + AK + measured boot + IMA log with a few real files.
+struct Machine {
+    // Field order matters: the TPM client goes before the swtpm process.
+    tpm: TssTpm,
+    _swtpm: Swtpm,
+    log: tempfile_path::TempPath,
+}
+
+mod tempfile_path {
+    /// A file path removed on drop.
+    pub struct TempPath(pub std::path::PathBuf);
+
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+fn machine(label: &str) -> Option<Machine> {
+    let swtpm = Swtpm::start()?;
+    let tpm = open_tpm(&swtpm).unwrap();
+    simulate_boot(&tpm, label).unwrap();
+    let log = tempfile_path::TempPath(
+        swtpm
+            .state_dir()
+            .join("ima.log"),
+    );
+    Some(Machine {
+        tpm,
+        _swtpm: swtpm,
+        log,
+    })
+}
+
+fn produce(m: &Machine, tee: &SimTee, binding: BindingClaims) -> Bundle {
+    let mut ima = ImaSimulator::new(&m.log.0, &m.tpm).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in ["Cargo.toml", "src/lib.rs", "tests/bundle.rs"] {
+        ima.measure_file(&root.join(file))
+            .unwrap();
+    }
+    bundle::produce(
+        &Sources {
+            tee: Some(tee),
+            tpm: Some(&m.tpm),
+            ima: Some(&ima),
+            banks: &[HashAlg::Sha256],
+            pcrs: &DEFAULT_PCRS,
+            ima_inline: true,
+        },
+        binding,
+    )
+    .unwrap()
+}
+
+fn verify(b: &Bundle, expect: &Expectations<'_>) -> Verdict {
+    bundle::verify(&b.to_cmw(), &Policy::default(), expect)
+}
+
+fn bundle_claims(v: &Verdict) -> &BundleClaims {
+    match &v.claims {
+        Claims::Bundle(c) => c,
+        other => panic!("not bundle claims: {other:?}"),
+    }
+}
+
+#[track_caller]
+fn assert_fails_at(v: &Verdict, step: &str) {
+    assert!(!v.is_trusted(), "trusted although {step} should fail:\n{v}");
+    let check = v
+        .check(step)
+        .unwrap_or_else(|| panic!("no {step} check:\n{v}"));
+    assert!(!check.ok, "{step} passed:\n{v}");
+}
+
+#[test]
+fn a_bound_bundle_verifies_and_every_single_change_fails_at_its_step() {
+    let Some(m) = machine("machine one") else {
+        return;
+    };
+    let ca = sim_ca();
+    let ark = ca.ark_der().to_vec();
+    let tee = SimTee::new(ca.clone()).unwrap();
+    let good = produce(&m, &tee, binding(Some(CHALLENGE), Some(EXPORTER)));
+    let expect = expectations(&ark);
+
+    let v = verify(&good, &expect);
+    assert!(v.is_trusted(), "{v}");
+    assert!(v.simulated, "sim evidence must be marked simulated");
+    for step in [
+        "bundle.parse",
+        "binding.role",
+        "binding.spki",
+        "binding.challenge",
+        "binding.exporter",
+        "binding.freshness",
+        "binding.ak",
+        "tee.signature",
+        "tee.chain.ark",
+        "binding.report_data",
+        "tpm.signature",
+        "tpm.qualifying_data",
+        "tpm.pcr_digest",
+        "ima.template_hash",
+        "ima.replay",
+    ] {
+        assert!(v.passed(step), "{step}:\n{v}");
+    }
+    let c = bundle_claims(&v);
+    assert_eq!(c.binding, Some(bundle::BindingLevel::Session));
+    assert_eq!(c.freshness, Some(Freshness::Challenge));
+    assert_eq!(c.tee_kind.as_deref(), Some("sim"));
+
+    // Without the simulated root, the same evidence is not trusted.
+    let mut no_root = expect.clone();
+    no_root.insecure_sim_root = None;
+    assert_fails_at(&verify(&good, &no_root), "tee.chain.ark");
+
+    // One TEE report byte (the measurement).
+    let mut b = good.clone();
+    if let Some(TeeEvidence::Sim { report, .. }) = &mut b.tee {
+        report[0x90] ^= 1;
+    }
+    assert_fails_at(&verify(&b, &expect), "tee.signature");
+
+    // One quoted PCR value.
+    let mut b = good.clone();
+    b.tpm
+        .as_mut()
+        .unwrap()
+        .pcrs
+        .get_mut(&HashAlg::Sha256)
+        .unwrap()
+        .get_mut(&4)
+        .unwrap()[0] ^= 1;
+    assert_fails_at(&verify(&b, &expect), "tpm.pcr_digest");
+
+    // The AK public area.
+    let mut b = good.clone();
+    let tpm = b.tpm.as_mut().unwrap();
+    let last = tpm.ak_public.len() - 1;
+    tpm.ak_public[last] ^= 1;
+    let v = verify(&b, &expect);
+    assert_fails_at(&v, "binding.ak");
+    assert_fails_at(&v, "tpm.signature");
+
+    // The TLS key the verifier talks to is not the bound one.
+    let mut other_key = expect.clone();
+    other_key.spki_der = b"another TLS key";
+    let v = verify(&good, &other_key);
+    assert_fails_at(&v, "binding.spki");
+    assert_fails_at(&v, "binding.report_data");
+
+    // A challenge the verifier did not choose.
+    let mut other_challenge = expect.clone();
+    other_challenge.challenge = Some([0x99; 32]);
+    let v = verify(&good, &other_challenge);
+    assert_fails_at(&v, "binding.challenge");
+    assert_fails_at(&v, "binding.report_data");
+    assert_fails_at(&v, "tpm.qualifying_data");
+
+    // A response replayed on another session (another exporter).
+    let mut other_session = expect.clone();
+    other_session.exporter = Some([0x55; 32]);
+    assert_fails_at(&verify(&good, &other_session), "binding.exporter");
+
+    // The attester rewrote its claims to match the verifier: the signed report still disagrees.
+    let mut b = good.clone();
+    b.binding.challenge = Some([0x99; 32]);
+    let v = verify(&b, &other_challenge);
+    assert!(v.passed("binding.challenge"), "{v}");
+    assert_fails_at(&v, "binding.report_data");
+    assert_fails_at(&v, "tpm.qualifying_data");
+
+    // Another role.
+    let mut as_server = expect.clone();
+    as_server.role = Role::server();
+    assert_fails_at(&verify(&good, &as_server), "binding.role");
+
+    // One IMA entry (a file digest inside the log).
+    let mut b = good.clone();
+    if let Some(ImaEvidence::Log(log)) = &mut b.ima {
+        let log_bytes = log.to_vec();
+        let parsed = ratls::ima::Log::parse(&log_bytes).unwrap();
+        let entry = &parsed.entries()[2];
+        let digest = entry
+            .file_digest()
+            .to_vec();
+        let at = log_bytes
+            .windows(digest.len())
+            .position(|w| w == digest)
+            .unwrap();
+        log[at] ^= 1;
+    }
+    assert_fails_at(&verify(&b, &expect), "ima.template_hash");
+
+    // A missing binding claim: evidence without a TPM while the verifier requires one.
+    let mut b = good.clone();
+    b.tpm = None;
+    let v = verify(&b, &expect);
+    assert_fails_at(&v, "bundle.tpm");
+    assert_fails_at(&v, "binding.ak");
+
+    // Garbage and oversized input.
+    assert_fails_at(
+        &bundle::verify(b"not cbor", &Policy::default(), &expect),
+        "bundle.parse",
+    );
+    assert_fails_at(
+        &bundle::verify(&vec![0u8; bundle::MAX_BUNDLE_LEN + 1], &Policy::default(), &expect),
+        "bundle.parse",
+    );
+}
+
+#[test]
+fn certificate_mode_evidence_expires_after_the_maximum_age() {
+    let Some(m) = machine("machine two") else {
+        return;
+    };
+    let ca = sim_ca();
+    let ark = ca.ark_der().to_vec();
+    let tee = SimTee::new(ca.clone()).unwrap();
+    let b = produce(&m, &tee, binding(None, None));
+    let mut expect = expectations(&ark);
+    expect.challenge = None;
+    expect.exporter = None;
+    expect.max_age_secs = 3600;
+
+    expect.now = UnixTime::from_secs(ISSUED_AT + 3600);
+    let v = verify(&b, &expect);
+    assert!(v.is_trusted(), "{v}");
+    let c = bundle_claims(&v);
+    assert_eq!(c.binding, Some(bundle::BindingLevel::Key));
+    assert_eq!(
+        c.freshness,
+        Some(Freshness::TimeWindow {
+            age_secs: 3600,
+            max_age_secs: 3600
+        })
+    );
+
+    expect.now = UnixTime::from_secs(ISSUED_AT + 3601);
+    assert_fails_at(&verify(&b, &expect), "binding.freshness");
+    // Issued in the future beyond the allowed skew.
+    expect.now = UnixTime::from_secs(ISSUED_AT - expect.max_skew_secs - 1);
+    assert_fails_at(&verify(&b, &expect), "binding.freshness");
+
+    // A verifier that sent a challenge does not accept certificate-mode evidence.
+    expect.now = UnixTime::from_secs(ISSUED_AT + 5);
+    expect.challenge = Some(CHALLENGE);
+    assert_fails_at(&verify(&b, &expect), "binding.challenge");
+}
+
+#[test]
+fn a_quote_from_a_second_tpm_is_rejected() {
+    let (Some(one), Some(two)) = (machine("machine one"), machine("machine one")) else {
+        return;
+    };
+    let ca = sim_ca();
+    let ark = ca.ark_der().to_vec();
+    let tee = SimTee::new(ca.clone()).unwrap();
+    let expect = expectations(&ark);
+    let good = produce(&one, &tee, binding(Some(CHALLENGE), Some(EXPORTER)));
+    assert!(verify(&good, &expect).is_trusted());
+
+    // The second TPM quotes the same qualifying data: a vTPM outside the TEE standing in.
+    let qualifying = good
+        .binding
+        .qualifying_data();
+    let foreign = two
+        .tpm
+        .quote(&qualifying, &[HashAlg::Sha256], &DEFAULT_PCRS)
+        .unwrap();
+
+    let mut b = good.clone();
+    b.tpm = Some(foreign.clone());
+    let v = verify(&b, &expect);
+    assert_fails_at(&v, "binding.ak");
+
+    // Even with the AK hash rewritten to the second TPM's, the TEE report binds the first AK.
+    let mut b = good.clone();
+    b.tpm = Some(foreign.clone());
+    b.binding.ak_sha256 = Some(spki_sha256(&foreign.ak_public));
+    let v = verify(&b, &expect);
+    assert!(v.passed("binding.ak"), "{v}");
+    assert_fails_at(&v, "binding.report_data");
+    assert_fails_at(&v, "tpm.qualifying_data");
+
+    // And the first TPM's signature does not verify under the second AK.
+    let mut b = good.clone();
+    let mut mixed = good
+        .tpm
+        .clone()
+        .unwrap();
+    mixed.ak_public = ByteBuf::from(foreign.ak_public.to_vec());
+    b.tpm = Some(mixed);
+    assert_fails_at(&verify(&b, &expect), "tpm.signature");
+}
