@@ -31,6 +31,7 @@ pub fn run(scale: &dyn Fn(u64) -> u64) -> Vec<Vec<Measurement>> {
         tpm(scale),
         ima(scale),
         tpm_attester(scale),
+        bundle(scale),
     ]
 }
 
@@ -266,7 +267,11 @@ fn tpm_attester(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
     use ratls_test::swtpm::{available, on_path};
 
     if !available() || on_path("tpm2_quote").is_none() {
-        eprintln!("tpm attester: swtpm or tpm2-tools not installed; group skipped");
+        assert!(
+            !ratls_test::in_ci(),
+            "CI must have swtpm and tpm2-tools (scripts/setup.sh)"
+        );
+        eprintln!("tpm attester: swtpm or tpm2-tools not installed; group SKIPPED");
         return Vec::new();
     }
     let swtpm = Swtpm::start().expect("swtpm starts");
@@ -375,4 +380,101 @@ fn tpm_attester(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
         },
     ));
     rows
+}
+
+/// A whole evidence bundle on swtpm + the simulated TEE + a 200-entry IMA log: generation
+/// (TEE report, TPM quote, log read, CBOR) and verification (every step), side by side with the
+/// TPM quote alone and the SNP-format report alone.
+fn bundle(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
+    use std::sync::Arc;
+
+    use ratls::attest::sim::{SimCa, SimTee};
+    use ratls::attest::{TeeAttester, TpmAttester};
+    use ratls::binding::{spki_sha256, BindingClaims, Role};
+    use ratls::bundle::{self as b, Expectations, Sources, DEFAULT_PCRS};
+    use ratls::Policy;
+    use ratls_harness::{open_tpm, simulate_boot, ImaSimulator, Swtpm};
+
+    if !ratls_test::swtpm::available() {
+        assert!(
+            !ratls_test::in_ci(),
+            "CI must have swtpm (scripts/setup.sh)"
+        );
+        eprintln!("bundle: swtpm not installed; group SKIPPED");
+        return Vec::new();
+    }
+    let swtpm = Swtpm::start().expect("swtpm starts");
+    let tpm = open_tpm(&swtpm).expect("TPM opens");
+    simulate_boot(&tpm, "bench").expect("PCRs extended");
+    let log_path = swtpm.state_dir().join("ima.log");
+    let mut ima = ImaSimulator::new(&log_path, &tpm).expect("IMA simulator");
+    for i in 0..200u32 {
+        let digest = HashAlg::Sha256.digest(&i.to_le_bytes());
+        ima.measure(format!("/usr/bin/tool-{i}").as_bytes(), &digest)
+            .expect("measure");
+    }
+    let ca = Arc::new(SimCa::generate().expect("sim CA"));
+    let tee = SimTee::new(ca.clone()).expect("sim TEE");
+    let spki = b"bench TLS key SubjectPublicKeyInfo";
+    let now = UnixTime::now();
+    let claims = BindingClaims {
+        role: Role::agent(),
+        spki_sha256: spki_sha256(spki),
+        ak_sha256: None,
+        issued_at: now.as_secs(),
+        challenge: Some([1; 32]),
+        exporter: Some([2; 32]),
+    };
+    let sources = Sources {
+        tee: Some(&tee),
+        tpm: Some(&tpm),
+        ima: Some(&ima),
+        banks: &[HashAlg::Sha256],
+        pcrs: &DEFAULT_PCRS,
+        ima_inline: true,
+    };
+    let produce = || b::produce(&sources, claims.clone()).expect("bundle");
+    let cmw = produce().to_cmw();
+    let ark = ca.ark_der().to_vec();
+    let mut expect = Expectations::new(Role::agent(), spki, now);
+    expect.challenge = Some([1; 32]);
+    expect.exporter = Some([2; 32]);
+    expect.insecure_sim_root = Some(&ark);
+    let policy = Policy::default();
+    let verdict = b::verify(&cmw, &policy, &expect);
+    assert!(verdict.is_trusted(), "{verdict}");
+    let n = scale(400).max(5);
+    vec![
+        measure(
+            "bundle: produce (sim report + TPM quote PCRs 0-10 + 201-entry IMA log + CBOR), swtpm",
+            n,
+            1,
+            "op",
+            || produce().to_cmw(),
+        ),
+        measure(
+            "bundle: reference: the TPM quote alone (TssTpm::quote), same swtpm",
+            n,
+            1,
+            "op",
+            || {
+                tpm.quote(&[3; 32], &[HashAlg::Sha256], &DEFAULT_PCRS)
+                    .expect("quote")
+            },
+        ),
+        measure(
+            "bundle: reference: the simulated SNP report alone (SimTee::attest)",
+            n,
+            1,
+            "op",
+            || tee.attest(&[4; 64]).expect("report"),
+        ),
+        measure(
+            "bundle: verify (decode, binding, sim chain + report, TPM quote, IMA replay)",
+            n,
+            1,
+            "op",
+            || b::verify(&cmw, &policy, &expect),
+        ),
+    ]
 }

@@ -77,11 +77,7 @@ fn machine(label: &str) -> Option<Machine> {
     let swtpm = Swtpm::start()?;
     let tpm = open_tpm(&swtpm).unwrap();
     simulate_boot(&tpm, label).unwrap();
-    let log = tempfile_path::TempPath(
-        swtpm
-            .state_dir()
-            .join("ima.log"),
-    );
+    let log = tempfile_path::TempPath(swtpm.state_dir().join("ima.log"));
     Some(Machine {
         tpm,
         _swtpm: swtpm,
@@ -240,9 +236,7 @@ fn a_bound_bundle_verifies_and_every_single_change_fails_at_its_step() {
         let log_bytes = log.to_vec();
         let parsed = ratls::ima::Log::parse(&log_bytes).unwrap();
         let entry = &parsed.entries()[2];
-        let digest = entry
-            .file_digest()
-            .to_vec();
+        let digest = entry.file_digest().to_vec();
         let at = log_bytes
             .windows(digest.len())
             .position(|w| w == digest)
@@ -264,7 +258,11 @@ fn a_bound_bundle_verifies_and_every_single_change_fails_at_its_step() {
         "bundle.parse",
     );
     assert_fails_at(
-        &bundle::verify(&vec![0u8; bundle::MAX_BUNDLE_LEN + 1], &Policy::default(), &expect),
+        &bundle::verify(
+            &vec![0u8; bundle::MAX_BUNDLE_LEN + 1],
+            &Policy::default(),
+            &expect,
+        ),
         "bundle.parse",
     );
 }
@@ -321,9 +319,7 @@ fn a_quote_from_a_second_tpm_is_rejected() {
     assert!(verify(&good, &expect).is_trusted());
 
     // The second TPM quotes the same qualifying data: a vTPM outside the TEE standing in.
-    let qualifying = good
-        .binding
-        .qualifying_data();
+    let qualifying = good.binding.qualifying_data();
     let foreign = two
         .tpm
         .quote(&qualifying, &[HashAlg::Sha256], &DEFAULT_PCRS)
@@ -345,10 +341,7 @@ fn a_quote_from_a_second_tpm_is_rejected() {
 
     // And the first TPM's signature does not verify under the second AK.
     let mut b = good.clone();
-    let mut mixed = good
-        .tpm
-        .clone()
-        .unwrap();
+    let mut mixed = good.tpm.clone().unwrap();
     mixed.ak_public = ByteBuf::from(foreign.ak_public.to_vec());
     b.tpm = Some(mixed);
     assert_fails_at(&verify(&b, &expect), "tpm.signature");
