@@ -42,7 +42,7 @@ pub enum EvidenceCommand {
 
 #[derive(Debug, Args)]
 #[command(
-    group(ArgGroup::new("evidence").required(true).args(["snp_report", "tdx_quote", "tpm_quote", "ima_log"])),
+    group(ArgGroup::new("evidence").required(true).args(["snp_report", "tdx_quote", "tpm_quote", "ima_log", "bundle"])),
     after_help = "Exit codes: 0 every check passed; 1 a check failed (malformed evidence \
                   included); 2 usage error or unreadable file."
 )]
@@ -144,6 +144,75 @@ pub struct VerifyArgs {
     /// The PCR bank of --pcr10 (default: implied by its length).
     #[arg(long, value_name = "BANK", requires = "pcr10", value_parser = ["sha1", "sha256", "sha384", "sha512"], help_heading = "IMA")]
     pub bank: Option<String>,
+
+    /// An evidence bundle (CMW-wrapped CBOR, as the agent and RA-TLS certificates carry it).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "spki",
+        help_heading = "Evidence bundle"
+    )]
+    pub bundle: Option<PathBuf>,
+    /// The TLS key the bundle must be bound to: a certificate (PEM or DER) or a DER
+    /// SubjectPublicKeyInfo.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "bundle",
+        help_heading = "Evidence bundle"
+    )]
+    pub spki: Option<PathBuf>,
+    /// The role the evidence must be bound to.
+    #[arg(
+        long,
+        value_name = "ROLE",
+        default_value = "agent",
+        requires = "bundle",
+        help_heading = "Evidence bundle"
+    )]
+    pub role: String,
+    /// The challenge the verifier sent (fresh mode, 32 bytes hex).
+    #[arg(
+        long,
+        value_name = "HEX",
+        requires = "bundle",
+        help_heading = "Evidence bundle"
+    )]
+    pub challenge: Option<String>,
+    /// The verifier's TLS exporter value for the session (fresh mode, 32 bytes hex).
+    #[arg(
+        long,
+        value_name = "HEX",
+        requires = "bundle",
+        help_heading = "Evidence bundle"
+    )]
+    pub exporter: Option<String>,
+    /// Oldest evidence accepted, in seconds (certificate mode).
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 86_400,
+        requires = "bundle",
+        help_heading = "Evidence bundle"
+    )]
+    pub max_age: u64,
+    /// The IMA log, when the bundle carries only its digest.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "bundle",
+        help_heading = "Evidence bundle"
+    )]
+    pub separate_ima_log: Option<PathBuf>,
+    /// DANGER: trust evidence from the simulated TEE whose ARK is FILE. Such verdicts say
+    /// SIMULATED and prove nothing about hardware.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "bundle",
+        help_heading = "Evidence bundle"
+    )]
+    pub insecure_sim_root: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

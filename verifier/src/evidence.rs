@@ -37,6 +37,8 @@ pub fn verify(args: &VerifyArgs) -> Result<ExitCode, UsageError> {
         ratls::tdx::verify_bytes(&read(quote)?, &read(collateral)?, &policy.tdx, now)
     } else if let Some(quote) = &args.tpm_quote {
         verify_tpm(args, quote, &policy)?
+    } else if let Some(bundle) = &args.bundle {
+        verify_bundle(args, bundle, &policy, now)?
     } else if let Some(log) = &args.ima_log {
         let quoted = quoted_pcr10(args)?;
         ratls::ima::verify_bytes(&read(log)?, quoted, &policy.ima)
@@ -115,6 +117,56 @@ fn verify_tpm(args: &VerifyArgs, quote: &Path, policy: &Policy) -> Result<Verdic
         },
         &policy.tpm,
     ))
+}
+
+fn verify_bundle(
+    args: &VerifyArgs,
+    bundle: &Path,
+    policy: &Policy,
+    now: UnixTime,
+) -> Result<Verdict, UsageError> {
+    let Some(spki_path) = &args.spki else {
+        return Err(UsageError("--bundle needs --spki".into()));
+    };
+    let spki_bytes = read(spki_path)?;
+    // A certificate (PEM or DER) gives its SubjectPublicKeyInfo; anything else is taken as one.
+    let spki = match ratls::pki::Cert::from_der_or_pem(&spki_bytes) {
+        Ok(cert) => cert.spki_der().to_vec(),
+        Err(_) => spki_bytes,
+    };
+    let role =
+        ratls::binding::Role::new(&args.role).map_err(|e| UsageError(format!("--role: {e}")))?;
+    let nonce = |flag: &str, value: &Option<String>| -> Result<Option<[u8; 32]>, UsageError> {
+        value
+            .as_deref()
+            .map(|v| {
+                ratls::hexfmt::decode_array::<32>(v).map_err(|e| UsageError(format!("{flag}: {e}")))
+            })
+            .transpose()
+    };
+    let sim_root = args
+        .insecure_sim_root
+        .as_deref()
+        .map(read)
+        .transpose()?;
+    let ima_log = args
+        .separate_ima_log
+        .as_deref()
+        .map(read)
+        .transpose()?;
+    let mut expect = ratls::bundle::Expectations::new(role, &spki, now);
+    expect.challenge = nonce("--challenge", &args.challenge)?;
+    expect.exporter = nonce("--exporter", &args.exporter)?;
+    expect.max_age_secs = args.max_age;
+    expect.insecure_sim_root = sim_root.as_deref();
+    expect.ima_log = ima_log.as_deref();
+    if sim_root.is_some() {
+        eprintln!(
+            "WARNING: --insecure-sim-root: evidence from the simulated TEE will be accepted; \
+             it proves nothing about hardware"
+        );
+    }
+    Ok(ratls::bundle::verify(&read(bundle)?, policy, &expect))
 }
 
 /// `--pcr10 HEX [--bank NAME]`: the bank defaults to the one the value's length implies.

@@ -494,3 +494,125 @@ fn ima_log_replays_to_the_quoted_pcr10() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(json(&out)["kind"], "ima");
 }
+
+#[test]
+fn bundle_from_swtpm_and_sim_tee_verifies_only_with_the_sim_root() {
+    use std::sync::Arc;
+
+    use ratls::attest::sim::{SimCa, SimTee};
+    use ratls::binding::{spki_sha256, BindingClaims, Role};
+    use ratls::bundle::{self, Sources, DEFAULT_PCRS};
+    use ratls::digest::HashAlg;
+    use ratls_harness::{open_tpm, simulate_boot, ImaSimulator, Swtpm};
+
+    let Some(swtpm) = Swtpm::start() else {
+        return;
+    };
+    let tpm = open_tpm(&swtpm).unwrap();
+    simulate_boot(&tpm, "cli").unwrap();
+    let mut ima = ImaSimulator::new(swtpm.state_dir().join("ima.log"), &tpm).unwrap();
+    ima.measure_file(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("Cargo.toml")
+            .as_path(),
+    )
+    .unwrap();
+    let ca = Arc::new(SimCa::generate().unwrap());
+    let tee = SimTee::new(ca.clone()).unwrap();
+    let spki = b"DER SubjectPublicKeyInfo stand-in".to_vec();
+    let challenge = [0x11u8; 32];
+    let b = bundle::produce(
+        &Sources {
+            tee: Some(&tee),
+            tpm: Some(&tpm),
+            ima: Some(&ima),
+            banks: &[HashAlg::Sha256],
+            pcrs: &DEFAULT_PCRS,
+            ima_inline: true,
+        },
+        BindingClaims {
+            role: Role::agent(),
+            spki_sha256: spki_sha256(&spki),
+            ak_sha256: None,
+            issued_at: ratls::UnixTime::now().as_secs(),
+            challenge: Some(challenge),
+            exporter: None,
+        },
+    )
+    .unwrap();
+    let bundle_file = tmp("bundle.cmw", &b.to_cmw());
+    let spki_file = tmp("spki.der", &spki);
+    let ark_file = tmp("sim-ark.der", ca.ark_der());
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "evidence",
+            "verify",
+            "--json",
+            "--bundle",
+            bundle_file.to_str().unwrap(),
+            "--spki",
+            spki_file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        cosmian_vm(&args)
+    };
+    let challenge_hex = hex::encode(challenge);
+    let sim = ["--insecure-sim-root", ark_file.to_str().unwrap()];
+
+    let out = run(&[&["--challenge", challenge_hex.as_str()][..], &sim[..]].concat());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v = json(&out);
+    assert_eq!(v["verdict"], "trusted");
+    assert_eq!(v["simulated"], true);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WARNING"));
+
+    // Human output says SIMULATED in capitals.
+    let out = cosmian_vm(&[
+        "evidence",
+        "verify",
+        "--bundle",
+        bundle_file.to_str().unwrap(),
+        "--spki",
+        spki_file.to_str().unwrap(),
+        "--challenge",
+        &challenge_hex,
+        "--insecure-sim-root",
+        ark_file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SIMULATED"));
+
+    // Without the sim root: rejected at tee.chain.ark.
+    let out = run(&["--challenge", &challenge_hex]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert!(v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["step"] == "tee.chain.ark" && c["ok"] == false));
+
+    // Without the challenge it was made for: rejected at binding.challenge.
+    let out = run(&sim);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert!(v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["step"] == "binding.challenge" && c["ok"] == false));
+
+    // --bundle without --spki is a usage error.
+    let out = cosmian_vm(&[
+        "evidence",
+        "verify",
+        "--bundle",
+        bundle_file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}

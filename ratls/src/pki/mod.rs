@@ -257,6 +257,8 @@ pub struct Cert {
     algorithm_matches_tbs: bool,
     key_algorithm: KeyAlgorithm,
     key: Vec<u8>,
+    /// The DER SubjectPublicKeyInfo (what binding claims hash).
+    spki: Vec<u8>,
 }
 
 #[derive(Clone)]
@@ -429,6 +431,7 @@ impl Cert {
             algorithm_matches_tbs: framing.algorithm == framing.tbs_algorithm,
             key_algorithm: key_algorithm(&spki.algorithm),
             key: spki.subject_public_key.data.to_vec(),
+            spki: spki.raw.to_vec(),
             subject,
         })
     }
@@ -436,6 +439,11 @@ impl Cert {
     /// The DER encoding.
     pub fn der(&self) -> &[u8] {
         &self.der
+    }
+
+    /// The DER SubjectPublicKeyInfo.
+    pub fn spki_der(&self) -> &[u8] {
+        &self.spki
     }
 
     /// SHA-256 of the DER.
