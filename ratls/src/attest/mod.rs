@@ -2,6 +2,15 @@
 //! features that only add (`tpm`, `sim`, `sev-guest`, `azure`; configfs-tsm and securityfs readers
 //! are plain file I/O and always present).
 //!
+//! | module | attester | feature |
+//! | --- | --- | --- |
+//! | [`tsm`] | `SnpTsm`, `TdxTsm`: SEV-SNP and TDX through configfs-tsm | none |
+//! | [`snp_guest`] | `SevGuest`: SEV-SNP through `/dev/sev-guest` (the host's certificate table parser is always present) | `sev-guest` |
+//! | `sim` | `SimTee`: the simulated TEE | `sim` |
+//! | `tpm` | `TssTpm`: TPM quotes through tss-esapi | `tpm` |
+//!
+//! [`detect`] implements `tee = "auto"`.
+//!
 //! Verification never depends on anything in this module being compiled in: the types here are
 //! what an attester produces, the [`bundle`](crate::bundle) module is what travels, and the
 //! verifiers only parse bytes.
@@ -9,8 +18,11 @@
 use core::fmt;
 use std::sync::Arc;
 
+pub mod detect;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod snp_guest;
+pub mod tsm;
 
 use crate::bundle::{TeeEvidence, TpmEvidence};
 use crate::digest::HashAlg;
