@@ -21,6 +21,7 @@ seed tdx_quote "$real/tdx/v4-emr-phala-collateral/tdx_quote.bin" "$real/tdx/v5-t
 seed tpm_quote "$real/sev-snp/genoa-azure-vtpm-trustee/derived-tpms_attest.bin" "$real/tpm/gce-shielded-vm-go-tpm-tools/derived-ak_pub.tpmt"
 seed ima_log "$real/ima/ibmtss-vtpm-binary/sha1.log" "$real/ima/ibmtss-vtpm-binary/sha256.log"
 seed event_log "$real/tpm/gce-shielded-vm-go-tpm-tools/derived-eventlog.bin"
+seed azure_hcl "$real/sev-snp/genoa-azure-vtpm-trustee/derived-hcl-report.bin"
 
 cargo fuzz build
 for t in $(cargo fuzz list); do

@@ -11,6 +11,8 @@
 //! - [`tdx`]: Intel TDX quotes v4 and v5 (TD 1.0 and TD 1.5 bodies), verified against Intel PCS
 //!   collateral given as input, with the TCB status evaluated;
 //! - [`tpm`]: TPM 2.0 quotes (`TPMS_ATTEST`, `TPMT_SIGNATURE`, `TPMT_PUBLIC`);
+//! - [`azure`]: Azure confidential VMs: the HCL report (SEV-SNP or TDX report whose report data
+//!   hashes the paravisor's runtime data) and the vTPM attestation key it vouches for;
 //! - [`ima`]: Linux IMA measurement logs (binary and ASCII; templates `ima`, `ima-ng`, `ima-sig`,
 //!   `ima-buf`), replayed per PCR bank and matched against a quoted PCR 10.
 //!
@@ -38,6 +40,7 @@
 #![forbid(unsafe_code)]
 
 pub mod attest;
+pub mod azure;
 pub mod binding;
 pub mod bundle;
 pub mod codec;

@@ -1,8 +1,8 @@
 //! The verification policy: what each verifier requires beyond genuineness.
 //!
-//! A policy file is JSON with one optional section per platform; unknown keys are rejected so a
-//! typo cannot silently relax a check. The defaults are strict (no debug, VMPL 0, only an
-//! UpToDate TDX TCB).
+//! A policy file is JSON with one optional section per platform (`snp`, `tdx`, `tpm`, `ima`,
+//! `azure`); unknown keys are rejected so a typo cannot silently relax a check. The defaults are
+//! strict (no debug, VMPL 0, only an UpToDate TDX TCB, Azure secure boot on).
 //!
 //! ```json
 //! { "snp": { "measurement": "7a1e…", "allow_debug": false },
@@ -11,6 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::azure::AzurePolicy;
 use crate::ima::ImaPolicy;
 use crate::snp::SnpPolicy;
 use crate::tdx::TdxPolicy;
@@ -24,6 +25,7 @@ pub struct Policy {
     pub tdx: TdxPolicy,
     pub tpm: TpmPolicy,
     pub ima: ImaPolicy,
+    pub azure: AzurePolicy,
 }
 
 impl Policy {

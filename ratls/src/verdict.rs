@@ -14,6 +14,12 @@ use crate::codec::ParseError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub enum Platform {
+    /// An Azure CVM on SEV-SNP: HCL report (+ vTPM quote).
+    #[serde(rename = "azure-snp")]
+    AzureSnp,
+    /// An Azure CVM on TDX: HCL report, TDX quote (+ vTPM quote).
+    #[serde(rename = "azure-tdx")]
+    AzureTdx,
     #[serde(rename = "ima")]
     Ima,
     #[serde(rename = "sev-snp")]
@@ -27,6 +33,8 @@ pub enum Platform {
 impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Self::AzureSnp => "azure-snp",
+            Self::AzureTdx => "azure-tdx",
             Self::Ima => "ima",
             Self::SevSnp => "sev-snp",
             Self::Tdx => "tdx",
@@ -168,6 +176,7 @@ impl fmt::Display for Check {
 #[serde(untagged)]
 #[non_exhaustive]
 pub enum Claims {
+    Azure(Box<crate::azure::AzureClaims>),
     Bundle(Box<crate::bundle::BundleClaims>),
     Ima(crate::ima::ImaClaims),
     None {},

@@ -42,7 +42,8 @@ pub enum EvidenceCommand {
 
 #[derive(Debug, Args)]
 #[command(
-    group(ArgGroup::new("evidence").required(true).args(["snp_report", "tdx_quote", "tpm_quote", "ima_log", "bundle"])),
+    group(ArgGroup::new("evidence").required(true).multiple(true).args(["snp_report", "tdx_quote", "tpm_quote", "ima_log", "azure_hcl", "bundle"])),
+    group(ArgGroup::new("snp_source").args(["snp_report", "azure_hcl"])),
     after_help = "Exit codes: 0 every check passed; 1 a check failed (malformed evidence \
                   included); 2 usage error or unreadable file."
 )]
@@ -59,13 +60,18 @@ pub struct VerifyArgs {
     pub policy: Option<PathBuf>,
 
     /// An SEV-SNP attestation report (1184 raw bytes, or hex text).
-    #[arg(long, value_name = "FILE", help_heading = "SEV-SNP")]
-    pub snp_report: Option<PathBuf>,
-    /// The VCEK certificate (DER or PEM).
     #[arg(
         long,
         value_name = "FILE",
-        requires = "snp_report",
+        conflicts_with_all = ["tdx_quote", "tpm_quote", "ima_log", "azure_hcl"],
+        help_heading = "SEV-SNP"
+    )]
+    pub snp_report: Option<PathBuf>,
+    /// The VCEK certificate (DER or PEM), for --snp-report or --azure-hcl.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "snp_source",
         conflicts_with = "vlek",
         help_heading = "SEV-SNP"
     )]
@@ -82,10 +88,16 @@ pub struct VerifyArgs {
     #[arg(
         long,
         value_name = "PEM",
-        requires = "snp_report",
+        requires = "snp_source",
         help_heading = "SEV-SNP"
     )]
     pub cert_chain: Option<PathBuf>,
+
+    /// An Azure CVM's HCL report (vTPM NV index 0x01400001): SEV-SNP (with --vcek) or TDX
+    /// (with --tdx-quote and --collateral); the vTPM AK comes from it, so a --tpm-quote needs
+    /// no --ak-public.
+    #[arg(long, value_name = "FILE", help_heading = "Azure")]
+    pub azure_hcl: Option<PathBuf>,
 
     /// An Intel TDX quote (v4 or v5).
     #[arg(
@@ -105,9 +117,15 @@ pub struct VerifyArgs {
     pub collateral: Option<PathBuf>,
 
     /// A TPMS_ATTEST quote structure (raw or hex).
-    #[arg(long, value_name = "FILE", requires_all = ["tpm_signature", "ak_public"], help_heading = "TPM")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tpm_signature",
+        help_heading = "TPM"
+    )]
     pub tpm_quote: Option<PathBuf>,
-    /// The TPMT_SIGNATURE over the quote (raw or hex).
+    /// The TPMT_SIGNATURE over the quote, or the raw RSASSA signature of an Azure vTPM (raw or
+    /// hex).
     #[arg(
         long,
         value_name = "FILE",
@@ -115,11 +133,12 @@ pub struct VerifyArgs {
         help_heading = "TPM"
     )]
     pub tpm_signature: Option<PathBuf>,
-    /// The attestation key's TPMT_PUBLIC or TPM2B_PUBLIC (raw or hex).
+    /// The attestation key's TPMT_PUBLIC or TPM2B_PUBLIC (raw or hex); not with --azure-hcl.
     #[arg(
         long,
         value_name = "FILE",
         requires = "tpm_quote",
+        conflicts_with = "azure_hcl",
         help_heading = "TPM"
     )]
     pub ak_public: Option<PathBuf>,
@@ -136,7 +155,12 @@ pub struct VerifyArgs {
     pub pcrs: Option<PathBuf>,
 
     /// A Linux IMA measurement log (binary_runtime_measurements or ASCII).
-    #[arg(long, value_name = "FILE", help_heading = "IMA")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["tdx_quote", "tpm_quote", "azure_hcl"],
+        help_heading = "IMA"
+    )]
     pub ima_log: Option<PathBuf>,
     /// The quoted PCR 10 value the log must replay to (some prefix of it).
     #[arg(long, value_name = "HEX", requires = "ima_log", help_heading = "IMA")]
@@ -220,7 +244,8 @@ pub struct InspectArgs {
     /// Print one JSON object instead of the human summary.
     #[arg(long)]
     pub json: bool,
-    /// The evidence file: an SEV-SNP report, a TDX quote, a TPM quote or an IMA log.
+    /// The evidence file: an SEV-SNP report, a TDX quote, an Azure HCL report, a TPM quote or an
+    /// IMA log.
     pub file: PathBuf,
 }
 

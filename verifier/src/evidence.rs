@@ -28,8 +28,16 @@ pub fn verify(args: &VerifyArgs) -> Result<ExitCode, UsageError> {
         }
         None => Policy::default(),
     };
-    let verdict = if let Some(report) = &args.snp_report {
+    let verdict = if let Some(hcl) = &args.azure_hcl {
+        verify_azure(args, hcl, &policy, now)?
+    } else if let Some(report) = &args.snp_report {
         verify_snp(args, report, &policy, now)?
+    } else if let (Some(_), Some(_)) = (&args.tdx_quote, &args.tpm_quote) {
+        return Err(UsageError(
+            "--tdx-quote and --tpm-quote go together only with --azure-hcl (an Azure TDX VM); \
+             otherwise verify one piece of evidence at a time"
+                .into(),
+        ));
     } else if let Some(quote) = &args.tdx_quote {
         let Some(collateral) = &args.collateral else {
             return Err(UsageError("--tdx-quote needs --collateral".into()));
@@ -44,7 +52,7 @@ pub fn verify(args: &VerifyArgs) -> Result<ExitCode, UsageError> {
         ratls::ima::verify_bytes(&read(log)?, quoted, &policy.ima)
     } else {
         return Err(UsageError(
-            "give one of --snp-report, --tdx-quote, --tpm-quote, --ima-log".into(),
+            "give one of --snp-report, --tdx-quote, --tpm-quote, --ima-log, --azure-hcl".into(),
         ));
     };
     output::print_verdict(&verdict, args.json);
@@ -82,28 +90,133 @@ fn verify_snp(
     ))
 }
 
-fn verify_tpm(args: &VerifyArgs, quote: &Path, policy: &Policy) -> Result<Verdict, UsageError> {
-    let (Some(signature), Some(ak_public)) = (&args.tpm_signature, &args.ak_public) else {
-        return Err(UsageError(
-            "--tpm-quote needs --tpm-signature and --ak-public".into(),
-        ));
+/// `--azure-hcl FILE`: the HCL report, its SEV-SNP certificates or TDX quote, and the vTPM quote
+/// verified with the AK the report vouches for.
+fn verify_azure(
+    args: &VerifyArgs,
+    hcl_path: &Path,
+    policy: &Policy,
+    now: UnixTime,
+) -> Result<Verdict, UsageError> {
+    let hcl = read(hcl_path)?;
+    let nonce = nonce_arg(args)?;
+    let vtpm = match &args.tpm_quote {
+        Some(quote) => {
+            let Some(signature) = &args.tpm_signature else {
+                return Err(UsageError("--tpm-quote needs --tpm-signature".into()));
+            };
+            Some((
+                read_maybe_hex(quote)?,
+                read_maybe_hex(signature)?,
+                pcrs_arg(args)?,
+            ))
+        }
+        None => None,
     };
-    let nonce = args
-        .nonce
+    let quote = vtpm
+        .as_ref()
+        .map(|(attest, signature, pcrs)| ratls::azure::VtpmQuote {
+            attest,
+            signature,
+            pcrs: pcrs.clone(),
+        });
+    // The report type decides which hardware evidence goes with it; a report that does not
+    // parse is verified (and rejected at azure.parse) as SEV-SNP.
+    let tdx = matches!(
+        ratls::azure::HclReport::parse(&hcl).map(|r| r.report_type()),
+        Ok(ratls::azure::ReportType::Tdx)
+    );
+    if tdx {
+        if args.vcek.is_some() || args.cert_chain.is_some() {
+            return Err(UsageError(
+                "--vcek and --cert-chain are for SEV-SNP; this HCL report carries a TDX report \
+                 (give --tdx-quote and --collateral)"
+                    .into(),
+            ));
+        }
+        let quote_bytes = args
+            .tdx_quote
+            .as_deref()
+            .map(read)
+            .transpose()?;
+        let collateral = args
+            .collateral
+            .as_deref()
+            .map(read)
+            .transpose()?;
+        let td_quote = quote_bytes
+            .as_deref()
+            .map(|q| ratls::azure::TdQuote {
+                quote: q,
+                collateral: collateral.as_deref(),
+            });
+        return Ok(ratls::azure::verify_tdx(
+            &hcl,
+            td_quote.as_ref(),
+            quote.as_ref(),
+            policy,
+            now,
+            nonce.as_deref(),
+        ));
+    }
+    if args.tdx_quote.is_some() {
+        return Err(UsageError(
+            "--tdx-quote is for an HCL report that carries a TDX report; this one does not".into(),
+        ));
+    }
+    let certs = ratls::snp::CertInput {
+        vcek: args
+            .vcek
+            .as_deref()
+            .map(read)
+            .transpose()?,
+        vlek: None,
+        chain: args
+            .cert_chain
+            .as_deref()
+            .map(read)
+            .transpose()?,
+    };
+    Ok(ratls::azure::verify_snp(
+        &hcl,
+        &certs,
+        quote.as_ref(),
+        policy,
+        now,
+        nonce.as_deref(),
+    ))
+}
+
+/// `--nonce HEX`.
+fn nonce_arg(args: &VerifyArgs) -> Result<Option<Vec<u8>>, UsageError> {
+    args.nonce
         .as_deref()
         .map(|n| {
             ratls::hexfmt::decode(n).map_err(|e| UsageError(format!("--nonce: invalid hex: {e}")))
         })
-        .transpose()?;
-    let pcrs = args
-        .pcrs
+        .transpose()
+}
+
+/// `--pcrs JSON`.
+fn pcrs_arg(args: &VerifyArgs) -> Result<Option<ratls::tpm::PcrValues>, UsageError> {
+    args.pcrs
         .as_deref()
         .map(|path| {
             let text = read_text(path)?;
             ratls::tpm::PcrValues::from_json(&text)
                 .map_err(|e| UsageError(format!("--pcrs {}: {e}", path.display())))
         })
-        .transpose()?;
+        .transpose()
+}
+
+fn verify_tpm(args: &VerifyArgs, quote: &Path, policy: &Policy) -> Result<Verdict, UsageError> {
+    let (Some(signature), Some(ak_public)) = (&args.tpm_signature, &args.ak_public) else {
+        return Err(UsageError(
+            "--tpm-quote needs --tpm-signature and --ak-public".into(),
+        ));
+    };
+    let nonce = nonce_arg(args)?;
+    let pcrs = pcrs_arg(args)?;
     let attest = read_maybe_hex(quote)?;
     let signature = read_maybe_hex(signature)?;
     let ak_public = read_maybe_hex(ak_public)?;
@@ -207,6 +320,18 @@ struct Inspection<C: Serialize> {
 pub fn inspect(args: &InspectArgs) -> Result<ExitCode, UsageError> {
     let bytes = read(&args.file)?;
     let mut attempts = Vec::new();
+    if ratls::azure::looks_like_hcl(&bytes) {
+        match ratls::azure::inspect(&bytes) {
+            Ok(claims) => {
+                let kind = match claims.report_type {
+                    ratls::azure::ReportType::Tdx => "azure-tdx",
+                    _ => "azure-snp",
+                };
+                return Ok(show(kind, claims, args.json));
+            }
+            Err(e) => attempts.push(format!("azure hcl report: {e}")),
+        }
+    }
     match ratls::snp::inspect(&bytes) {
         Ok(claims) => return Ok(show("sev-snp", claims, args.json)),
         Err(e) => attempts.push(format!("sev-snp: {e}")),

@@ -362,6 +362,10 @@ fn inspect_detects_each_kind() {
             "sev-snp/genoa-azure-vtpm-trustee/derived-tpms_attest.bin",
             "tpm",
         ),
+        (
+            "sev-snp/genoa-azure-vtpm-trustee/derived-hcl-report.bin",
+            "azure-snp",
+        ),
         ("tdx/v4-emr-phala-collateral/tdx_quote.bin", "tdx"),
         ("tdx/v5-td15-phala-collateral/tdx_quote_v5.bin", "tdx"),
     ];
@@ -409,6 +413,40 @@ fn usage_errors_exit_2() {
             "yesterday",
         ],
         vec!["evidence", "inspect", "/nonexistent"],
+        // The Azure AK comes from the HCL report.
+        vec![
+            "evidence",
+            "verify",
+            "--azure-hcl",
+            "h",
+            "--tpm-quote",
+            "q",
+            "--tpm-signature",
+            "s",
+            "--ak-public",
+            "a",
+        ],
+        vec![
+            "evidence",
+            "verify",
+            "--azure-hcl",
+            "h",
+            "--snp-report",
+            "r",
+        ],
+        // A TDX quote and a TPM quote together only describe an Azure TDX VM.
+        vec![
+            "evidence",
+            "verify",
+            "--tdx-quote",
+            "q",
+            "--collateral",
+            "c",
+            "--tpm-quote",
+            "t",
+            "--tpm-signature",
+            "s",
+        ],
     ] {
         let out = cosmian_vm(&args);
         assert_eq!(
@@ -493,6 +531,161 @@ fn ima_log_replays_to_the_quoted_pcr10() {
     let out = cosmian_vm(&["evidence", "inspect", "--json", &p(&dir, "sha512.log")]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(json(&out)["kind"], "ima");
+}
+
+#[test]
+fn azure_hcl_report_verifies_end_to_end() {
+    let Some(dir) = real_testdata("sev-snp/genoa-azure-vtpm-trustee") else {
+        return;
+    };
+    // The inputs as evidence-genoa.json gives them (byte arrays), written out as files.
+    let evidence: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("evidence-genoa.json")).unwrap()).unwrap();
+    let bytes = |v: &Value| -> Vec<u8> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|b| u8::try_from(b.as_u64().unwrap()).unwrap())
+            .collect()
+    };
+    let hcl = tmp("azure-hcl.bin", &bytes(&evidence["report"]));
+    let vcek = tmp(
+        "azure-vcek.pem",
+        evidence["vcek"]
+            .as_str()
+            .unwrap()
+            .as_bytes(),
+    );
+    let attest = tmp("azure-attest.bin", &bytes(&evidence["quote"]["message"]));
+    let signature = tmp("azure-sig.bin", &bytes(&evidence["quote"]["signature"]));
+    let pcrs: serde_json::Map<String, Value> = evidence["quote"]["pcrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i.to_string(), Value::String(hex::encode(bytes(v)))))
+        .collect();
+    let pcrs = tmp(
+        "azure-pcrs.json",
+        serde_json::json!({ "sha256": pcrs })
+            .to_string()
+            .as_bytes(),
+    );
+    let nonce = "0218488bae25d2509232bf676f1a66a30d7372add909109b36016ef136f2938ca05475f8b46094de6b64270ea35d950f";
+    let chain = p(&dir, "ask_ark_genoa.pem");
+    let run = |nonce: &str| {
+        cosmian_vm(&[
+            "evidence",
+            "verify",
+            "--json",
+            "--at",
+            "2026-01-01T00:00:00Z",
+            "--azure-hcl",
+            hcl.to_str().unwrap(),
+            "--vcek",
+            vcek.to_str().unwrap(),
+            "--cert-chain",
+            &chain,
+            "--tpm-quote",
+            attest.to_str().unwrap(),
+            "--tpm-signature",
+            signature.to_str().unwrap(),
+            "--pcrs",
+            pcrs.to_str().unwrap(),
+            "--nonce",
+            nonce,
+        ])
+    };
+    let out = run(nonce);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v = json(&out);
+    assert_shape(&v, "azure-snp");
+    assert_eq!(v["verdict"], "trusted");
+    let steps: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["step"].as_str().unwrap())
+        .collect();
+    for step in [
+        "azure.parse",
+        "tee.signature",
+        "azure.runtime_data",
+        "azure.ak",
+        "tpm.signature",
+        "tpm.qualifying_data",
+        "tpm.pcr_digest",
+    ] {
+        assert!(steps.contains(&step), "{step}");
+    }
+    let c = &v["claims"];
+    assert_eq!(c["report_type"], "snp");
+    assert_eq!(
+        c["runtime_data"]["vm_unique_id"],
+        "390CBCF5-6C67-4D9B-98EF-C3F1699CC8FC"
+    );
+    assert_eq!(c["runtime_data"]["secure_boot"], true);
+    assert_eq!(c["tee"]["vmpl"], 0);
+    assert_eq!(c["tpm"]["extra_data"], nonce);
+
+    // Another nonce: rejected at the quote's qualifying data, and nothing else.
+    let out = run(&format!("ff{}", &nonce[2..]));
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    let failed: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["tpm.qualifying_data"]);
+
+    // The HCL report alone (no quote): trusted for the report and its AK; human output.
+    let out = cosmian_vm(&[
+        "evidence",
+        "verify",
+        "--at",
+        "2026-01-01T00:00:00Z",
+        "--azure-hcl",
+        hcl.to_str().unwrap(),
+        "--vcek",
+        vcek.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("azure-snp evidence: TRUSTED"), "{text}");
+    assert!(text.contains("ok   azure.ak"), "{text}");
+
+    // One flipped runtime-data byte.
+    let mut changed = bytes(&evidence["report"]);
+    changed[0x4D4 + 10] ^= 1;
+    let changed = tmp("azure-hcl-changed.bin", &changed);
+    let out = cosmian_vm(&[
+        "evidence",
+        "verify",
+        "--json",
+        "--at",
+        "2026-01-01T00:00:00Z",
+        "--azure-hcl",
+        changed.to_str().unwrap(),
+        "--vcek",
+        vcek.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    let first = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["ok"] == false)
+        .unwrap();
+    assert_eq!(first["step"], "azure.runtime_data");
 }
 
 #[test]

@@ -31,6 +31,10 @@ use crate::digest::HashAlg;
 #[cfg(feature = "tpm")]
 pub mod tpm;
 
+// The Azure CVM attester: the HCL report from the vTPM (feature `azure`, implies `tpm`).
+#[cfg(feature = "azure")]
+pub mod azure;
+
 /// Which TEE an attester speaks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -122,7 +122,9 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
         .as_ref()
         .map(TeeEvidence::kind)
     {
-        Some(crate::attest::TeeKind::Tdx | crate::attest::TeeKind::AzureTdx) => Platform::Tdx,
+        Some(crate::attest::TeeKind::Tdx) => Platform::Tdx,
+        Some(crate::attest::TeeKind::AzureSnp) => Platform::AzureSnp,
+        Some(crate::attest::TeeKind::AzureTdx) => Platform::AzureTdx,
         Some(_) => Platform::SevSnp,
         None => Platform::Tpm,
     };
@@ -183,7 +185,7 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
 
     // TEE evidence, and its report_data against the expected binding.
     if let Some(tee) = &bundle.tee {
-        let (tee_verdict, report_data) = verify_tee(tee, policy, expect);
+        let (tee_verdict, report_data) = verify_tee(tee, bundle.tpm.as_ref(), policy, expect);
         v.simulated |= tee_verdict.simulated;
         v.extend(tee_verdict.checks);
         claims.tee = Some(tee_verdict.claims);
@@ -198,7 +200,8 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
                 ));
             }
             (None, crate::attest::TeeKind::AzureSnp | crate::attest::TeeKind::AzureTdx) => {
-                // The paravisor owns report_data: the binding goes through the TPM quote.
+                // The paravisor owns report_data: the binding goes through the TPM quote, whose
+                // AK `verify_tee` checked (`binding.ak_tee`) is the one the HCL report vouches for.
             }
             (None, _) => v.push(Check::fail(
                 "binding.report_data",
@@ -359,9 +362,12 @@ fn check_binding(
     }
 }
 
-/// Verify the TEE part; return its verdict and the report_data it carries (when it parsed).
+/// Verify the TEE part; return its verdict and the report_data it carries (when it parsed and
+/// the attester owns it). On Azure, where the paravisor owns report_data, the verdict instead
+/// ends with `binding.ak_tee`: the bundle's TPM AK must be the AK the HCL report vouches for.
 fn verify_tee(
     tee: &TeeEvidence,
+    tpm: Option<&TpmEvidence>,
     policy: &Policy,
     expect: &Expectations<'_>,
 ) -> (Verdict, Option<[u8; 64]>) {
@@ -418,15 +424,100 @@ fn verify_tee(
                 .map(|q| q.report.report_data);
             (verdict, report_data)
         }
-        TeeEvidence::AzureSnp { .. } | TeeEvidence::AzureTdx { .. } => {
-            let mut v = Verdict::new(Platform::SevSnp);
-            v.push(Check::fail(
-                "tee.azure",
-                "a verified Azure HCL report",
-                tee.kind().to_string(),
-                "Azure HCL verification inside bundles is not implemented yet",
-            ));
-            (v, None)
+        TeeEvidence::AzureSnp {
+            hcl_report,
+            vcek,
+            chain,
+        } => {
+            let certs = crate::snp::CertInput {
+                vcek: vcek.as_ref().map(|b| b.to_vec()),
+                vlek: None,
+                chain: chain.as_ref().map(|b| b.to_vec()),
+            };
+            // The quote is verified with the bundle's other TPM evidence: not here.
+            let (mut verdict, ak) = crate::azure::verify_snp_with_ak(
+                hcl_report, &certs, None, policy, expect.now, None,
+            );
+            verdict.push(ak_tee_check(ak.as_ref(), tpm));
+            (verdict, None)
+        }
+        TeeEvidence::AzureTdx {
+            hcl_report,
+            quote,
+            collateral,
+        } => {
+            let td_quote = quote
+                .as_ref()
+                .map(|q| crate::azure::TdQuote {
+                    quote: q,
+                    collateral: collateral
+                        .as_deref()
+                        .map(|c| c.as_slice()),
+                });
+            let (mut verdict, ak) = crate::azure::verify_tdx_with_ak(
+                hcl_report,
+                td_quote.as_ref(),
+                None,
+                policy,
+                expect.now,
+                None,
+            );
+            verdict.push(ak_tee_check(ak.as_ref(), tpm));
+            (verdict, None)
+        }
+    }
+}
+
+/// `binding.ak_tee`: the TPM AK that signed the bundle's quote is the AK the TEE report vouches
+/// for (Azure: `HCLAkPub` in the runtime data hashed into the hardware report).
+fn ak_tee_check(hcl_ak: Option<&crate::tpm::Public>, tpm: Option<&TpmEvidence>) -> Check {
+    const STEP: &str = "binding.ak_tee";
+    let Some(hcl_ak) = hcl_ak else {
+        return Check::fail(
+            STEP,
+            "the TPM AK is the AK the TEE report vouches for",
+            "no AK vouched for",
+            "not run: the HCL report does not vouch for an AK",
+        );
+    };
+    let fingerprint = |k: &crate::tpm::Public| {
+        crate::azure::ak_fingerprint(k).unwrap_or_else(|| format!("{} key", k.type_name()))
+    };
+    let expected = format!(
+        "the HCL report's AK: {} modulus sha256 {}",
+        hcl_ak.type_name(),
+        fingerprint(hcl_ak)
+    );
+    let Some(tpm) = tpm else {
+        return Check::fail(
+            STEP,
+            expected,
+            "no TPM evidence",
+            "on Azure the TLS key and the challenge are bound through the vTPM quote: a bundle \
+             without one is not bound",
+        );
+    };
+    match crate::tpm::Public::parse(&tpm.ak_public) {
+        Err(e) => Check::fail(STEP, expected, "unparseable AK", e.to_string()),
+        Ok(ak) => {
+            let same = crate::azure::same_rsa_key(hcl_ak, &ak);
+            let check = Check::expect(
+                STEP,
+                same,
+                expected,
+                format!(
+                    "the quoting AK: {} modulus sha256 {}",
+                    ak.type_name(),
+                    fingerprint(&ak)
+                ),
+            );
+            if same {
+                check
+            } else {
+                check.with_detail(
+                    "the quote was signed by another key than the vTPM AK the TEE vouches for",
+                )
+            }
         }
     }
 }

@@ -6,13 +6,16 @@
 //! - [`ImaSimulator`]: real `ima-ng` binary records appended to a file, PCR 10 extended in both
 //!   banks exactly as the kernel does;
 //! - [`simulate_boot`]: firmware-like measurements in PCRs 0–9 so quotes cover non-zero values;
-//! - [`ak_spki_der`] / [`ak_pem`]: the AK as a SubjectPublicKeyInfo, for `tpm2_checkquote`.
+//! - [`ak_spki_der`] / [`ak_pem`]: the AK as a SubjectPublicKeyInfo, for `tpm2_checkquote`;
+//! - [`azure_vtpm()`]: NV index 0x01400001 on swtpm holding an HCL report, like Azure's vTPM.
 
 #![forbid(unsafe_code)]
 
+pub mod azure_vtpm;
 pub mod ima_sim;
 pub mod keys;
 
+pub use azure_vtpm::azure_vtpm;
 pub use ima_sim::ImaSimulator;
 pub use keys::{ak_pem, ak_spki_der};
 pub use ratls::attest::tpm::{TssTpm, DEFAULT_AK_HANDLE};

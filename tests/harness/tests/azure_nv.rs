@@ -1,0 +1,225 @@
+//! `AzureTee` against a fixture mimicking the Azure vTPM on swtpm: NV index 0x01400001 holding an
+//! HCL report (owner read/write), user data at 0x01400002, the AK at 0x81000003.
+//!
+//! swtpm caps NV indices at 2048 bytes and the real Genoa report (trustee's sample) is 2600, so
+//! the fixture holds the real report with a shorter runtime data: the real SEV-SNP report, the
+//! real runtime data without its `HCLEkPub` key (about 2020 bytes in all, then zero padding to
+//! 2048).
+//! The full 2600-byte sample verifies end to end in `ratls/tests/real_azure.rs`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::time::Duration;
+
+use ratls::attest::azure::{AzureTee, AK_HANDLE, HCL_REPORT_NV_INDEX, USER_DATA_NV_INDEX};
+use ratls::attest::{AttestError, TeeAttester, TeeKind, TpmAttester};
+use ratls::azure::{self, HclReport, HwReport, ReportType};
+use ratls::bundle::TeeEvidence;
+use ratls::digest::HashAlg;
+use ratls::{Policy, UnixTime};
+use ratls_harness::azure_vtpm::{define_and_write_nv, read_nv, SWTPM_NV_INDEX_MAX};
+use ratls_harness::{azure_vtpm, Swtpm, TssTpm};
+use ratls_test::{read_real, real_testdata};
+
+const AZURE: &str = "sev-snp/genoa-azure-vtpm-trustee";
+
+/// An HCL report around `hw` (1184 bytes) with runtime data `var`, report type and hash type.
+fn hcl(hw: &[u8], var: &[u8], report_type: u32, padding: usize) -> Vec<u8> {
+    let var_len = u32::try_from(var.len()).unwrap();
+    let mut out = b"HCLA".to_vec();
+    for v in [2u32, 0x4D4 + var_len, 2, 0, 0, 0, 0] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(hw);
+    out.resize(0x4C0, 0);
+    for v in [20 + var_len, 1, report_type, 1, var_len] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(var);
+    out.resize(out.len() + padding, 0);
+    out
+}
+
+/// The real Genoa report, its runtime data without `HCLEkPub`, padded to swtpm's largest index.
+fn genoa_fixture() -> Option<Vec<u8>> {
+    let dir = real_testdata(AZURE)?;
+    let real = read_real(&dir, "derived-hcl-report.bin");
+    let parsed = HclReport::parse(&real).unwrap();
+    let mut doc: serde_json::Value = serde_json::from_slice(parsed.var_data).unwrap();
+    doc["keys"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|k| k["kid"] == "HCLAkPub");
+    let var = serde_json::to_vec(&doc).unwrap();
+    let mut bytes = hcl(&real[0x20..0x4C0], &var, 2, 0);
+    assert!(bytes.len() <= SWTPM_NV_INDEX_MAX, "{} bytes", bytes.len());
+    bytes.resize(SWTPM_NV_INDEX_MAX, 0);
+    Some(bytes)
+}
+
+/// A TDX-type report (a bare TD report) whose runtime data carries `user_data` (hex).
+fn tdx_fixture(user_data: &[u8; 64]) -> Vec<u8> {
+    let var = serde_json::json!({
+        "keys": [{"kid": "HCLAkPub", "kty": "RSA", "e": "AQAB", "n": "wAEC"}],
+        "vm-configuration": {"secure-boot": true, "tpm-enabled": true, "vmUniqueId": "x"},
+        "user-data": hex::encode_upper(user_data),
+    })
+    .to_string();
+    let mut td = vec![0u8; 1184];
+    td[0] = 0x81;
+    td[128..160].copy_from_slice(&HashAlg::Sha256.digest(var.as_bytes()));
+    hcl(&td, var.as_bytes(), 4, 100)
+}
+
+#[test]
+fn the_hcl_report_is_read_from_nv_in_chunks() {
+    let Some(fixture) = genoa_fixture() else {
+        return;
+    };
+    let Some(swtpm) = Swtpm::start() else {
+        return;
+    };
+    azure_vtpm(&swtpm, &fixture).unwrap();
+    // swtpm's NV_Read buffer is 1024 bytes: two reads for the 2048-byte index.
+    let tee = AzureTee::open(&swtpm.tcti()).unwrap();
+    assert_eq!(tee.kind(), TeeKind::AzureSnp);
+    assert!(!tee.binds_report_data());
+    assert_eq!(tee.read_report().unwrap(), fixture);
+    let evidence = tee.attest(&[0x42; 64]).unwrap();
+    let TeeEvidence::AzureSnp {
+        hcl_report,
+        vcek,
+        chain,
+    } = &evidence
+    else {
+        panic!("not azure-snp: {evidence:?}")
+    };
+    assert_eq!(hcl_report.as_slice(), fixture.as_slice());
+    assert!(vcek.is_none() && chain.is_none());
+
+    let parsed = HclReport::parse(hcl_report).unwrap();
+    assert_eq!(parsed.report_type(), ReportType::Snp);
+    assert_eq!(
+        parsed.padding,
+        SWTPM_NV_INDEX_MAX - 0x4D4 - parsed.var_data.len()
+    );
+    let data = parsed.runtime_data().unwrap();
+    assert_eq!(data.kids(), ["HCLAkPub"]);
+    let HwReport::Snp(snp) = &parsed.hw_report else {
+        panic!("not SNP")
+    };
+    let dir = real_testdata(AZURE).unwrap();
+    assert_eq!(snp.as_bytes(), read_real(&dir, "derived-snp-report.bin"));
+
+    // The genuine SNP report verifies; the shortened runtime data is, rightly, not vouched for.
+    let evidence: serde_json::Value =
+        serde_json::from_slice(&read_real(&dir, "evidence-genoa.json")).unwrap();
+    let certs = ratls::snp::CertInput {
+        vcek: Some(
+            evidence["vcek"]
+                .as_str()
+                .unwrap()
+                .as_bytes()
+                .to_vec(),
+        ),
+        vlek: None,
+        chain: Some(read_real(&dir, "ask_ark_genoa.pem")),
+    };
+    let now = UnixTime::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+    let v = azure::verify_snp(hcl_report, &certs, None, &Policy::default(), now, None);
+    assert!(v.passed("azure.parse"), "{v}");
+    assert!(v.passed("tee.signature"), "{v}");
+    assert!(!v.passed("azure.runtime_data"), "{v}");
+}
+
+#[test]
+fn no_nv_index_is_unavailable_and_garbage_is_refused() {
+    let Some(swtpm) = Swtpm::start() else {
+        return;
+    };
+    match AzureTee::open(&swtpm.tcti()) {
+        Err(AttestError::Unavailable { why, .. }) => {
+            assert!(why.contains("0x01400001"), "{why}");
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    define_and_write_nv(&swtpm, HCL_REPORT_NV_INDEX, 1500, &[0u8; 1500]).unwrap();
+    match AzureTee::open(&swtpm.tcti()) {
+        Err(AttestError::BadResponse { why, .. }) => assert!(why.contains("HCL report"), "{why}"),
+        other => panic!("expected BadResponse, got {other:?}"),
+    }
+    // No TPM at all.
+    assert!(matches!(
+        AzureTee::open("swtpm:host=127.0.0.1,port=1"),
+        Err(AttestError::Unavailable { .. })
+    ));
+}
+
+#[test]
+fn user_data_is_written_to_0x01400002_and_awaited() {
+    let Some(swtpm) = Swtpm::start() else {
+        return;
+    };
+    let user_data = [0xa5; 64];
+    let fixture = tdx_fixture(&user_data);
+    azure_vtpm(&swtpm, &fixture).unwrap();
+    {
+        let tee = AzureTee::open(&swtpm.tcti())
+            .unwrap()
+            .with_user_data(true)
+            .with_refresh_timeout(Duration::from_millis(50));
+        assert_eq!(tee.kind(), TeeKind::AzureTdx);
+        // The (fixture's) report carries this user data: accepted at once.
+        let evidence = tee.attest(&user_data).unwrap();
+        let TeeEvidence::AzureTdx {
+            hcl_report, quote, ..
+        } = &evidence
+        else {
+            panic!("not azure-tdx: {evidence:?}")
+        };
+        assert_eq!(hcl_report.as_slice(), fixture.as_slice());
+        assert!(quote.is_none());
+        // Other user data: written, but nothing refreshes the fixture's report.
+        match tee.attest(&[0x5a; 64]) {
+            Err(AttestError::BadResponse { why, .. }) => {
+                assert!(why.contains("did not refresh"), "{why}");
+            }
+            other => panic!("expected BadResponse, got {other:?}"),
+        }
+    }
+    // The index was defined (64 bytes) and holds the last user data.
+    assert_eq!(read_nv(&swtpm, USER_DATA_NV_INDEX).unwrap(), [0x5a; 64]);
+    // Without the option nothing is written.
+    {
+        let tee = AzureTee::open(&swtpm.tcti()).unwrap();
+        tee.attest(&[0x11; 64]).unwrap();
+    }
+    assert_eq!(read_nv(&swtpm, USER_DATA_NV_INDEX).unwrap(), [0x5a; 64]);
+}
+
+#[test]
+fn the_ak_is_read_at_0x81000003() {
+    let Some(swtpm) = Swtpm::start() else {
+        return;
+    };
+    azure_vtpm(&swtpm, &tdx_fixture(&[0; 64])).unwrap();
+    {
+        let tee = AzureTee::open(&swtpm.tcti()).unwrap();
+        assert!(matches!(
+            tee.ak_public(),
+            Err(AttestError::Unavailable { .. })
+        ));
+    }
+    // Azure provisions the AK there; here TssTpm creates one at that handle.
+    let ak = {
+        let tpm = TssTpm::open(&swtpm.tcti(), AK_HANDLE).unwrap();
+        tpm.ak_public().unwrap()
+    };
+    let tee = AzureTee::open(&swtpm.tcti()).unwrap();
+    assert_eq!(tee.ak_public().unwrap(), ak);
+}
