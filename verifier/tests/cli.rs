@@ -39,6 +39,17 @@ fn json(out: &Output) -> Value {
     })
 }
 
+/// The steps that failed, in order.
+fn failed_steps(v: &Value) -> Vec<&str> {
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["step"].as_str().unwrap())
+        .collect()
+}
+
 fn tmp(name: &str, contents: &[u8]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("cosmian_vm_cli_{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -124,13 +135,7 @@ fn snp_trusted_then_rejected_after_expiry() {
     assert_eq!(out.status.code(), Some(1));
     let v = json(&out);
     assert_eq!(v["verdict"], "rejected");
-    let failed: Vec<&Value> = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["ok"] == false)
-        .collect();
-    assert_eq!(failed[0]["step"], "tee.chain.validity");
+    assert_eq!(failed_steps(&v)[0], "tee.chain.validity");
 
     // Human output names the step too.
     let out = cosmian_vm(
@@ -264,13 +269,7 @@ fn tdx_v4_trusted_and_v5_rejected_at_tcb() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     let v = json(&out);
-    let failed: Vec<&str> = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["ok"] == false)
-        .map(|c| c["step"].as_str().unwrap())
-        .collect();
+    let failed = failed_steps(&v);
     assert_eq!(failed, ["tee.tcb"]);
     assert_eq!(v["claims"]["body_type"], "td1.5");
 }
@@ -340,11 +339,7 @@ fn tpm_quote_verifies_with_nonce_and_pcrs() {
     let out = run("9010");
     assert_eq!(out.status.code(), Some(1));
     let v = json(&out);
-    assert!(v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|c| c["step"] == "tpm.qualifying_data" && c["ok"] == false));
+    assert!(failed_steps(&v).contains(&"tpm.qualifying_data"));
 }
 
 #[test]
@@ -506,13 +501,7 @@ fn ima_log_replays_to_the_quoted_pcr10() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     let v = json(&out);
-    let failed: Vec<&str> = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["ok"] == false)
-        .map(|c| c["step"].as_str().unwrap())
-        .collect();
+    let failed = failed_steps(&v);
     assert_eq!(failed, ["ima.replay"]);
 
     // A value whose length contradicts --bank is a usage error.
@@ -637,13 +626,7 @@ fn azure_hcl_report_verifies_end_to_end() {
     let out = run(&format!("ff{}", &nonce[2..]));
     assert_eq!(out.status.code(), Some(1));
     let v = json(&out);
-    let failed: Vec<&str> = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["ok"] == false)
-        .map(|c| c["step"].as_str().unwrap())
-        .collect();
+    let failed = failed_steps(&v);
     assert_eq!(failed, ["tpm.qualifying_data"]);
 
     // The HCL report alone (no quote): trusted for the report and its AK; human output.
@@ -784,21 +767,13 @@ fn bundle_from_swtpm_and_sim_tee_verifies_only_with_the_sim_root() {
     let out = run(&["--challenge", &challenge_hex]);
     assert_eq!(out.status.code(), Some(1));
     let v = json(&out);
-    assert!(v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|c| c["step"] == "tee.chain.ark" && c["ok"] == false));
+    assert!(failed_steps(&v).contains(&"tee.chain.ark"));
 
     // Without the challenge it was made for: rejected at binding.challenge.
     let out = run(&sim);
     assert_eq!(out.status.code(), Some(1));
     let v = json(&out);
-    assert!(v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|c| c["step"] == "binding.challenge" && c["ok"] == false));
+    assert!(failed_steps(&v).contains(&"binding.challenge"));
 
     // --bundle without --spki is a usage error.
     let out = cosmian_vm(&[
