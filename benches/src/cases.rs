@@ -30,6 +30,7 @@ pub fn run(scale: &dyn Fn(u64) -> u64) -> Vec<Vec<Measurement>> {
         tdx(scale),
         tpm(scale),
         ima(scale),
+        azure(scale),
         tpm_attester(scale),
         bundle(scale),
     ]
@@ -475,6 +476,102 @@ fn bundle(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
             1,
             "op",
             || b::verify(&cmw, &policy, &expect),
+        ),
+    ]
+}
+
+/// The Azure HCL report end to end (SNP report -> runtime data -> HCLAkPub -> vTPM quote), next
+/// to the embedded SNP report verified alone.
+fn azure(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
+    use ratls::azure::{self, HclReport, VtpmQuote};
+    use ratls::Policy;
+
+    let dir = real("sev-snp/genoa-azure-vtpm-trustee");
+    let evidence: serde_json::Value =
+        serde_json::from_slice(&ratls_test::read_real(&dir, "evidence-genoa.json")).expect("json");
+    let bytes = |at: &str| -> Vec<u8> {
+        evidence
+            .pointer(at)
+            .and_then(serde_json::Value::as_array)
+            .expect("byte array")
+            .iter()
+            .map(|b| {
+                b.as_u64()
+                    .and_then(|b| u8::try_from(b).ok())
+                    .expect("byte")
+            })
+            .collect()
+    };
+    let hcl = bytes("/report");
+    let attest = bytes("/quote/message");
+    let signature = bytes("/quote/signature");
+    let mut pcrs = PcrValues::default();
+    let count = evidence
+        .pointer("/quote/pcrs")
+        .and_then(serde_json::Value::as_array)
+        .map_or(0, Vec::len);
+    for i in 0..count {
+        pcrs.insert(
+            HashAlg::Sha256,
+            u8::try_from(i).expect("PCR index"),
+            bytes(&format!("/quote/pcrs/{i}")),
+        );
+    }
+    let certs = CertInput {
+        vcek: evidence
+            .pointer("/vcek")
+            .and_then(serde_json::Value::as_str)
+            .map(|v| v.as_bytes().to_vec()),
+        vlek: None,
+        chain: Some(ratls_test::read_real(&dir, "ask_ark_genoa.pem")),
+    };
+    let nonce = hex::decode(
+        "0218488bae25d2509232bf676f1a66a30d7372add909109b36016ef136f2938ca05475f8b46094de6b64270ea35d950f",
+    )
+    .expect("hex");
+    let now = at("2026-01-01T00:00:00Z");
+    let policy = Policy::default();
+    let quote = VtpmQuote {
+        attest: &attest,
+        signature: &signature,
+        pcrs: Some(pcrs),
+    };
+    assert!(azure::verify_snp(&hcl, &certs, Some(&quote), &policy, now, Some(&nonce)).is_trusted());
+    let parsed = HclReport::parse(&hcl).expect("HCL report parses");
+    let snp_report = hcl
+        .get(0x20..0x4C0)
+        .unwrap_or_default()
+        .to_vec();
+    let n = scale(2000);
+    vec![
+        measure("azure: HclReport::parse", scale(200_000), 1, "op", || {
+            HclReport::parse(&hcl).is_ok()
+        }),
+        measure(
+            "azure: runtime-data JSON + HCLAkPub -> TPM AK",
+            scale(200_000),
+            1,
+            "op",
+            || {
+                parsed
+                    .runtime_data()
+                    .and_then(|d| d.ak_public())
+                    .is_ok()
+            },
+        ),
+        measure(
+            "azure: verify_snp with the vTPM quote (full verdict)",
+            n,
+            1,
+            "op",
+            || azure::verify_snp(&hcl, &certs, Some(&quote), &policy, now, Some(&nonce)),
+        ),
+        measure(
+            "azure: reference: snp::verify_bytes on the embedded report alone",
+            n,
+            1,
+            "op",
+            || snp::verify_bytes(&snp_report, &certs, &policy.snp, now),
         ),
     ]
 }
