@@ -174,17 +174,13 @@ impl BindingClaims {
 
     /// The TPM qualifyingData: SHA-256 of the encoding.
     pub fn qualifying_data(&self) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        out.copy_from_slice(&HashAlg::Sha256.digest(&self.encode()));
-        out
+        crate::digest::sha256(&self.encode())
     }
 }
 
 /// SHA-256 of a DER SubjectPublicKeyInfo (or any public-key bytes).
 pub fn spki_sha256(spki_der: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(&HashAlg::Sha256.digest(spki_der));
-    out
+    crate::digest::sha256(spki_der)
 }
 
 fn tlv(out: &mut Vec<u8>, tag: u8, value: &[u8]) {

@@ -135,6 +135,13 @@ impl FromStr for HashAlg {
     }
 }
 
+/// SHA-256 of `data` as a fixed-size array (evidence digests, key hashes in binding claims).
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
+    out
+}
+
 /// An incremental hash computation.
 pub struct Hasher(ring::digest::Context);
 

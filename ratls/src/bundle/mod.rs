@@ -207,7 +207,7 @@ impl Bundle {
 
     /// SHA-256 of the CMW encoding: the evidence digest verdict caches are keyed by.
     pub fn digest(&self) -> [u8; 32] {
-        crate::binding::spki_sha256(&self.to_cmw())
+        crate::digest::sha256(&self.to_cmw())
     }
 }
 
@@ -251,7 +251,7 @@ pub fn produce(sources: &Sources<'_>, mut binding: BindingClaims) -> Result<Bund
         .transpose()?;
     binding.ak_sha256 = ak_public
         .as_deref()
-        .map(crate::binding::spki_sha256);
+        .map(crate::digest::sha256);
     let tee = sources
         .tee
         .map(|tee| tee.attest(&binding.report_data()))

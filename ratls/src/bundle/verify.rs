@@ -345,7 +345,7 @@ fn check_binding(
         ),
         format!("issued at {}", UnixTime::from_secs(issued)),
     ));
-    let ak = tpm.map(|t| spki_sha256(&t.ak_public));
+    let ak = tpm.map(|t| crate::digest::sha256(&t.ak_public));
     v.push(Check::expect(
         "binding.ak",
         presented.ak_sha256 == ak,
