@@ -53,6 +53,7 @@ pub mod policy;
 pub mod snp;
 pub mod tdx;
 pub mod time;
+pub mod tls;
 pub mod tpm;
 pub mod verdict;
 

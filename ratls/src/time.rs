@@ -54,3 +54,10 @@ impl fmt::Display for UnixTime {
         }
     }
 }
+
+/// Serialised as RFC 3339 text (status documents, JSON verdicts).
+impl serde::Serialize for UnixTime {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}

@@ -179,3 +179,53 @@ pub enum AttestError {
     #[error("evidence bundle of {size} bytes exceeds the {limit}-byte cap")]
     TooLarge { size: usize, limit: usize },
 }
+
+/// The evidence sources of one machine, owned and shareable across threads: what the RA-TLS
+/// certificate issuer, the rotating resolver and the fresh-mode responder produce bundles from.
+#[derive(Debug, Clone)]
+pub struct Attester {
+    pub tee: Option<Arc<dyn TeeAttester>>,
+    pub tpm: Option<Arc<dyn TpmAttester>>,
+    pub ima: Option<Arc<dyn ImaSource>>,
+    /// PCR banks to quote.
+    pub banks: Vec<HashAlg>,
+    /// PCRs to quote (boot PCRs 0–9 and IMA's PCR 10 by default).
+    pub pcrs: Vec<u8>,
+}
+
+impl Attester {
+    /// A machine with these sources, quoting PCRs 0–10 in the sha256 bank.
+    pub fn new(
+        tee: Option<Arc<dyn TeeAttester>>,
+        tpm: Option<Arc<dyn TpmAttester>>,
+        ima: Option<Arc<dyn ImaSource>>,
+    ) -> Self {
+        Self {
+            tee,
+            tpm,
+            ima,
+            banks: vec![HashAlg::Sha256],
+            pcrs: crate::bundle::DEFAULT_PCRS.to_vec(),
+        }
+    }
+
+    /// Produce a bundle bound to `binding`, carrying the IMA log itself (`ima_inline`, fresh
+    /// mode) or only its length and digest (certificates). Blocking.
+    pub fn produce(
+        &self,
+        binding: crate::binding::BindingClaims,
+        ima_inline: bool,
+    ) -> Result<crate::bundle::Bundle, AttestError> {
+        crate::bundle::produce(
+            &crate::bundle::Sources {
+                tee: self.tee.as_deref(),
+                tpm: self.tpm.as_deref(),
+                ima: self.ima.as_deref(),
+                banks: &self.banks,
+                pcrs: &self.pcrs,
+                ima_inline,
+            },
+            binding,
+        )
+    }
+}

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 pub use self::verify::{
-    verify, verify_bundle, BindingLevel, BundleClaims, Expectations, Freshness,
+    verify, verify_bundle, BindingLevel, BundleClaims, Expectations, Freshness, ImaDeferred,
 };
 use crate::attest::{AttestError, ImaSource, TeeAttester, TpmAttester};
 use crate::binding::BindingClaims;

@@ -54,6 +54,12 @@ pub struct Expectations<'a> {
     pub insecure_sim_root: Option<&'a [u8]>,
     /// The IMA log, when the bundle carries only its digest (fetched separately).
     pub ima_log: Option<&'a [u8]>,
+    /// When the bundle carries only the IMA log's digest and no log is given: record the digest
+    /// in the claims (`ima_deferred`) and leave the IMA steps to a later verification with the
+    /// fetched log, instead of failing `ima.log_digest`. This is what a TLS handshake in
+    /// certificate mode does: the log does not travel in certificates. The verdict then proves
+    /// TEE, boot PCRs and key binding, and says in its claims that IMA was not checked.
+    pub defer_ima_log: bool,
     /// Which parts must be present.
     pub require_tee: bool,
     pub require_tpm: bool,
@@ -73,6 +79,7 @@ impl<'a> Expectations<'a> {
             max_skew_secs: 300,
             insecure_sim_root: None,
             ima_log: None,
+            defer_ima_log: false,
             require_tee: true,
             require_tpm: true,
             require_ima: true,
@@ -95,6 +102,18 @@ pub struct BundleClaims {
     pub freshness: Option<Freshness>,
     /// SHA-256 of the CMW bytes (the verdict-cache key).
     pub evidence_sha256: String,
+    /// Set when IMA was not checked because the log travels separately and the verifier
+    /// deferred it ([`Expectations::defer_ima_log`]): how much of the log the quote covers and
+    /// its SHA-256 (lower-case hex).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ima_deferred: Option<ImaDeferred>,
+}
+
+/// The IMA log a verdict still has to see (certificate mode).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImaDeferred {
+    pub len: u64,
+    pub sha256: String,
 }
 
 /// Verify a CMW-encoded bundle against `policy` and what the verifier observed.
@@ -181,6 +200,7 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
         binding: None,
         freshness: None,
         evidence_sha256: hex(bundle.digest()),
+        ima_deferred: None,
     };
 
     // TEE evidence, and its report_data against the expected binding.
@@ -254,6 +274,13 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
                         ),
                     ));
                     Some(log)
+                }
+                None if expect.defer_ima_log => {
+                    claims.ima_deferred = Some(ImaDeferred {
+                        len: *len,
+                        sha256: hex(sha256),
+                    });
+                    None
                 }
                 None => {
                     v.push(Check::fail(

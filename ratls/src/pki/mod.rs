@@ -36,6 +36,9 @@ mod tests;
 
 /// Largest certificate we agree to parse (AMD's RSA-4096 certificates are ~1.6 KiB).
 pub const MAX_CERT_LEN: usize = 16 * 1024;
+/// Largest RA-TLS certificate we agree to parse: the evidence extension is capped at 48 KiB and
+/// the whole certificate must fit rustls' 64 KiB handshake-message limit.
+pub const MAX_RATLS_CERT_LEN: usize = 60 * 1024;
 /// Largest certificate input (a DER certificate or a PEM bundle) we agree to look at.
 pub const MAX_BUNDLE_LEN: usize = 256 * 1024;
 /// Most certificates a PEM bundle may hold.
@@ -279,11 +282,17 @@ impl Cert {
     /// Parse one DER certificate, rejecting oversized input, trailing bytes, duplicate
     /// extensions, malformed basicConstraints / keyUsage and bit strings with unused bits.
     pub fn from_der(der: &[u8]) -> Result<Self, CertError> {
-        if der.len() > MAX_CERT_LEN {
+        Self::from_der_limited(der, MAX_CERT_LEN)
+    }
+
+    /// [`from_der`](Self::from_der) with another size cap (RA-TLS certificates carry evidence
+    /// and may be up to [`MAX_RATLS_CERT_LEN`]).
+    pub fn from_der_limited(der: &[u8], limit: usize) -> Result<Self, CertError> {
+        if der.len() > limit {
             return Err(CertError::TooLarge {
                 what: "certificate",
                 size: der.len(),
-                limit: MAX_CERT_LEN,
+                limit,
             });
         }
         let (rest, cert) = X509Certificate::from_der(der).map_err(|e| CertError::Parse {
@@ -552,6 +561,39 @@ impl Cert {
             .iter()
             .find(|e| e.oid == oid)
             .map(|e| e.value.as_slice())
+    }
+
+    /// An extension by dotted OID: (critical, extnValue contents).
+    pub fn extension(&self, oid: &str) -> Option<(bool, &[u8])> {
+        let oid = oid_der(oid)?;
+        self.extensions
+            .iter()
+            .find(|e| e.oid == oid)
+            .map(|e| (e.critical, e.value.as_slice()))
+    }
+
+    /// The dotted OIDs of critical extensions other than those in `handled` and the ones this
+    /// module processes itself (basicConstraints, keyUsage).
+    pub fn unhandled_critical_extensions(&self, handled: &[&str]) -> Vec<String> {
+        let handled: Vec<Vec<u8>> = handled
+            .iter()
+            .filter_map(|o| oid_der(o))
+            .collect();
+        self.extensions
+            .iter()
+            .filter(|e| {
+                e.critical
+                    && !HANDLED_CRITICAL.contains(&e.oid.as_slice())
+                    && !handled.contains(&e.oid)
+            })
+            .map(|e| Oid::new(e.oid.as_slice().into()).to_id_string())
+            .collect()
+    }
+
+    /// The validity window (notBefore, notAfter), in seconds since the epoch (clamped at 0).
+    pub fn validity(&self) -> (UnixTime, UnixTime) {
+        let t = |v: i64| UnixTime::from_secs(u64::try_from(v).unwrap_or(0));
+        (t(self.not_before), t(self.not_after))
     }
 
     /// Whether `now` lies inside the validity window (both ends inclusive).
