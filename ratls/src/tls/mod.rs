@@ -113,3 +113,6 @@ pub fn client_peer_verdict(
     let cert = conn.peer_certificates()?.first()?;
     verifier.verdict_for(cert, UnixTime::now())
 }
+
+#[cfg(test)]
+mod tests;

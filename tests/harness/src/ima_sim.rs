@@ -70,6 +70,27 @@ impl<'t> ImaSimulator<'t> {
         Ok(sim)
     }
 
+    /// Continue the log at `log_path` (written by [`new`](Self::new) earlier in this boot).
+    pub fn resume(log_path: impl Into<PathBuf>, tpm: &'t TssTpm) -> Result<Self, AttestError> {
+        let path = log_path.into();
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        let log = Log::parse(&bytes).map_err(|e| AttestError::BadResponse {
+            what: "simulated IMA log",
+            why: e.to_string(),
+        })?;
+        let boot_aggregate = log
+            .entries()
+            .first()
+            .map(|e| e.file_digest().to_vec())
+            .unwrap_or_default();
+        Ok(Self {
+            tpm,
+            path,
+            log,
+            boot_aggregate,
+        })
+    }
+
     /// Measure a real file: SHA-256 of its contents (streamed), recorded under its path.
     /// Returns the file digest.
     pub fn measure_file(&mut self, file: &Path) -> Result<Vec<u8>, AttestError> {

@@ -14,10 +14,12 @@
 pub mod azure_vtpm;
 pub mod ima_sim;
 pub mod keys;
+pub mod machine;
 
 pub use azure_vtpm::azure_vtpm;
 pub use ima_sim::ImaSimulator;
 pub use keys::{ak_pem, ak_spki_der};
+pub use machine::{sim_ca, TestMachine};
 pub use ratls::attest::tpm::{TssTpm, DEFAULT_AK_HANDLE};
 pub use ratls_test::swtpm::Swtpm;
 
