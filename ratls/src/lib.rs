@@ -16,6 +16,35 @@
 //! - [`ima`]: Linux IMA measurement logs (binary and ASCII; templates `ima`, `ima-ng`, `ima-sig`,
 //!   `ima-buf`), replayed per PCR bank and matched against a quoted PCR 10.
 //!
+//! - [`tls`]: RA-TLS on rustls. Certificates carrying an evidence bundle bound to their key
+//!   (certificate mode, verified during the handshake with cached verdicts, rotated in the
+//!   background), and a post-handshake exchange bound to the session's TLS exporter (fresh mode).
+//!   `docs/threat-model.md` says what each mode guarantees.
+//!
+//! Connecting to an attested server and reading its verdict (the whole server side, runnable, is
+//! `examples/attested_pair.rs`: `cargo run -p ratls --features sim,issue --example attested_pair`):
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use ratls::tls::{AttestationPolicy, AttestedServerVerifier, Mode};
+//!
+//! let policy = ratls::Policy::from_json(&std::fs::read_to_string("policy.json")?)?;
+//! let verifier = Arc::new(AttestedServerVerifier::new(
+//!     AttestationPolicy::for_server(policy),
+//!     Mode::Certificate,
+//! ));
+//! let config = ratls::tls::client_config(verifier.clone(), None, Vec::new())?;
+//! let name = rustls::pki_types::ServerName::try_from("vm.example")?;
+//! let mut conn = rustls::ClientConnection::new(Arc::new(config), name)?;
+//! let mut tcp = std::net::TcpStream::connect("vm.example:443")?;
+//! let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+//! std::io::Write::write_all(&mut tls, b"GET / HTTP/1.0\r\n\r\n")?; // handshake + evidence check
+//! let verdict = ratls::tls::peer_verdict(&conn, &verifier).ok_or("not verified")?;
+//! println!("{verdict}");
+//! # Ok(()) }
+//! ```
+//!
 //! The default features are pure Rust: no TPM library and no OpenSSL. All cryptography goes
 //! through `ring`, the same provider the TLS stack uses.
 //!

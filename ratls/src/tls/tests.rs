@@ -13,7 +13,11 @@ fn octet_strings_round_trip_at_every_length_form() {
     for len in [0usize, 1, 127, 128, 255, 256, 65_535, 65_536, 70_000] {
         let body = vec![0x5au8; len];
         let der = der_octet_string_encode(&body);
-        assert_eq!(der_octet_string(&der).unwrap(), body.as_slice(), "len {len}");
+        assert_eq!(
+            der_octet_string(&der).unwrap(),
+            body.as_slice(),
+            "len {len}"
+        );
     }
 }
 
@@ -29,7 +33,11 @@ fn malformed_octet_strings_are_typed_errors() {
         (&[0x04, 0x84, 0, 0, 0, 1, 0][..], "indefinite"),
     ] {
         let e = der_octet_string(bad).unwrap_err();
-        assert!(e.to_lowercase().contains(&why.to_lowercase()), "{bad:02x?}: {e}");
+        assert!(
+            e.to_lowercase()
+                .contains(&why.to_lowercase()),
+            "{bad:02x?}: {e}"
+        );
     }
 }
 
@@ -61,22 +69,46 @@ fn the_cache_serves_only_fresh_trusted_verdicts_for_the_same_certificate_and_pol
     let now = 1_000_000u64;
     cache.insert(k1, trusted(), now, (now - 10, now + 100));
     let at = |s| UnixTime::from_secs(s);
-    assert!(cache.get(&k1, at(now + 5), 60, 0).is_some());
+    assert!(cache
+        .get(&k1, at(now + 5), 60, 0)
+        .is_some());
     // Too old for the policy, past the certificate's notAfter, before its notBefore.
-    assert!(cache.get(&k1, at(now + 61), 60, 0).is_none());
-    assert!(cache.get(&k1, at(now + 101), 1000, 0).is_none());
-    assert!(cache.get(&k1, at(now - 11), 1000, 100).is_none());
+    assert!(cache
+        .get(&k1, at(now + 61), 60, 0)
+        .is_none());
+    assert!(cache
+        .get(&k1, at(now + 101), 1000, 0)
+        .is_none());
+    assert!(cache
+        .get(&k1, at(now - 11), 1000, 100)
+        .is_none());
     // Another certificate or another policy is another key.
-    assert!(cache.get(&cache_key(b"cert two", &p.digest()), at(now), 60, 0).is_none());
-    let other = p.clone().with_max_age(Duration::from_secs(5));
+    assert!(cache
+        .get(&cache_key(b"cert two", &p.digest()), at(now), 60, 0)
+        .is_none());
+    let other = p
+        .clone()
+        .with_max_age(Duration::from_secs(5));
     assert_ne!(other.digest(), p.digest());
-    assert!(cache.get(&cache_key(b"cert one", &other.digest()), at(now), 60, 0).is_none());
+    assert!(cache
+        .get(&cache_key(b"cert one", &other.digest()), at(now), 60, 0)
+        .is_none());
     // Rejections are not cached; capacity evicts the oldest.
     let k2 = cache_key(b"cert two", &p.digest());
-    cache.insert(k2, Arc::new(Verdict::new(Platform::SevSnp)), now, (0, u64::MAX));
+    cache.insert(
+        k2,
+        Arc::new(Verdict::new(Platform::SevSnp)),
+        now,
+        (0, u64::MAX),
+    );
     assert_eq!(cache.len(), 1);
     cache.insert(k2, trusted(), now, (0, u64::MAX));
-    cache.insert(cache_key(b"three", &p.digest()), trusted(), now, (0, u64::MAX));
+    cache.insert(
+        cache_key(b"three", &p.digest()),
+        trusted(),
+        now,
+        (0, u64::MAX),
+    );
     assert_eq!(cache.len(), 2);
     assert!(cache.get(&k1, at(now), 60, 0).is_none());
 }
@@ -88,7 +120,9 @@ fn the_policy_digest_covers_the_sim_root_and_requirements() {
     danger::trust_simulated_root(&mut sim, b"ark");
     assert!(sim.trusts_simulation() && !base.trusts_simulation());
     assert_ne!(sim.digest(), base.digest());
-    let relaxed = base.clone().with_requirements(true, true, false);
+    let relaxed = base
+        .clone()
+        .with_requirements(true, true, false);
     assert_ne!(relaxed.digest(), base.digest());
     let client = AttestationPolicy::new(Policy::default(), Role::client());
     assert_ne!(client.digest(), base.digest());
