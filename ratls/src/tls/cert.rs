@@ -225,7 +225,7 @@ pub fn der_octet_string_encode(contents: &[u8]) -> Vec<u8> {
 }
 
 #[cfg(feature = "issue")]
-pub use self::issue::{issue, issue_with_key, CertParams, IssueError, IssuedCert};
+pub use self::issue::{issue, issue_signed_by, issue_with_key, CertParams, IssueError, IssuedCert};
 
 #[cfg(feature = "issue")]
 mod issue {
@@ -352,6 +352,28 @@ mod issue {
         key: KeyPair,
         now: UnixTime,
     ) -> Result<IssuedCert, IssueError> {
+        build(attester, params, key, now, None)
+    }
+
+    /// [`issue`], signed by a CA (`issuer`) instead of self-signed: verifiers can then add a
+    /// WebPKI check ("who") on top of the evidence ("what").
+    pub fn issue_signed_by(
+        attester: &Attester,
+        params: &CertParams,
+        issuer: &rcgen::Issuer<'_, KeyPair>,
+        now: UnixTime,
+    ) -> Result<IssuedCert, IssueError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        build(attester, params, key, now, Some(issuer))
+    }
+
+    fn build(
+        attester: &Attester,
+        params: &CertParams,
+        key: KeyPair,
+        now: UnixTime,
+        issuer: Option<&rcgen::Issuer<'_, KeyPair>>,
+    ) -> Result<IssuedCert, IssueError> {
         let spki_der = key.subject_public_key_info();
         let binding = BindingClaims {
             role: params.role.clone(),
@@ -391,7 +413,10 @@ mod issue {
                 &CMW_EXTENSION_OID_ARCS,
                 der_octet_string_encode(&cmw),
             ));
-        let cert = cp.self_signed(&key)?;
+        let cert = match issuer {
+            Some(issuer) => cp.signed_by(&key, issuer)?,
+            None => cp.self_signed(&key)?,
+        };
         Ok(IssuedCert {
             cert_der: cert.der().clone(),
             key_der: PrivatePkcs8KeyDer::from(key.serialize_der()),

@@ -731,3 +731,57 @@ fn openssl_s_client_completes_a_handshake_and_its_certificate_verifies() {
         "{v}"
     );
 }
+
+#[test]
+fn webpki_identity_on_top_of_evidence_who_and_what() {
+    let Some(vm) = machine("webpki vm", sim_tee()) else {
+        return;
+    };
+    // A CA the client trusts for names ("who").
+    let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(ca_cert.der().clone())
+        .unwrap();
+    let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        ratls::tls::provider(),
+    )
+    .build()
+    .unwrap();
+    let verifier = Arc::new(
+        AttestedServerVerifier::new(policy(Role::server()), Mode::Certificate).with_webpki(webpki),
+    );
+
+    // CA-signed and attested: both checks pass.
+    let signed = cert::issue_signed_by(
+        &vm.attester,
+        &params(Role::server()),
+        &issuer,
+        UnixTime::now(),
+    )
+    .unwrap();
+    let (c, _, cerr, _) = handshake(
+        client_config(&verifier, None),
+        server_config(fixed_issued(&signed), None),
+    );
+    assert!(cerr.is_none(), "{cerr:?}");
+    assert!(ratls::tls::peer_verdict(&c, &verifier)
+        .unwrap()
+        .is_trusted());
+
+    // Attested but self-signed: the identity check fails first, and says so.
+    let self_signed = issue(&vm, Role::server(), UnixTime::now());
+    let (_, _, cerr, _) = handshake(
+        client_config(&verifier, None),
+        server_config(fixed_issued(&self_signed), None),
+    );
+    assert_eq!(rejected_step(&cerr), "cert.webpki");
+}
