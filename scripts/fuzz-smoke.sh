@@ -22,6 +22,10 @@ seed tpm_quote "$real/sev-snp/genoa-azure-vtpm-trustee/derived-tpms_attest.bin" 
 seed ima_log "$real/ima/ibmtss-vtpm-binary/sha1.log" "$real/ima/ibmtss-vtpm-binary/sha256.log"
 seed event_log "$real/tpm/gce-shielded-vm-go-tpm-tools/derived-eventlog.bin"
 seed azure_hcl "$real/sev-snp/genoa-azure-vtpm-trustee/derived-hcl-report.bin"
+# Fresh-mode frames have no captured sample: seed a REQUEST without and with a challenge.
+mkdir -p corpus/fresh_frame
+printf '\x01\x00\x00\x00\x02\x01\x00' > corpus/fresh_frame/request-none
+{ printf '\x01\x00\x00\x00\x42\x01\x01'; head -c 64 /dev/zero; } > corpus/fresh_frame/request-want
 
 cargo fuzz build
 for t in $(cargo fuzz list); do

@@ -24,6 +24,7 @@
 pub mod cache;
 pub mod cert;
 pub mod danger;
+pub mod fresh;
 mod policy;
 #[cfg(feature = "issue")]
 mod resolver;

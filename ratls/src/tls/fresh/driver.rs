@@ -1,0 +1,304 @@
+//! The async (tokio) driver of the fresh exchange on a `tokio-rustls` stream.
+//!
+//! Order (deterministic; no side ever writes a large frame while its peer is writing too):
+//!
+//! 1. both sides write their REQUEST, then read the peer's (small frames; evidence production
+//!    starts as soon as the peer's REQUEST is read, on a blocking thread);
+//! 2. the server's evidence: if the client asked, the server writes EVIDENCE or DECLINE, the
+//!    client verifies and writes RESULT;
+//! 3. the client's evidence: if the server asked, the client writes EVIDENCE or DECLINE, the
+//!    server verifies and writes RESULT.
+//!
+//! Frames are read exactly (never past a frame's end), so application bytes that follow stay
+//! in the stream.
+
+use std::sync::Arc;
+
+use rustls::CommonState;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::task::JoinHandle;
+
+use super::{
+    bind_response, check_session, evidence_request, peer_spki, respond, result_for,
+    verify_response, Challenge, FrameDecoder, FreshError, FreshOptions, FreshOutcome, Message,
+};
+use crate::attest::AttestError;
+use crate::binding::{Role, NONCE_LEN};
+use crate::time::UnixTime;
+use crate::tls::policy::AttestationPolicy;
+use crate::tls::verifier::AttestationRejected;
+
+/// Run the exchange as the TLS client. See the [module documentation](super).
+pub async fn client_exchange<IO>(
+    stream: &mut tokio_rustls::client::TlsStream<IO>,
+    opts: &FreshOptions,
+) -> Result<FreshOutcome, FreshError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    with_timeout(opts, run(stream, opts)).await
+}
+
+/// Run the exchange as the TLS server. See the [module documentation](super).
+pub async fn server_exchange<IO>(
+    stream: &mut tokio_rustls::server::TlsStream<IO>,
+    opts: &FreshOptions,
+) -> Result<FreshOutcome, FreshError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    with_timeout(opts, run(stream, opts)).await
+}
+
+async fn with_timeout(
+    opts: &FreshOptions,
+    exchange: impl core::future::Future<Output = Result<FreshOutcome, FreshError>>,
+) -> Result<FreshOutcome, FreshError> {
+    tokio::time::timeout(opts.timeout, exchange)
+        .await
+        .unwrap_or(Err(FreshError::Timeout(opts.timeout)))
+}
+
+/// A TLS stream of either side.
+trait Session: AsyncRead + AsyncWrite + Unpin {
+    const IS_SERVER: bool;
+    fn common(&self) -> &CommonState;
+    fn exporter(
+        &self,
+        role: &Role,
+        challenge: &[u8; NONCE_LEN],
+    ) -> Result<[u8; NONCE_LEN], FreshError>;
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> Session for tokio_rustls::client::TlsStream<IO> {
+    const IS_SERVER: bool = false;
+
+    fn common(&self) -> &CommonState {
+        self.get_ref().1
+    }
+
+    fn exporter(
+        &self,
+        role: &Role,
+        challenge: &[u8; NONCE_LEN],
+    ) -> Result<[u8; NONCE_LEN], FreshError> {
+        super::exporter(&**self.get_ref().1, role, challenge)
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> Session for tokio_rustls::server::TlsStream<IO> {
+    const IS_SERVER: bool = true;
+
+    fn common(&self) -> &CommonState {
+        self.get_ref().1
+    }
+
+    fn exporter(
+        &self,
+        role: &Role,
+        challenge: &[u8; NONCE_LEN],
+    ) -> Result<[u8; NONCE_LEN], FreshError> {
+        super::exporter(&**self.get_ref().1, role, challenge)
+    }
+}
+
+/// What we asked the peer for, and what we check its answer against.
+struct Asked {
+    policy: AttestationPolicy,
+    spki: Vec<u8>,
+    challenge: Challenge,
+    exporter: [u8; NONCE_LEN],
+}
+
+/// Our answer to the peer's REQUEST.
+enum Pending {
+    NotAsked,
+    Decline(String),
+    Producing(JoinHandle<Result<Vec<u8>, AttestError>>),
+}
+
+async fn run<S: Session>(stream: &mut S, opts: &FreshOptions) -> Result<FreshOutcome, FreshError> {
+    check_session(stream.common())?;
+    let asked = match &opts.verify_peer {
+        Some(policy) => {
+            let spki = peer_spki(stream.common())?;
+            let challenge = Challenge::new()?;
+            let exporter = stream.exporter(&policy.peer_role, challenge.as_bytes())?;
+            Some(Asked {
+                policy: policy.clone(),
+                spki,
+                challenge,
+                exporter,
+            })
+        }
+        None => None,
+    };
+    let request = match &asked {
+        Some(a) => evidence_request(&a.challenge, &a.spki),
+        None => Message::Request(None),
+    };
+    let mut decoder = FrameDecoder::new(opts.max_evidence_len);
+    write(stream, &request, opts).await?;
+    let peer_request = match read(stream, &mut decoder).await? {
+        Message::Request(r) => r,
+        other => return Err(unexpected("REQUEST", &other)),
+    };
+
+    // Start producing our evidence at once: it overlaps the other direction.
+    let pending = match (peer_request, &opts.attest_self) {
+        (None, _) => Pending::NotAsked,
+        (Some(_), None) => Pending::Decline("this endpoint does not attest itself".into()),
+        (Some(request), Some(me)) => {
+            let exporter = stream.exporter(&me.role, &request.challenge)?;
+            match bind_response(
+                &request,
+                &me.role,
+                me.keys.as_ref(),
+                exporter,
+                UnixTime::now(),
+            ) {
+                Err(reason) => Pending::Decline(reason),
+                Ok(binding) => {
+                    let attester = me.attester.clone();
+                    let max = opts.max_evidence_len;
+                    Pending::Producing(tokio::task::spawn_blocking(move || {
+                        respond(&attester, binding, max)
+                    }))
+                }
+            }
+        }
+    };
+
+    let mut outcome = FreshOutcome {
+        peer_verdict: None,
+        we_were_accepted: None,
+    };
+    if S::IS_SERVER {
+        outcome.we_were_accepted = send_evidence(stream, &mut decoder, pending, opts).await?;
+        outcome.peer_verdict = receive_evidence(stream, &mut decoder, asked, opts).await?;
+    } else {
+        outcome.peer_verdict = receive_evidence(stream, &mut decoder, asked, opts).await?;
+        outcome.we_were_accepted = send_evidence(stream, &mut decoder, pending, opts).await?;
+    }
+    Ok(outcome)
+}
+
+/// Our turn to attest: EVIDENCE then the peer's RESULT, or DECLINE (which ends the exchange).
+async fn send_evidence<S: Session>(
+    stream: &mut S,
+    decoder: &mut FrameDecoder,
+    pending: Pending,
+    opts: &FreshOptions,
+) -> Result<Option<bool>, FreshError> {
+    let job = match pending {
+        Pending::NotAsked => return Ok(None),
+        Pending::Decline(reason) => {
+            // The exchange fails either way; the write error, if any, says less than this.
+            let _ = write(stream, &Message::Decline(reason.clone()), opts).await;
+            return Err(FreshError::WeDeclined(reason));
+        }
+        Pending::Producing(job) => job,
+    };
+    let cmw = match job
+        .await
+        .map_err(|e| FreshError::Task(e.to_string()))?
+    {
+        Ok(cmw) => cmw,
+        Err(e) => {
+            let reason = format!("evidence production failed: {e}");
+            let _ = write(stream, &Message::Decline(reason), opts).await;
+            return Err(FreshError::Produce(e));
+        }
+    };
+    write(stream, &Message::Evidence(cmw), opts).await?;
+    match read(stream, decoder).await? {
+        Message::Result { ok: true, .. } => Ok(Some(true)),
+        Message::Result { ok: false, message } => Err(FreshError::PeerRejectedUs(message)),
+        other => Err(unexpected("RESULT", &other)),
+    }
+}
+
+/// The peer's turn: read EVIDENCE (or DECLINE), verify, write RESULT.
+async fn receive_evidence<S: Session>(
+    stream: &mut S,
+    decoder: &mut FrameDecoder,
+    asked: Option<Asked>,
+    opts: &FreshOptions,
+) -> Result<Option<crate::verdict::Verdict>, FreshError> {
+    let Some(asked) = asked else {
+        return Ok(None);
+    };
+    let cmw = match read(stream, decoder).await? {
+        Message::Evidence(cmw) => cmw,
+        Message::Decline(reason) => return Err(FreshError::PeerDeclined(reason)),
+        other => return Err(unexpected("EVIDENCE or DECLINE", &other)),
+    };
+    // Verification replays the IMA log and checks signatures: off the async threads.
+    let verdict = tokio::task::spawn_blocking(move || {
+        verify_response(
+            &cmw,
+            &asked.policy,
+            &asked.spki,
+            &asked.challenge,
+            asked.exporter,
+            UnixTime::now(),
+        )
+    })
+    .await
+    .map_err(|e| FreshError::Task(e.to_string()))?;
+    let sent = write(stream, &result_for(&verdict), opts).await;
+    if !verdict.is_trusted() {
+        return Err(FreshError::Rejected(AttestationRejected {
+            verdict: Arc::new(verdict),
+        }));
+    }
+    sent?;
+    Ok(Some(verdict))
+}
+
+async fn write<S: Session>(
+    stream: &mut S,
+    message: &Message,
+    opts: &FreshOptions,
+) -> Result<(), FreshError> {
+    let frame = message.encode(opts.max_evidence_len)?;
+    let io = |error| FreshError::Io {
+        what: "writing a frame",
+        error: Arc::new(error),
+    };
+    stream
+        .write_all(&frame)
+        .await
+        .map_err(io)?;
+    stream.flush().await.map_err(io)
+}
+
+/// Read exactly one frame: never a byte past its end.
+async fn read<S: Session>(
+    stream: &mut S,
+    decoder: &mut FrameDecoder,
+) -> Result<Message, FreshError> {
+    const CHUNK: usize = 64 * 1024;
+    let mut buf = Vec::new();
+    loop {
+        let want = decoder.want().min(CHUNK);
+        buf.resize(want, 0);
+        stream
+            .read_exact(&mut buf)
+            .await
+            .map_err(|error| FreshError::Io {
+                what: "reading a frame",
+                error: Arc::new(error),
+            })?;
+        if let (_, Some(message)) = decoder.feed(&buf)? {
+            return Ok(message);
+        }
+    }
+}
+
+fn unexpected(expected: &'static str, presented: &Message) -> FreshError {
+    FreshError::Unexpected {
+        expected,
+        presented: presented.kind().name(),
+    }
+}

@@ -1,0 +1,389 @@
+//! Fresh mode: a post-handshake, exporter-bound challenge/response attestation exchange.
+//!
+//! After a full TLS 1.3 handshake that negotiated the ALPN [`ALPN_ATTEST`](super::ALPN_ATTEST),
+//! each side may ask the other for evidence: it sends a 32-byte challenge of its own choosing and
+//! the SHA-256 of the peer's certificate key as it saw it. The attester answers with an evidence
+//! bundle (IMA log inline) whose binding claims carry that challenge and
+//! `TLS-Exporter("EXPORTER-cosmian-vm-attest-v1-<role>", challenge, 32)` of this session; the
+//! verifier recomputes the exporter with the role it expects and its own challenge. Binding =
+//! session, freshness = challenge. The byte layout and the order of frames are in
+//! `docs/wire-format.md`, section 4.
+//!
+//! The core here is sans-IO: the frame codec ([`Message`], [`FrameDecoder`]), [`Challenge`],
+//! [`check_session`], [`exporter`], [`bind_response`] / [`respond`] for the attester and
+//! [`verify_response`] for the verifier. With the feature `tokio`, `client_exchange` and
+//! `server_exchange` run the whole exchange on a `tokio-rustls` stream, after which
+//! application bytes follow on the same stream.
+
+#[cfg(feature = "tokio")]
+mod driver;
+mod frame;
+
+use core::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::{CommonState, ConnectionCommon, HandshakeKind, ProtocolVersion};
+
+#[cfg(feature = "tokio")]
+pub use self::driver::{client_exchange, server_exchange};
+pub use self::frame::{
+    EvidenceRequest, FrameDecoder, FrameError, FrameType, Message, FLAG_WANT_EVIDENCE, HEADER_LEN,
+    MAX_CONTROL_LEN, REQUEST_VERSION,
+};
+use super::policy::AttestationPolicy;
+use super::verifier::AttestationRejected;
+use crate::attest::{AttestError, Attester};
+use crate::binding::{exporter_label, spki_sha256, BindingClaims, Role, NONCE_LEN};
+use crate::time::UnixTime;
+use crate::verdict::Verdict;
+
+/// A verifier's challenge: 32 bytes from the system's secure random generator.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Challenge([u8; NONCE_LEN]);
+
+impl Challenge {
+    /// A new random challenge (`ring::rand::SystemRandom`).
+    pub fn new() -> Result<Self, FreshError> {
+        use ring::rand::SecureRandom;
+        let mut bytes = [0u8; NONCE_LEN];
+        ring::rand::SystemRandom::new()
+            .fill(&mut bytes)
+            .map_err(|_| FreshError::Random)?;
+        Ok(Self(bytes))
+    }
+
+    /// A given value (tests; a verifier never reuses a challenge).
+    pub fn from_bytes(bytes: [u8; NONCE_LEN]) -> Self {
+        Self(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; NONCE_LEN] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Challenge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Challenge({})", crate::hexfmt::hex(self.0))
+    }
+}
+
+/// The keys an attester holds: it binds evidence only to one of them, and declines otherwise.
+pub trait KeyHolder: Send + Sync + fmt::Debug {
+    /// Whether `spki_sha256` is SHA-256 of the DER SubjectPublicKeyInfo of a key we hold.
+    fn holds(&self, spki_sha256: &[u8; 32]) -> bool;
+}
+
+/// One fixed key (a certificate that does not rotate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixedKey {
+    pub spki_sha256: [u8; 32],
+}
+
+impl FixedKey {
+    /// The key whose DER SubjectPublicKeyInfo is `spki_der`.
+    pub fn from_spki_der(spki_der: &[u8]) -> Self {
+        Self {
+            spki_sha256: spki_sha256(spki_der),
+        }
+    }
+}
+
+impl KeyHolder for FixedKey {
+    fn holds(&self, spki_sha256: &[u8; 32]) -> bool {
+        // Public-key hashes are public: a plain comparison.
+        &self.spki_sha256 == spki_sha256
+    }
+}
+
+/// The current key of a rotating certificate, or one of the few before it (a connection set up
+/// just before a rotation still asks about the key it saw).
+#[cfg(feature = "issue")]
+impl KeyHolder for super::RotatingCert {
+    fn holds(&self, spki_sha256: &[u8; 32]) -> bool {
+        self.holds_spki(spki_sha256)
+    }
+}
+
+/// How this endpoint attests itself when the peer asks.
+#[derive(Debug, Clone)]
+pub struct SelfAttestation {
+    /// The machine's evidence sources.
+    pub attester: Arc<Attester>,
+    /// The role the evidence is bound to (`server` for a TLS server, `client` for a TLS client).
+    pub role: Role,
+    /// The keys we hold: a request about any other key is declined.
+    pub keys: Arc<dyn KeyHolder>,
+}
+
+/// What one side of the exchange does.
+#[derive(Debug, Clone)]
+pub struct FreshOptions {
+    /// Ask the peer for evidence and verify it against this policy.
+    pub verify_peer: Option<AttestationPolicy>,
+    /// Answer the peer's request for evidence (otherwise a request is declined).
+    pub attest_self: Option<SelfAttestation>,
+    /// The largest EVIDENCE frame accepted (and produced).
+    pub max_evidence_len: usize,
+    /// The whole exchange must finish within this time.
+    pub timeout: Duration,
+}
+
+impl FreshOptions {
+    /// Neither asking nor answering, [`crate::bundle::MAX_BUNDLE_LEN`], 60 seconds.
+    pub fn new() -> Self {
+        Self {
+            verify_peer: None,
+            attest_self: None,
+            max_evidence_len: crate::bundle::MAX_BUNDLE_LEN,
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    pub fn verify_peer(mut self, policy: AttestationPolicy) -> Self {
+        self.verify_peer = Some(policy);
+        self
+    }
+
+    pub fn attest_self(mut self, me: SelfAttestation) -> Self {
+        self.attest_self = Some(me);
+        self
+    }
+}
+
+impl Default for FreshOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What the exchange established.
+#[derive(Debug, Clone)]
+pub struct FreshOutcome {
+    /// The trusted verdict on the peer's evidence, when we asked for it.
+    pub peer_verdict: Option<Verdict>,
+    /// Whether the peer accepted our evidence, when it asked for it (always `Some(true)` on
+    /// success: a rejection is an error).
+    pub we_were_accepted: Option<bool>,
+}
+
+/// Why the exchange failed. Every variant fails the connection: nothing is trusted after one.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum FreshError {
+    #[error(
+        "fresh.alpn: the ALPN {:?} was not negotiated (presented {})",
+        String::from_utf8_lossy(super::ALPN_ATTEST),
+        presented.as_deref().unwrap_or("none")
+    )]
+    AlpnNotNegotiated { presented: Option<String> },
+    #[error(
+        "fresh.version: the session is not TLS 1.3 (presented {presented}); exporters need TLS 1.3"
+    )]
+    NotTls13 { presented: String },
+    #[error("fresh.resumed: the session was resumed; a resumed session carries no new evidence")]
+    Resumed,
+    #[error("fresh.handshake: the TLS handshake has not completed")]
+    HandshakeIncomplete,
+    #[error("fresh.peer_certificate: {0}")]
+    PeerCertificate(String),
+    #[error("fresh.random: the system random generator failed")]
+    Random,
+    #[error("fresh.exporter: {0}")]
+    Exporter(rustls::Error),
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    #[error("fresh.io: {what}: {error}")]
+    Io {
+        what: &'static str,
+        error: Arc<std::io::Error>,
+    },
+    #[error("fresh.order: expected {expected}, the peer sent {presented}")]
+    Unexpected {
+        expected: &'static str,
+        presented: &'static str,
+    },
+    #[error("fresh.declined: the peer declined to attest: {0}")]
+    PeerDeclined(String),
+    #[error("fresh.declined: we declined to attest: {0}")]
+    WeDeclined(String),
+    /// The peer's evidence failed verification; the verdict names the step.
+    #[error("{0}")]
+    Rejected(AttestationRejected),
+    #[error("fresh.result: the peer rejected our evidence: {0}")]
+    PeerRejectedUs(String),
+    #[error("fresh.produce: {0}")]
+    Produce(AttestError),
+    #[error("fresh.timeout: the exchange did not finish within {0:?}")]
+    Timeout(Duration),
+    #[error("fresh.task: {0}")]
+    Task(String),
+}
+
+impl FreshError {
+    /// The failed verification step, when the peer's evidence was rejected.
+    pub fn rejected_step(&self) -> Option<&str> {
+        match self {
+            Self::Rejected(r) => Some(r.step()),
+            _ => None,
+        }
+    }
+
+    /// The verdict, when the peer's evidence was rejected.
+    pub fn verdict(&self) -> Option<&Verdict> {
+        match self {
+            Self::Rejected(r) => Some(&r.verdict),
+            _ => None,
+        }
+    }
+}
+
+/// Refuse sessions the exchange cannot bind to: the ALPN [`ALPN_ATTEST`](super::ALPN_ATTEST)
+/// must have been negotiated, the version must be TLS 1.3 (RFC 8446 exporters) and the
+/// handshake must be full (not resumed).
+pub fn check_session(conn: &CommonState) -> Result<(), FreshError> {
+    if conn.is_handshaking() {
+        return Err(FreshError::HandshakeIncomplete);
+    }
+    match conn.alpn_protocol() {
+        Some(p) if p == super::ALPN_ATTEST => {}
+        other => {
+            return Err(FreshError::AlpnNotNegotiated {
+                presented: other.map(|p| String::from_utf8_lossy(p).into_owned()),
+            })
+        }
+    }
+    match conn.protocol_version() {
+        Some(ProtocolVersion::TLSv1_3) => {}
+        other => {
+            return Err(FreshError::NotTls13 {
+                presented: other.map_or("none".to_owned(), |v| format!("{v:?}")),
+            })
+        }
+    }
+    match conn.handshake_kind() {
+        Some(HandshakeKind::Full | HandshakeKind::FullWithHelloRetryRequest) => Ok(()),
+        Some(HandshakeKind::Resumed) => Err(FreshError::Resumed),
+        None => Err(FreshError::HandshakeIncomplete),
+    }
+}
+
+/// `TLS-Exporter("EXPORTER-cosmian-vm-attest-v1-<role>", challenge, 32)` of this session (works
+/// for client and server connections alike).
+pub fn exporter<D>(
+    conn: &ConnectionCommon<D>,
+    role: &Role,
+    challenge: &[u8; NONCE_LEN],
+) -> Result<[u8; NONCE_LEN], FreshError> {
+    conn.export_keying_material(
+        [0u8; NONCE_LEN],
+        exporter_label(role).as_bytes(),
+        Some(challenge),
+    )
+    .map_err(FreshError::Exporter)
+}
+
+/// The DER SubjectPublicKeyInfo of the peer's end-entity certificate.
+pub fn peer_spki(conn: &CommonState) -> Result<Vec<u8>, FreshError> {
+    let cert = conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .ok_or_else(|| FreshError::PeerCertificate("the peer presented no certificate".into()))?;
+    let cert = crate::pki::Cert::from_der_limited(cert, crate::pki::MAX_RATLS_CERT_LEN)
+        .map_err(|e| FreshError::PeerCertificate(e.to_string()))?;
+    Ok(cert.spki_der().to_vec())
+}
+
+/// The verifier's REQUEST: its challenge and the SHA-256 of the peer key it saw.
+pub fn evidence_request(challenge: &Challenge, peer_spki_der: &[u8]) -> Message {
+    Message::Request(Some(EvidenceRequest {
+        challenge: *challenge.as_bytes(),
+        spki_sha256: spki_sha256(peer_spki_der),
+    }))
+}
+
+/// The attester's binding claims for `request`, with `exporter` =
+/// [`exporter`]`(conn, &me.role, &request.challenge)`; or the DECLINE reason when the requested
+/// key is not one `keys` holds.
+pub fn bind_response(
+    request: &EvidenceRequest,
+    role: &Role,
+    keys: &dyn KeyHolder,
+    exporter: [u8; NONCE_LEN],
+    now: UnixTime,
+) -> Result<BindingClaims, String> {
+    if !keys.holds(&request.spki_sha256) {
+        return Err(format!(
+            "this endpoint does not hold the key with SPKI SHA-256 {}",
+            crate::hexfmt::hex(request.spki_sha256)
+        ));
+    }
+    Ok(BindingClaims {
+        role: role.clone(),
+        spki_sha256: request.spki_sha256,
+        ak_sha256: None,
+        issued_at: now.as_secs(),
+        challenge: Some(request.challenge),
+        exporter: Some(exporter),
+    })
+}
+
+/// Produce the EVIDENCE payload (the CMW bundle, IMA log inline) for `binding`. Blocking (TPM,
+/// TEE): async callers run it with `spawn_blocking`.
+pub fn respond(
+    attester: &Attester,
+    binding: BindingClaims,
+    max_evidence_len: usize,
+) -> Result<Vec<u8>, AttestError> {
+    let cmw = attester
+        .produce(binding, true)?
+        .to_cmw();
+    if cmw.len() > max_evidence_len {
+        return Err(AttestError::TooLarge {
+            size: cmw.len(),
+            limit: max_evidence_len,
+        });
+    }
+    Ok(cmw)
+}
+
+/// Verify an EVIDENCE payload: against `policy`, the peer key the verifier saw, its own
+/// challenge and its own exporter value computed with `policy.peer_role`
+/// ([`exporter`]`(conn, &policy.peer_role, challenge)`). Trusted verdicts say binding
+/// `session`, freshness `challenge`.
+pub fn verify_response(
+    cmw: &[u8],
+    policy: &AttestationPolicy,
+    peer_spki_der: &[u8],
+    challenge: &Challenge,
+    exporter: [u8; NONCE_LEN],
+    now: UnixTime,
+) -> Verdict {
+    let mut expect = policy.expectations(peer_spki_der, now);
+    expect.challenge = Some(*challenge.as_bytes());
+    expect.exporter = Some(exporter);
+    crate::bundle::verify(cmw, &policy.policy, &expect)
+}
+
+/// The RESULT a verifier sends for `verdict`: on rejection the message names the failed step,
+/// expected and presented.
+pub fn result_for(verdict: &Verdict) -> Message {
+    if verdict.is_trusted() {
+        Message::Result {
+            ok: true,
+            message: "accepted".into(),
+        }
+    } else {
+        Message::Result {
+            ok: false,
+            message: AttestationRejected {
+                verdict: Arc::new(verdict.clone()),
+            }
+            .to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,464 @@
+use super::*;
+
+const MAX: usize = 1024 * 1024;
+
+fn samples() -> Vec<Message> {
+    vec![
+        Message::Request(None),
+        Message::Request(Some(EvidenceRequest {
+            challenge: [0xc1; 32],
+            spki_sha256: [0x5b; 32],
+        })),
+        Message::Evidence(b"\x82\x78\x05cmw-bytes".to_vec()),
+        Message::Evidence(Vec::new()),
+        Message::Decline("this endpoint does not hold that key".into()),
+        Message::Result {
+            ok: true,
+            message: "accepted".into(),
+        },
+        Message::Result {
+            ok: false,
+            message: "attestation rejected at binding.exporter: expected …".into(),
+        },
+    ]
+}
+
+#[test]
+fn frames_round_trip_whole_and_byte_by_byte() {
+    for m in samples() {
+        let bytes = m.encode(MAX).unwrap();
+        assert_eq!(bytes.first(), Some(&m.kind().code()));
+        let (back, rest) = Message::decode(&bytes, MAX).unwrap();
+        assert_eq!(back, m);
+        assert!(rest.is_empty());
+
+        let mut d = FrameDecoder::new(MAX);
+        let mut got = None;
+        for (i, b) in bytes.iter().enumerate() {
+            assert!(got.is_none(), "{m:?}: complete before byte {i}");
+            let (used, out) = d.feed(&[*b]).unwrap();
+            assert_eq!(used, 1);
+            got = out;
+        }
+        assert_eq!(got.as_ref(), Some(&m));
+    }
+}
+
+#[test]
+fn the_decoder_never_reads_past_a_frame() {
+    let mut stream = Message::Request(None)
+        .encode(MAX)
+        .unwrap();
+    let result = Message::Result {
+        ok: true,
+        message: "accepted".into(),
+    };
+    stream.extend(result.encode(MAX).unwrap());
+    stream.extend_from_slice(b"GET / HTTP/1.1\r\n");
+    let (first, rest) = Message::decode(&stream, MAX).unwrap();
+    assert_eq!(first, Message::Request(None));
+    let mut d = FrameDecoder::new(MAX);
+    assert_eq!(d.want(), HEADER_LEN);
+    let (used, second) = d.feed(rest).unwrap();
+    assert_eq!(second, Some(result));
+    assert_eq!(rest.get(used..), Some(&b"GET / HTTP/1.1\r\n"[..]));
+}
+
+#[test]
+fn truncated_oversized_and_unknown_frames_are_typed_errors() {
+    for m in samples() {
+        let bytes = m.encode(MAX).unwrap();
+        for cut in 0..bytes.len() {
+            match Message::decode(&bytes[..cut], MAX) {
+                Err(FrameError::Truncated { needed }) => assert!(needed >= 1),
+                other => panic!("{m:?} cut at {cut}: {other:?}"),
+            }
+        }
+    }
+    // The header's length is checked before any payload byte: a 4 GiB EVIDENCE is refused with
+    // nothing but the header.
+    let huge = [0x02, 0xff, 0xff, 0xff, 0xff];
+    assert_eq!(
+        Message::decode(&huge, MAX).unwrap_err(),
+        FrameError::TooLarge {
+            kind: FrameType::Evidence,
+            len: 0xffff_ffff,
+            limit: MAX
+        }
+    );
+    // Control frames are capped at 4 KiB whatever the evidence cap.
+    let mut d = FrameDecoder::new(MAX);
+    assert!(matches!(
+        d.feed(&[0x03, 0, 0, 0x10, 0x01]),
+        Err(FrameError::TooLarge {
+            kind: FrameType::Decline,
+            len: 4097,
+            limit: MAX_CONTROL_LEN
+        })
+    ));
+    for code in [0x00, 0x05, 0x7f, 0xff] {
+        assert_eq!(
+            Message::decode(&[code, 0, 0, 0, 0], MAX).unwrap_err(),
+            FrameError::UnknownType(code)
+        );
+    }
+    // Evidence over the cap is not produced either.
+    assert!(matches!(
+        Message::Evidence(vec![0; 11]).encode(10),
+        Err(FrameError::TooLarge {
+            len: 11,
+            limit: 10,
+            ..
+        })
+    ));
+    // Long text is cut at a character boundary, within the cap.
+    let long = Message::Decline("é".repeat(3000))
+        .encode(MAX)
+        .unwrap();
+    assert!(long.len() <= HEADER_LEN + MAX_CONTROL_LEN);
+    assert!(matches!(
+        Message::decode(&long, MAX).unwrap().0,
+        Message::Decline(s) if s.chars().all(|c| c == 'é')
+    ));
+}
+
+#[test]
+fn malformed_payloads_name_the_field() {
+    let frame = |kind: u8, payload: &[u8]| {
+        let mut out = vec![kind];
+        out.extend_from_slice(
+            &u32::try_from(payload.len())
+                .unwrap()
+                .to_be_bytes(),
+        );
+        out.extend_from_slice(payload);
+        out
+    };
+    let cases: [(&[u8], u8, &str); 7] = [
+        (&[2, 0], 0x01, "version"),
+        (&[1, 0x02], 0x01, "flags"),
+        (&[1, 1, 0xaa], 0x01, "challenge"),
+        (&[1, 0, 0], 0x01, "trailing"),
+        (&[2], 0x04, "ok"),
+        (&[], 0x04, "ok"),
+        (&[1, 0xff, 0xfe], 0x04, "UTF-8"),
+    ];
+    for (payload, kind, needle) in cases {
+        let err = Message::decode(&frame(kind, payload), MAX).unwrap_err();
+        assert!(
+            err.to_string().contains(needle),
+            "{payload:?}: {err} lacks {needle}"
+        );
+    }
+    assert_eq!(
+        Message::decode(&frame(0x03, &[0xc3]), MAX).unwrap_err(),
+        FrameError::NotUtf8 {
+            kind: FrameType::Decline
+        }
+    );
+}
+
+#[test]
+fn mutated_frames_never_panic() {
+    for m in samples() {
+        let bytes = m.encode(MAX).unwrap();
+        let mutations = ratls_test::Mutations::of(&bytes, 0xf7e5, 200);
+        assert!(mutations.count() > 50);
+        for (name, input) in mutations.iter() {
+            // Whole input, and fed in uneven chunks: the same outcome either way.
+            let whole = Message::decode(input, 4096);
+            let mut d = FrameDecoder::new(4096);
+            let mut chunked = None;
+            let mut at = 0;
+            let mut step = 1;
+            while at < input.len() {
+                let end = (at + step).min(input.len());
+                match d.feed(&input[at..end]) {
+                    Ok((used, Some(msg))) => {
+                        chunked = Some(Ok(msg));
+                        at += used;
+                        break;
+                    }
+                    Ok((used, None)) => at += used,
+                    Err(e) => {
+                        chunked = Some(Err(e));
+                        break;
+                    }
+                }
+                step = step * 3 % 17 + 1;
+            }
+            match (whole, chunked) {
+                (Ok((a, rest)), Some(Ok(b))) => {
+                    assert_eq!(a, b, "{name}");
+                    assert_eq!(rest.len(), input.len() - at, "{name}");
+                }
+                (Err(a), Some(Err(b))) => assert_eq!(a, b, "{name}"),
+                (Err(FrameError::Truncated { .. }), None) => {}
+                (a, b) => panic!("{name}: whole {a:?}, chunked {b:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn challenges_are_random_and_requests_carry_the_peer_key_hash() {
+    let a = Challenge::new().unwrap();
+    let b = Challenge::new().unwrap();
+    assert_ne!(a, b);
+    let spki = b"peer SubjectPublicKeyInfo";
+    match evidence_request(&a, spki) {
+        Message::Request(Some(r)) => {
+            assert_eq!(&r.challenge, a.as_bytes());
+            assert_eq!(r.spki_sha256, spki_sha256(spki));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_responder_declines_keys_it_does_not_hold() {
+    let keys = FixedKey::from_spki_der(b"our key");
+    let mut request = EvidenceRequest {
+        challenge: [7; 32],
+        spki_sha256: spki_sha256(b"our key"),
+    };
+    let now = UnixTime::from_secs(1_800_000_000);
+    let b = bind_response(&request, &Role::server(), &keys, [9; 32], now).unwrap();
+    assert_eq!(b.role, Role::server());
+    assert_eq!(b.spki_sha256, spki_sha256(b"our key"));
+    assert_eq!(b.challenge, Some([7; 32]));
+    assert_eq!(b.exporter, Some([9; 32]));
+    assert_eq!(b.issued_at, 1_800_000_000);
+    assert_eq!(b.ak_sha256, None);
+
+    request.spki_sha256 = spki_sha256(b"someone else's key");
+    let reason = bind_response(&request, &Role::server(), &keys, [9; 32], now).unwrap_err();
+    assert!(reason.contains("does not hold"), "{reason}");
+}
+
+#[test]
+fn garbage_evidence_fails_at_bundle_parse_and_the_result_names_it() {
+    let policy = AttestationPolicy::for_server(crate::Policy::default());
+    let challenge = Challenge::from_bytes([1; 32]);
+    let v = verify_response(
+        b"not a bundle",
+        &policy,
+        b"spki",
+        &challenge,
+        [2; 32],
+        UnixTime::now(),
+    );
+    assert!(!v.is_trusted());
+    match result_for(&v) {
+        Message::Result { ok: false, message } => {
+            assert!(message.contains("bundle.parse"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[cfg(feature = "tokio")]
+mod tls {
+    //! The driver's refusals and the plain exchange on real TLS sessions (in-memory duplex
+    //! pipes, self-signed certificates; no evidence involved).
+
+    use std::sync::Arc;
+
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use rustls::{ClientConfig, ServerConfig};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+    use super::super::*;
+    use crate::tls::{AttestedServerVerifier, Mode, ALPN_ATTEST};
+
+    type Client = tokio_rustls::client::TlsStream<tokio::io::DuplexStream>;
+    type Server = tokio_rustls::server::TlsStream<tokio::io::DuplexStream>;
+
+    fn server_config(alpn: &[&[u8]]) -> ServerConfig {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let mut config = ServerConfig::builder_with_provider(crate::tls::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key)
+            .unwrap();
+        config.alpn_protocols = alpn
+            .iter()
+            .map(|p| p.to_vec())
+            .collect();
+        config
+    }
+
+    fn fresh_verifier() -> Arc<AttestedServerVerifier> {
+        Arc::new(AttestedServerVerifier::new(
+            AttestationPolicy::for_server(crate::Policy::default()),
+            Mode::Fresh,
+        ))
+    }
+
+    fn client_config(alpn: &[&[u8]]) -> ClientConfig {
+        crate::tls::client_config(
+            fresh_verifier(),
+            None,
+            alpn.iter()
+                .map(|p| p.to_vec())
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    async fn connect(client: Arc<ClientConfig>, server: Arc<ServerConfig>) -> (Client, Server) {
+        let (c, s) = tokio::io::duplex(64 * 1024);
+        let name = ServerName::try_from("localhost").unwrap();
+        let (c, s) = tokio::join!(
+            TlsConnector::from(client).connect(name, c),
+            TlsAcceptor::from(server).accept(s)
+        );
+        (c.unwrap(), s.unwrap())
+    }
+
+    fn asking() -> FreshOptions {
+        FreshOptions::new().verify_peer(AttestationPolicy::for_server(crate::Policy::default()))
+    }
+
+    #[tokio::test]
+    async fn without_the_alpn_the_driver_refuses() {
+        let (mut c, mut s) = connect(
+            Arc::new(client_config(&[b"h2"])),
+            Arc::new(server_config(&[b"h2"])),
+        )
+        .await;
+        let err = client_exchange(&mut c, &asking())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, FreshError::AlpnNotNegotiated { presented: Some(p) } if p == "h2"),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("fresh.alpn"),
+            "{err}"
+        );
+        let err = server_exchange(&mut s, &FreshOptions::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FreshError::AlpnNotNegotiated { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_resumed_session_is_refused() {
+        // Resumption enabled on purpose (the attested configurations turn it off).
+        let mut client = ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(fresh_verifier())
+            .with_no_client_auth();
+        client.alpn_protocols = vec![ALPN_ATTEST.to_vec()];
+        let client = Arc::new(client);
+        let server = Arc::new(server_config(&[ALPN_ATTEST]));
+
+        let (mut c, mut s) = connect(client.clone(), server.clone()).await;
+        // Drive the session so the client receives its tickets.
+        let opts = FreshOptions::new();
+        let (a, b) = tokio::join!(
+            client_exchange(&mut c, &opts),
+            server_exchange(&mut s, &opts)
+        );
+        a.unwrap();
+        b.unwrap();
+        s.write_all(b"x").await.unwrap();
+        s.flush().await.unwrap();
+        let mut one = [0u8; 1];
+        c.read_exact(&mut one).await.unwrap();
+
+        let (mut c, mut s) = connect(client, server).await;
+        assert_eq!(
+            c.get_ref().1.handshake_kind(),
+            Some(rustls::HandshakeKind::Resumed)
+        );
+        let err = client_exchange(&mut c, &opts)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FreshError::Resumed), "{err}");
+        let err = server_exchange(&mut s, &opts)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FreshError::Resumed), "{err}");
+    }
+
+    #[tokio::test]
+    async fn nobody_asking_is_a_no_op_and_application_bytes_follow() {
+        let (mut c, mut s) = connect(
+            Arc::new(client_config(&[ALPN_ATTEST])),
+            Arc::new(server_config(&[ALPN_ATTEST])),
+        )
+        .await;
+        let opts = FreshOptions::new();
+        let (a, b) = tokio::join!(
+            async {
+                let out = client_exchange(&mut c, &opts).await;
+                c.write_all(b"ping").await.unwrap();
+                c.flush().await.unwrap();
+                out
+            },
+            async {
+                let out = server_exchange(&mut s, &opts).await;
+                s.write_all(b"pong").await.unwrap();
+                s.flush().await.unwrap();
+                out
+            }
+        );
+        for out in [a.unwrap(), b.unwrap()] {
+            assert!(out.peer_verdict.is_none());
+            assert!(out.we_were_accepted.is_none());
+        }
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+        c.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"pong");
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_does_not_attest_declines() {
+        let (mut c, mut s) = connect(
+            Arc::new(client_config(&[ALPN_ATTEST])),
+            Arc::new(server_config(&[ALPN_ATTEST])),
+        )
+        .await;
+        let (ask, answer) = (asking(), FreshOptions::new());
+        let (a, b) = tokio::join!(
+            client_exchange(&mut c, &ask),
+            server_exchange(&mut s, &answer)
+        );
+        let a = a.unwrap_err();
+        assert!(
+            matches!(&a, FreshError::PeerDeclined(r) if r.contains("does not attest")),
+            "{a}"
+        );
+        assert!(matches!(b.unwrap_err(), FreshError::WeDeclined(_)));
+    }
+
+    #[tokio::test]
+    async fn a_silent_peer_times_out() {
+        let (mut c, _s) = connect(
+            Arc::new(client_config(&[ALPN_ATTEST])),
+            Arc::new(server_config(&[ALPN_ATTEST])),
+        )
+        .await;
+        let mut opts = asking();
+        opts.timeout = std::time::Duration::from_millis(200);
+        let err = client_exchange(&mut c, &opts)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FreshError::Timeout(_)), "{err}");
+    }
+}
