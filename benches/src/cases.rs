@@ -23,17 +23,39 @@ fn at(text: &str) -> UnixTime {
     UnixTime::parse_rfc3339(text).expect("valid time")
 }
 
-/// Every group of measurements.
-pub fn run(scale: &dyn Fn(u64) -> u64) -> Vec<Vec<Measurement>> {
-    vec![
-        snp(scale),
-        tdx(scale),
-        tpm(scale),
-        ima(scale),
-        azure(scale),
-        tpm_attester(scale),
-        bundle(scale),
-    ]
+/// The groups, in run order.
+pub const GROUPS: [&str; 8] = [
+    "snp",
+    "tdx",
+    "tpm",
+    "ima",
+    "azure",
+    "tpm-attester",
+    "bundle",
+    "tls",
+];
+
+/// A group: runs its cases at the given scale.
+type Group = fn(&dyn Fn(u64) -> u64) -> Vec<Measurement>;
+
+/// The groups named in `only` (every group when empty).
+pub fn run(scale: &dyn Fn(u64) -> u64, only: &[String]) -> Vec<Vec<Measurement>> {
+    let group: [Group; 8] = [
+        snp,
+        tdx,
+        tpm,
+        ima,
+        azure,
+        tpm_attester,
+        bundle,
+        crate::tls::run,
+    ];
+    GROUPS
+        .iter()
+        .zip(group)
+        .filter(|(name, _)| only.is_empty() || only.iter().any(|o| o == *name))
+        .map(|(_, run)| run(scale))
+        .collect()
 }
 
 fn snp(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {

@@ -2,19 +2,23 @@
 //! side with a reference cost in the same run (the bare cryptography, or the upstream library we
 //! build on), so the figures mean something on any machine. When swtpm and tpm2-tools are
 //! installed, the TPM attester group also times our quote path against `tpm2_quote` on the same
-//! swtpm.
+//! swtpm, and the `tls` group times RA-TLS handshakes (sim TEE + swtpm evidence) next to plain
+//! rustls ones, in memory, with memory per connection measured in child processes.
 //!
 //! ```text
-//! cargo run --release -p ratls-bench -- [--multiplier F] [--markdown]
+//! cargo run --release -p ratls-bench -- [--multiplier F] [--group NAME]...
 //! ```
 //!
-//! `--multiplier` scales every iteration count (CI smoke-runs with 0.05). Results go to stdout as
-//! a table; `docs/benchmarks.md` records the method and the latest figures.
+//! `--multiplier` scales every iteration count (CI smoke-runs with 0.05); `--group` runs only the
+//! named groups (snp, tdx, tpm, ima, azure, tpm-attester, bundle, tls). Results go to stdout as a
+//! table; `docs/benchmarks.md` records the method and the latest figures. `--memory-probe` is
+//! internal: the `tls` group runs its memory measurements in child processes of this binary.
 
 #![forbid(unsafe_code)]
 #![allow(clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // Benchmark code: missing data means nothing to measure.
 
 mod cases;
+mod tls;
 
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -29,6 +33,8 @@ pub struct Measurement {
     /// Work units per iteration (e.g. IMA entries), for a throughput column.
     pub units_per_iter: u64,
     pub unit: &'static str,
+    /// Not a timing: bytes per unit (memory rows).
+    pub memory_bytes: Option<f64>,
 }
 
 impl Measurement {
@@ -66,14 +72,33 @@ pub fn measure<T>(
         elapsed: start.elapsed(),
         units_per_iter,
         unit,
+        memory_bytes: None,
     }
 }
 
 fn main() -> ExitCode {
     let mut multiplier = 1.0f64;
-    let mut args = std::env::args().skip(1);
+    let mut groups = Vec::new();
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    if all.first().map(String::as_str) == Some("--memory-probe") {
+        return match tls::memory_probe(all.get(1..).unwrap_or_default()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let mut args = all.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--group" => match args.next() {
+                Some(g) if cases::GROUPS.contains(&g.as_str()) => groups.push(g),
+                _ => {
+                    eprintln!("--group needs one of {}", cases::GROUPS.join(", "));
+                    return ExitCode::from(2);
+                }
+            },
             "--multiplier" => {
                 multiplier = args
                     .next()
@@ -85,7 +110,7 @@ fn main() -> ExitCode {
                     });
             }
             "--help" | "-h" => {
-                println!("usage: ratls-bench [--multiplier F]");
+                println!("usage: ratls-bench [--multiplier F] [--group NAME]...");
                 return ExitCode::SUCCESS;
             }
             other => {
@@ -95,11 +120,20 @@ fn main() -> ExitCode {
         }
     }
     let scale = |n: u64| ((n as f64 * multiplier) as u64).max(1);
-    let groups = cases::run(&scale);
+    let groups = cases::run(&scale, &groups);
     println!("| benchmark | iterations | time per op | throughput |");
     println!("| --- | ---: | ---: | ---: |");
     for group in &groups {
         for m in group {
+            if let Some(bytes) = m.memory_bytes {
+                println!(
+                    "| {} | {} | | {:.1} KiB per connection |",
+                    m.name,
+                    m.iterations,
+                    bytes / 1024.0
+                );
+                continue;
+            }
             let throughput = if m.units_per_iter > 1 || m.unit != "op" {
                 format!("{:.0} {}/s", m.units_per_sec(), m.unit)
             } else {
