@@ -334,6 +334,24 @@ mod issue {
         Time(UnixTime),
     }
 
+    /// Leave out of a certificate what verifiers do not need from it: every byte is kept in
+    /// memory by each peer for the life of each connection. The EK certificate is not used by
+    /// the bundle verifier; AMD's ASK/ASVK and ARK are built into the verifier, so a genuine
+    /// SEV-SNP report needs only its VCEK or VLEK.
+    fn slim(bundle: &mut Bundle) {
+        if let Some(tpm) = bundle.tpm.as_mut() {
+            tpm.ek_cert = None;
+        }
+        if let Some(crate::bundle::TeeEvidence::SevSnp {
+            vcek, vlek, chain, ..
+        }) = bundle.tee.as_mut()
+        {
+            if vcek.is_some() || vlek.is_some() {
+                *chain = None;
+            }
+        }
+    }
+
     /// Generate an ECDSA P-256 key in this process and issue a self-signed RA-TLS certificate
     /// whose evidence binds it. Blocking (TPM and TEE calls).
     pub fn issue(
@@ -383,7 +401,8 @@ mod issue {
             challenge: None,
             exporter: None,
         };
-        let bundle = attester.produce(binding, false)?;
+        let mut bundle = attester.produce(binding, false)?;
+        slim(&mut bundle);
         let cmw = bundle.to_cmw();
         if cmw.len() > MAX_CERT_BUNDLE_LEN {
             return Err(IssueError::TooLarge {
