@@ -79,6 +79,7 @@ pub mod hexfmt;
 pub mod ima;
 pub mod pki;
 pub mod policy;
+pub mod snapshot;
 pub mod snp;
 pub mod tdx;
 pub mod time;

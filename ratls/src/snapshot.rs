@@ -1,0 +1,347 @@
+//! Snapshots: what a VM looked like when its owner approved it, and the checks that compare a
+//! later verdict and IMA log against it.
+//!
+//! A snapshot is versioned JSON. It holds the verification [`Policy`] derived from verified
+//! evidence (the TEE's launch measurement and policy bits, the TPM's boot PCRs 0–9 and AK) and
+//! the set of approved files (path → digests, from the IMA log and the agent's filesystem walk).
+//! PCR 10 and the IMA log's length are deliberately not pinned: they grow as the machine runs
+//! and start again at each boot; every entry past `boot_aggregate` is instead compared with the
+//! approved files, so a reboot verifies without a new snapshot.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::{Bundle, TeeEvidence};
+use crate::digest::HashAlg;
+use crate::hexfmt::hex;
+use crate::ima::{Log, IMA_PCR};
+use crate::policy::Policy;
+use crate::time::UnixTime;
+use crate::verdict::{Check, Claims, Verdict};
+
+/// The snapshot format version this crate writes and reads.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// Largest snapshot file accepted (a full distribution is ~100k files, ~15 MiB of JSON).
+pub const MAX_SNAPSHOT_LEN: usize = 256 * 1024 * 1024;
+
+/// An approved machine state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    pub version: u32,
+    /// When the snapshot was taken (RFC 3339).
+    pub created_at: String,
+    /// `sev-snp`, `tdx`, `azure-snp`, `azure-tdx`, `sim`, or `none`.
+    pub platform: String,
+    /// The evidence came from the simulated TEE: verifying against this snapshot still needs
+    /// the simulated root, and says SIMULATED.
+    pub simulated: bool,
+    /// What verification enforces (measurements, boot PCRs, AK pin).
+    pub policy: Policy,
+    /// The approved files.
+    pub files: FileSet,
+    /// Free-form facts (agent URL, host name, the agent's key hash), for people, not checks.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Approved files: path → digests (lower-case hex) in `hash_alg`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSet {
+    pub hash_alg: HashAlg,
+    pub files: BTreeMap<String, BTreeSet<String>>,
+    /// Path prefixes the filesystem walk skipped (for the record).
+    #[serde(default)]
+    pub excludes: Vec<String>,
+}
+
+impl FileSet {
+    pub fn new(hash_alg: HashAlg) -> Self {
+        Self {
+            hash_alg,
+            files: BTreeMap::new(),
+            excludes: Vec::new(),
+        }
+    }
+
+    /// Approve `digest` for `path`.
+    pub fn insert(&mut self, path: impl Into<String>, digest: &[u8]) {
+        self.files
+            .entry(path.into())
+            .or_default()
+            .insert(hex(digest));
+    }
+
+    /// Add every IMA measurement of `log` (PCR 10, past `boot_aggregate`, in this set's
+    /// algorithm) to the set.
+    pub fn add_ima_log(&mut self, log: &Log) {
+        for entry in measured_files(log) {
+            if entry.algo == self.hash_alg.name() {
+                self.insert(entry.path.clone(), &entry.digest);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
+/// Why a snapshot cannot be made or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    #[error("the evidence was not trusted, so it cannot be snapshotted: {0}")]
+    Untrusted(String),
+    #[error("snapshot of {size} bytes exceeds the {limit}-byte cap")]
+    TooLarge { size: usize, limit: usize },
+    #[error("malformed snapshot: {0}")]
+    Malformed(String),
+    #[error("unsupported snapshot version {presented} (supported: {supported})")]
+    Version { presented: u32, supported: u32 },
+}
+
+impl Snapshot {
+    /// A snapshot of the machine that produced `bundle`, whose trusted verdict is `verdict`
+    /// (verify first: this refuses untrusted verdicts), with the approved `files`.
+    pub fn from_evidence(
+        verdict: &Verdict,
+        bundle: &Bundle,
+        files: FileSet,
+        now: UnixTime,
+    ) -> Result<Self, SnapshotError> {
+        if !verdict.is_trusted() {
+            let why = verdict
+                .first_failure()
+                .map_or_else(|| "no check ran".to_owned(), ToString::to_string);
+            return Err(SnapshotError::Untrusted(why));
+        }
+        let mut policy = Policy::default();
+        let Claims::Bundle(claims) = &verdict.claims else {
+            return Err(SnapshotError::Untrusted(
+                "not an evidence-bundle verdict".into(),
+            ));
+        };
+        let platform = bundle
+            .tee
+            .as_ref()
+            .map_or("none".to_owned(), |t| t.kind().to_string());
+        match (&bundle.tee, &claims.tee) {
+            (Some(TeeEvidence::SevSnp { .. } | TeeEvidence::Sim { .. }), Some(Claims::Snp(snp))) => {
+                policy.snp.measurement = Some(snp.measurement.clone());
+                policy.snp.host_data = Some(snp.host_data.clone());
+                policy.snp.id_key_digest = Some(snp.id_key_digest.clone());
+                policy.snp.vmpl = snp.vmpl;
+                policy.snp.min_guest_svn = Some(snp.guest_svn);
+            }
+            (Some(TeeEvidence::Tdx { .. }), Some(Claims::Tdx(tdx))) => {
+                policy.tdx.mr_td = Some(tdx.mr_td.clone());
+                policy.tdx.rtmr0 = Some(tdx.rtmr0.clone());
+                policy.tdx.rtmr1 = Some(tdx.rtmr1.clone());
+                policy.tdx.rtmr2 = Some(tdx.rtmr2.clone());
+            }
+            // Azure: the paravisor's measurement is pinned by Azure's own policy checks; the
+            // snapshot pins the vTPM's boot PCRs and AK below.
+            _ => {}
+        }
+        if let Some(tpm) = &bundle.tpm {
+            policy.tpm.ak_sha256 = Some(hex(crate::digest::sha256(&tpm.ak_public)));
+            for (bank, pcrs) in &tpm.pcrs {
+                for (index, value) in pcrs {
+                    // PCR 10 (IMA) grows at run time: its log is compared file by file instead.
+                    if u32::from(*index) != IMA_PCR {
+                        policy
+                            .tpm
+                            .pcrs
+                            .entry(*bank)
+                            .or_default()
+                            .insert(*index, hex(value));
+                    }
+                }
+            }
+        }
+        Ok(Self {
+            version: SNAPSHOT_VERSION,
+            created_at: now.to_string(),
+            platform,
+            simulated: verdict.simulated,
+            policy,
+            files,
+            metadata: BTreeMap::new(),
+        })
+    }
+
+    pub fn to_json(&self) -> String {
+        // Invariant: plain data always serialises.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self, SnapshotError> {
+        if bytes.len() > MAX_SNAPSHOT_LEN {
+            return Err(SnapshotError::TooLarge {
+                size: bytes.len(),
+                limit: MAX_SNAPSHOT_LEN,
+            });
+        }
+        let s: Self =
+            serde_json::from_slice(bytes).map_err(|e| SnapshotError::Malformed(e.to_string()))?;
+        if s.version != SNAPSHOT_VERSION {
+            return Err(SnapshotError::Version {
+                presented: s.version,
+                supported: SNAPSHOT_VERSION,
+            });
+        }
+        Ok(s)
+    }
+
+    /// Compare every file IMA measured since boot (PCR 10 entries past `boot_aggregate`) with
+    /// the approved files: one `ima.unknown_file` check per path never approved, one
+    /// `ima.changed_file` per approved path measured with another digest, or a single passing
+    /// `ima.files` check. Entries in another algorithm than the snapshot's are failures too
+    /// (`ima.file_hash_alg`): an unverifiable file is not an approved one.
+    pub fn check_ima(&self, log: &Log) -> Vec<Check> {
+        let mut checks = Vec::new();
+        let mut seen = 0usize;
+        let alg = self.files.hash_alg.name();
+        for entry in measured_files(log) {
+            seen += 1;
+            if entry.algo != alg {
+                checks.push(Check::fail(
+                    "ima.file_hash_alg",
+                    format!("{alg} file digests (the snapshot's)"),
+                    format!("{}: {}", entry.path, entry.algo),
+                    "the IMA policy's hash algorithm differs from the snapshot's",
+                ));
+                continue;
+            }
+            let digest = hex(&entry.digest);
+            match self.files.files.get(&entry.path) {
+                None => checks.push(Check::fail(
+                    "ima.unknown_file",
+                    "only files in the snapshot",
+                    format!("{} {alg}:{digest}", entry.path),
+                    "a file measured since boot that the snapshot does not know",
+                )),
+                Some(approved) if !approved.contains(&digest) => checks.push(Check::fail(
+                    "ima.changed_file",
+                    format!(
+                        "{} {alg}:{}",
+                        entry.path,
+                        approved
+                            .iter()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(" | ")
+                    ),
+                    format!("{} {alg}:{digest}", entry.path),
+                    "a file the snapshot knows, measured with other content",
+                )),
+                Some(_) => {}
+            }
+        }
+        if checks.is_empty() {
+            checks.push(Check::pass(
+                "ima.files",
+                format!("only the snapshot's {} files", self.files.len()),
+                format!("{seen} measurements, all approved"),
+            ));
+        }
+        checks
+    }
+}
+
+/// One measured file of an IMA log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeasuredFile {
+    pub path: String,
+    pub algo: String,
+    pub digest: Vec<u8>,
+}
+
+/// The files an IMA log measured into PCR 10 since boot: every entry but `boot_aggregate` and
+/// violations (which the IMA verifier judges on their own). Paths are shown escaped (a newline
+/// in a name cannot forge a line).
+pub fn measured_files(log: &Log) -> Vec<MeasuredFile> {
+    log.entries()
+        .iter()
+        .filter(|e| e.pcr() == IMA_PCR && !e.is_violation() && e.path() != b"boot_aggregate")
+        .map(|e| MeasuredFile {
+            path: e.path_display().to_string(),
+            algo: if e.file_digest_algo().is_empty() {
+                // `ima` template: SHA-1 without a prefix.
+                "sha1".to_owned()
+            } else {
+                e.file_digest_algo().to_owned()
+            },
+            digest: e.file_digest().to_vec(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ima::Template;
+
+    fn log(files: &[(&str, &[u8])]) -> Log {
+        let mut log = Log::new(HashAlg::Sha1);
+        log.push(IMA_PCR, Template::ImaNg, Some("sha256"), &[0u8; 32], b"boot_aggregate", &[])
+            .unwrap();
+        for (path, content) in files {
+            log.push(
+                IMA_PCR,
+                Template::ImaNg,
+                Some("sha256"),
+                &HashAlg::Sha256.digest(content),
+                path.as_bytes(),
+                &[],
+            )
+            .unwrap();
+        }
+        log
+    }
+
+    #[test]
+    fn approved_files_pass_and_unknown_or_changed_ones_are_named() {
+        let approved = log(&[("/usr/bin/app", b"v1"), ("/etc/app.conf", b"conf")]);
+        let mut files = FileSet::new(HashAlg::Sha256);
+        files.add_ima_log(&approved);
+        assert_eq!(files.len(), 2);
+        let snap = Snapshot {
+            version: SNAPSHOT_VERSION,
+            created_at: "now".into(),
+            platform: "sim".into(),
+            simulated: true,
+            policy: Policy::default(),
+            files,
+            metadata: BTreeMap::new(),
+        };
+        let checks = snap.check_ima(&approved);
+        assert!(checks.len() == 1 && checks[0].ok && checks[0].step == "ima.files");
+
+        let later = log(&[("/usr/bin/app", b"v2"), ("/etc/app.conf", b"conf"), ("/tmp/evil", b"x")]);
+        let checks = snap.check_ima(&later);
+        let failed: Vec<_> = checks
+            .iter()
+            .map(|c| (c.step.as_str(), c.ok))
+            .collect();
+        assert_eq!(failed, [("ima.changed_file", false), ("ima.unknown_file", false)]);
+        assert!(checks[1].presented.contains("/tmp/evil"));
+        assert!(checks[0].presented.contains(&hex(HashAlg::Sha256.digest(b"v2"))));
+
+        // JSON round trip, and strict parsing.
+        let json = snap.to_json();
+        assert_eq!(Snapshot::from_json(json.as_bytes()).unwrap(), snap);
+        let bad = json.replacen("\"version\": 1", "\"version\": 9", 1);
+        assert!(matches!(Snapshot::from_json(bad.as_bytes()), Err(SnapshotError::Version { .. })));
+        let unknown = json.replacen("{", "{\"extra\": 1,", 1);
+        assert!(matches!(Snapshot::from_json(unknown.as_bytes()), Err(SnapshotError::Malformed(_))));
+    }
+}
