@@ -22,6 +22,15 @@ seed tpm_quote "$real/sev-snp/genoa-azure-vtpm-trustee/derived-tpms_attest.bin" 
 seed ima_log "$real/ima/ibmtss-vtpm-binary/sha1.log" "$real/ima/ibmtss-vtpm-binary/sha256.log"
 seed event_log "$real/tpm/gce-shielded-vm-go-tpm-tools/derived-eventlog.bin"
 seed azure_hcl "$real/sev-snp/genoa-azure-vtpm-trustee/derived-hcl-report.bin"
+# foreign_cert reads its input both as a certificate and as an extension value: seed it with raw
+# evidence, and with a certificate carrying the Milan report in Cosmian's extension.
+seed foreign_cert "$real/sev-snp/genoa-azure-vtpm-trustee/derived-snp-report.bin" "$real/tdx/v4-emr-phala-collateral/tdx_quote.bin"
+milan="$real/sev-snp/milan-vcek-virtee/report_milan.hex"
+if [ -f "$milan" ] && command -v openssl >/dev/null; then
+    openssl req -x509 -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -subj "/CN=foreign seed" \
+        -days 1 -keyout /dev/null -outform DER -out corpus/foreign_cert/cosmian-milan.der \
+        -addext "1.2.840.113741.1337.7=DER:$(tr -d '\n\r ' < "$milan")" 2>/dev/null || true
+fi
 
 cargo fuzz build
 for t in $(cargo fuzz list); do
