@@ -26,6 +26,15 @@ seed azure_hcl "$real/sev-snp/genoa-azure-vtpm-trustee/derived-hcl-report.bin"
 mkdir -p corpus/fresh_frame
 printf '\x01\x00\x00\x00\x02\x01\x00' > corpus/fresh_frame/request-none
 { printf '\x01\x00\x00\x00\x42\x01\x01'; head -c 64 /dev/zero; } > corpus/fresh_frame/request-want
+# foreign_cert reads its input both as a certificate and as an extension value: seed it with raw
+# evidence, and with a certificate carrying the Milan report in Cosmian's extension.
+seed foreign_cert "$real/sev-snp/genoa-azure-vtpm-trustee/derived-snp-report.bin" "$real/tdx/v4-emr-phala-collateral/tdx_quote.bin"
+milan="$real/sev-snp/milan-vcek-virtee/report_milan.hex"
+if [ -f "$milan" ] && command -v openssl >/dev/null; then
+    openssl req -x509 -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -subj "/CN=foreign seed" \
+        -days 1 -keyout /dev/null -outform DER -out corpus/foreign_cert/cosmian-milan.der \
+        -addext "1.2.840.113741.1337.7=DER:$(tr -d '\n\r ' < "$milan")" 2>/dev/null || true
+fi
 
 cargo fuzz build
 for t in $(cargo fuzz list); do

@@ -75,6 +75,7 @@ pub mod bundle;
 pub mod codec;
 pub mod digest;
 pub mod eventlog;
+pub mod foreign;
 pub mod hexfmt;
 pub mod ima;
 pub mod pki;

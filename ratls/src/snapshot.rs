@@ -134,7 +134,10 @@ impl Snapshot {
             .as_ref()
             .map_or("none".to_owned(), |t| t.kind().to_string());
         match (&bundle.tee, &claims.tee) {
-            (Some(TeeEvidence::SevSnp { .. } | TeeEvidence::Sim { .. }), Some(Claims::Snp(snp))) => {
+            (
+                Some(TeeEvidence::SevSnp { .. } | TeeEvidence::Sim { .. }),
+                Some(Claims::Snp(snp)),
+            ) => {
                 policy.snp.measurement = Some(snp.measurement.clone());
                 policy.snp.host_data = Some(snp.host_data.clone());
                 policy.snp.id_key_digest = Some(snp.id_key_digest.clone());
@@ -292,8 +295,15 @@ mod tests {
 
     fn log(files: &[(&str, &[u8])]) -> Log {
         let mut log = Log::new(HashAlg::Sha1);
-        log.push(IMA_PCR, Template::ImaNg, Some("sha256"), &[0u8; 32], b"boot_aggregate", &[])
-            .unwrap();
+        log.push(
+            IMA_PCR,
+            Template::ImaNg,
+            Some("sha256"),
+            &[0u8; 32],
+            b"boot_aggregate",
+            &[],
+        )
+        .unwrap();
         for (path, content) in files {
             log.push(
                 IMA_PCR,
@@ -326,22 +336,39 @@ mod tests {
         let checks = snap.check_ima(&approved);
         assert!(checks.len() == 1 && checks[0].ok && checks[0].step == "ima.files");
 
-        let later = log(&[("/usr/bin/app", b"v2"), ("/etc/app.conf", b"conf"), ("/tmp/evil", b"x")]);
+        let later = log(&[
+            ("/usr/bin/app", b"v2"),
+            ("/etc/app.conf", b"conf"),
+            ("/tmp/evil", b"x"),
+        ]);
         let checks = snap.check_ima(&later);
         let failed: Vec<_> = checks
             .iter()
             .map(|c| (c.step.as_str(), c.ok))
             .collect();
-        assert_eq!(failed, [("ima.changed_file", false), ("ima.unknown_file", false)]);
-        assert!(checks[1].presented.contains("/tmp/evil"));
-        assert!(checks[0].presented.contains(&hex(HashAlg::Sha256.digest(b"v2"))));
+        assert_eq!(
+            failed,
+            [("ima.changed_file", false), ("ima.unknown_file", false)]
+        );
+        assert!(checks[1]
+            .presented
+            .contains("/tmp/evil"));
+        assert!(checks[0]
+            .presented
+            .contains(&hex(HashAlg::Sha256.digest(b"v2"))));
 
         // JSON round trip, and strict parsing.
         let json = snap.to_json();
         assert_eq!(Snapshot::from_json(json.as_bytes()).unwrap(), snap);
         let bad = json.replacen("\"version\": 1", "\"version\": 9", 1);
-        assert!(matches!(Snapshot::from_json(bad.as_bytes()), Err(SnapshotError::Version { .. })));
+        assert!(matches!(
+            Snapshot::from_json(bad.as_bytes()),
+            Err(SnapshotError::Version { .. })
+        ));
         let unknown = json.replacen("{", "{\"extra\": 1,", 1);
-        assert!(matches!(Snapshot::from_json(unknown.as_bytes()), Err(SnapshotError::Malformed(_))));
+        assert!(matches!(
+            Snapshot::from_json(unknown.as_bytes()),
+            Err(SnapshotError::Malformed(_))
+        ));
     }
 }

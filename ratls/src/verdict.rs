@@ -24,10 +24,16 @@ pub enum Platform {
     Ima,
     #[serde(rename = "sev-snp")]
     SevSnp,
+    /// Intel SGX (read from other projects' certificates; not verified by this crate).
+    #[serde(rename = "sgx")]
+    Sgx,
     #[serde(rename = "tdx")]
     Tdx,
     #[serde(rename = "tpm")]
     Tpm,
+    /// Evidence whose platform could not be told (it did not parse, or none was found).
+    #[serde(rename = "unknown")]
+    Unknown,
 }
 
 impl fmt::Display for Platform {
@@ -37,8 +43,10 @@ impl fmt::Display for Platform {
             Self::AzureTdx => "azure-tdx",
             Self::Ima => "ima",
             Self::SevSnp => "sev-snp",
+            Self::Sgx => "sgx",
             Self::Tdx => "tdx",
             Self::Tpm => "tpm",
+            Self::Unknown => "unknown",
         })
     }
 }
@@ -178,6 +186,8 @@ impl fmt::Display for Check {
 pub enum Claims {
     Azure(Box<crate::azure::AzureClaims>),
     Bundle(Box<crate::bundle::BundleClaims>),
+    /// Evidence read from another project's RA-TLS certificate extension.
+    Foreign(Box<crate::foreign::ForeignClaims>),
     Ima(crate::ima::ImaClaims),
     None {},
     Snp(Box<crate::snp::SnpClaims>),

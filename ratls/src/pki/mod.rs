@@ -282,12 +282,14 @@ impl Cert {
     /// Parse one DER certificate, rejecting oversized input, trailing bytes, duplicate
     /// extensions, malformed basicConstraints / keyUsage and bit strings with unused bits.
     pub fn from_der(der: &[u8]) -> Result<Self, CertError> {
-        Self::from_der_limited(der, MAX_CERT_LEN)
+        Self::from_der_with_limit(der, MAX_CERT_LEN)
     }
 
-    /// [`from_der`](Self::from_der) with another size cap (RA-TLS certificates carry evidence
-    /// and may be up to [`MAX_RATLS_CERT_LEN`]).
-    pub fn from_der_limited(der: &[u8], limit: usize) -> Result<Self, CertError> {
+    /// [`from_der`](Self::from_der) with another size cap, for certificates that legitimately
+    /// carry more than the AMD/Intel ones: RA-TLS certificates with evidence inside (rustls
+    /// refuses handshake messages over 64 KiB, and the strict framing walk reads lengths up to
+    /// 65535, so a larger `limit` refuses such certificates as malformed).
+    pub fn from_der_with_limit(der: &[u8], limit: usize) -> Result<Self, CertError> {
         if der.len() > limit {
             return Err(CertError::TooLarge {
                 what: "certificate",
@@ -556,14 +558,12 @@ impl Cert {
 
     /// The raw value (the extnValue contents) of an extension by dotted OID.
     pub fn extension_value(&self, oid: &str) -> Option<&[u8]> {
-        let oid = oid_der(oid)?;
-        self.extensions
-            .iter()
-            .find(|e| e.oid == oid)
-            .map(|e| e.value.as_slice())
+        self.extension(oid)
+            .map(|(_, value)| value)
     }
 
-    /// An extension by dotted OID: (critical, extnValue contents).
+    /// An extension by dotted OID: whether it is marked critical, and its raw value (the
+    /// extnValue contents).
     pub fn extension(&self, oid: &str) -> Option<(bool, &[u8])> {
         let oid = oid_der(oid)?;
         self.extensions

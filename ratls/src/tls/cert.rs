@@ -112,7 +112,7 @@ const FOREIGN_OIDS: [&str; 4] = [
 /// present, non-critical, at most [`MAX_CERT_BUNDLE_LEN`] bytes, an OCTET STRING around the CMW,
 /// and no other critical extension we do not process.
 pub fn read_evidence(cert_der: &[u8]) -> Result<CertEvidence, CertEvidenceError> {
-    let cert = Cert::from_der_limited(cert_der, MAX_RATLS_CERT_LEN)?;
+    let cert = Cert::from_der_with_limit(cert_der, MAX_RATLS_CERT_LEN)?;
     let Some((critical, value)) = cert.extension(CMW_EXTENSION_OID) else {
         let foreign = FOREIGN_OIDS
             .iter()

@@ -233,7 +233,8 @@ fn issued_at_of(v: &Verdict) -> Option<u64> {
 }
 
 fn validity_of(cert_der: &[u8]) -> Option<(u64, u64)> {
-    let cert = crate::pki::Cert::from_der_limited(cert_der, crate::pki::MAX_RATLS_CERT_LEN).ok()?;
+    let cert =
+        crate::pki::Cert::from_der_with_limit(cert_der, crate::pki::MAX_RATLS_CERT_LEN).ok()?;
     let (nb, na) = cert.validity();
     Some((nb.as_secs(), na.as_secs()))
 }

@@ -290,7 +290,7 @@ pub fn peer_spki(conn: &CommonState) -> Result<Vec<u8>, FreshError> {
         .peer_certificates()
         .and_then(|c| c.first())
         .ok_or_else(|| FreshError::PeerCertificate("the peer presented no certificate".into()))?;
-    let cert = crate::pki::Cert::from_der_limited(cert, crate::pki::MAX_RATLS_CERT_LEN)
+    let cert = crate::pki::Cert::from_der_with_limit(cert, crate::pki::MAX_RATLS_CERT_LEN)
         .map_err(|e| FreshError::PeerCertificate(e.to_string()))?;
     Ok(cert.spki_der().to_vec())
 }
