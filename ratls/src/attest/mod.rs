@@ -19,6 +19,9 @@ use core::fmt;
 use std::sync::Arc;
 
 pub mod detect;
+// The IMA simulator and a simulated boot on a (software) TPM, for the demo and the tests.
+#[cfg(all(feature = "tpm", feature = "sim"))]
+pub mod ima_sim;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod snp_guest;

@@ -12,19 +12,17 @@
 #![forbid(unsafe_code)]
 
 pub mod azure_vtpm;
-pub mod ima_sim;
 pub mod keys;
 pub mod machine;
 
 pub use azure_vtpm::azure_vtpm;
-pub use ima_sim::ImaSimulator;
 pub use keys::{ak_pem, ak_spki_der};
 pub use machine::{sim_ca, TestMachine};
+pub use ratls::attest::ima_sim::{simulate_boot, ImaSimulator};
 pub use ratls::attest::tpm::{TssTpm, DEFAULT_AK_HANDLE};
 pub use ratls_test::swtpm::Swtpm;
 
 use ratls::attest::AttestError;
-use ratls::digest::HashAlg;
 
 /// PCRs 0–10: the boot PCRs and IMA's PCR 10, as the project quotes them.
 pub const BOOT_AND_IMA_PCRS: [u8; 11] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
@@ -32,23 +30,4 @@ pub const BOOT_AND_IMA_PCRS: [u8; 11] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
 /// Open the TPM of `swtpm` with the default AK handle.
 pub fn open_tpm(swtpm: &Swtpm) -> Result<TssTpm, AttestError> {
     TssTpm::open(&swtpm.tcti(), DEFAULT_AK_HANDLE)
-}
-
-/// Extend PCRs 0–9 in the sha1 and sha256 banks with digests of `"<label> pcr <i>"`, standing
-/// in for firmware, boot loader and kernel measurements (a different label gives a different
-/// boot).
-pub fn simulate_boot(tpm: &TssTpm, label: &str) -> Result<(), AttestError> {
-    for pcr in 0u8..10 {
-        let event = format!("{label} pcr {pcr}");
-        let sha1 = HashAlg::Sha1.digest(event.as_bytes());
-        let sha256 = HashAlg::Sha256.digest(event.as_bytes());
-        tpm.extend_pcr(
-            pcr,
-            &[
-                (HashAlg::Sha1, sha1.as_slice()),
-                (HashAlg::Sha256, sha256.as_slice()),
-            ],
-        )?;
-    }
-    Ok(())
 }

@@ -8,11 +8,11 @@
     clippy::indexing_slicing
 )]
 
+use ratls::attest::ima_sim::BOOT_AGGREGATE_PCRS;
 use ratls::attest::{ImaSource, TpmAttester};
 use ratls::digest::HashAlg;
 use ratls::ima::{self, ImaPolicy, Log, ReplayMode};
 use ratls::{Claims, Verdict};
-use ratls_harness::ima_sim::BOOT_AGGREGATE_PCRS;
 use ratls_harness::{open_tpm, simulate_boot, ImaSimulator, Swtpm, TssTpm, BOOT_AND_IMA_PCRS};
 
 const NONCE: [u8; 32] = [7; 32];

@@ -1,4 +1,5 @@
-//! A measured-file simulator for hosts without IMA: real `ima-ng` records in the kernel's binary
+//! A measured-file simulator for hosts without IMA (features `tpm` + `sim`: the demo and the tests
+//! run it on swtpm): real `ima-ng` records in the kernel's binary
 //! format, appended to a file, with PCR 10 extended in the TPM the way a current kernel does it.
 //!
 //! What the kernel (5.8 and later) does, and this simulator reproduces:
@@ -21,10 +22,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ratls::attest::tpm::TssTpm;
-use ratls::attest::{AttestError, ImaSource};
-use ratls::digest::HashAlg;
-use ratls::ima::{Log, Template, IMA_PCR};
+use crate::attest::tpm::TssTpm;
+use crate::attest::{AttestError, ImaSource};
+use crate::digest::HashAlg;
+use crate::ima::{Log, Template, IMA_PCR};
 
 /// The PCRs `boot_aggregate` covers for a non-SHA-1 bank (kernel 5.8+).
 pub const BOOT_AGGREGATE_PCRS: [u8; 10] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
@@ -111,7 +112,7 @@ impl<'t> ImaSimulator<'t> {
 
     /// Record `path` with the SHA-256 file digest `digest`, then extend PCR 10.
     pub fn measure(&mut self, path: &[u8], digest: &[u8]) -> Result<(), AttestError> {
-        let bad = |e: ratls::ParseError| AttestError::BadResponse {
+        let bad = |e: crate::ParseError| AttestError::BadResponse {
             what: "IMA record",
             why: e.to_string(),
         };
@@ -166,4 +167,23 @@ impl ImaSource for ImaSimulator<'_> {
     fn read_log(&self) -> Result<Vec<u8>, AttestError> {
         std::fs::read(&self.path).map_err(io(&self.path))
     }
+}
+
+/// Extend PCRs 0–9 in the sha1 and sha256 banks with digests of `"<label> pcr <i>"`, standing
+/// in for firmware, boot loader and kernel measurements (a different label gives a different
+/// boot). For swtpm only: on a real machine the firmware does this.
+pub fn simulate_boot(tpm: &TssTpm, label: &str) -> Result<(), AttestError> {
+    for pcr in 0u8..10 {
+        let event = format!("{label} pcr {pcr}");
+        let sha1 = HashAlg::Sha1.digest(event.as_bytes());
+        let sha256 = HashAlg::Sha256.digest(event.as_bytes());
+        tpm.extend_pcr(
+            pcr,
+            &[
+                (HashAlg::Sha1, sha1.as_slice()),
+                (HashAlg::Sha256, sha256.as_slice()),
+            ],
+        )?;
+    }
+    Ok(())
 }

@@ -1,0 +1,94 @@
+//! `cosmian_vm_sim`: stand-ins for the firmware and the kernel on a machine without them, for
+//! the demo and tests on swtpm. It never runs on a real confidential VM: there the firmware
+//! measures the boot and the kernel's IMA measures files.
+//!
+//! - `boot --tpm TCTI [--label L]`: extend PCRs 0–9 as firmware would (a new label, a new boot);
+//! - `ima-init --tpm TCTI --log FILE`: start a boot's IMA log with its `boot_aggregate`;
+//! - `measure --tpm TCTI --log FILE PATH...`: measure files (ima-ng records + PCR 10 extends),
+//!   as the kernel does when a program runs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ratls::attest::ima_sim::{simulate_boot, ImaSimulator};
+use ratls::attest::tpm::{TssTpm, DEFAULT_AK_HANDLE};
+
+#[derive(Parser)]
+#[command(
+    name = "cosmian_vm_sim",
+    version,
+    about = "Simulated firmware and IMA measurements on a software TPM (demo and tests only)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Extend PCRs 0–9 as firmware would.
+    Boot {
+        /// TCTI of the TPM, e.g. `swtpm:host=127.0.0.1,port=2321`.
+        #[arg(long)]
+        tpm: String,
+        #[arg(long, default_value = "cosmian vm demo")]
+        label: String,
+    },
+    /// Start a new IMA log (truncating FILE) with this boot's boot_aggregate.
+    ImaInit {
+        #[arg(long)]
+        tpm: String,
+        #[arg(long)]
+        log: PathBuf,
+    },
+    /// Measure files into the IMA log and PCR 10.
+    Measure {
+        #[arg(long)]
+        tpm: String,
+        #[arg(long)]
+        log: PathBuf,
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let open = |tcti: &str| TssTpm::open(tcti, DEFAULT_AK_HANDLE).map_err(|e| e.to_string());
+    match cli.command {
+        Command::Boot { tpm, label } => {
+            simulate_boot(&open(&tpm)?, &label).map_err(|e| e.to_string())
+        }
+        Command::ImaInit { tpm, log } => {
+            let tpm = open(&tpm)?;
+            ImaSimulator::new(&log, &tpm)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+        Command::Measure { tpm, log, paths } => {
+            let tpm = open(&tpm)?;
+            let mut ima = ImaSimulator::resume(&log, &tpm).map_err(|e| e.to_string())?;
+            for path in paths {
+                let digest = ima
+                    .measure_file(&path)
+                    .map_err(|e| e.to_string())?;
+                println!(
+                    "measured {} sha256:{}",
+                    path.display(),
+                    ratls::hexfmt::hex(digest)
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cosmian_vm_sim: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
