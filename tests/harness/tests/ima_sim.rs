@@ -42,7 +42,7 @@ fn files() -> Vec<std::path::PathBuf> {
     [
         "Cargo.toml",
         "src/lib.rs",
-        "src/ima_sim.rs",
+        "src/machine.rs",
         "tests/ima_sim.rs",
     ]
     .iter()
