@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# The main job (README): the whole Cosmian VM workflow on this machine's embedded defaults.
+#
+# Installs what is missing (Debian packages), builds the agent and the CLI, starts a software TPM
+# (swtpm), simulates a measured boot and IMA on it (cosmian_vm_sim: this machine has no TEE and
+# no IMA), starts cosmian_vm_agent with the simulated TEE on loopback, takes a snapshot, verifies
+# the machine against it, runs an unexpected program (measured the way IMA would) and shows the
+# verification failing and naming it, then cleans everything up.
+#
+# The simulated TEE is never trusted by default: the CLI is told to with --insecure-sim-root, and
+# every verdict says SIMULATED.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+bash scripts/setup.sh
+cargo build --release --locked -p cosmian_vm_agent -p cosmian_vm
+bin="$root/target/release"
+
+work=$(mktemp -d /tmp/cosmian-vm-demo.XXXXXX)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+export TSS2_LOG=all+none
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+free_port() { # an even port whose successor is free too
+    local p
+    for _ in $(seq 1 50); do
+        p=$(( (RANDOM % 10000) * 2 + 30000 ))
+        if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && ! (exec 3<>/dev/tcp/127.0.0.1/$((p + 1))) 2>/dev/null; then
+            echo "$p"; return
+        fi
+    done
+    echo "no free port" >&2; return 1
+}
+wait_port() { # port, what
+    for _ in $(seq 1 300); do
+        (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "$2 did not start" >&2; return 1
+}
+
+step "a software TPM (swtpm) with a simulated measured boot"
+mkdir -p "$work/tpm"
+swtpm_setup --tpm2 --pcr-banks sha1,sha256 --tpmstate "$work/tpm" --createek >/dev/null
+tpm_port=$(free_port)
+swtpm socket --tpm2 --server type=tcp,port="$tpm_port",bindaddr=127.0.0.1 \
+    --ctrl type=tcp,port=$((tpm_port + 1)),bindaddr=127.0.0.1 \
+    --tpmstate dir="$work/tpm" --flags not-need-init,startup-clear &
+pids+=($!)
+wait_port "$tpm_port" swtpm
+tcti="swtpm:host=127.0.0.1,port=$tpm_port"
+"$bin/cosmian_vm_sim" boot --tpm "$tcti"
+
+step "IMA (simulated): the boot aggregate, then the programs the VM runs"
+mkdir -p "$work/app"
+printf '#!/bin/sh\necho "my app"\n' > "$work/app/my_app.sh"
+printf '{"listen": 8080}\n' > "$work/app/my_app.json"
+"$bin/cosmian_vm_sim" ima-init --tpm "$tcti" --log "$work/ima.log"
+"$bin/cosmian_vm_sim" measure --tpm "$tcti" --log "$work/ima.log" \
+    "$bin/cosmian_vm_agent" "$work/app/my_app.sh" "$work/app/my_app.json"
+
+step "cosmian_vm_agent on loopback (simulated TEE: SIMULATED)"
+agent_port=$(free_port)
+mkdir -p "$work/data"
+cat > "$work/agent.toml" <<TOML
+[agent]
+host = "127.0.0.1"
+port = $agent_port
+ssl_certificate = "cert.pem"
+ssl_private_key = "key.pem"
+tpm_device = "$tcti"
+tee = "sim"
+ima_log = "$work/ima.log"
+data_dir = "$work/data"
+snapshot_roots = ["$work/app"]
+
+[app]
+service_type = "standalone"
+service_name = "my_app"
+app_storage = "app"
+command = ["sleep", "3600"]
+TOML
+COSMIAN_VM_AGENT_CONF="$work/agent.toml" "$bin/cosmian_vm_agent" > "$work/agent.log" 2>&1 &
+pids+=($!)
+wait_port "$agent_port" cosmian_vm_agent || { cat "$work/agent.log"; exit 1; }
+cli=("$bin/cosmian_vm" --url "https://127.0.0.1:$agent_port" --allow-insecure-tls \
+    --insecure-sim-root "$work/data/sim/ark.pem")
+
+step "snapshot (once, when the VM is as it should be)"
+"${cli[@]}" snapshot -o "$work/cosmian_vm.snapshot"
+
+step "verify: passes"
+"${cli[@]}" verify --snapshot "$work/cosmian_vm.snapshot"
+
+step "an unexpected program runs in the VM (IMA measures it)"
+printf '#!/bin/sh\necho "not in the snapshot"\n' > "$work/unexpected.sh"
+"$bin/cosmian_vm_sim" measure --tpm "$tcti" --log "$work/ima.log" "$work/unexpected.sh"
+
+step "verify: fails, naming the program"
+set +e
+out=$("${cli[@]}" verify --snapshot "$work/cosmian_vm.snapshot" 2>&1)
+status=$?
+set -e
+echo "$out"
+if [ "$status" -eq 0 ] || ! grep -q "unexpected.sh" <<<"$out"; then
+    echo "demo: expected verify to fail and name unexpected.sh (exit $status)" >&2
+    exit 1
+fi
+step "done: verify exited $status and named the unexpected program"
