@@ -24,7 +24,7 @@ fn at(text: &str) -> UnixTime {
 }
 
 /// The groups, in run order.
-pub const GROUPS: [&str; 8] = [
+pub const GROUPS: [&str; 9] = [
     "snp",
     "tdx",
     "tpm",
@@ -33,6 +33,7 @@ pub const GROUPS: [&str; 8] = [
     "tpm-attester",
     "bundle",
     "tls",
+    "walk",
 ];
 
 /// A group: runs its cases at the given scale.
@@ -40,7 +41,7 @@ type Group = fn(&dyn Fn(u64) -> u64) -> Vec<Measurement>;
 
 /// The groups named in `only` (every group when empty).
 pub fn run(scale: &dyn Fn(u64) -> u64, only: &[String]) -> Vec<Vec<Measurement>> {
-    let group: [Group; 8] = [
+    let group: [Group; 9] = [
         snp,
         tdx,
         tpm,
@@ -49,6 +50,7 @@ pub fn run(scale: &dyn Fn(u64) -> u64, only: &[String]) -> Vec<Vec<Measurement>>
         tpm_attester,
         bundle,
         crate::tls::run,
+        crate::walk::run,
     ];
     GROUPS
         .iter()

@@ -3,22 +3,25 @@
 //! build on), so the figures mean something on any machine. When swtpm and tpm2-tools are
 //! installed, the TPM attester group also times our quote path against `tpm2_quote` on the same
 //! swtpm, and the `tls` group times RA-TLS handshakes (sim TEE + swtpm evidence) next to plain
-//! rustls ones, in memory, with memory per connection measured in child processes.
+//! rustls ones, in memory, with memory per connection measured in child processes. The `walk`
+//! group times the agent's snapshot walk against `sha256sum` on the same files.
 //!
 //! ```text
 //! cargo run --release -p ratls-bench -- [--multiplier F] [--group NAME]...
 //! ```
 //!
 //! `--multiplier` scales every iteration count (CI smoke-runs with 0.05); `--group` runs only the
-//! named groups (snp, tdx, tpm, ima, azure, tpm-attester, bundle, tls). Results go to stdout as a
-//! table; `docs/benchmarks.md` records the method and the latest figures. `--memory-probe` is
-//! internal: the `tls` group runs its memory measurements in child processes of this binary.
+//! named groups (snp, tdx, tpm, ima, azure, tpm-attester, bundle, tls, walk). Results go to
+//! stdout as a table; `docs/benchmarks.md` records the method and the latest figures.
+//! `--memory-probe` is internal: the `tls` group runs its memory measurements in child processes
+//! of this binary.
 
 #![forbid(unsafe_code)]
 #![allow(clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // Benchmark code: missing data means nothing to measure.
 
 mod cases;
 mod tls;
+mod walk;
 
 use std::hint::black_box;
 use std::process::ExitCode;
