@@ -1,0 +1,363 @@
+//! `agent.toml`: the seed's `[agent]` and `[app]` sections, plus what the design needs, with safe
+//! defaults. Read from `/etc/cosmian_vm/agent.toml` or `$COSMIAN_VM_AGENT_CONF`; unknown keys are
+//! an error naming the key; relative paths are resolved under `data_dir`.
+//!
+//! ```toml
+//! [agent]
+//! host = "127.0.0.1"
+//! port = 5555
+//! ssl_certificate = "data/cert.pem"      # relative: under data_dir
+//! ssl_private_key = "data/key.pem"
+//! tpm_device = "/dev/tpmrm0"             # or a TCTI: "swtpm:host=127.0.0.1,port=2321"
+//! data_dir = "/var/lib/cosmian_vm"
+//! tee = "auto"                           # auto | sev-snp | tdx | azure-snp | azure-tdx | sim
+//!
+//! [app]
+//! service_type = "systemd"               # systemd | supervisor | standalone
+//! service_name = "my_app"
+//! app_storage = "data/app"
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ratls::attest::TeeKind;
+use serde::Deserialize;
+
+/// The configuration file's default location.
+pub const DEFAULT_PATH: &str = "/etc/cosmian_vm/agent.toml";
+
+/// The environment variable naming another configuration file.
+pub const ENV_PATH: &str = "COSMIAN_VM_AGENT_CONF";
+
+/// The data directory's default.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/cosmian_vm";
+
+/// The default request-body limit (16 MiB).
+pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// The configuration, validated and with every path absolute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub agent: AgentConfig,
+    pub app: Option<AppConfig>,
+}
+
+/// `[agent]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentConfig {
+    pub host: String,
+    pub port: u16,
+    pub ssl_certificate: PathBuf,
+    pub ssl_private_key: PathBuf,
+    /// The TCTI string (`tpm_device = "/dev/tpmrm0"` becomes `device:/dev/tpmrm0`).
+    pub tpm_tcti: String,
+    pub data_dir: PathBuf,
+    pub tee: TeeChoice,
+    pub ima_log: PathBuf,
+    pub rotation_period: Duration,
+    pub owner_certificate: Option<PathBuf>,
+    pub max_body_bytes: usize,
+    pub snapshot_roots: Vec<PathBuf>,
+    pub snapshot_excludes: Vec<PathBuf>,
+}
+
+/// `tee = ...`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TeeChoice {
+    /// Detect (`ratls::attest::detect`); the simulated TEE is never picked.
+    Auto,
+    Kind(TeeKind),
+}
+
+/// `[app]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppConfig {
+    pub service_type: ServiceType,
+    pub service_name: String,
+    pub app_storage: PathBuf,
+    /// `standalone` only: the program and its arguments, which the agent runs itself.
+    pub command: Vec<String>,
+}
+
+/// How the app is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceType {
+    Standalone,
+    Supervisor,
+    Systemd,
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}: {error}")]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    agent: RawAgent,
+    app: Option<RawApp>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    host: Option<String>,
+    port: Option<u16>,
+    ssl_certificate: Option<PathBuf>,
+    ssl_private_key: Option<PathBuf>,
+    tpm_device: Option<String>,
+    data_dir: Option<PathBuf>,
+    tee: Option<String>,
+    ima_log: Option<PathBuf>,
+    rotation_period_secs: Option<u64>,
+    owner_certificate: Option<PathBuf>,
+    max_body_bytes: Option<usize>,
+    snapshot_roots: Option<Vec<PathBuf>>,
+    snapshot_excludes: Option<Vec<PathBuf>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    service_type: ServiceType,
+    service_name: Option<String>,
+    app_storage: Option<PathBuf>,
+    command: Option<Vec<String>>,
+}
+
+impl Config {
+    /// The file named by `explicit`, else `$COSMIAN_VM_AGENT_CONF`, else [`DEFAULT_PATH`].
+    pub fn path(explicit: Option<&Path>) -> PathBuf {
+        match explicit {
+            Some(p) => p.to_path_buf(),
+            None => std::env::var_os(ENV_PATH)
+                .filter(|v| !v.is_empty())
+                .map_or_else(|| PathBuf::from(DEFAULT_PATH), PathBuf::from),
+        }
+    }
+
+    /// Read and validate `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse and validate `text` (`path` is for messages).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            message,
+        };
+        let a = raw.agent;
+        let data_dir = a
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        if !data_dir.is_absolute() {
+            return Err(invalid(
+                "agent.data_dir",
+                format!("{} must be an absolute path", data_dir.display()),
+            ));
+        }
+        let under = |p: PathBuf| {
+            if p.is_absolute() {
+                p
+            } else {
+                data_dir.join(p)
+            }
+        };
+        let tpm_device = a
+            .tpm_device
+            .unwrap_or_else(|| "/dev/tpmrm0".to_owned());
+        let tpm_tcti = tcti_of(&tpm_device).ok_or_else(|| {
+            invalid(
+                "agent.tpm_device",
+                format!(
+                    "{tpm_device:?} is neither a device path (/dev/tpmrm0) nor a TCTI string \
+                     (device:PATH, swtpm:host=H,port=P, mssim:host=H,port=P)"
+                ),
+            )
+        })?;
+        let tee = match a.tee.as_deref() {
+            None | Some("auto") => TeeChoice::Auto,
+            Some(name) => TeeChoice::Kind(
+                name.parse()
+                    .map_err(|e: String| invalid("agent.tee", format!("{e}, or auto")))?,
+            ),
+        };
+        let rotation = a.rotation_period_secs.unwrap_or(3600);
+        if rotation == 0 {
+            return Err(invalid(
+                "agent.rotation_period_secs",
+                "must be at least 1".into(),
+            ));
+        }
+        let max_body_bytes = a
+            .max_body_bytes
+            .unwrap_or(DEFAULT_MAX_BODY);
+        if max_body_bytes == 0 {
+            return Err(invalid("agent.max_body_bytes", "must be at least 1".into()));
+        }
+        let snapshot_roots = a
+            .snapshot_roots
+            .unwrap_or_else(|| vec![PathBuf::from("/")]);
+        if snapshot_roots.is_empty() {
+            return Err(invalid(
+                "agent.snapshot_roots",
+                "must name at least one directory".into(),
+            ));
+        }
+        for (key, list) in [
+            ("agent.snapshot_roots", &snapshot_roots),
+            (
+                "agent.snapshot_excludes",
+                a.snapshot_excludes
+                    .as_ref()
+                    .unwrap_or(&Vec::new()),
+            ),
+        ] {
+            if let Some(p) = list.iter().find(|p| !p.is_absolute()) {
+                return Err(invalid(
+                    key,
+                    format!("{} must be an absolute path", p.display()),
+                ));
+            }
+        }
+        let host = a
+            .host
+            .unwrap_or_else(|| "127.0.0.1".to_owned());
+        if host.is_empty() {
+            return Err(invalid("agent.host", "must not be empty".into()));
+        }
+        let agent = AgentConfig {
+            host,
+            port: a.port.unwrap_or(5555),
+            ssl_certificate: under(
+                a.ssl_certificate
+                    .unwrap_or_else(|| PathBuf::from("data/cert.pem")),
+            ),
+            ssl_private_key: under(
+                a.ssl_private_key
+                    .unwrap_or_else(|| PathBuf::from("data/key.pem")),
+            ),
+            tpm_tcti,
+            tee,
+            ima_log: under(
+                a.ima_log
+                    .unwrap_or_else(|| PathBuf::from(ratls::attest::ImaFile::SECURITYFS)),
+            ),
+            rotation_period: Duration::from_secs(rotation),
+            owner_certificate: a.owner_certificate.map(under),
+            max_body_bytes,
+            snapshot_roots,
+            snapshot_excludes: a.snapshot_excludes.unwrap_or_default(),
+            data_dir: data_dir.clone(),
+        };
+        let app = match raw.app {
+            None => None,
+            Some(app) => {
+                let command = app.command.unwrap_or_default();
+                match app.service_type {
+                    ServiceType::Standalone if command.is_empty() => {
+                        return Err(invalid(
+                            "app.command",
+                            "service_type = \"standalone\" needs command = [\"program\", \
+                             \"arg\", ...]"
+                                .into(),
+                        ))
+                    }
+                    ServiceType::Systemd | ServiceType::Supervisor if !command.is_empty() => {
+                        return Err(invalid(
+                            "app.command",
+                            "only for service_type = \"standalone\" (systemd and supervisor \
+                             run the service themselves)"
+                                .into(),
+                        ))
+                    }
+                    _ => {}
+                }
+                let service_name = match (app.service_name, app.service_type) {
+                    (Some(name), _) => name,
+                    (None, ServiceType::Standalone) => "app".to_owned(),
+                    (None, _) => {
+                        return Err(invalid(
+                            "app.service_name",
+                            "required for systemd and supervisor services".into(),
+                        ))
+                    }
+                };
+                if !valid_service_name(&service_name) {
+                    return Err(invalid(
+                        "app.service_name",
+                        format!(
+                            "{service_name:?}: use 1-128 characters of [A-Za-z0-9@._:-], not \
+                             starting with '-'"
+                        ),
+                    ));
+                }
+                Some(AppConfig {
+                    service_type: app.service_type,
+                    service_name,
+                    app_storage: under(
+                        app.app_storage
+                            .unwrap_or_else(|| PathBuf::from("data/app")),
+                    ),
+                    command,
+                })
+            }
+        };
+        Ok(Self { agent, app })
+    }
+}
+
+/// `tpm_device` as a TCTI string: a path becomes `device:PATH`; a TCTI string stays.
+fn tcti_of(device: &str) -> Option<String> {
+    if device.starts_with('/') {
+        Some(format!("device:{device}"))
+    } else if ["device:", "swtpm:", "mssim:", "tabrmd"]
+        .iter()
+        .any(|p| device.starts_with(p))
+    {
+        Some(device.to_owned())
+    } else {
+        None
+    }
+}
+
+/// A unit or program name that `systemctl`/`supervisorctl` cannot take for an option.
+fn valid_service_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"@._:-".contains(&b))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,177 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ratls::attest::TeeKind;
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("agent.toml"))
+}
+
+#[test]
+fn seed_minimal_file_with_defaults() {
+    let c = parse(
+        r#"
+[agent]
+host = "127.0.0.1"
+port = 5555
+ssl_certificate = "data/cert.pem"
+ssl_private_key = "data/key.pem"
+tpm_device = "/dev/tpmrm0"
+"#,
+    )
+    .unwrap();
+    let a = &c.agent;
+    assert_eq!(a.port, 5555);
+    assert_eq!(a.tpm_tcti, "device:/dev/tpmrm0");
+    assert_eq!(a.data_dir, PathBuf::from("/var/lib/cosmian_vm"));
+    assert_eq!(
+        a.ssl_certificate,
+        PathBuf::from("/var/lib/cosmian_vm/data/cert.pem")
+    );
+    assert_eq!(a.tee, TeeChoice::Auto);
+    assert_eq!(a.rotation_period, Duration::from_secs(3600));
+    assert_eq!(a.max_body_bytes, 16 * 1024 * 1024);
+    assert_eq!(a.snapshot_roots, vec![PathBuf::from("/")]);
+    assert_eq!(
+        a.ima_log,
+        PathBuf::from("/sys/kernel/security/ima/binary_runtime_measurements")
+    );
+    assert!(c.app.is_none());
+}
+
+#[test]
+fn relative_paths_resolve_under_data_dir() {
+    let c = parse(
+        r#"
+[agent]
+data_dir = "/srv/agent"
+ssl_certificate = "tls/cert.pem"
+ssl_private_key = "/etc/keys/key.pem"
+ima_log = "ima.bin"
+owner_certificate = "owner.pem"
+
+[app]
+service_type = "systemd"
+service_name = "my_app"
+app_storage = "data/app"
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        c.agent.ssl_certificate,
+        PathBuf::from("/srv/agent/tls/cert.pem")
+    );
+    assert_eq!(c.agent.ssl_private_key, PathBuf::from("/etc/keys/key.pem"));
+    assert_eq!(c.agent.ima_log, PathBuf::from("/srv/agent/ima.bin"));
+    assert_eq!(
+        c.agent.owner_certificate,
+        Some(PathBuf::from("/srv/agent/owner.pem"))
+    );
+    let app = c.app.unwrap();
+    assert_eq!(app.app_storage, PathBuf::from("/srv/agent/data/app"));
+    assert_eq!(app.service_type, ServiceType::Systemd);
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let e = parse("[agent]\nport = 1\nbogus_key = 2\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bogus_key"), "{e}");
+    let e = parse("[agent]\n[app]\nservice_type = \"systemd\"\nservice_name = \"x\"\nfoo = 1\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("foo"), "{e}");
+    let e = parse("[agnet]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("agnet"), "{e}");
+}
+
+#[test]
+fn tcti_strings_and_tee_names() {
+    let c = parse(
+        "[agent]\ntpm_device = \"swtpm:host=127.0.0.1,port=2321\"\ntee = \"sim\"\nrotation_period_secs = 5\n",
+    )
+    .unwrap();
+    assert_eq!(c.agent.tpm_tcti, "swtpm:host=127.0.0.1,port=2321");
+    assert_eq!(c.agent.tee, TeeChoice::Kind(TeeKind::Sim));
+    assert_eq!(c.agent.rotation_period, Duration::from_secs(5));
+    let e = parse("[agent]\ntee = \"sgx\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("agent.tee") && e.contains("sgx"), "{e}");
+    let e = parse("[agent]\ntpm_device = \"tpm0\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("agent.tpm_device"), "{e}");
+}
+
+#[test]
+fn app_sections_are_checked() {
+    let e = parse("[app]\nservice_type = \"standalone\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("app.command"), "{e}");
+    let e = parse("[app]\nservice_type = \"systemd\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("app.service_name"), "{e}");
+    let e = parse("[app]\nservice_type = \"systemd\"\nservice_name = \"--now\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("app.service_name"), "{e}");
+    let e = parse("[app]\nservice_type = \"initd\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("initd"), "{e}");
+    let c =
+        parse("[app]\nservice_type = \"standalone\"\ncommand = [\"sleep\", \"600\"]\n").unwrap();
+    let app = c.app.unwrap();
+    assert_eq!(app.command, vec!["sleep".to_owned(), "600".to_owned()]);
+    assert_eq!(app.service_name, "app");
+}
+
+#[test]
+fn bad_values_are_refused() {
+    for (text, key) in [
+        ("[agent]\ndata_dir = \"rel\"\n", "agent.data_dir"),
+        (
+            "[agent]\nrotation_period_secs = 0\n",
+            "agent.rotation_period_secs",
+        ),
+        ("[agent]\nmax_body_bytes = 0\n", "agent.max_body_bytes"),
+        ("[agent]\nsnapshot_roots = []\n", "agent.snapshot_roots"),
+        (
+            "[agent]\nsnapshot_excludes = [\"x\"]\n",
+            "agent.snapshot_excludes",
+        ),
+    ] {
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.contains(key), "{text}: {e}");
+    }
+    let e = parse("[agent]\nport = 70000\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("port"), "{e}");
+}
+
+#[test]
+fn path_prefers_explicit_then_env() {
+    assert_eq!(
+        Config::path(Some(Path::new("/x.toml"))),
+        PathBuf::from("/x.toml")
+    );
+}
+
+#[test]
+fn packaged_example_parses() {
+    let text = include_str!("../../packaging/agent.toml");
+    let c = parse(text).unwrap();
+    assert_eq!(c.agent.port, 5555);
+    assert_eq!(c.app.unwrap().service_name, "my_app");
+}

@@ -1,0 +1,316 @@
+//! Startup: the machine's attesters (TPM, IMA, TEE) from the configuration, first-start
+//! initialisation, and the certificate the agent serves.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ratls::attest::detect::{detect_interface, DetectPaths, TeeInterface};
+use ratls::attest::tpm::{TssTpm, DEFAULT_AK_HANDLE};
+use ratls::attest::tsm::{ConfigfsTsm, SnpTsm, TdxTsm, DEFAULT_REPORT_DIR};
+use ratls::attest::{Attester, ImaFile, ImaSource, TeeAttester, TeeKind, TpmAttester};
+use ratls::binding::Role;
+use ratls::tls::cert::{issue_with_key, CertParams, IssueError, IssuedCert};
+use ratls::tls::{CertSource, RotatingCert};
+use ratls::UnixTime;
+use rustls::server::ResolvesServerCert;
+use rustls::sign::CertifiedKey;
+
+use crate::config::{AgentConfig, TeeChoice};
+use crate::fsutil::{write_atomic, PUBLIC_MODE, SECRET_MODE};
+use crate::tls::StaticCert;
+
+/// Why the agent cannot start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+fn err(what: impl fmt::Display) -> StartError {
+    StartError(what.to_string())
+}
+
+/// The machine's evidence sources.
+#[derive(Debug)]
+pub struct Machine {
+    pub attester: Arc<Attester>,
+    pub tee: Option<TeeKind>,
+}
+
+/// Open the TPM (creating the AK on first use), the IMA log and the TEE named by the
+/// configuration.
+pub fn open_attesters(cfg: &AgentConfig) -> Result<Machine, StartError> {
+    let (tee, kind) = open_tee(cfg)?;
+    let tpm = TssTpm::open(&cfg.tpm_tcti, DEFAULT_AK_HANDLE)
+        .map_err(|e| err(format!("TPM on {}: {e}", cfg.tpm_tcti)))?;
+    eprintln!(
+        "cosmian_vm_agent: TPM on {}: attestation key at {:#010x} {}",
+        cfg.tpm_tcti,
+        DEFAULT_AK_HANDLE,
+        if tpm.ak_created() {
+            "created (first start)"
+        } else {
+            "loaded"
+        }
+    );
+    let ima: Option<Arc<dyn ImaSource>> = if cfg.ima_log.exists() {
+        Some(Arc::new(ImaFile(cfg.ima_log.clone())))
+    } else {
+        eprintln!(
+            "cosmian_vm_agent: WARNING: no IMA log at {}: evidence will carry none, and \
+             verifiers that require IMA will refuse it",
+            cfg.ima_log.display()
+        );
+        None
+    };
+    let attester = Attester::new(Some(tee), Some(Arc::new(tpm) as Arc<dyn TpmAttester>), ima);
+    Ok(Machine {
+        attester: Arc::new(attester),
+        tee: Some(kind),
+    })
+}
+
+fn open_tee(cfg: &AgentConfig) -> Result<(Arc<dyn TeeAttester>, TeeKind), StartError> {
+    let kind = match cfg.tee {
+        TeeChoice::Kind(kind) => kind,
+        TeeChoice::Auto => {
+            let tcti = cfg.tpm_tcti.clone();
+            let paths = DetectPaths::default().with_azure_probe(move || {
+                ratls::attest::azure::AzureTee::open(&tcti)
+                    .ok()
+                    .map(|t| t.kind())
+            });
+            let found = detect_interface(&paths).map_err(|e| {
+                err(format!(
+                    "tee = \"auto\": {e} (set tee in agent.toml; tee = \"sim\" for tests only)"
+                ))
+            })?;
+            eprintln!("cosmian_vm_agent: TEE detected: {}", found.why);
+            if found.interface == TeeInterface::SevGuestDevice {
+                return Err(err(
+                    "the SEV-SNP guest is only reachable through /dev/sev-guest, which this build \
+                     does not speak (feature sev-guest); enable configfs-tsm (Linux 6.7+)",
+                ));
+            }
+            found.kind
+        }
+    };
+    let tee: Arc<dyn TeeAttester> = match kind {
+        TeeKind::Sim => {
+            let dir = cfg.data_dir.join("sim");
+            let ca = ratls::attest::sim::SimCa::load_or_generate(&dir)
+                .map_err(|e| err(format!("simulated TEE CA in {}: {e}", dir.display())))?;
+            let tee = ratls::attest::sim::SimTee::new(Arc::new(ca))
+                .map_err(|e| err(format!("simulated TEE: {e}")))?;
+            eprintln!(
+                "cosmian_vm_agent: !!! SIMULATED TEE !!! tee = \"sim\": reports are signed by a key \
+                 generated on this machine ({}/ark.pem) and prove NOTHING about the hardware. \
+                 For tests only.",
+                dir.display()
+            );
+            Arc::new(tee)
+        }
+        TeeKind::SevSnp => Arc::new(SnpTsm::new(ConfigfsTsm::new(PathBuf::from(
+            DEFAULT_REPORT_DIR,
+        )))),
+        TeeKind::Tdx => Arc::new(TdxTsm::new(ConfigfsTsm::new(PathBuf::from(
+            DEFAULT_REPORT_DIR,
+        )))),
+        TeeKind::AzureSnp | TeeKind::AzureTdx => {
+            let tee = ratls::attest::azure::AzureTee::open(&cfg.tpm_tcti)
+                .map_err(|e| err(format!("tee = \"{kind}\": {e}")))?;
+            if tee.kind() != kind {
+                return Err(err(format!(
+                    "tee = \"{kind}\" but the vTPM's HCL report says {}",
+                    tee.kind()
+                )));
+            }
+            Arc::new(tee)
+        }
+        other => return Err(err(format!("tee = \"{other}\" is not supported"))),
+    };
+    if kind != TeeKind::Sim {
+        eprintln!("cosmian_vm_agent: TEE: {kind}");
+    }
+    Ok((tee, kind))
+}
+
+/// What the agent serves: the resolver, the served key's DER SPKI, and the rotating certificate
+/// (kept alive: its background thread stops when the last clone goes).
+pub struct Served {
+    pub resolver: Arc<dyn ResolvesServerCert>,
+    pub spki_der: Vec<u8>,
+    pub rotating: Option<RotatingCert>,
+}
+
+impl fmt::Debug for Served {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Served")
+            .field(
+                "spki_sha256",
+                &hex::encode(ratls::digest::sha256(&self.spki_der)),
+            )
+            .field("rotating", &self.rotating.is_some())
+            .finish()
+    }
+}
+
+/// First start (unless `preinit` is false): the TLS key at `ssl_private_key` when missing, and
+/// the message about the LUKS container. The AK is created by [`open_attesters`].
+pub fn first_start(cfg: &AgentConfig, preinit: bool) -> Result<(), StartError> {
+    if !preinit {
+        eprintln!("cosmian_vm_agent: COSMIAN_VM_PREINIT=0: first-start initialisation skipped");
+        return Ok(());
+    }
+    if !cfg.ssl_private_key.exists() && !cfg.ssl_certificate.exists() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| err(format!("generating the TLS key: {e}")))?;
+        write_atomic(
+            &cfg.ssl_private_key,
+            key.serialize_pem().as_bytes(),
+            SECRET_MODE,
+        )
+        .map_err(|e| err(format!("writing {}: {e}", cfg.ssl_private_key.display())))?;
+        eprintln!(
+            "cosmian_vm_agent: first start: TLS key (ECDSA P-256) written to {}",
+            cfg.ssl_private_key.display()
+        );
+    }
+    eprintln!("cosmian_vm_agent: LUKS container: skipped (cosmian_fstool is not available yet)");
+    Ok(())
+}
+
+/// The certificate to serve: a configured certificate that is not one of ours as is (the fresh
+/// evidence binds its key), otherwise an RA-TLS certificate for the persistent key, re-issued
+/// every rotation period.
+pub fn served_cert(
+    cfg: &AgentConfig,
+    attester: &Arc<Attester>,
+    hostname: &str,
+) -> Result<Served, StartError> {
+    let provider = ratls::tls::provider();
+    if cfg.ssl_certificate.exists() {
+        let pem_bytes = read(&cfg.ssl_certificate)?;
+        let chain = ratls::pki::Cert::many_from_der_or_pem(&pem_bytes)
+            .map_err(|e| err(format!("{}: {e}", cfg.ssl_certificate.display())))?;
+        let leaf = chain
+            .first()
+            .ok_or_else(|| err(format!("{}: no certificate", cfg.ssl_certificate.display())))?;
+        let ours = leaf
+            .extension(ratls::tls::cert::CMW_EXTENSION_OID)
+            .is_some();
+        if !ours {
+            let key_pem = read(&cfg.ssl_private_key)?;
+            use rustls::pki_types::pem::PemObject;
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+                err(format!(
+                    "{}: not a PEM private key: {e}",
+                    cfg.ssl_private_key.display()
+                ))
+            })?;
+            let chain_der = chain
+                .iter()
+                .map(|c| rustls::pki_types::CertificateDer::from(c.der().to_vec()))
+                .collect();
+            let certified = CertifiedKey::from_der(chain_der, key, &provider).map_err(|e| {
+                err(format!(
+                    "{} and {} do not go together: {e}",
+                    cfg.ssl_certificate.display(),
+                    cfg.ssl_private_key.display()
+                ))
+            })?;
+            eprintln!(
+                "cosmian_vm_agent: serving the configured certificate {} (CN {}); fresh evidence \
+                 binds its key",
+                cfg.ssl_certificate.display(),
+                leaf.subject_cn()
+            );
+            return Ok(Served {
+                resolver: Arc::new(StaticCert(Arc::new(certified))),
+                spki_der: leaf.spki_der().to_vec(),
+                rotating: None,
+            });
+        }
+    }
+    let key_pem = String::from_utf8(read(&cfg.ssl_private_key)?)
+        .map_err(|_| err(format!("{}: not PEM text", cfg.ssl_private_key.display())))?;
+    let key = rcgen::KeyPair::from_pem(&key_pem).map_err(|e| {
+        err(format!(
+            "{}: not a usable private key: {e}",
+            cfg.ssl_private_key.display()
+        ))
+    })?;
+    let spki_der = rcgen::PublicKeyData::subject_public_key_info(&key);
+    let mut sans = vec![hostname.to_owned()];
+    if !["0.0.0.0", "::", "[::]"].contains(&cfg.host.as_str()) && !sans.contains(&cfg.host) {
+        sans.push(cfg.host.clone());
+    }
+    let params = CertParams::new(Role::agent(), hostname, sans);
+    let source = PersistentKeySource {
+        attester: attester.clone(),
+        params,
+        key_pem,
+        cert_path: cfg.ssl_certificate.clone(),
+    };
+    let rotating = RotatingCert::start(Box::new(source), cfg.rotation_period)
+        .map_err(|e| err(format!("issuing the RA-TLS certificate: {e}")))?;
+    eprintln!(
+        "cosmian_vm_agent: serving an RA-TLS certificate (role agent, CN {hostname}), re-issued \
+         every {} s, written to {}",
+        cfg.rotation_period.as_secs(),
+        cfg.ssl_certificate.display()
+    );
+    Ok(Served {
+        resolver: Arc::new(rotating.clone()),
+        spki_der,
+        rotating: Some(rotating),
+    })
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, StartError> {
+    std::fs::read(path).map_err(|e| err(format!("{}: {e}", path.display())))
+}
+
+/// Issues RA-TLS certificates for the agent's persistent key and writes each one to
+/// `ssl_certificate`.
+struct PersistentKeySource {
+    attester: Arc<Attester>,
+    params: CertParams,
+    key_pem: String,
+    cert_path: PathBuf,
+}
+
+impl fmt::Debug for PersistentKeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the key.
+        f.debug_struct("PersistentKeySource")
+            .field("params", &self.params)
+            .field("cert_path", &self.cert_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CertSource for PersistentKeySource {
+    fn issue(&self, now: UnixTime) -> Result<IssuedCert, IssueError> {
+        let key = rcgen::KeyPair::from_pem(&self.key_pem)?;
+        let issued = issue_with_key(&self.attester, &self.params, key, now)?;
+        let pem = pem::encode(&pem::Pem::new("CERTIFICATE", issued.cert_der.to_vec()));
+        if let Err(e) = write_atomic(&self.cert_path, pem.as_bytes(), PUBLIC_MODE) {
+            // The served certificate is in memory; the file is a copy for people and tools.
+            eprintln!(
+                "cosmian_vm_agent: WARNING: could not write {}: {e}",
+                self.cert_path.display()
+            );
+        }
+        Ok(issued)
+    }
+}
+
+/// This machine's host name (CN of the RA-TLS certificate).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}

@@ -1,0 +1,104 @@
+//! The accept loop: TLS handshakes (bounded in time), HTTP/1.1 per connection, and a graceful
+//! stop (stop accepting, let in-flight requests finish within a bounded wait).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::api::{handle, AppState, Conn};
+use crate::tls::SharedTls;
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a client may take to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long in-flight requests get to finish after the stop signal.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serve until `stop` resolves, then drain.
+pub async fn serve(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    state: Arc<AppState>,
+    stop: impl Future<Output = ()>,
+) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Every connection task holds a sender; `recv` returns None once all are gone.
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    tokio::pin!(stop);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut stop => break,
+            accepted = listener.accept() => accepted,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _peer)) => tcp,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                eprintln!("cosmian_vm_agent: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        let mut stop_rx = stop_rx.clone();
+        let done = done_tx.clone();
+        tokio::spawn(async move {
+            let _done = done;
+            let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+            else {
+                return;
+            };
+            let client = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| ratls::pki::Cert::from_der(c).ok())
+                .map(|c| ratls::digest::sha256(c.spki_der()));
+            let shared = SharedTls::new(tls);
+            let conn = Arc::new(Conn {
+                tls: shared.clone(),
+                client,
+            });
+            let service = service_fn(move |req| handle(state.clone(), conn.clone(), req));
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
+            let http = builder.serve_connection(TokioIo::new(shared), service);
+            tokio::pin!(http);
+            let finished = tokio::select! {
+                _ = http.as_mut() => true,
+                _ = stop_rx.wait_for(|stopped| *stopped) => false,
+            };
+            if !finished {
+                // Finish the request in flight, then close (serve() bounds the wait).
+                http.as_mut().graceful_shutdown();
+                let _ = http.await;
+            }
+        });
+    }
+    drop(listener);
+    drop(done_tx);
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(DRAIN_TIMEOUT, done_rx.recv())
+        .await
+        .is_err()
+    {
+        eprintln!(
+            "cosmian_vm_agent: some connections did not finish within {} s; closing them",
+            DRAIN_TIMEOUT.as_secs()
+        );
+    }
+}
