@@ -9,20 +9,67 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 pub const EXIT_TRUSTED: u8 = 0;
 /// Exit code: a check failed (malformed evidence included).
 pub const EXIT_REJECTED: u8 = 1;
-/// Exit code: usage error or unreadable file.
+/// Exit code: usage error, unreadable file, network error or a request the agent refused.
 pub const EXIT_USAGE: u8 = 2;
+
+const EXIT_CODES: &str = "Exit codes: 0 every check passed (verified); 1 a check failed (the \
+                          evidence, a file, an application key or the certificate chain was \
+                          rejected; malformed evidence included); 2 usage error, unreadable \
+                          file, network or TLS error, or a request the agent refused.";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "cosmian_vm",
     version,
     about = "Verify confidential VMs: TEE hardware, TPM quotes and IMA logs",
-    after_help = "Exit codes: 0 every check passed; 1 a check failed (malformed evidence \
-                  included); 2 usage error or unreadable file."
+    long_about = "Verify confidential VMs: TEE hardware, TPM quotes and IMA logs.\n\n\
+                  Talks to the VM's cosmian_vm_agent over one TLS connection per command: the \
+                  agent's fresh evidence is bound to that very TLS session (exporter), verified, \
+                  and only then are admin calls sent on the same connection.",
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Flags every command accepts (before or after the subcommand).
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The agent: https://HOST[:PORT] (port 443 by default).
+    #[arg(long, global = true, value_name = "URL", env = "COSMIAN_VM_URL")]
+    pub url: Option<String>,
+    /// Accept an agent certificate without a WebPKI chain (a self-signed RA-TLS certificate).
+    /// This only drops the "who" check: the fresh evidence must still bind the key.
+    #[arg(long, global = true)]
+    pub allow_insecure_tls: bool,
+    /// Extra root certificates (PEM) for the WebPKI check, on top of Mozilla's.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PEM",
+        conflicts_with = "allow_insecure_tls"
+    )]
+    pub ca_cert: Option<PathBuf>,
+    /// Print one JSON object instead of the human summary (and no progress display).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// DANGER: trust evidence from the simulated TEE whose ARK is FILE. Such verdicts say
+    /// SIMULATED and prove nothing about hardware.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub insecure_sim_root: Option<PathBuf>,
+    /// The owner's client certificate (PEM) for admin calls; default
+    /// ~/.config/cosmian_vm/owner.pem when present.
+    #[arg(long, global = true, value_name = "FILE", requires = "owner_key")]
+    pub owner_cert: Option<PathBuf>,
+    /// The owner's private key (PEM); default ~/.config/cosmian_vm/owner.key when present.
+    #[arg(long, global = true, value_name = "FILE", requires = "owner_cert")]
+    pub owner_key: Option<PathBuf>,
+    /// Seconds to wait for the network (connect, each request).
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 30)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -30,6 +77,147 @@ pub enum Command {
     /// Check evidence files offline (no agent, no network).
     #[command(subcommand)]
     Evidence(EvidenceCommand),
+    /// Verify the agent's evidence, then record the VM's approved state (TEE, boot PCRs, files)
+    /// into a snapshot file.
+    #[command(after_help = EXIT_CODES)]
+    Snapshot(SnapshotArgs),
+    /// Verify the VM against a snapshot: fresh evidence bound to this session, TEE, TPM, every
+    /// file IMA measured since boot, and optionally that applications' TLS keys are the VM's.
+    #[command(after_help = EXIT_CODES)]
+    Verify(AgentVerifyArgs),
+    /// Configure and control the application inside the VM (owner certificate required).
+    #[command(subcommand)]
+    App(AppCommand),
+    /// Send secrets into the VM's application storage (owner certificate required).
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// Enrol an owner certificate with the agent (the first caller wins).
+    #[command(subcommand)]
+    Owner(OwnerCommand),
+    /// Verify any RA-TLS endpoint by simply connecting to it.
+    #[command(after_help = EXIT_CODES)]
+    Connect(ConnectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// Where to write the snapshot.
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        default_value = "cosmian_vm.snapshot"
+    )]
+    pub output: PathBuf,
+    /// A JSON policy the evidence must also satisfy (e.g. a minimum TCB); it becomes the
+    /// snapshot's base policy, under the values pinned from the evidence.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Milliseconds between progress polls of the agent's snapshot job.
+    #[arg(long, value_name = "MS", default_value_t = 300, hide = true)]
+    pub poll_ms: u64,
+}
+
+/// How an agent session is verified before anything is sent on it.
+#[derive(Debug, Args)]
+pub struct SessionArgs {
+    /// The snapshot the VM must match (from `cosmian_vm snapshot`).
+    #[arg(long, value_name = "FILE")]
+    pub snapshot: Option<PathBuf>,
+    /// DANGER: send without verifying the agent's evidence first.
+    #[arg(long, conflicts_with = "snapshot")]
+    pub skip_verification: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentVerifyArgs {
+    /// The snapshot the VM must match (from `cosmian_vm snapshot`).
+    #[arg(long, value_name = "FILE")]
+    pub snapshot: PathBuf,
+    /// An application endpoint HOST[:PORT] (port 443 by default) whose TLS key must be the
+    /// VM's: the agent's key, or an RA-TLS certificate from the same TPM. Repeatable.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub application: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Upload the application's configuration file; the agent writes it and restarts the app.
+    Init(AppInitArgs),
+    /// Start the application's service.
+    Start(SessionArgs),
+    /// Stop the application's service.
+    Stop(SessionArgs),
+    /// Restart the application's service.
+    Restart(SessionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AppInitArgs {
+    /// The application's configuration file (any bytes).
+    #[arg(long, value_name = "FILE")]
+    pub conf: PathBuf,
+    #[command(flatten)]
+    pub session: SessionArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Write FILE's bytes as secret NAME (mode 0600 in the VM's secrets directory).
+    Put(SecretPutArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SecretPutArgs {
+    /// The secret's name: 1-64 characters of A-Z a-z 0-9 . _ -, not starting with '.'.
+    pub name: String,
+    /// The file holding the secret.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub session: SessionArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OwnerCommand {
+    /// Create the owner key and certificate (unless they exist) and enrol them with the agent.
+    Enroll(OwnerEnrollArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OwnerEnrollArgs {
+    /// Where to keep owner.pem and owner.key (default ~/.config/cosmian_vm).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// A JSON policy the evidence must satisfy when no --snapshot is given.
+    #[arg(long, value_name = "FILE", conflicts_with = "snapshot")]
+    pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub session: SessionArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The endpoint, HOST:PORT (port 443 when omitted).
+    #[arg(value_name = "HOST:PORT")]
+    pub target: String,
+    /// A JSON policy the evidence must satisfy.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// The role the endpoint's evidence must be bound to.
+    #[arg(long, value_name = "ROLE", default_value = "server")]
+    pub role: String,
+    /// Negotiate ALPN cosmian-attest/1 and ask for fresh evidence bound to this session,
+    /// instead of checking the evidence in the certificate.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Oldest certificate evidence accepted, in seconds (certificate mode).
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 86_400,
+        conflicts_with = "fresh"
+    )]
+    pub max_age: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -48,9 +236,6 @@ pub enum EvidenceCommand {
                   included); 2 usage error or unreadable file."
 )]
 pub struct VerifyArgs {
-    /// Print one JSON object instead of the human summary.
-    #[arg(long)]
-    pub json: bool,
     /// Verify as of this time (RFC 3339, e.g. 2025-07-01T00:00:00Z) instead of now; old
     /// evidence needs it because certificates and collateral expire.
     #[arg(long, value_name = "RFC3339")]
@@ -228,33 +413,169 @@ pub struct VerifyArgs {
         help_heading = "Evidence bundle"
     )]
     pub separate_ima_log: Option<PathBuf>,
-    /// DANGER: trust evidence from the simulated TEE whose ARK is FILE. Such verdicts say
-    /// SIMULATED and prove nothing about hardware.
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "bundle",
-        help_heading = "Evidence bundle"
-    )]
-    pub insecure_sim_root: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// Print one JSON object instead of the human summary.
-    #[arg(long)]
-    pub json: bool,
     /// The evidence file: an SEV-SNP report, a TDX quote, an Azure HCL report, a TPM quote or an
     /// IMA log.
     pub file: PathBuf,
 }
 
-/// A problem with the command line or its inputs (exit code 2).
+impl Cli {
+    /// The combinations clap cannot see (a global flag against a subcommand's), one precise
+    /// message each.
+    pub fn validate(&self) -> Result<(), UsageError> {
+        if let Command::Owner(OwnerCommand::Enroll(a)) = &self.command {
+            if a.out.is_some() && self.global.owner_cert.is_some() {
+                return Err(UsageError(
+                    "owner enroll: --out DIR creates (or reuses) the identity in DIR;                      --owner-cert/--owner-key enrol an existing one: give one or the other"
+                        .into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A problem with the command line, its inputs or the network (exit code 2).
 #[derive(Debug)]
 pub struct UsageError(pub String);
 
 impl fmt::Display for UsageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, String> {
+        let cli = Cli::try_parse_from(std::iter::once("cosmian_vm").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        cli.validate().map_err(|e| e.0)?;
+        Ok(cli)
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_before_or_after_the_subcommand() {
+        let a = parse(&[
+            "--url",
+            "https://vm:5555",
+            "--allow-insecure-tls",
+            "snapshot",
+        ])
+        .unwrap();
+        assert!(a.global.allow_insecure_tls);
+        assert_eq!(a.global.url.as_deref(), Some("https://vm:5555"));
+        let Command::Snapshot(s) = &a.command else {
+            panic!("not snapshot")
+        };
+        assert_eq!(s.output, PathBuf::from("cosmian_vm.snapshot"));
+        let a = parse(&["verify", "--snapshot", "s", "--json", "--url", "https://vm"]).unwrap();
+        assert!(a.global.json);
+        let Command::Verify(v) = &a.command else {
+            panic!("not verify")
+        };
+        assert!(v.application.is_empty());
+        let a = parse(&[
+            "verify",
+            "--snapshot",
+            "s",
+            "--application",
+            "a:1",
+            "--application",
+            "b",
+        ])
+        .unwrap();
+        let Command::Verify(v) = &a.command else {
+            panic!("not verify")
+        };
+        assert_eq!(v.application, ["a:1", "b"]);
+        // The offline commands keep their flags, --json included.
+        let a = parse(&["evidence", "inspect", "--json", "f"]).unwrap();
+        assert!(a.global.json);
+    }
+
+    #[test]
+    fn conflicting_or_incomplete_flags_are_refused() {
+        for (args, why) in [
+            (&["verify"][..], "verify needs --snapshot"),
+            (
+                &["--owner-cert", "c", "app", "start", "--snapshot", "s"][..],
+                "cert without key",
+            ),
+            (
+                &["--owner-key", "k", "app", "start", "--snapshot", "s"][..],
+                "key without cert",
+            ),
+            (
+                &["--allow-insecure-tls", "--ca-cert", "ca", "snapshot"][..],
+                "--ca-cert means WebPKI, --allow-insecure-tls none",
+            ),
+            (
+                &["app", "restart", "--snapshot", "s", "--skip-verification"][..],
+                "verify or skip, not both",
+            ),
+            (
+                &["app", "init", "--snapshot", "s"][..],
+                "app init needs --conf",
+            ),
+            (&["secret", "put", "name"][..], "secret put needs a file"),
+            (
+                &[
+                    "--owner-cert",
+                    "c",
+                    "--owner-key",
+                    "k",
+                    "owner",
+                    "enroll",
+                    "--out",
+                    "d",
+                ][..],
+                "--out generates a new identity; --owner-cert gives one",
+            ),
+            (
+                &["owner", "enroll", "--policy", "p", "--snapshot", "s"][..],
+                "the snapshot is the policy",
+            ),
+            (
+                &["connect", "h:1", "--fresh", "--max-age", "5"][..],
+                "max age is for certificates",
+            ),
+            (&["connect"][..], "connect needs a target"),
+            (
+                &["snapshot", "--application", "a"][..],
+                "--application is for verify",
+            ),
+        ] {
+            assert!(parse(args).is_err(), "accepted {args:?} ({why})");
+        }
+    }
+
+    #[test]
+    fn help_documents_the_exit_codes() {
+        let help = Cli::command()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("Exit codes: 0"), "{help}");
+        for sub in ["snapshot", "verify", "connect"] {
+            let mut cmd = Cli::command();
+            let help = cmd
+                .find_subcommand_mut(sub)
+                .unwrap()
+                .render_long_help()
+                .to_string();
+            assert!(help.contains("Exit codes: 0"), "{sub}: {help}");
+        }
     }
 }

@@ -7,13 +7,19 @@ use ratls::digest::HashAlg;
 use ratls::{Policy, UnixTime, Verdict};
 use serde::Serialize;
 
-use crate::cli::{InspectArgs, UsageError, VerifyArgs, EXIT_REJECTED, EXIT_TRUSTED};
+use crate::cli::{Global, InspectArgs, UsageError, VerifyArgs, EXIT_REJECTED, EXIT_TRUSTED};
 use crate::output;
 
 /// Largest evidence file we read (IMA logs of long-running machines are the largest inputs).
 const MAX_INPUT: u64 = 256 * 1024 * 1024;
 
-pub fn verify(args: &VerifyArgs) -> Result<ExitCode, UsageError> {
+pub fn verify(args: &VerifyArgs, global: &Global) -> Result<ExitCode, UsageError> {
+    if global.insecure_sim_root.is_some() && args.bundle.is_none() {
+        return Err(UsageError(
+            "--insecure-sim-root applies to --bundle (simulated TEE evidence comes in bundles)"
+                .into(),
+        ));
+    }
     let now = match &args.at {
         Some(text) => {
             UnixTime::parse_rfc3339(text).map_err(|e| UsageError(format!("--at: {e}")))?
@@ -46,7 +52,7 @@ pub fn verify(args: &VerifyArgs) -> Result<ExitCode, UsageError> {
     } else if let Some(quote) = &args.tpm_quote {
         verify_tpm(args, quote, &policy)?
     } else if let Some(bundle) = &args.bundle {
-        verify_bundle(args, bundle, &policy, now)?
+        verify_bundle(args, global, bundle, &policy, now)?
     } else if let Some(log) = &args.ima_log {
         let quoted = quoted_pcr10(args)?;
         ratls::ima::verify_bytes(&read(log)?, quoted, &policy.ima)
@@ -55,7 +61,7 @@ pub fn verify(args: &VerifyArgs) -> Result<ExitCode, UsageError> {
             "give one of --snp-report, --tdx-quote, --tpm-quote, --ima-log, --azure-hcl".into(),
         ));
     };
-    output::print_verdict(&verdict, args.json);
+    output::print_verdict(&verdict, global.json);
     Ok(exit_for(&verdict))
 }
 
@@ -234,6 +240,7 @@ fn verify_tpm(args: &VerifyArgs, quote: &Path, policy: &Policy) -> Result<Verdic
 
 fn verify_bundle(
     args: &VerifyArgs,
+    global: &Global,
     bundle: &Path,
     policy: &Policy,
     now: UnixTime,
@@ -257,7 +264,7 @@ fn verify_bundle(
             })
             .transpose()
     };
-    let sim_root = args
+    let sim_root = global
         .insecure_sim_root
         .as_deref()
         .map(read)
@@ -317,7 +324,7 @@ struct Inspection<C: Serialize> {
     claims: C,
 }
 
-pub fn inspect(args: &InspectArgs) -> Result<ExitCode, UsageError> {
+pub fn inspect(args: &InspectArgs, json: bool) -> Result<ExitCode, UsageError> {
     let bytes = read(&args.file)?;
     let mut attempts = Vec::new();
     if ratls::azure::looks_like_hcl(&bytes) {
@@ -327,27 +334,27 @@ pub fn inspect(args: &InspectArgs) -> Result<ExitCode, UsageError> {
                     ratls::azure::ReportType::Tdx => "azure-tdx",
                     _ => "azure-snp",
                 };
-                return Ok(show(kind, claims, args.json));
+                return Ok(show(kind, claims, json));
             }
             Err(e) => attempts.push(format!("azure hcl report: {e}")),
         }
     }
     match ratls::snp::inspect(&bytes) {
-        Ok(claims) => return Ok(show("sev-snp", claims, args.json)),
+        Ok(claims) => return Ok(show("sev-snp", claims, json)),
         Err(e) => attempts.push(format!("sev-snp: {e}")),
     }
     match ratls::tdx::inspect(&bytes) {
-        Ok(claims) => return Ok(show("tdx", claims, args.json)),
+        Ok(claims) => return Ok(show("tdx", claims, json)),
         Err(e) => attempts.push(format!("tdx quote: {e}")),
     }
     // IMA before the hex-text TPM fallback: an ASCII log is text too.
     match ratls::ima::inspect(&bytes) {
-        Ok(claims) => return Ok(show("ima", claims, args.json)),
+        Ok(claims) => return Ok(show("ima", claims, json)),
         Err(e) => attempts.push(format!("ima log: {e}")),
     }
     let tpm_bytes = ratls::hexfmt::decode_if_hex_text(&bytes).unwrap_or_else(|| bytes.clone());
     match ratls::tpm::inspect_attest(&tpm_bytes) {
-        Ok(claims) => return Ok(show("tpm", claims, args.json)),
+        Ok(claims) => return Ok(show("tpm", claims, json)),
         Err(e) => attempts.push(format!("tpm quote: {e}")),
     }
     eprintln!(
@@ -377,7 +384,7 @@ fn exit_for(verdict: &Verdict) -> ExitCode {
 }
 
 /// Read a whole input file, refusing absurd sizes.
-fn read(path: &Path) -> Result<Vec<u8>, UsageError> {
+pub fn read(path: &Path) -> Result<Vec<u8>, UsageError> {
     let meta = std::fs::metadata(path)
         .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
     if meta.len() > MAX_INPUT {
@@ -396,7 +403,7 @@ fn read_maybe_hex(path: &Path) -> Result<Vec<u8>, UsageError> {
     Ok(ratls::hexfmt::decode_if_hex_text(&bytes).unwrap_or(bytes))
 }
 
-fn read_text(path: &Path) -> Result<String, UsageError> {
+pub fn read_text(path: &Path) -> Result<String, UsageError> {
     String::from_utf8(read(path)?)
         .map_err(|_| UsageError(format!("{} is not UTF-8 text", path.display())))
 }

@@ -1,13 +1,19 @@
 //! `cosmian_vm`: the user's command line for verifying confidential VMs.
 //!
-//! Today it verifies evidence offline (`cosmian_vm evidence verify|inspect`); the agent-facing
-//! commands (`snapshot`, `verify`, `app`, …) come with the agent.
+//! Offline: `cosmian_vm evidence verify|inspect`. With the VM's agent (`--url`): `snapshot`,
+//! `verify`, `app`, `secret`, `owner enroll`, each over one TLS connection whose fresh evidence
+//! is verified before anything else is sent. Any RA-TLS endpoint: `connect`.
 
 #![forbid(unsafe_code)]
 
+mod agent;
 mod cli;
+mod connect;
 mod evidence;
+mod files;
+mod net;
 mod output;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -24,11 +30,20 @@ fn main() -> ExitCode {
     }
 }
 
-/// Run a parsed command line. `Err` is a usage problem or an unreadable input (exit 2);
-/// verification outcomes are exit codes (0 trusted, 1 rejected).
+/// Run a parsed command line. `Err` is a usage problem, an unreadable input or a network error
+/// (exit 2); verification outcomes are exit codes (0 trusted, 1 rejected).
 fn run(args: cli::Cli) -> Result<ExitCode, cli::UsageError> {
-    match args.command {
-        cli::Command::Evidence(cli::EvidenceCommand::Verify(args)) => evidence::verify(&args),
-        cli::Command::Evidence(cli::EvidenceCommand::Inspect(args)) => evidence::inspect(&args),
+    use cli::Command;
+    args.validate()?;
+    let global = &args.global;
+    match &args.command {
+        Command::Evidence(cli::EvidenceCommand::Verify(a)) => evidence::verify(a, global),
+        Command::Evidence(cli::EvidenceCommand::Inspect(a)) => evidence::inspect(a, global.json),
+        Command::Snapshot(a) => vm::block_on(vm::snapshot(global, a)),
+        Command::Verify(a) => vm::block_on(vm::verify(global, a)),
+        Command::App(a) => vm::block_on(vm::app(global, a)),
+        Command::Secret(cli::SecretCommand::Put(a)) => vm::block_on(vm::secret_put(global, a)),
+        Command::Owner(cli::OwnerCommand::Enroll(a)) => vm::block_on(vm::owner_enroll(global, a)),
+        Command::Connect(a) => vm::block_on(connect::connect(global, a)),
     }
 }

@@ -100,3 +100,154 @@ impl DetailOrValues for ratls::Check {
         }
     }
 }
+
+/// Print text as is.
+pub fn print_text(text: &str) {
+    emit(text);
+}
+
+/// How many failures of one group the human summary shows (`--json` has them all).
+const SHOWN_FAILURES: usize = 10;
+
+/// The human summary of a session verified against a snapshot: a headline, then one line per
+/// group of checks (`binding`, `tee`, `tpm`, `ima`, …, then `files`), with the first failures
+/// of each group and their expected / presented values.
+pub fn session_summary(
+    verified: bool,
+    url: &str,
+    against: &str,
+    evidence: &Verdict,
+    files: &[ratls::Check],
+) -> String {
+    let sim = if evidence.simulated {
+        "  [SIMULATED TEE: not production evidence]"
+    } else {
+        ""
+    };
+    let head = if verified { "VERIFIED" } else { "FAILED" };
+    let mut text = format!("{head}: {url} against {against}{sim}\n");
+    let mut groups: Vec<(String, Vec<&ratls::Check>)> = Vec::new();
+    for check in &evidence.checks {
+        let group = check
+            .step
+            .split('.')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        match groups
+            .iter_mut()
+            .find(|(g, _)| *g == group)
+        {
+            Some((_, list)) => list.push(check),
+            None => groups.push((group, vec![check])),
+        }
+    }
+    if evidence.checks.is_empty() {
+        groups.push(("evidence".into(), Vec::new()));
+    }
+    if !files.is_empty() {
+        groups.push(("files".into(), files.iter().collect()));
+    }
+    for (group, checks) in &groups {
+        text.push_str(&group_line(group, checks));
+    }
+    text
+}
+
+fn group_line(group: &str, checks: &[&ratls::Check]) -> String {
+    let failed: Vec<&&ratls::Check> = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .collect();
+    if checks.is_empty() {
+        return format!("  {group:<12} FAILED: no check ran\n");
+    }
+    if failed.is_empty() {
+        let what = if checks.len() == 1 {
+            checks
+                .first()
+                .map_or_else(String::new, |c| format!(": {}", c.presented))
+        } else {
+            format!(" ({} checks)", checks.len())
+        };
+        return format!("  {group:<12} ok{what}\n");
+    }
+    let mut text = format!(
+        "  {group:<12} FAILED ({} of {} checks)\n",
+        failed.len(),
+        checks.len()
+    );
+    for check in failed.iter().take(SHOWN_FAILURES) {
+        let _ = writeln!(
+            text,
+            "      {}: expected {}, presented {}",
+            check.step, check.expected, check.presented
+        );
+        if !check.detail.is_empty() {
+            let _ = writeln!(text, "        ({})", check.detail);
+        }
+    }
+    if failed.len() > SHOWN_FAILURES {
+        let _ = writeln!(
+            text,
+            "      … and {} more (--json lists them all)",
+            failed.len() - SHOWN_FAILURES
+        );
+    }
+    text
+}
+
+/// One `--application` line.
+pub fn application_line(application: &str, ok: bool, how: &str) -> String {
+    let status = if ok { "ok" } else { "FAILED" };
+    format!("  application  {application} {status}: {how}\n")
+}
+
+/// The snapshot job's one-line progress display on stderr (only on a terminal, never with
+/// `--json`).
+#[derive(Debug)]
+pub struct Progress {
+    enabled: bool,
+    shown: bool,
+}
+
+impl Progress {
+    pub fn new(wanted: bool) -> Self {
+        use std::io::IsTerminal as _;
+        Self {
+            enabled: wanted && std::io::stderr().is_terminal(),
+            shown: false,
+        }
+    }
+
+    /// Show `{"files_done", "files_total", "bytes_done"}` from the agent.
+    pub fn show(&mut self, progress: &serde_json::Value) {
+        if !self.enabled {
+            return;
+        }
+        let n = |key: &str| {
+            progress
+                .get(key)
+                .and_then(serde_json::Value::as_u64)
+        };
+        let done = n("files_done").unwrap_or(0);
+        let total = n("files_total").unwrap_or(0);
+        let mib = n("bytes_done").unwrap_or(0) / (1024 * 1024);
+        let total = if total == 0 {
+            "?".to_owned()
+        } else {
+            total.to_string()
+        };
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\rsnapshot: {done}/{total} files hashed, {mib} MiB   ");
+        let _ = err.flush();
+        self.shown = true;
+    }
+
+    pub fn finish(&mut self) {
+        if self.shown {
+            eprintln!();
+            self.shown = false;
+        }
+    }
+}
