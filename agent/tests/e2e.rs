@@ -1,0 +1,302 @@
+//! Issue 5's acceptance run with real processes: the `cosmian_vm_agent` binary, the `cosmian_vm`
+//! CLI binary, swtpm (with a simulated boot and the IMA simulator) and the simulated TEE.
+//!
+//! snapshot → verify passes; a newly measured file makes verify fail naming it; a reboot (swtpm
+//! restarted, PCRs reset and re-measured, a new IMA log) verifies without a new snapshot; so does
+//! an agent restart; `--application` against a server with another key fails; admin calls are
+//! refused without the owner certificate and land atomically in app_storage with it.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use ratls_harness::{open_tpm, sim_ca, simulate_boot, ImaSimulator, Swtpm};
+
+/// The CLI binary, built beside the agent (`cargo build --workspace` builds both).
+fn cli_bin() -> PathBuf {
+    let agent = Path::new(env!("CARGO_BIN_EXE_cosmian_vm_agent"));
+    let cli = agent.with_file_name("cosmian_vm");
+    assert!(
+        cli.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        cli.display()
+    );
+    cli
+}
+
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Agent {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The apps' files measured at every boot.
+fn app_files(dir: &Path) -> Vec<PathBuf> {
+    vec![dir.join("app/my_app.sh"), dir.join("app/my_app.json")]
+}
+
+/// A boot: PCRs 0–9 (the same firmware every time), then a new IMA log measuring the apps.
+fn boot(swtpm: &Swtpm, dir: &Path) {
+    let tpm = open_tpm(swtpm).unwrap();
+    simulate_boot(&tpm, "e2e firmware").unwrap();
+    let mut ima = ImaSimulator::new(dir.join("ima.log"), &tpm).unwrap();
+    for f in app_files(dir) {
+        ima.measure_file(&f).unwrap();
+    }
+}
+
+fn measure(swtpm: &Swtpm, dir: &Path, file: &Path) {
+    let tpm = open_tpm(swtpm).unwrap();
+    ImaSimulator::resume(dir.join("ima.log"), &tpm)
+        .unwrap()
+        .measure_file(file)
+        .unwrap();
+}
+
+fn start_agent(swtpm: &Swtpm, dir: &Path) -> Agent {
+    let data = dir.join("data");
+    let conf = dir.join("agent.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"[agent]
+host = "127.0.0.1"
+port = 0
+tpm_device = "{tcti}"
+data_dir = "{data}"
+tee = "sim"
+ima_log = "{ima}"
+snapshot_roots = ["{app}"]
+
+[app]
+service_type = "standalone"
+service_name = "my_app"
+app_storage = "app"
+command = ["sleep", "600"]
+"#,
+            tcti = swtpm.tcti(),
+            data = data.display(),
+            ima = dir.join("ima.log").display(),
+            app = dir.join("app").display(),
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cosmian_vm_agent"))
+        .env("COSMIAN_VM_AGENT_CONF", &conf)
+        .env("TSS2_LOG", "all+none")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            eprintln!("[agent] {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let addr = loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                if let Some(rest) = line.strip_prefix("cosmian_vm_agent: listening on ") {
+                    break rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                }
+            }
+            Err(_) => panic!("the agent did not start: {:?}", child.try_wait()),
+        }
+    };
+    Agent { child, addr }
+}
+
+/// Run the CLI against the agent; HOME points into the test directory so no real owner
+/// identity is picked up.
+fn cli(dir: &Path, agent: &Agent, args: &[&str]) -> Output {
+    let out = Command::new(cli_bin())
+        .env("HOME", dir.join("home"))
+        .env_remove("XDG_CONFIG_HOME")
+        .args(["--url", &format!("https://{}", agent.addr), "--allow-insecure-tls"])
+        .arg("--insecure-sim-root")
+        .arg(dir.join("data/sim/ark.pem"))
+        .args(args)
+        .output()
+        .unwrap();
+    eprintln!(
+        "$ cosmian_vm {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A TLS server with its own (non-attested) key, answering one connection at a time.
+fn other_server() -> SocketAddr {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(ratls::tls::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(mut tcp) = tcp else { continue };
+            let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut conn = rustls::ServerConnection::new(config.clone()).unwrap();
+            let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+            let mut buf = [0u8; 1];
+            let _ = tls.read(&mut buf);
+            let _ = tls.flush();
+        }
+    });
+    addr
+}
+
+#[test]
+fn snapshot_verify_reboot_restart_application_and_admin_calls() {
+    let dir = Dir(std::env::temp_dir().join(format!("cosmian-vm-e2e-{}", std::process::id())));
+    let d = dir.0.clone();
+    std::fs::create_dir_all(d.join("app")).unwrap();
+    std::fs::create_dir_all(d.join("home")).unwrap();
+    std::fs::write(d.join("app/my_app.sh"), "#!/bin/sh\necho my app\n").unwrap();
+    std::fs::write(d.join("app/my_app.json"), "{\"listen\": 8080}\n").unwrap();
+    sim_ca().to_pem_files(&d.join("data/sim")).unwrap();
+    ratls_test::swtpm::quiet_tss();
+    let mut swtpm = Swtpm::start().expect("swtpm is required");
+    boot(&swtpm, &d);
+    let agent = start_agent(&swtpm, &d);
+    let snap = d.join("cosmian_vm.snapshot");
+    let snap_arg = snap.to_str().unwrap();
+
+    // snapshot → verify passes.
+    let out = cli(&d, &agent, &["snapshot", "-o", snap_arg]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(snap.exists());
+    let out = cli(&d, &agent, &["verify", "--snapshot", snap_arg]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+
+    // --application: the agent's own endpoint passes; a server with another key fails.
+    let own = agent.addr.to_string();
+    let out = cli(&d, &agent, &["verify", "--snapshot", snap_arg, "--application", &own]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let other = other_server().to_string();
+    let out = cli(&d, &agent, &["verify", "--snapshot", snap_arg, "--application", &other]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(text(&out).contains(&other), "{}", text(&out));
+
+    // Admin calls: refused without an owner certificate; nothing written.
+    let conf = d.join("app.json");
+    std::fs::write(&conf, "{\"greeting\": \"hello\"}\n").unwrap();
+    let conf_arg = conf.to_str().unwrap();
+    let out = cli(&d, &agent, &["app", "init", "--conf", conf_arg, "--snapshot", snap_arg]);
+    assert_ne!(code(&out), 0, "{}", text(&out));
+    assert!(!d.join("data/app/app.conf").exists());
+    // Enrol an owner, then the same calls land.
+    let out = cli(&d, &agent, &["owner", "enroll", "--snapshot", snap_arg]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let out = cli(&d, &agent, &["app", "init", "--conf", conf_arg, "--snapshot", snap_arg]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(
+        std::fs::read(d.join("data/app/app.conf")).unwrap(),
+        std::fs::read(&conf).unwrap()
+    );
+    let secret = d.join("secret.txt");
+    std::fs::write(&secret, "s3cr3t-value").unwrap();
+    let out = cli(
+        &d,
+        &agent,
+        &["secret", "put", "db_password", secret.to_str().unwrap(), "--snapshot", snap_arg],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(!text(&out).contains("s3cr3t-value"), "a secret was printed");
+    let written = d.join("data/app/secrets/db_password");
+    assert_eq!(std::fs::read(&written).unwrap(), b"s3cr3t-value");
+    assert_eq!(
+        std::fs::metadata(&written)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+
+    // An unexpected program runs: verify fails and names it with its hash.
+    let evil = d.join("unexpected.sh");
+    std::fs::write(&evil, "#!/bin/sh\necho not in the snapshot\n").unwrap();
+    measure(&swtpm, &d, &evil);
+    let out = cli(&d, &agent, &["verify", "--snapshot", snap_arg]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(text(&out).contains("unexpected.sh") && text(&out).contains("ima.unknown_file"));
+
+    // A reboot: swtpm restarted (PCRs reset), the same firmware measured again, a new IMA log
+    // with only the approved apps; the agent restarted with the machine. No new snapshot.
+    drop(agent);
+    swtpm.restart();
+    boot(&swtpm, &d);
+    let agent = start_agent(&swtpm, &d);
+    let out = cli(&d, &agent, &["verify", "--snapshot", snap_arg]);
+    assert_eq!(code(&out), 0, "after a reboot: {}", text(&out));
+
+    // The agent alone restarted.
+    drop(agent);
+    let agent = start_agent(&swtpm, &d);
+    let out = cli(&d, &agent, &["verify", "--snapshot", snap_arg]);
+    assert_eq!(code(&out), 0, "after an agent restart: {}", text(&out));
+}
