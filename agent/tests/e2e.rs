@@ -148,7 +148,11 @@ fn cli(dir: &Path, agent: &Agent, args: &[&str]) -> Output {
     let out = Command::new(cli_bin())
         .env("HOME", dir.join("home"))
         .env_remove("XDG_CONFIG_HOME")
-        .args(["--url", &format!("https://{}", agent.addr), "--allow-insecure-tls"])
+        .args([
+            "--url",
+            &format!("https://{}", agent.addr),
+            "--allow-insecure-tls",
+        ])
         .arg("--insecure-sim-root")
         .arg(dir.join("data/sim/ark.pem"))
         .args(args)
@@ -217,7 +221,9 @@ fn snapshot_verify_reboot_restart_application_and_admin_calls() {
     std::fs::create_dir_all(d.join("home")).unwrap();
     std::fs::write(d.join("app/my_app.sh"), "#!/bin/sh\necho my app\n").unwrap();
     std::fs::write(d.join("app/my_app.json"), "{\"listen\": 8080}\n").unwrap();
-    sim_ca().to_pem_files(&d.join("data/sim")).unwrap();
+    sim_ca()
+        .to_pem_files(&d.join("data/sim"))
+        .unwrap();
     ratls_test::swtpm::quiet_tss();
     let mut swtpm = Swtpm::start().expect("swtpm is required");
     boot(&swtpm, &d);
@@ -234,10 +240,18 @@ fn snapshot_verify_reboot_restart_application_and_admin_calls() {
 
     // --application: the agent's own endpoint passes; a server with another key fails.
     let own = agent.addr.to_string();
-    let out = cli(&d, &agent, &["verify", "--snapshot", snap_arg, "--application", &own]);
+    let out = cli(
+        &d,
+        &agent,
+        &["verify", "--snapshot", snap_arg, "--application", &own],
+    );
     assert_eq!(code(&out), 0, "{}", text(&out));
     let other = other_server().to_string();
-    let out = cli(&d, &agent, &["verify", "--snapshot", snap_arg, "--application", &other]);
+    let out = cli(
+        &d,
+        &agent,
+        &["verify", "--snapshot", snap_arg, "--application", &other],
+    );
     assert_eq!(code(&out), 1, "{}", text(&out));
     assert!(text(&out).contains(&other), "{}", text(&out));
 
@@ -245,13 +259,21 @@ fn snapshot_verify_reboot_restart_application_and_admin_calls() {
     let conf = d.join("app.json");
     std::fs::write(&conf, "{\"greeting\": \"hello\"}\n").unwrap();
     let conf_arg = conf.to_str().unwrap();
-    let out = cli(&d, &agent, &["app", "init", "--conf", conf_arg, "--snapshot", snap_arg]);
+    let out = cli(
+        &d,
+        &agent,
+        &["app", "init", "--conf", conf_arg, "--snapshot", snap_arg],
+    );
     assert_ne!(code(&out), 0, "{}", text(&out));
     assert!(!d.join("data/app/app.conf").exists());
     // Enrol an owner, then the same calls land.
     let out = cli(&d, &agent, &["owner", "enroll", "--snapshot", snap_arg]);
     assert_eq!(code(&out), 0, "{}", text(&out));
-    let out = cli(&d, &agent, &["app", "init", "--conf", conf_arg, "--snapshot", snap_arg]);
+    let out = cli(
+        &d,
+        &agent,
+        &["app", "init", "--conf", conf_arg, "--snapshot", snap_arg],
+    );
     assert_eq!(code(&out), 0, "{}", text(&out));
     assert_eq!(
         std::fs::read(d.join("data/app/app.conf")).unwrap(),
@@ -262,7 +284,14 @@ fn snapshot_verify_reboot_restart_application_and_admin_calls() {
     let out = cli(
         &d,
         &agent,
-        &["secret", "put", "db_password", secret.to_str().unwrap(), "--snapshot", snap_arg],
+        &[
+            "secret",
+            "put",
+            "db_password",
+            secret.to_str().unwrap(),
+            "--snapshot",
+            snap_arg,
+        ],
     );
     assert_eq!(code(&out), 0, "{}", text(&out));
     assert!(!text(&out).contains("s3cr3t-value"), "a secret was printed");
