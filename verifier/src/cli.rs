@@ -38,7 +38,7 @@ pub struct Cli {
 /// Flags every command accepts (before or after the subcommand).
 #[derive(Debug, Args)]
 pub struct Global {
-    /// The agent: https://HOST[:PORT] (port 443 by default).
+    /// The agent: https://HOST or https://HOST:PORT (port 443 by default).
     #[arg(long, global = true, value_name = "URL", env = "COSMIAN_VM_URL")]
     pub url: Option<String>,
     /// Accept an agent certificate without a WebPKI chain (a self-signed RA-TLS certificate).
@@ -134,7 +134,7 @@ pub struct AgentVerifyArgs {
     /// The snapshot the VM must match (from `cosmian_vm snapshot`).
     #[arg(long, value_name = "FILE")]
     pub snapshot: PathBuf,
-    /// An application endpoint HOST[:PORT] (port 443 by default) whose TLS key must be the
+    /// An application endpoint HOST or HOST:PORT (port 443 by default) whose TLS key must be the
     /// VM's: the agent's key, or an RA-TLS certificate from the same TPM. Repeatable.
     #[arg(long, value_name = "HOST[:PORT]")]
     pub application: Vec<String>,
