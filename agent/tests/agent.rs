@@ -9,14 +9,15 @@
     clippy::indexing_slicing
 )]
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod common;
 
 use ratls::binding::Role;
 use ratls::bundle::BindingLevel;
@@ -128,39 +129,7 @@ command = ["sleep", "600"]
             ),
         )
         .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cosmian_vm_agent"))
-            .arg("--config")
-            .arg(&conf)
-            .env("TSS2_LOG", "all+none")
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                eprintln!("[agent] {line}");
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let addr = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(rest) = line.strip_prefix("cosmian_vm_agent: listening on ") {
-                        let addr = rest.split_whitespace().next().unwrap();
-                        break addr.parse().unwrap();
-                    }
-                }
-                Err(_) => {
-                    let status = child.try_wait().unwrap();
-                    panic!("the agent did not start listening (exit status {status:?})");
-                }
-            }
-        };
+        let (child, addr) = common::spawn_agent(&conf);
         Self {
             child,
             addr,

@@ -13,13 +13,15 @@
     clippy::indexing_slicing
 )]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+mod common;
 
 use ratls_harness::{open_tpm, sim_ca, simulate_boot, ImaSimulator, Swtpm};
 
@@ -106,39 +108,7 @@ command = ["sleep", "600"]
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cosmian_vm_agent"))
-        .env("COSMIAN_VM_AGENT_CONF", &conf)
-        .env("TSS2_LOG", "all+none")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            eprintln!("[agent] {line}");
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let addr = loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) => {
-                if let Some(rest) = line.strip_prefix("cosmian_vm_agent: listening on ") {
-                    break rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap()
-                        .parse()
-                        .unwrap();
-                }
-            }
-            Err(_) => panic!("the agent did not start: {:?}", child.try_wait()),
-        }
-    };
+    let (child, addr) = common::spawn_agent(&conf);
     Agent { child, addr }
 }
 
