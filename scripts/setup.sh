@@ -5,9 +5,10 @@ set -euo pipefail
 
 # Debian packages the build and tests use: libtss2-dev + pkg-config build the TPM attester
 # (ratls feature `tpm`); swtpm + swtpm-tools (swtpm_setup, swtpm_localca) run a real software TPM
-# per test; tpm2-tools (tpm2_quote, tpm2_checkquote) cross-check our quotes. Later issues add
-# pebble, cryptsetup, qemu.
-PACKAGES=(ca-certificates pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl)
+# per test; tpm2-tools (tpm2_quote, tpm2_checkquote) cross-check our quotes; pebble (pebble and
+# pebble-challtestsrv) is the loopback ACME server of cosmian_certtool's tests. Later issues add
+# cryptsetup, qemu.
+PACKAGES=(ca-certificates pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl pebble)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
