@@ -6,8 +6,9 @@ set -euo pipefail
 # Debian packages the build and tests use: libtss2-dev + pkg-config build the TPM attester
 # (ratls feature `tpm`); swtpm + swtpm-tools (swtpm_setup, swtpm_localca) run a real software TPM
 # per test; tpm2-tools (tpm2_quote, tpm2_checkquote) cross-check our quotes. Later issues add
-# pebble, cryptsetup, qemu.
-PACKAGES=(ca-certificates pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl)
+# pebble, qemu. cryptsetup-bin: cosmian_fstool formats and checks LUKS2 images (no device-mapper
+# needed for that).
+PACKAGES=(ca-certificates pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl cryptsetup-bin)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
