@@ -5,10 +5,11 @@ set -euo pipefail
 
 # Debian packages the build and tests use: libtss2-dev + pkg-config build the TPM attester
 # (ratls feature `tpm`); swtpm + swtpm-tools (swtpm_setup, swtpm_localca) run a real software TPM
-# per test; tpm2-tools (tpm2_quote, tpm2_checkquote) cross-check our quotes; pebble (pebble and
-# pebble-challtestsrv) is the loopback ACME server of cosmian_certtool's tests. Later issues add
-# cryptsetup, qemu.
-PACKAGES=(ca-certificates pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl pebble)
+# per test; tpm2-tools (tpm2_quote, tpm2_checkquote) cross-check our quotes; openssl is the plain
+# TLS client of the RA-TLS interop test; pebble (pebble and pebble-challtestsrv) is the loopback
+# ACME server of cosmian_certtool's tests; cryptsetup-bin: cosmian_fstool formats and checks LUKS2
+# images (no device-mapper needed for that). Later issues add qemu.
+PACKAGES=(ca-certificates pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl pebble cryptsetup-bin)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,0 +1,426 @@
+//! The TPM side: a random key sealed in a keyed-hash object whose only authorisation is a
+//! PolicyPCR over the chosen SHA-256 PCRs, under a storage primary key re-created from the
+//! owner hierarchy each time (TCG ECC P-256 SRK template: deterministic, nothing persistent).
+//!
+//! The sealed blobs (TPM2B_PUBLIC marshalled, TPM2B_PRIVATE as the TPM returned it: encrypted
+//! under the primary, useless on another TPM) go to `<location>.tpm.json` with the PCR list and
+//! the values at sealing time (not secret; they let `status` and a failed unseal name the PCRs
+//! that changed). Sessions are salted with the primary key and encrypt the key on the wire
+//! (create: command parameter; unseal: response parameter). Every transient object and session
+//! is flushed, also on errors (a TPM without a resource manager, like swtpm on a socket, keeps
+//! them otherwise).
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use tss_esapi::attributes::{ObjectAttributesBuilder, SessionAttributesBuilder};
+use tss_esapi::constants::SessionType;
+use tss_esapi::handles::{KeyHandle, ObjectHandle};
+use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
+use tss_esapi::interface_types::ecc::EccCurve;
+use tss_esapi::interface_types::resource_handles::Hierarchy;
+use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
+use tss_esapi::structures::{
+    Digest, EccPoint, KeyedHashScheme, PcrSelectionList, PcrSelectionListBuilder, PcrSlot, Private,
+    Public, PublicBuilder, PublicEccParametersBuilder, PublicKeyedHashParameters, SensitiveData,
+    SymmetricDefinition, SymmetricDefinitionObject,
+};
+use tss_esapi::tcti_ldr::TctiNameConf;
+use tss_esapi::traits::{Marshall, UnMarshall};
+use tss_esapi::Context;
+
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+
+/// The `format` field of `<location>.tpm.json`.
+pub const FORMAT: &str = "cosmian_fstool-tpm-seal-v1";
+/// The default policy: the boot PCRs 0–9 (firmware, boot loader, kernel command line, …).
+pub const DEFAULT_PCRS: [u8; 10] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+/// The default TPM.
+pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
+/// How many PCR values one TPM2_PCR_Read returns at most.
+const PCRS_PER_READ: usize = 8;
+
+/// `<location>.tpm.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SealedKey {
+    pub format: String,
+    /// The LUKS keyslot holding the sealed key.
+    pub keyslot: u32,
+    pub pcr_bank: String,
+    pub pcrs: Vec<u8>,
+    /// PCR index → value (hex) when sealed.
+    pub pcr_values: BTreeMap<u8, String>,
+    /// The PolicyPCR digest the object's authPolicy holds (hex).
+    pub policy_digest: String,
+    /// The parent: which primary key the blobs load under.
+    pub parent: String,
+    /// TPM2B_PUBLIC of the sealed object, marshalled (hex).
+    pub public: String,
+    /// TPM2B_PRIVATE of the sealed object, encrypted under the parent by the TPM (hex).
+    pub private: String,
+}
+
+const PARENT: &str = "owner hierarchy, TCG ECC NIST P-256 storage primary (re-created per use)";
+
+/// Parse `0,1,2,7` (PCRs 0–23, no duplicates), sorted.
+pub fn parse_pcrs(text: &str) -> Result<Vec<u8>> {
+    let mut pcrs = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let pcr: u8 = part
+            .parse()
+            .ok()
+            .filter(|p| *p < 24)
+            .ok_or_else(|| Error::Usage(format!("invalid PCR {part:?} in {text:?} (0–23)")))?;
+        if pcrs.contains(&pcr) {
+            return Err(Error::Usage(format!("PCR {pcr} listed twice in {text:?}")));
+        }
+        pcrs.push(pcr);
+    }
+    pcrs.sort_unstable();
+    Ok(pcrs)
+}
+
+pub fn pcr_list(pcrs: &[u8]) -> String {
+    pcrs.iter()
+        .map(u8::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn connect(tcti: &str) -> Result<Context> {
+    let conf = TctiNameConf::from_str(tcti).map_err(|e| Error::Tpm {
+        what: "TCTI",
+        why: format!(
+            "invalid TCTI {tcti:?} ({e}); expected device:PATH, swtpm:host=H,port=P or \
+             mssim:host=H,port=P"
+        ),
+    })?;
+    Context::new(conf).map_err(|e| Error::Tpm {
+        what: "connect",
+        why: format!("cannot connect through TCTI {tcti:?}: {e}"),
+    })
+}
+
+/// Handles to flush before returning, whatever happens.
+struct Transients(Vec<ObjectHandle>);
+
+impl Transients {
+    fn flush(self, ctx: &mut Context) {
+        for handle in self.0.into_iter().rev() {
+            let _ = ctx.flush_context(handle);
+        }
+    }
+}
+
+fn srk_template() -> std::result::Result<Public, tss_esapi::Error> {
+    let attributes = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_sensitive_data_origin(true)
+        .with_user_with_auth(true)
+        .with_no_da(true)
+        .with_restricted(true)
+        .with_decrypt(true)
+        .build()?;
+    PublicBuilder::new()
+        .with_public_algorithm(PublicAlgorithm::Ecc)
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(attributes)
+        .with_ecc_parameters(
+            PublicEccParametersBuilder::new_restricted_decryption_key(
+                SymmetricDefinitionObject::AES_128_CFB,
+                EccCurve::NistP256,
+            )
+            .build()?,
+        )
+        .with_ecc_unique_identifier(EccPoint::default())
+        .build()
+}
+
+fn sealed_template(policy: Digest) -> std::result::Result<Public, tss_esapi::Error> {
+    // No userWithAuth: the PCR policy is the only way to use the object. No
+    // sensitiveDataOrigin: the data is ours.
+    let attributes = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_no_da(true)
+        .build()?;
+    PublicBuilder::new()
+        .with_public_algorithm(PublicAlgorithm::KeyedHash)
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(attributes)
+        .with_auth_policy(policy)
+        .with_keyed_hash_parameters(PublicKeyedHashParameters::new(KeyedHashScheme::Null))
+        .with_keyed_hash_unique_identifier(Digest::default())
+        .build()
+}
+
+fn primary(ctx: &mut Context, transients: &mut Transients) -> Result<KeyHandle> {
+    let template = srk_template().map_err(Error::tpm("SRK template"))?;
+    let key = ctx
+        .execute_with_session(Some(AuthSession::Password), |ctx| {
+            ctx.create_primary(Hierarchy::Owner, template, None, None, None, None)
+        })
+        .map_err(Error::tpm("TPM2_CreatePrimary (owner hierarchy)"))?
+        .key_handle;
+    transients.0.push(key.into());
+    Ok(key)
+}
+
+fn selection(pcrs: &[u8]) -> Result<PcrSelectionList> {
+    let slots = pcrs
+        .iter()
+        .map(|p| PcrSlot::try_from(1u32 << p))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(Error::tpm("PCR selection"))?;
+    PcrSelectionListBuilder::new()
+        .with_selection(HashingAlgorithm::Sha256, &slots)
+        .build()
+        .map_err(Error::tpm("PCR selection"))
+}
+
+/// The current SHA-256 values of `pcrs` (ascending).
+fn read_pcrs(ctx: &mut Context, pcrs: &[u8]) -> Result<BTreeMap<u8, Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    for chunk in pcrs.chunks(PCRS_PER_READ) {
+        let wanted = selection(chunk)?;
+        let (_, read, digests) = ctx
+            .execute_without_session(|ctx| ctx.pcr_read(wanted))
+            .map_err(Error::tpm("TPM2_PCR_Read"))?;
+        let mut returned: Vec<u8> = read
+            .get_selections()
+            .iter()
+            .filter(|s| s.hashing_algorithm() == HashingAlgorithm::Sha256)
+            .flat_map(|s| s.selected())
+            .filter_map(|slot| u8::try_from(u32::from(slot).trailing_zeros()).ok())
+            .collect();
+        returned.sort_unstable();
+        if returned != chunk || digests.len() != chunk.len() {
+            return Err(Error::Tpm {
+                what: "TPM2_PCR_Read",
+                why: format!(
+                    "asked for sha256 PCRs {chunk:?}, got {returned:?}; is the sha256 bank active?"
+                ),
+            });
+        }
+        for (index, digest) in returned.iter().zip(digests.value()) {
+            out.insert(*index, digest.value().to_vec());
+        }
+    }
+    Ok(out)
+}
+
+fn salted_session(
+    ctx: &mut Context,
+    salt_key: KeyHandle,
+    kind: SessionType,
+    decrypt: bool,
+    transients: &mut Transients,
+) -> Result<AuthSession> {
+    let session = ctx
+        .start_auth_session(
+            Some(salt_key),
+            None,
+            None,
+            kind,
+            SymmetricDefinition::AES_128_CFB,
+            HashingAlgorithm::Sha256,
+        )
+        .map_err(Error::tpm("TPM2_StartAuthSession"))?
+        .ok_or_else(|| Error::Tpm {
+            what: "TPM2_StartAuthSession",
+            why: "no session returned".into(),
+        })?;
+    transients
+        .0
+        .push(ObjectHandle::from(tss_esapi::handles::SessionHandle::from(
+            session,
+        )));
+    let (attributes, mask) = SessionAttributesBuilder::new()
+        .with_decrypt(decrypt)
+        .with_encrypt(true)
+        .build();
+    ctx.tr_sess_set_attributes(session, attributes, mask)
+        .map_err(Error::tpm("TPM2_TRSess_SetAttributes"))?;
+    Ok(session)
+}
+
+/// Seal `key` under a PolicyPCR over `pcrs` (SHA-256 bank, current values).
+pub fn seal(tcti: &str, pcrs: &[u8], key: &Secret, keyslot: u32) -> Result<SealedKey> {
+    let mut ctx = connect(tcti)?;
+    let mut transients = Transients(Vec::new());
+    let result = seal_inner(&mut ctx, &mut transients, pcrs, key, keyslot);
+    transients.flush(&mut ctx);
+    result
+}
+
+fn seal_inner(
+    ctx: &mut Context,
+    transients: &mut Transients,
+    pcrs: &[u8],
+    key: &Secret,
+    keyslot: u32,
+) -> Result<SealedKey> {
+    let values = read_pcrs(ctx, pcrs)?;
+    let mut concatenated = Vec::new();
+    for value in values.values() {
+        concatenated.extend_from_slice(value);
+    }
+    let pcr_digest = ring::digest::digest(&ring::digest::SHA256, &concatenated);
+    let pcr_digest = Digest::try_from(pcr_digest.as_ref()).map_err(Error::tpm("PCR digest"))?;
+
+    // The policy digest, computed by the TPM in a trial session.
+    let trial = ctx
+        .start_auth_session(
+            None,
+            None,
+            None,
+            SessionType::Trial,
+            SymmetricDefinition::AES_128_CFB,
+            HashingAlgorithm::Sha256,
+        )
+        .map_err(Error::tpm("TPM2_StartAuthSession (trial)"))?
+        .ok_or_else(|| Error::Tpm {
+            what: "TPM2_StartAuthSession (trial)",
+            why: "no session returned".into(),
+        })?;
+    transients
+        .0
+        .push(ObjectHandle::from(tss_esapi::handles::SessionHandle::from(
+            trial,
+        )));
+    let trial = PolicySession::try_from(trial).map_err(Error::tpm("trial session"))?;
+    ctx.policy_pcr(trial, pcr_digest, selection(pcrs)?)
+        .map_err(Error::tpm("TPM2_PolicyPCR (trial)"))?;
+    let policy = ctx
+        .policy_get_digest(trial)
+        .map_err(Error::tpm("TPM2_PolicyGetDigest"))?;
+    let policy_hex = hex::encode(policy.value());
+
+    let parent = primary(ctx, transients)?;
+    let template = sealed_template(policy).map_err(Error::tpm("sealed object template"))?;
+    let data = SensitiveData::try_from(key.bytes().to_vec())
+        .map_err(Error::tpm("sealed data (at most 128 bytes)"))?;
+    let session = salted_session(ctx, parent, SessionType::Hmac, true, transients)?;
+    let created = ctx
+        .execute_with_session(Some(session), |ctx| {
+            ctx.create(parent, template, None, Some(data), None, None)
+        })
+        .map_err(Error::tpm("TPM2_Create (sealed key)"))?;
+    let public = created
+        .out_public
+        .marshall()
+        .map_err(Error::tpm("marshal the sealed object's public area"))?;
+    Ok(SealedKey {
+        format: FORMAT.to_owned(),
+        keyslot,
+        pcr_bank: "sha256".to_owned(),
+        pcrs: pcrs.to_vec(),
+        pcr_values: values
+            .into_iter()
+            .map(|(pcr, value)| (pcr, hex::encode(value)))
+            .collect(),
+        policy_digest: policy_hex,
+        parent: PARENT.to_owned(),
+        public: hex::encode(public),
+        private: hex::encode(created.out_private.value()),
+    })
+}
+
+/// Unseal the key. A PCR mismatch is [`Error::PcrPolicy`], naming the PCRs that changed.
+pub fn unseal(tcti: &str, sealed: &SealedKey) -> Result<Secret> {
+    if sealed.format != FORMAT || sealed.pcr_bank != "sha256" {
+        return Err(Error::Other(format!(
+            "unsupported seal file: format {:?}, bank {:?} (expected {FORMAT:?}, sha256)",
+            sealed.format, sealed.pcr_bank
+        )));
+    }
+    let bad_blob = |what: &str| Error::Other(format!("the seal file's {what} blob is invalid"));
+    let public = hex::decode(&sealed.public)
+        .ok()
+        .and_then(|b| Public::unmarshall(&b).ok())
+        .ok_or_else(|| bad_blob("public"))?;
+    let private = hex::decode(&sealed.private)
+        .ok()
+        .and_then(|b| Private::try_from(b).ok())
+        .ok_or_else(|| bad_blob("private"))?;
+    let mut ctx = connect(tcti)?;
+    let mut transients = Transients(Vec::new());
+    let result = unseal_inner(&mut ctx, &mut transients, sealed, public, private);
+    transients.flush(&mut ctx);
+    match result {
+        Ok(key) => Ok(key),
+        Err(Error::Tpm { what, why }) if what == UNSEAL => {
+            // Which PCRs moved? A policy failure names them; anything else stays a TPM error.
+            let current = read_pcrs(&mut ctx, &sealed.pcrs)?;
+            let changed: Vec<u8> = sealed
+                .pcrs
+                .iter()
+                .copied()
+                .filter(|pcr| {
+                    current
+                        .get(pcr)
+                        .map(hex::encode)
+                        .as_ref()
+                        != sealed.pcr_values.get(pcr)
+                })
+                .collect();
+            if changed.is_empty() {
+                Err(Error::Tpm { what, why })
+            } else {
+                Err(Error::PcrPolicy {
+                    bank: "sha256",
+                    pcrs: pcr_list(&sealed.pcrs),
+                    changed: format!("PCR {}", pcr_list(&changed)),
+                })
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+const UNSEAL: &str = "TPM2_Unseal under the PCR policy";
+
+fn unseal_inner(
+    ctx: &mut Context,
+    transients: &mut Transients,
+    sealed: &SealedKey,
+    public: Public,
+    private: Private,
+) -> Result<Secret> {
+    let parent = primary(ctx, transients)?;
+    let object = ctx
+        .execute_with_session(Some(AuthSession::Password), |ctx| {
+            ctx.load(parent, private, public)
+        })
+        .map_err(Error::tpm(
+            "TPM2_Load (the sealed key; was it sealed by another TPM or owner seed?)",
+        ))?;
+    transients.0.push(object.into());
+    let session = salted_session(ctx, parent, SessionType::Policy, false, transients)?;
+    let policy = PolicySession::try_from(session).map_err(Error::tpm("policy session"))?;
+    // An empty digest: the TPM folds the current values in; TPM2_Unseal fails when the result
+    // differs from the object's authPolicy.
+    ctx.policy_pcr(policy, Digest::default(), selection(&sealed.pcrs)?)
+        .map_err(Error::tpm("TPM2_PolicyPCR"))?;
+    let data = ctx
+        .execute_with_session(Some(session), |ctx| ctx.unseal(object.into()))
+        .map_err(Error::tpm(UNSEAL))?;
+    Ok(Secret::new(data.value().to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pcr_lists() {
+        assert_eq!(parse_pcrs("7,0, 4").ok(), Some(vec![0, 4, 7]));
+        assert_eq!(pcr_list(&DEFAULT_PCRS), "0,1,2,3,4,5,6,7,8,9");
+        for bad in ["", "24", "1,1", "a", "0,,1", "-1"] {
+            assert!(parse_pcrs(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}
