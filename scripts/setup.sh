@@ -7,7 +7,7 @@ set -euo pipefail
 # (ratls feature `tpm`); swtpm + swtpm-tools (swtpm_setup, swtpm_localca) run a real software TPM
 # per test; tpm2-tools (tpm2_quote, tpm2_checkquote) cross-check our quotes. Later issues add
 # pebble, cryptsetup, qemu.
-PACKAGES=(ca-certificates pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl)
+PACKAGES=(ca-certificates pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl curl)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
