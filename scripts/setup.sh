@@ -8,8 +8,9 @@ set -euo pipefail
 # per test; tpm2-tools (tpm2_quote, tpm2_checkquote) cross-check our quotes; openssl is the plain
 # TLS client of the RA-TLS interop test; pebble (pebble and pebble-challtestsrv) is the loopback
 # ACME server of cosmian_certtool's tests; cryptsetup-bin: cosmian_fstool formats and checks LUKS2
-# images (no device-mapper needed for that). Later issues add qemu.
-PACKAGES=(ca-certificates pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl pebble cryptsetup-bin)
+# images (no device-mapper needed for that); curl is the plain HTTP client of the proxy's tests.
+# Later issues add qemu.
+PACKAGES=(ca-certificates pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl curl pebble cryptsetup-bin)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,0 +1,237 @@
+//! This machine's attesters (TEE, TPM, IMA) from the settings, and the certificates the proxy
+//! presents: a rotating RA-TLS certificate, or a given certificate reloaded on SIGHUP.
+//!
+//! The attester set-up follows the agent's (`agent/src/machine.rs`), trimmed to what the proxy
+//! needs.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use ratls::attest::detect::{detect_interface, DetectPaths, TeeInterface};
+use ratls::attest::tpm::{TssTpm, DEFAULT_AK_HANDLE};
+use ratls::attest::tsm::{ConfigfsTsm, SnpTsm, TdxTsm, DEFAULT_REPORT_DIR};
+use ratls::attest::{Attester, ImaFile, ImaSource, TeeAttester, TeeKind, TpmAttester};
+use ratls::binding::Role;
+use ratls::tls::cert::CertParams;
+use ratls::tls::fresh::KeyHolder;
+use ratls::tls::RotatingCert;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use crate::opts::{AttesterSettings, TeeChoice};
+
+/// Open the TPM, the IMA log and the TEE.
+pub fn open_attester(s: &AttesterSettings) -> Result<Arc<Attester>, String> {
+    let tee = open_tee(s)?;
+    let tpm = TssTpm::open(&s.tpm_tcti, DEFAULT_AK_HANDLE)
+        .map_err(|e| format!("TPM on {}: {e}", s.tpm_tcti))?;
+    let ima: Option<Arc<dyn ImaSource>> = if s.ima_log.exists() {
+        Some(Arc::new(ImaFile(s.ima_log.clone())))
+    } else {
+        eprintln!(
+            "cosmian_vm_proxy: WARNING: no IMA log at {}: evidence will carry none, and \
+             verifiers that require IMA will refuse it",
+            s.ima_log.display()
+        );
+        None
+    };
+    Ok(Arc::new(Attester::new(
+        Some(tee),
+        Some(Arc::new(tpm) as Arc<dyn TpmAttester>),
+        ima,
+    )))
+}
+
+fn open_tee(s: &AttesterSettings) -> Result<Arc<dyn TeeAttester>, String> {
+    let kind = match s.tee {
+        TeeChoice::Kind(kind) => kind,
+        TeeChoice::Auto => {
+            let tcti = s.tpm_tcti.clone();
+            let paths = DetectPaths::default().with_azure_probe(move || {
+                ratls::attest::azure::AzureTee::open(&tcti)
+                    .ok()
+                    .map(|t| t.kind())
+            });
+            let found = detect_interface(&paths)
+                .map_err(|e| format!("--tee auto: {e} (name the TEE with --tee)"))?;
+            if found.interface == TeeInterface::SevGuestDevice {
+                return Err(
+                    "the SEV-SNP guest is only reachable through /dev/sev-guest, which \
+                            this build does not speak; enable configfs-tsm (Linux 6.7+)"
+                        .into(),
+                );
+            }
+            found.kind
+        }
+    };
+    let tee: Arc<dyn TeeAttester> = match kind {
+        TeeKind::Sim => {
+            let dir = s
+                .sim_dir
+                .clone()
+                .ok_or("--tee sim needs --sim-dir")?;
+            let ca = ratls::attest::sim::SimCa::load_or_generate(&dir)
+                .map_err(|e| format!("simulated TEE CA in {}: {e}", dir.display()))?;
+            let mut tee = ratls::attest::sim::SimTee::new(Arc::new(ca))
+                .map_err(|e| format!("simulated TEE: {e}"))?;
+            if s.sim_debug {
+                tee = tee.with_policy(
+                    ratls::attest::sim::SimTee::DEFAULT_POLICY
+                        | ratls::attest::sim::SimTee::POLICY_DEBUG,
+                );
+            }
+            eprintln!(
+                "cosmian_vm_proxy: !!! SIMULATED TEE !!! reports are signed by a key generated on \
+                 this machine ({}/ark.pem) and prove NOTHING about the hardware. Tests only.{}",
+                dir.display(),
+                if s.sim_debug {
+                    " Guest policy: DEBUG."
+                } else {
+                    ""
+                }
+            );
+            Arc::new(tee)
+        }
+        TeeKind::SevSnp => Arc::new(SnpTsm::new(ConfigfsTsm::new(PathBuf::from(
+            DEFAULT_REPORT_DIR,
+        )))),
+        TeeKind::Tdx => Arc::new(TdxTsm::new(ConfigfsTsm::new(PathBuf::from(
+            DEFAULT_REPORT_DIR,
+        )))),
+        TeeKind::AzureSnp | TeeKind::AzureTdx => {
+            let tee = ratls::attest::azure::AzureTee::open(&s.tpm_tcti)
+                .map_err(|e| format!("--tee {kind}: {e}"))?;
+            if tee.kind() != kind {
+                return Err(format!(
+                    "--tee {kind} but the vTPM's HCL report says {}",
+                    tee.kind()
+                ));
+            }
+            Arc::new(tee)
+        }
+        #[allow(unreachable_patterns)]
+        other => return Err(format!("--tee {other} is not supported")),
+    };
+    Ok(tee)
+}
+
+/// A rotating RA-TLS certificate for `role`.
+pub fn rotating(
+    attester: &Arc<Attester>,
+    role: Role,
+    period: std::time::Duration,
+) -> Result<RotatingCert, String> {
+    let host = hostname();
+    let mut sans = vec![host.clone()];
+    for extra in ["localhost", "127.0.0.1", "::1"] {
+        if !sans.iter().any(|s| s == extra) {
+            sans.push(extra.to_owned());
+        }
+    }
+    let params = CertParams::new(role, host, sans);
+    RotatingCert::from_attester(attester.clone(), params, period)
+        .map_err(|e| format!("issuing the RA-TLS certificate: {e}"))
+}
+
+/// This machine's host name (CN of the RA-TLS certificate).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// How many previous keys a reloaded certificate still answers fresh challenges for.
+const KEPT_KEYS: usize = 4;
+
+/// A given certificate (e.g. Let's Encrypt), reloadable. The fresh evidence binds its key.
+#[derive(Debug)]
+pub struct FileCert {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    current: RwLock<Arc<CertifiedKey>>,
+    recent: Mutex<VecDeque<[u8; 32]>>,
+}
+
+impl FileCert {
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self, String> {
+        let (key, spki) = load_pair(cert_path, key_path)?;
+        Ok(Self {
+            cert_path: cert_path.to_owned(),
+            key_path: key_path.to_owned(),
+            current: RwLock::new(key),
+            recent: Mutex::new(VecDeque::from([spki])),
+        })
+    }
+
+    /// Re-read both files; on any error the served certificate stays.
+    pub fn reload(&self) -> Result<(), String> {
+        let (key, spki) = load_pair(&self.cert_path, &self.key_path)?;
+        *self
+            .current
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = key;
+        let mut recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if recent.front() != Some(&spki) {
+            recent.push_front(spki);
+            recent.truncate(KEPT_KEYS);
+        }
+        Ok(())
+    }
+}
+
+impl ResolvesServerCert for FileCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        )
+    }
+}
+
+impl KeyHolder for FileCert {
+    fn holds(&self, spki_sha256: &[u8; 32]) -> bool {
+        self.recent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(spki_sha256)
+    }
+}
+
+/// The certificate chain and key, checked to go together; and SHA-256 of the leaf's SPKI.
+fn load_pair(cert_path: &Path, key_path: &Path) -> Result<(Arc<CertifiedKey>, [u8; 32]), String> {
+    let pem_bytes =
+        std::fs::read(cert_path).map_err(|e| format!("{}: {e}", cert_path.display()))?;
+    let chain = ratls::pki::Cert::many_from_der_or_pem(&pem_bytes)
+        .map_err(|e| format!("{}: {e}", cert_path.display()))?;
+    let leaf = chain
+        .first()
+        .ok_or_else(|| format!("{}: no certificate", cert_path.display()))?;
+    let spki = ratls::digest::sha256(leaf.spki_der());
+    let key_pem = std::fs::read(key_path).map_err(|e| format!("{}: {e}", key_path.display()))?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| format!("{}: not a PEM private key: {e}", key_path.display()))?;
+    let chain_der = chain
+        .iter()
+        .map(|c| CertificateDer::from(c.der().to_vec()))
+        .collect();
+    let certified =
+        CertifiedKey::from_der(chain_der, key, &ratls::tls::provider()).map_err(|e| {
+            format!(
+                "{} and {} do not go together: {e}",
+                cert_path.display(),
+                key_path.display()
+            )
+        })?;
+    Ok((Arc::new(certified), spki))
+}

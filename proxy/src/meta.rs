@@ -1,0 +1,639 @@
+//! What the backend learns about the verified peer: the attestation summary, the PROXY protocol
+//! v2 header with our TLVs, and the HTTP request-head rewriter (`docs/proxy.md` has the layouts).
+
+use std::net::{IpAddr, SocketAddr};
+
+use ratls::bundle::{BindingLevel, Freshness};
+use ratls::tls::AttestationPolicy;
+use ratls::{Claims, Verdict};
+use serde::Serialize;
+
+/// PROXY v2 TLV: the negotiated ALPN (spec type).
+pub const PP2_TYPE_ALPN: u8 = 0x01;
+/// PROXY v2 TLV: TLS information (spec type), with sub-TLVs.
+pub const PP2_TYPE_SSL: u8 = 0x20;
+pub const PP2_SUBTYPE_SSL_VERSION: u8 = 0x21;
+pub const PP2_CLIENT_SSL: u8 = 0x01;
+pub const PP2_CLIENT_CERT_CONN: u8 = 0x02;
+/// Ours: the verified peer's attestation, a JSON [`Summary`].
+pub const PP2_TYPE_COSMIAN_ATTESTATION: u8 = 0xE0;
+/// Ours: the verdict in one ASCII word: `trusted` (the peer proved itself against the policy) or
+/// `none` (it was not asked to).
+pub const PP2_TYPE_COSMIAN_VERDICT: u8 = 0xE1;
+
+/// The PROXY protocol v2 signature.
+pub const PP2_SIGNATURE: [u8; 12] = [
+    0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+];
+
+/// The verified peer's attestation, as the backend sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// `trusted` (always: untrusted peers are refused before any byte is forwarded).
+    pub verdict: String,
+    pub platform: String,
+    /// The launch measurement (SEV-SNP MEASUREMENT, TDX MRTD), lower-case hex.
+    pub measurement: Option<String>,
+    /// `session` (fresh mode) or `key` (certificate mode).
+    pub binding: Option<String>,
+    /// `challenge` (fresh mode) or `time-window`.
+    pub freshness: Option<String>,
+    /// SHA-256 of the policy the evidence satisfied.
+    pub policy_sha256: String,
+    /// SHA-256 of the evidence (CMW bytes).
+    pub evidence_sha256: Option<String>,
+    /// The role the peer attested as (`client`, `server`).
+    pub role: Option<String>,
+    /// True when the evidence came from the simulated TEE (never production trust).
+    pub simulated: bool,
+}
+
+impl Summary {
+    pub fn new(verdict: &Verdict, policy: &AttestationPolicy) -> Self {
+        let bundle = match &verdict.claims {
+            Claims::Bundle(b) => Some(b),
+            _ => None,
+        };
+        Self {
+            verdict: verdict.outcome().to_string(),
+            platform: verdict.platform.to_string(),
+            measurement: bundle
+                .and_then(|b| b.tee.as_ref())
+                .and_then(measurement),
+            binding: bundle
+                .and_then(|b| b.binding)
+                .map(|b| match b {
+                    BindingLevel::Key => "key".to_owned(),
+                    BindingLevel::Session => "session".to_owned(),
+                    #[allow(unreachable_patterns)]
+                    other => format!("{other:?}").to_lowercase(),
+                }),
+            freshness: bundle
+                .and_then(|b| b.freshness)
+                .map(|f| match f {
+                    Freshness::Challenge => "challenge".to_owned(),
+                    Freshness::TimeWindow { .. } => "time-window".to_owned(),
+                    #[allow(unreachable_patterns)]
+                    other => format!("{other:?}").to_lowercase(),
+                }),
+            policy_sha256: hex::encode(policy.digest()),
+            evidence_sha256: bundle.map(|b| b.evidence_sha256.clone()),
+            role: bundle.map(|b| b.role.clone()),
+            simulated: verdict.simulated,
+        }
+    }
+
+    /// The HTTP headers (`X-Attestation-*`) for this summary.
+    pub fn headers(this: Option<&Self>) -> Vec<(&'static str, String)> {
+        let Some(s) = this else {
+            return vec![("X-Attestation-Verdict", "none".into())];
+        };
+        let mut h = vec![
+            ("X-Attestation-Verdict", s.verdict.clone()),
+            ("X-Attestation-Platform", s.platform.clone()),
+        ];
+        let mut opt = |name, v: &Option<String>| {
+            if let Some(v) = v {
+                h.push((name, v.clone()));
+            }
+        };
+        opt("X-Attestation-Measurement", &s.measurement);
+        opt("X-Attestation-Binding", &s.binding);
+        opt("X-Attestation-Freshness", &s.freshness);
+        opt("X-Attestation-Evidence-Sha256", &s.evidence_sha256);
+        opt("X-Attestation-Role", &s.role);
+        h.push(("X-Attestation-Policy-Sha256", s.policy_sha256.clone()));
+        h.push((
+            "X-Attestation-Simulated",
+            if s.simulated { "true" } else { "false" }.into(),
+        ));
+        h
+    }
+}
+
+fn measurement(tee: &Claims) -> Option<String> {
+    match tee {
+        Claims::Snp(s) => Some(s.measurement.clone()),
+        Claims::Tdx(t) => Some(t.mr_td.clone()),
+        Claims::Azure(a) => a.tee.as_ref().and_then(measurement),
+        _ => None,
+    }
+}
+
+/// What the PROXY v2 header says about the TLS side.
+#[derive(Debug, Clone)]
+pub struct TlsInfo {
+    pub alpn: Option<Vec<u8>>,
+    /// The peer presented a certificate (mutual TLS).
+    pub peer_cert: bool,
+}
+
+/// A PROXY protocol v2 header (command PROXY, TCP) for `src` → `dst`, with the ALPN, SSL and our
+/// attestation TLVs.
+pub fn proxy_v2(
+    src: SocketAddr,
+    dst: SocketAddr,
+    tls: &TlsInfo,
+    summary: Option<&Summary>,
+) -> Vec<u8> {
+    let mut body = Vec::with_capacity(256);
+    let family = match (src.ip(), dst.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            body.extend_from_slice(&s.octets());
+            body.extend_from_slice(&d.octets());
+            0x11
+        }
+        (s, d) => {
+            body.extend_from_slice(&v6(s).octets());
+            body.extend_from_slice(&v6(d).octets());
+            0x21
+        }
+    };
+    body.extend_from_slice(&src.port().to_be_bytes());
+    body.extend_from_slice(&dst.port().to_be_bytes());
+    if let Some(alpn) = &tls.alpn {
+        tlv(&mut body, PP2_TYPE_ALPN, alpn);
+    }
+    // PP2_TYPE_SSL: client flags, verify (0 = the peer's certificate/evidence checked out or none
+    // was asked for), then the version sub-TLV.
+    let mut ssl = vec![
+        PP2_CLIENT_SSL
+            | if tls.peer_cert {
+                PP2_CLIENT_CERT_CONN
+            } else {
+                0
+            },
+    ];
+    ssl.extend_from_slice(&0u32.to_be_bytes());
+    tlv(&mut ssl, PP2_SUBTYPE_SSL_VERSION, b"TLSv1.3");
+    tlv(&mut body, PP2_TYPE_SSL, &ssl);
+    tlv(
+        &mut body,
+        PP2_TYPE_COSMIAN_VERDICT,
+        if summary.is_some() {
+            b"trusted"
+        } else {
+            b"none"
+        },
+    );
+    if let Some(s) = summary {
+        // Invariant: plain strings and booleans always serialise.
+        let json = serde_json::to_vec(s).unwrap_or_default();
+        tlv(&mut body, PP2_TYPE_COSMIAN_ATTESTATION, &json);
+    }
+    let mut out = Vec::with_capacity(16 + body.len());
+    out.extend_from_slice(&PP2_SIGNATURE);
+    out.push(0x21); // version 2, command PROXY
+    out.push(family);
+    // Our TLVs are small (a few hundred bytes); the length always fits.
+    out.extend_from_slice(
+        &u16::try_from(body.len())
+            .unwrap_or(u16::MAX)
+            .to_be_bytes(),
+    );
+    out.extend_from_slice(&body);
+    out
+}
+
+fn v6(ip: IpAddr) -> std::net::Ipv6Addr {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    }
+}
+
+fn tlv(out: &mut Vec<u8>, kind: u8, value: &[u8]) {
+    out.push(kind);
+    out.extend_from_slice(
+        &u16::try_from(value.len())
+            .unwrap_or(u16::MAX)
+            .to_be_bytes(),
+    );
+    out.extend_from_slice(
+        value
+            .get(..usize::from(u16::MAX))
+            .unwrap_or(value),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP/1.1 request heads
+
+/// The largest request head accepted (request line + headers).
+pub const MAX_HEAD: usize = 64 * 1024;
+/// The largest chunk-size or trailer line accepted.
+const MAX_LINE: usize = 8 * 1024;
+
+/// Why a request stream cannot be framed safely; the connection is closed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("http-headers: {0}")]
+pub struct HttpError(pub String);
+
+fn herr(what: impl Into<String>) -> HttpError {
+    HttpError(what.into())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Head,
+    Fixed(u64),
+    ChunkSize,
+    ChunkData(u64),
+    ChunkEnd,
+    Trailers,
+}
+
+/// Rewrites every request head on a connection: drops client-sent `X-Attestation-*` headers and
+/// adds ours; bodies (Content-Length or chunked) pass through unchanged. Anything it cannot frame
+/// with certainty (Upgrade, CONNECT, a transfer coding other than chunked alone, conflicting
+/// lengths, obsolete line folding, bare LF) fails the connection.
+#[derive(Debug)]
+pub struct RequestRewriter {
+    ours: Vec<u8>,
+    state: State,
+    buf: Vec<u8>,
+}
+
+impl RequestRewriter {
+    pub fn new(headers: &[(&'static str, String)]) -> Self {
+        let mut ours = Vec::new();
+        for (name, value) in headers {
+            ours.extend_from_slice(name.as_bytes());
+            ours.extend_from_slice(b": ");
+            // Our values are hex, words and platform names: no CR/LF possible, but be sure.
+            ours.extend(
+                value
+                    .bytes()
+                    .filter(|b| *b != b'\r' && *b != b'\n'),
+            );
+            ours.extend_from_slice(b"\r\n");
+        }
+        Self {
+            ours,
+            state: State::Head,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Feed bytes from the client; returns what to send to the backend now.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), HttpError> {
+        // Fast path: body bytes with nothing buffered go straight through.
+        let mut input = input;
+        if self.buf.is_empty() {
+            if let State::Fixed(n) | State::ChunkData(n) = self.state {
+                let take = usize::try_from(n)
+                    .unwrap_or(usize::MAX)
+                    .min(input.len());
+                let (now, rest) = input
+                    .split_at_checked(take)
+                    .unwrap_or((input, &[]));
+                out.extend_from_slice(now);
+                self.advance_body(take as u64);
+                input = rest;
+            }
+        }
+        self.buf.extend_from_slice(input);
+        loop {
+            let progressed = self.step(out)?;
+            if !progressed {
+                return Ok(());
+            }
+        }
+    }
+
+    fn advance_body(&mut self, n: u64) {
+        self.state = match self.state {
+            State::Fixed(left) if left <= n => State::Head,
+            State::Fixed(left) => State::Fixed(left - n),
+            State::ChunkData(left) if left <= n => State::ChunkEnd,
+            State::ChunkData(left) => State::ChunkData(left - n),
+            other => other,
+        };
+    }
+
+    /// Consume one unit from the buffer; false when more input is needed.
+    fn step(&mut self, out: &mut Vec<u8>) -> Result<bool, HttpError> {
+        match self.state {
+            State::Fixed(n) | State::ChunkData(n) => {
+                if self.buf.is_empty() {
+                    return Ok(false);
+                }
+                let take = usize::try_from(n)
+                    .unwrap_or(usize::MAX)
+                    .min(self.buf.len());
+                out.extend(self.buf.drain(..take));
+                self.advance_body(take as u64);
+                Ok(true)
+            }
+            State::Head => {
+                // Tolerate empty lines before a request (RFC 9112 section 2.2).
+                while self.buf.starts_with(b"\r\n") {
+                    self.buf.drain(..2);
+                }
+                let Some(end) = find(&self.buf, b"\r\n\r\n") else {
+                    if self.buf.len() > MAX_HEAD {
+                        return Err(herr(format!("request head longer than {MAX_HEAD} bytes")));
+                    }
+                    return Ok(false);
+                };
+                let head: Vec<u8> = self.buf.drain(..end + 4).collect();
+                let body = rewrite_head(&head, &self.ours, out)?;
+                self.state = match body {
+                    Body::None => State::Head,
+                    Body::Length(n) => State::Fixed(n),
+                    Body::Chunked => State::ChunkSize,
+                };
+                Ok(true)
+            }
+            State::ChunkSize => {
+                let Some(line) = self.take_line()? else {
+                    return Ok(false);
+                };
+                let size_text = line
+                    .split(|b| *b == b';')
+                    .next()
+                    .unwrap_or_default();
+                let size_text = std::str::from_utf8(size_text)
+                    .map_err(|_| herr("chunk size is not ASCII"))?
+                    .trim_end_matches([' ', '\t']);
+                if size_text.is_empty()
+                    || !size_text
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit())
+                {
+                    return Err(herr(format!("bad chunk size {size_text:?}")));
+                }
+                let size = u64::from_str_radix(size_text, 16)
+                    .map_err(|_| herr(format!("chunk size {size_text:?} too large")))?;
+                out.extend_from_slice(&line);
+                out.extend_from_slice(b"\r\n");
+                self.state = if size == 0 {
+                    State::Trailers
+                } else {
+                    State::ChunkData(size)
+                };
+                Ok(true)
+            }
+            State::ChunkEnd => {
+                if self.buf.len() < 2 {
+                    return Ok(false);
+                }
+                if !self.buf.starts_with(b"\r\n") {
+                    return Err(herr("chunk data not followed by CRLF"));
+                }
+                self.buf.drain(..2);
+                out.extend_from_slice(b"\r\n");
+                self.state = State::ChunkSize;
+                Ok(true)
+            }
+            State::Trailers => {
+                let Some(line) = self.take_line()? else {
+                    return Ok(false);
+                };
+                if line.is_empty() {
+                    out.extend_from_slice(b"\r\n");
+                    self.state = State::Head;
+                } else if !is_ours(&line) {
+                    out.extend_from_slice(&line);
+                    out.extend_from_slice(b"\r\n");
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    /// One CRLF-terminated line (without the CRLF), if complete.
+    fn take_line(&mut self) -> Result<Option<Vec<u8>>, HttpError> {
+        match find(&self.buf, b"\r\n") {
+            Some(end) => {
+                let mut line: Vec<u8> = self.buf.drain(..end + 2).collect();
+                line.truncate(end);
+                if line.contains(&b'\n') || line.contains(&b'\r') {
+                    return Err(herr("bare CR or LF in a line"));
+                }
+                Ok(Some(line))
+            }
+            None if self.buf.len() > MAX_LINE => Err(herr("line too long")),
+            None => Ok(None),
+        }
+    }
+}
+
+enum Body {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len())
+        .position(|w| w == needle)
+}
+
+/// Whether a header line is `X-Attestation-*` (ours to set).
+fn is_ours(line: &[u8]) -> bool {
+    const PREFIX: &[u8] = b"x-attestation-";
+    line.get(..PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(PREFIX))
+}
+
+/// Rewrite one head (ending with CRLF CRLF) into `out`; returns how the body is framed.
+fn rewrite_head(head: &[u8], ours: &[u8], out: &mut Vec<u8>) -> Result<Body, HttpError> {
+    // Drop the blank line and the last LF: every line then ends with CR.
+    let text = head
+        .strip_suffix(b"\r\n\r\n")
+        .map(|t| head.get(..t.len() + 1).unwrap_or(t))
+        .ok_or_else(|| herr("unterminated head"))?;
+    let mut lines = text.split(|b| *b == b'\n');
+    let request_line = lines.next().unwrap_or_default();
+    let request_line = request_line
+        .strip_suffix(b"\r")
+        .ok_or_else(|| herr("bare LF in the request line"))?;
+    let mut parts = request_line.split(|b| *b == b' ');
+    let (method, _target, version) = (parts.next(), parts.next(), parts.next());
+    if parts.next().is_some() {
+        return Err(herr("malformed request line"));
+    }
+    let (Some(method), Some(version)) = (method, version) else {
+        return Err(herr("malformed request line"));
+    };
+    if !matches!(version, b"HTTP/1.1" | b"HTTP/1.0") {
+        return Err(herr(format!(
+            "unsupported version {:?}",
+            String::from_utf8_lossy(version)
+        )));
+    }
+    if method.eq_ignore_ascii_case(b"CONNECT") {
+        return Err(herr("CONNECT is not supported"));
+    }
+    if method.is_empty()
+        || !method
+            .iter()
+            .all(|b| b.is_ascii_uppercase() || *b == b'-' || *b == b'_')
+    {
+        return Err(herr("malformed method"));
+    }
+    out.extend_from_slice(request_line);
+    out.extend_from_slice(b"\r\n");
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    for line in lines {
+        let line = line
+            .strip_suffix(b"\r")
+            .ok_or_else(|| herr("bare LF in the head"))?;
+        if line.contains(&b'\r') {
+            return Err(herr("bare CR in the head"));
+        }
+        if line
+            .first()
+            .is_some_and(|b| *b == b' ' || *b == b'\t')
+        {
+            return Err(herr("obsolete line folding"));
+        }
+        let colon = line
+            .iter()
+            .position(|b| *b == b':')
+            .ok_or_else(|| herr("header line without a colon"))?;
+        let (name, value) = line.split_at(colon);
+        let value = value.get(1..).unwrap_or_default();
+        if name.is_empty()
+            || !name
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b))
+        {
+            return Err(herr("malformed header name"));
+        }
+        let value = trim_ows(value);
+        if is_ours(name) {
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let v = std::str::from_utf8(value)
+                .ok()
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| herr("bad Content-Length"))?;
+            if length.is_some_and(|l| l != v) {
+                return Err(herr("conflicting Content-Length headers"));
+            }
+            length = Some(v);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            if chunked || !value.eq_ignore_ascii_case(b"chunked") {
+                return Err(herr(format!(
+                    "Transfer-Encoding {:?} (only a single \"chunked\" is framed)",
+                    String::from_utf8_lossy(value)
+                )));
+            }
+            chunked = true;
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            return Err(herr("Upgrade is not supported"));
+        }
+        out.extend_from_slice(line);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(ours);
+    out.extend_from_slice(b"\r\n");
+    match (length, chunked) {
+        (Some(_), true) => Err(herr("both Content-Length and Transfer-Encoding")),
+        (_, true) => Ok(Body::Chunked),
+        (Some(0) | None, false) => Ok(Body::None),
+        (Some(n), false) => Ok(Body::Length(n)),
+    }
+}
+
+fn trim_ows(v: &[u8]) -> &[u8] {
+    let start = v
+        .iter()
+        .position(|b| *b != b' ' && *b != b'\t')
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|b| *b != b' ' && *b != b'\t')
+        .map_or(start, |e| e + 1);
+    v.get(start..end).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn run(input: &[&[u8]]) -> Result<Vec<u8>, HttpError> {
+        let mut r = RequestRewriter::new(&[("X-Attestation-Verdict", "none".into())]);
+        let mut out = Vec::new();
+        for chunk in input {
+            r.feed(chunk, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn strips_and_adds_on_every_request() {
+        let req = b"GET / HTTP/1.1\r\nHost: a\r\nx-attestation-verdict: trusted\r\n\r\n\
+                    POST /b HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET /c HTTP/1.1\r\n\
+                    X-Attestation-Platform: fake\r\n\r\n";
+        // Byte by byte and all at once give the same result.
+        let whole = run(&[req]).unwrap();
+        let bytes: Vec<&[u8]> = req.chunks(1).collect();
+        assert_eq!(run(&bytes).unwrap(), whole);
+        let text = String::from_utf8(whole).unwrap();
+        assert_eq!(
+            text.matches("X-Attestation-Verdict: none\r\n")
+                .count(),
+            3
+        );
+        assert!(
+            !text.contains("trusted") && !text.contains("fake"),
+            "{text}"
+        );
+        assert!(text.contains("\r\n\r\nhelloGET /c"), "{text}");
+    }
+
+    #[test]
+    fn chunked_bodies_are_framed() {
+        let req = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nX-Att\r\n0\r\n\
+                    X-Attestation-Verdict: trusted\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+        let text = String::from_utf8(run(&[req]).unwrap()).unwrap();
+        assert!(
+            text.contains("5\r\nX-Att\r\n0\r\n\r\nGET / HTTP/1.1\r\nX-Attestation-Verdict: none"),
+            "{text}"
+        );
+        assert!(!text.contains("trusted"));
+    }
+
+    #[test]
+    fn ambiguous_framing_fails_closed() {
+        for bad in [
+            &b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA: b\nX-Attestation-Verdict: trusted\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA: b\r\n X-Attestation-Verdict: trusted\r\n\r\n",
+            b"CONNECT a:1 HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(run(&[bad]).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn proxy_v2_layout() {
+        let h = proxy_v2(
+            "127.0.0.1:1000".parse().unwrap(),
+            "127.0.0.2:443".parse().unwrap(),
+            &TlsInfo {
+                alpn: Some(b"h2".to_vec()),
+                peer_cert: false,
+            },
+            None,
+        );
+        assert_eq!(&h[..12], &PP2_SIGNATURE);
+        assert_eq!(h[12], 0x21);
+        assert_eq!(h[13], 0x11);
+        let len = u16::from_be_bytes([h[14], h[15]]) as usize;
+        assert_eq!(h.len(), 16 + len);
+        assert_eq!(&h[16..20], &[127, 0, 0, 1]);
+        assert_eq!(u16::from_be_bytes([h[24], h[25]]), 1000);
+        assert_eq!(&h[28..33], &[PP2_TYPE_ALPN, 0, 2, b'h', b'2']);
+    }
+}

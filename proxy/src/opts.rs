@@ -1,0 +1,757 @@
+//! The command line, the TOML configuration file that mirrors it, and the checks that turn both
+//! into [`Settings`]: every conflict is reported at once, one precise line each.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use ratls::attest::TeeKind;
+use ratls::tls::AttestationPolicy;
+use serde::Deserialize;
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cosmian_vm_proxy",
+    version,
+    about = "Sidecar proxy: mutually attested TLS (RA-TLS, fresh attestation) in front of any app"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Terminate TLS (RA-TLS certificate or a given one), attest this machine to clients, forward
+    /// to the target with the verified peer's attestation as metadata.
+    Server(Flags),
+    /// A local plaintext listener; each connection goes out over TLS to the target, which must
+    /// prove itself fresh against the policy.
+    Client(Flags),
+}
+
+/// Every flag, for both modes (the checks refuse those that do not apply to a mode). The TOML
+/// configuration file (`--config`) takes the same names as keys, e.g. `listen = "0.0.0.0:443"`,
+/// `require-attested-client = true`; flags given on the command line win.
+#[derive(Debug, Default, Clone, Args, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Flags {
+    /// Address to listen on (IP:PORT; port 0 picks one, printed on stderr).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Where to forward (HOST:PORT). Non-loopback needs --unsafe-target.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub target: Option<String>,
+    /// Allow a target that is not on the loopback interface.
+    #[arg(long)]
+    pub unsafe_target: bool,
+    /// Client mode: allow a plaintext listener that is not on the loopback interface.
+    #[arg(long)]
+    pub unsafe_listen: bool,
+    /// Server mode: serve this certificate chain (PEM) instead of an RA-TLS certificate.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// Server mode: the private key of --cert (PEM: PKCS#8, SEC1 or PKCS#1).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Re-issue the RA-TLS certificate every SECS seconds [default: 3600].
+    #[arg(long, value_name = "SECS")]
+    pub rotation: Option<u64>,
+    /// The TEE: auto, sev-snp, tdx, azure-snp, azure-tdx or sim (tests only) [default: auto].
+    #[arg(long, value_name = "KIND")]
+    pub tee: Option<String>,
+    /// --tee sim: the directory holding the simulated CA (ark.pem, ...), created if missing.
+    #[arg(long, value_name = "DIR")]
+    pub sim_dir: Option<PathBuf>,
+    /// --tee sim: reports carry the debug bit in the guest policy (negative tests only).
+    #[arg(long)]
+    pub sim_debug: bool,
+    /// The TPM: a device path or a TCTI string [default: /dev/tpmrm0].
+    #[arg(long, value_name = "TCTI|DEVICE")]
+    pub tpm: Option<String>,
+    /// The IMA measurement log (binary) [default: the securityfs one].
+    #[arg(long, value_name = "FILE")]
+    pub ima_log: Option<PathBuf>,
+    /// Server mode: refuse clients that do not prove themselves against --policy.
+    #[arg(long)]
+    pub require_attested_client: bool,
+    /// The peer's evidence must satisfy this policy (JSON, as `cosmian_vm verify --policy`).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// INSECURE, tests only: trust the simulated TEE whose root is this ARK (PEM or DER).
+    #[arg(long, value_name = "FILE")]
+    pub insecure_sim_root: Option<PathBuf>,
+    /// Client mode: attest this side too (RA-TLS client certificate + fresh evidence).
+    #[arg(long)]
+    pub attest_self: bool,
+    /// Client mode: how the server proves itself: fresh (a challenge answered with evidence bound
+    /// to this session) or certificate (the evidence in its RA-TLS certificate, verdicts cached)
+    /// [default: fresh].
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<String>,
+    /// Client mode, --mode certificate: the oldest certificate evidence accepted [default: 86400].
+    #[arg(long, value_name = "SECS")]
+    pub max_age: Option<u64>,
+    /// Client mode: the TLS server name [default: the target's host].
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
+    /// How the verified peer's attestation reaches the backend: proxy-v2, http-headers or none
+    /// [default: proxy-v2 in server mode, none in client mode].
+    #[arg(long, value_name = "FORMAT")]
+    pub metadata: Option<String>,
+    /// Server mode: ALPN protocols accepted besides cosmian-attest/1 (comma-separated; "" for
+    /// none) [default: http/1.1].
+    #[arg(long, value_name = "LIST")]
+    pub alpn: Option<String>,
+    /// Serve /status (JSON) and /metrics (Prometheus) over plain HTTP on this address.
+    #[arg(long, value_name = "ADDR")]
+    pub status: Option<String>,
+    /// Refuse connections beyond this many open ones [default: 4096].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Close a connection idle (no byte either way) this long [default: 300].
+    #[arg(long, value_name = "SECS")]
+    pub idle_timeout: Option<u64>,
+    /// The TLS handshake plus the attestation exchange must finish within SECS [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub handshake_timeout: Option<u64>,
+    /// On SIGTERM, wait at most SECS for open connections to finish [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub drain_timeout: Option<u64>,
+    /// A TOML file with the same keys as the flags; flags win.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+}
+
+impl Flags {
+    /// Fill what the command line left out from the configuration file.
+    fn merge(self, file: Flags) -> Flags {
+        Flags {
+            listen: self.listen.or(file.listen),
+            target: self.target.or(file.target),
+            unsafe_target: self.unsafe_target || file.unsafe_target,
+            unsafe_listen: self.unsafe_listen || file.unsafe_listen,
+            cert: self.cert.or(file.cert),
+            key: self.key.or(file.key),
+            rotation: self.rotation.or(file.rotation),
+            tee: self.tee.or(file.tee),
+            sim_dir: self.sim_dir.or(file.sim_dir),
+            sim_debug: self.sim_debug || file.sim_debug,
+            tpm: self.tpm.or(file.tpm),
+            ima_log: self.ima_log.or(file.ima_log),
+            require_attested_client: self.require_attested_client || file.require_attested_client,
+            policy: self.policy.or(file.policy),
+            insecure_sim_root: self
+                .insecure_sim_root
+                .or(file.insecure_sim_root),
+            attest_self: self.attest_self || file.attest_self,
+            server_name: self.server_name.or(file.server_name),
+            mode: self.mode.or(file.mode),
+            max_age: self.max_age.or(file.max_age),
+            metadata: self.metadata.or(file.metadata),
+            alpn: self.alpn.or(file.alpn),
+            status: self.status.or(file.status),
+            max_connections: self
+                .max_connections
+                .or(file.max_connections),
+            idle_timeout: self.idle_timeout.or(file.idle_timeout),
+            handshake_timeout: self
+                .handshake_timeout
+                .or(file.handshake_timeout),
+            drain_timeout: self
+                .drain_timeout
+                .or(file.drain_timeout),
+            config: self.config,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Server,
+    Client,
+}
+
+impl Side {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Server => "server",
+            Self::Client => "client",
+        }
+    }
+}
+
+/// How the verified peer's attestation reaches the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metadata {
+    ProxyV2,
+    HttpHeaders,
+    None,
+}
+
+/// The TEE to open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TeeChoice {
+    Auto,
+    Kind(TeeKind),
+}
+
+/// How this side attests itself.
+#[derive(Debug, Clone)]
+pub struct AttesterSettings {
+    pub tee: TeeChoice,
+    pub sim_dir: Option<PathBuf>,
+    pub sim_debug: bool,
+    pub tpm_tcti: String,
+    pub ima_log: PathBuf,
+}
+
+/// A target: what to dial and the host part (server name, loopback check).
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub addr: String,
+    pub host: String,
+}
+
+/// Everything checked and loaded.
+#[derive(Debug)]
+pub struct Settings {
+    pub side: Side,
+    pub listen: SocketAddr,
+    pub target: Target,
+    pub cert: Option<(PathBuf, PathBuf)>,
+    pub rotation: Duration,
+    pub attester: Option<AttesterSettings>,
+    /// The peer's policy: the server's (client mode) or the client's (mutual server mode).
+    pub policy: Option<AttestationPolicy>,
+    pub server_name: String,
+    /// Client mode: verify the server's certificate evidence instead of running the fresh
+    /// exchange.
+    pub certificate_mode: bool,
+    pub metadata: Metadata,
+    pub alpn: Vec<Vec<u8>>,
+    pub status: Option<SocketAddr>,
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub handshake_timeout: Duration,
+    pub drain_timeout: Duration,
+}
+
+/// The default TPM (the kernel's resource manager).
+const DEFAULT_TPM: &str = "/dev/tpmrm0";
+
+/// Read the configuration file (if any), merge, and check everything. On failure: every
+/// problem found, one line each.
+pub fn settings(side: Side, flags: Flags) -> Result<Settings, Vec<String>> {
+    let flags = match &flags.config {
+        Some(path) => {
+            let file = read_config(path).map_err(|e| vec![e])?;
+            flags.merge(file)
+        }
+        None => flags,
+    };
+    check(side, &flags)
+}
+
+fn read_config(path: &Path) -> Result<Flags, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("--config {}: {e}", path.display()))?;
+    toml::from_str::<Flags>(&text).map_err(|e| {
+        // toml's message names the key (`unknown field `x`, expected one of ...`).
+        format!("--config {}: {}", path.display(), e.message().trim())
+    })
+}
+
+fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
+    let mut errs: Vec<String> = Vec::new();
+    let mode = side.name();
+
+    // Flags that belong to one mode only.
+    let server_only: [(&str, bool); 5] = [
+        ("--cert", f.cert.is_some()),
+        ("--key", f.key.is_some()),
+        ("--rotation", f.rotation.is_some()),
+        ("--require-attested-client", f.require_attested_client),
+        ("--alpn", f.alpn.is_some()),
+    ];
+    let client_only: [(&str, bool); 5] = [
+        ("--mode", f.mode.is_some()),
+        ("--max-age", f.max_age.is_some()),
+        ("--attest-self", f.attest_self),
+        ("--server-name", f.server_name.is_some()),
+        ("--unsafe-listen", f.unsafe_listen),
+    ];
+    match side {
+        Side::Client => {
+            for (name, given) in server_only {
+                if given {
+                    errs.push(format!("{name} applies to server mode only"));
+                }
+            }
+        }
+        Side::Server => {
+            for (name, given) in client_only {
+                if given {
+                    let why = match name {
+                        "--attest-self" => {
+                            " (a server always attests itself; the attester flags say how)"
+                        }
+                        _ => "",
+                    };
+                    errs.push(format!("{name} applies to client mode only{why}"));
+                }
+            }
+        }
+    }
+
+    // Addresses.
+    let listen = match &f.listen {
+        None => {
+            errs.push(format!("{mode} mode needs --listen ADDR"));
+            None
+        }
+        Some(text) => match resolve(text) {
+            Ok(addr) => {
+                if side == Side::Client && !addr.ip().is_loopback() && !f.unsafe_listen {
+                    errs.push(format!(
+                        "--listen {text}: the client mode's plaintext listener is not on the \
+                         loopback interface (anyone who can reach it uses the attested channel); \
+                         add --unsafe-listen if that is intended"
+                    ));
+                }
+                Some(addr)
+            }
+            Err(e) => {
+                errs.push(format!("--listen {text}: {e}"));
+                None
+            }
+        },
+    };
+    let target = match &f.target {
+        None => {
+            errs.push(format!("{mode} mode needs --target HOST:PORT"));
+            None
+        }
+        Some(text) => match split_host_port(text) {
+            Ok(host) => {
+                if !is_loopback_host(&host) && !f.unsafe_target {
+                    errs.push(format!(
+                        "--target {text}: {host} is not a loopback address; add --unsafe-target \
+                         to forward {} off this machine",
+                        if side == Side::Server {
+                            "plaintext"
+                        } else {
+                            "over TLS"
+                        }
+                    ));
+                }
+                Some(Target {
+                    addr: text.clone(),
+                    host,
+                })
+            }
+            Err(e) => {
+                errs.push(format!("--target {text}: {e}"));
+                None
+            }
+        },
+    };
+    let status = match &f.status {
+        None => None,
+        Some(text) => match resolve(text) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                errs.push(format!("--status {text}: {e}"));
+                None
+            }
+        },
+    };
+
+    // Certificate.
+    let cert = match (&f.cert, &f.key) {
+        (Some(c), Some(k)) => {
+            if f.rotation.is_some() {
+                errs.push(
+                    "--rotation applies to the RA-TLS certificate; --cert is served as is \
+                     (reloaded on SIGHUP)"
+                        .into(),
+                );
+            }
+            Some((c.clone(), k.clone()))
+        }
+        (Some(_), None) => {
+            errs.push("--cert needs --key (the certificate's private key)".into());
+            None
+        }
+        (None, Some(_)) => {
+            errs.push("--key needs --cert (the certificate it goes with)".into());
+            None
+        }
+        (None, None) => None,
+    };
+    let rotation = f.rotation.unwrap_or(3600);
+    if rotation == 0 {
+        errs.push("--rotation must be at least 1 second".into());
+    }
+
+    // Policy.
+    let wants_policy = match side {
+        Side::Client => {
+            if f.policy.is_none() {
+                errs.push("client mode needs --policy FILE (what the server must prove)".into());
+            }
+            true
+        }
+        Side::Server => {
+            if f.require_attested_client && f.policy.is_none() {
+                errs.push(
+                    "--require-attested-client needs --policy FILE (what clients must prove)"
+                        .into(),
+                );
+            }
+            if !f.require_attested_client && f.policy.is_some() {
+                errs.push(
+                    "--policy in server mode needs --require-attested-client (the policy is \
+                     what clients must prove)"
+                        .into(),
+                );
+            }
+            f.require_attested_client
+        }
+    };
+    if f.insecure_sim_root.is_some() && f.policy.is_none() {
+        errs.push("--insecure-sim-root needs --policy (it changes what the policy trusts)".into());
+    }
+    let policy = match (&f.policy, wants_policy) {
+        (Some(path), true) => match load_policy(side, path, f.insecure_sim_root.as_deref()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                errs.push(e);
+                None
+            }
+        },
+        _ => None,
+    };
+
+    let certificate_mode = match f.mode.as_deref() {
+        None | Some("fresh") => {
+            if f.max_age.is_some() && side == Side::Client {
+                errs.push(
+                    "--max-age needs --mode certificate (fresh evidence answers a challenge; it \
+                     has no age)"
+                        .into(),
+                );
+            }
+            false
+        }
+        Some("certificate") => {
+            if f.attest_self {
+                errs.push(
+                    "--attest-self needs --mode fresh (this side answers a challenge only in \
+                     the fresh exchange)"
+                        .into(),
+                );
+            }
+            true
+        }
+        Some(other) => {
+            errs.push(format!("--mode {other}: expected fresh or certificate"));
+            false
+        }
+    };
+    if f.max_age == Some(0) {
+        errs.push("--max-age must be at least 1 second".into());
+    }
+    let policy = policy.map(|p| match f.max_age {
+        Some(secs) => p.with_max_age(Duration::from_secs(secs)),
+        None => p,
+    });
+
+    // Attesters: always in server mode, with --attest-self in client mode.
+    let attests = side == Side::Server || f.attest_self;
+    let attester_flags: [(&str, bool); 5] = [
+        ("--tee", f.tee.is_some()),
+        ("--sim-dir", f.sim_dir.is_some()),
+        ("--sim-debug", f.sim_debug),
+        ("--tpm", f.tpm.is_some()),
+        ("--ima-log", f.ima_log.is_some()),
+    ];
+    if !attests {
+        for (name, given) in attester_flags {
+            if given {
+                errs.push(format!(
+                    "{name} needs --attest-self in client mode (the attester flags say how this \
+                     side attests itself)"
+                ));
+            }
+        }
+    }
+    let tee = match f.tee.as_deref().unwrap_or("auto") {
+        "auto" => Some(TeeChoice::Auto),
+        "sev-snp" => Some(TeeChoice::Kind(TeeKind::SevSnp)),
+        "tdx" => Some(TeeChoice::Kind(TeeKind::Tdx)),
+        "azure-snp" => Some(TeeChoice::Kind(TeeKind::AzureSnp)),
+        "azure-tdx" => Some(TeeChoice::Kind(TeeKind::AzureTdx)),
+        "sim" => Some(TeeChoice::Kind(TeeKind::Sim)),
+        other => {
+            errs.push(format!(
+                "--tee {other}: expected auto, sev-snp, tdx, azure-snp, azure-tdx or sim"
+            ));
+            None
+        }
+    };
+    let is_sim = tee == Some(TeeChoice::Kind(TeeKind::Sim));
+    if attests && is_sim && f.sim_dir.is_none() {
+        errs.push("--tee sim needs --sim-dir DIR (where the simulated CA lives)".into());
+    }
+    if attests && !is_sim && f.sim_dir.is_some() {
+        errs.push("--sim-dir applies to --tee sim only".into());
+    }
+    if attests && !is_sim && f.sim_debug {
+        errs.push("--sim-debug applies to --tee sim only".into());
+    }
+    let tpm_text = f
+        .tpm
+        .clone()
+        .unwrap_or_else(|| DEFAULT_TPM.into());
+    let tpm_tcti = tcti_of(&tpm_text);
+    if attests && tpm_tcti.is_none() {
+        errs.push(format!(
+            "--tpm {tpm_text}: neither a device path (/dev/tpmrm0) nor a TCTI string \
+             (device:, swtpm:, mssim:, tabrmd)"
+        ));
+    }
+    let attester = match (attests, tee, tpm_tcti) {
+        (true, Some(tee), Some(tpm_tcti)) => Some(AttesterSettings {
+            tee,
+            sim_dir: f.sim_dir.clone(),
+            sim_debug: f.sim_debug,
+            tpm_tcti,
+            ima_log: f
+                .ima_log
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(ratls::attest::ImaFile::SECURITYFS)),
+        }),
+        _ => None,
+    };
+
+    // Metadata, ALPN.
+    let metadata = match f.metadata.as_deref() {
+        None if side == Side::Server => Metadata::ProxyV2,
+        None => Metadata::None,
+        Some("proxy-v2") => Metadata::ProxyV2,
+        Some("http-headers") if side == Side::Server => Metadata::HttpHeaders,
+        Some("http-headers") => {
+            errs.push(
+                "--metadata http-headers applies to server mode only (in client mode the app \
+                 sends the requests; use proxy-v2 or none)"
+                    .into(),
+            );
+            Metadata::None
+        }
+        Some("none") => Metadata::None,
+        Some(other) => {
+            errs.push(format!(
+                "--metadata {other}: expected proxy-v2, http-headers or none"
+            ));
+            Metadata::None
+        }
+    };
+    let mut alpn = vec![ratls::tls::ALPN_ATTEST.to_vec()];
+    for p in f
+        .alpn
+        .as_deref()
+        .unwrap_or("http/1.1")
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        if p.len() > 255 {
+            errs.push(format!("--alpn: {p:?} is longer than 255 bytes"));
+        } else if p.as_bytes() == ratls::tls::ALPN_ATTEST {
+            // Always offered.
+        } else {
+            alpn.push(p.as_bytes().to_vec());
+        }
+    }
+
+    // Limits.
+    let max_connections = f.max_connections.unwrap_or(4096);
+    if max_connections == 0 {
+        errs.push("--max-connections must be at least 1".into());
+    }
+    let secs = |name: &str, v: Option<u64>, default: u64, errs: &mut Vec<String>| {
+        let v = v.unwrap_or(default);
+        if v == 0 {
+            errs.push(format!("{name} must be at least 1 second"));
+        }
+        Duration::from_secs(v)
+    };
+    let idle_timeout = secs("--idle-timeout", f.idle_timeout, 300, &mut errs);
+    let handshake_timeout = secs("--handshake-timeout", f.handshake_timeout, 30, &mut errs);
+    let drain_timeout = secs("--drain-timeout", f.drain_timeout, 30, &mut errs);
+
+    match (errs.is_empty(), listen, target) {
+        (true, Some(listen), Some(target)) => Ok(Settings {
+            side,
+            listen,
+            server_name: f
+                .server_name
+                .clone()
+                .unwrap_or_else(|| target.host.clone()),
+            target,
+            certificate_mode,
+            cert,
+            rotation: Duration::from_secs(rotation),
+            attester,
+            policy,
+            metadata,
+            alpn,
+            status,
+            max_connections,
+            idle_timeout,
+            handshake_timeout,
+            drain_timeout,
+        }),
+        _ => Err(errs),
+    }
+}
+
+fn load_policy(
+    side: Side,
+    path: &Path,
+    sim_root: Option<&Path>,
+) -> Result<AttestationPolicy, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("--policy {}: {e}", path.display()))?;
+    let base =
+        ratls::Policy::from_json(&text).map_err(|e| format!("--policy {}: {e}", path.display()))?;
+    let mut policy = match side {
+        Side::Client => AttestationPolicy::for_server(base),
+        Side::Server => AttestationPolicy::for_client(base),
+    };
+    if let Some(root) = sim_root {
+        let ark = std::fs::read(root)
+            .map_err(|e| format!("--insecure-sim-root {}: {e}", root.display()))?;
+        ratls::tls::danger::trust_simulated_root(&mut policy, &ark);
+    }
+    Ok(policy)
+}
+
+/// `IP:PORT`, `[v6]:PORT`, or `localhost:PORT`.
+fn resolve(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    text.to_socket_addrs()
+        .map_err(|e| format!("not an address (IP:PORT): {e}"))?
+        .next()
+        .ok_or_else(|| "resolves to no address".into())
+}
+
+/// The host part of `HOST:PORT` (brackets removed), with a valid port.
+fn split_host_port(text: &str) -> Result<String, String> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or("expected HOST:PORT")?;
+    port.parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("{port:?} is not a port (1-65535)"))?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() {
+        return Err("the host is empty".into());
+    }
+    Ok(host.to_owned())
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    match host.parse::<IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+/// A device path becomes `device:PATH`; a TCTI string stays.
+fn tcti_of(device: &str) -> Option<String> {
+    if device.starts_with('/') {
+        Some(format!("device:{device}"))
+    } else if ["device:", "swtpm:", "mssim:", "tabrmd"]
+        .iter()
+        .any(|p| device.starts_with(p))
+    {
+        Some(device.to_owned())
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn conflicts_are_all_reported() {
+        let f = Flags {
+            listen: Some("127.0.0.1:0".into()),
+            target: Some("10.0.0.1:80".into()),
+            cert: Some("c.pem".into()),
+            policy: Some("p.json".into()),
+            ..Flags::default()
+        };
+        let errs = check(Side::Server, &f).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("--unsafe-target")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("--cert needs --key")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("--policy in server mode needs --require-attested-client")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn client_needs_policy_and_attester_flags_need_attest_self() {
+        let f = Flags {
+            listen: Some("127.0.0.1:0".into()),
+            target: Some("localhost:443".into()),
+            tee: Some("sim".into()),
+            ..Flags::default()
+        };
+        let errs = check(Side::Client, &f).unwrap_err();
+        assert!(errs
+            .iter()
+            .any(|e| e.starts_with("client mode needs --policy")));
+        assert!(errs
+            .iter()
+            .any(|e| e.starts_with("--tee needs --attest-self")));
+    }
+
+    #[test]
+    fn unknown_config_key_is_named() {
+        let err = toml::from_str::<Flags>("listen = \"127.0.0.1:1\"\nbogus-key = 1\n").unwrap_err();
+        assert!(err.message().contains("bogus-key"), "{err}");
+    }
+
+    #[test]
+    fn host_port() {
+        assert_eq!(split_host_port("[::1]:80").unwrap(), "::1");
+        assert!(is_loopback_host("::1"));
+        assert!(!is_loopback_host("example.com"));
+        assert!(split_host_port("a:0").is_err());
+    }
+}

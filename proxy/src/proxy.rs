@@ -1,0 +1,559 @@
+//! The two modes: accept, handshake, attest, connect, send the metadata, relay. Plus SIGHUP
+//! (re-attest, reload) and SIGTERM (stop accepting, drain).
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ratls::binding::Role;
+use ratls::tls::fresh::{
+    client_exchange, server_exchange, FreshError, FreshOptions, KeyHolder, SelfAttestation,
+};
+use ratls::tls::{
+    client_config, server_config, AttestationPolicy, AttestationRejected, AttestedClientVerifier,
+    AttestedServerVerifier, Mode, RotatingCert, ALPN_ATTEST,
+};
+use rustls::client::ResolvesClientCert;
+use rustls::pki_types::ServerName;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::ResolvesServerCert;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::machine::{self, FileCert};
+use crate::meta::{self, RequestRewriter, Summary, TlsInfo};
+use crate::metrics::{self, Metrics, StatusSources};
+use crate::opts::{Metadata, Settings, Side};
+use crate::relay::{self, End};
+
+const NAME: &str = "cosmian_vm_proxy";
+
+/// What every connection task shares.
+struct Ctx {
+    s: Settings,
+    metrics: Arc<Metrics>,
+    fresh: FreshOptions,
+    tls: Tls,
+}
+
+enum Tls {
+    Server {
+        acceptor: TlsAcceptor,
+        require_attested: bool,
+    },
+    Client {
+        connector: TlsConnector,
+        server_name: ServerName<'static>,
+        verifier: Arc<AttestedServerVerifier>,
+    },
+}
+
+/// Decrements the open-connection gauge when the connection ends, however it ends.
+struct Open(Arc<Metrics>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0
+            .connections_open
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub async fn run(s: Settings) -> Result<(), String> {
+    let metrics = Arc::new(Metrics::default());
+    let attester = match &s.attester {
+        Some(a) => {
+            let a = a.clone();
+            Some(
+                tokio::task::spawn_blocking(move || machine::open_attester(&a))
+                    .await
+                    .map_err(|e| e.to_string())??,
+            )
+        }
+        None => None,
+    };
+    let mut rotating: Option<RotatingCert> = None;
+    let mut file_cert: Option<Arc<FileCert>> = None;
+    let mut fresh = FreshOptions::new();
+    fresh.timeout = s.handshake_timeout;
+    let tls = match s.side {
+        Side::Server => {
+            let attester = attester.ok_or("server mode needs this machine's attesters")?;
+            let (resolver, keys): (Arc<dyn ResolvesServerCert>, Arc<dyn KeyHolder>) = match &s.cert
+            {
+                Some((cert, key)) => {
+                    let fc = Arc::new(FileCert::load(cert, key)?);
+                    eprintln!(
+                        "{NAME}: serving {} (fresh evidence binds its key); SIGHUP reloads it",
+                        cert.display()
+                    );
+                    file_cert = Some(fc.clone());
+                    (fc.clone(), fc)
+                }
+                None => {
+                    let attester = attester.clone();
+                    let period = s.rotation;
+                    let r = tokio::task::spawn_blocking(move || {
+                        machine::rotating(&attester, Role::server(), period)
+                    })
+                    .await
+                    .map_err(|e| e.to_string())??;
+                    eprintln!(
+                        "{NAME}: serving an RA-TLS certificate (role server), re-issued every \
+                             {} s and on SIGHUP",
+                        s.rotation.as_secs()
+                    );
+                    rotating = Some(r.clone());
+                    (Arc::new(r.clone()), Arc::new(r))
+                }
+            };
+            fresh.attest_self = Some(SelfAttestation {
+                attester,
+                role: Role::server(),
+                keys,
+            });
+            let client_verifier: Option<Arc<dyn ClientCertVerifier>> = match &s.policy {
+                Some(p) => {
+                    fresh.verify_peer = Some(p.clone());
+                    Some(Arc::new(AttestedClientVerifier::new(
+                        p.clone(),
+                        Mode::Fresh,
+                    )))
+                }
+                None => None,
+            };
+            let config = server_config(resolver, client_verifier, s.alpn.clone())
+                .map_err(|e| format!("TLS configuration: {e}"))?;
+            Tls::Server {
+                acceptor: TlsAcceptor::from(Arc::new(config)),
+                require_attested: s.policy.is_some(),
+            }
+        }
+        Side::Client => {
+            let policy: AttestationPolicy = s
+                .policy
+                .clone()
+                .ok_or("client mode needs --policy")?;
+            let resolver: Option<Arc<dyn ResolvesClientCert>> = match attester {
+                Some(attester) => {
+                    let period = s.rotation;
+                    let a = attester.clone();
+                    let r = tokio::task::spawn_blocking(move || {
+                        machine::rotating(&a, Role::client(), period)
+                    })
+                    .await
+                    .map_err(|e| e.to_string())??;
+                    rotating = Some(r.clone());
+                    fresh.attest_self = Some(SelfAttestation {
+                        attester,
+                        role: Role::client(),
+                        keys: Arc::new(r.clone()),
+                    });
+                    Some(Arc::new(r))
+                }
+                None => None,
+            };
+            fresh.verify_peer = Some(policy.clone());
+            let (mode, alpn) = if s.certificate_mode {
+                (Mode::Certificate, Vec::new())
+            } else {
+                (Mode::Fresh, vec![ALPN_ATTEST.to_vec()])
+            };
+            let verifier = Arc::new(AttestedServerVerifier::new(policy, mode));
+            let config = client_config(verifier.clone(), resolver, alpn)
+                .map_err(|e| format!("TLS configuration: {e}"))?;
+            let server_name = ServerName::try_from(s.server_name.as_str())
+                .map(|n| n.to_owned())
+                .map_err(|e| format!("--server-name {}: {e}", s.server_name))?;
+            Tls::Client {
+                connector: TlsConnector::from(Arc::new(config)),
+                server_name,
+                verifier,
+            }
+        }
+    };
+
+    let listener = TcpListener::bind(s.listen)
+        .await
+        .map_err(|e| format!("--listen {}: {e}", s.listen))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| e.to_string())?;
+    if let Some(addr) = s.status {
+        let status = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("--status {addr}: {e}"))?;
+        let status_addr = status
+            .local_addr()
+            .map_err(|e| e.to_string())?;
+        eprintln!("{NAME}: status on http://{status_addr}/status and /metrics");
+        tokio::spawn(metrics::serve(
+            status,
+            StatusSources {
+                metrics: metrics.clone(),
+                rotating: rotating.clone(),
+            },
+        ));
+    }
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
+    {
+        let metrics = metrics.clone();
+        let rotating = rotating.clone();
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                on_hangup(&metrics, rotating.as_ref(), file_cert.as_deref()).await;
+            }
+        });
+    }
+    eprintln!(
+        "{NAME}: {} mode listening on {bound}, forwarding to {}",
+        s.side.name(),
+        s.target.addr
+    );
+    let drain = s.drain_timeout;
+    let ctx = Arc::new(Ctx {
+        s,
+        metrics: metrics.clone(),
+        fresh,
+        tls,
+    });
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            accepted = listener.accept() => {
+                let (sock, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // EMFILE and friends: do not spin.
+                        eprintln!("{NAME}: accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let open = metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+                let guard = Open(metrics.clone());
+                metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+                if open >= ctx.s.max_connections as u64 {
+                    metrics.connections_refused_cap.fetch_add(1, Ordering::Relaxed);
+                    drop(sock);
+                    drop(guard);
+                    continue;
+                }
+                let _ = sock.set_nodelay(true);
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    let _guard = guard;
+                    match &ctx.tls {
+                        Tls::Server { .. } => server_conn(&ctx, sock, peer).await,
+                        Tls::Client { .. } => client_conn(&ctx, sock, peer).await,
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    let open = metrics
+        .connections_open
+        .load(Ordering::Relaxed);
+    eprintln!(
+        "{NAME}: stopping: no new connections; draining {open} (at most {} s)",
+        drain.as_secs()
+    );
+    let deadline = Instant::now() + drain;
+    while metrics
+        .connections_open
+        .load(Ordering::Relaxed)
+        > 0
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = metrics
+        .connections_open
+        .load(Ordering::Relaxed);
+    if left > 0 {
+        eprintln!("{NAME}: drain timeout: closing {left} connection(s)");
+    }
+    eprintln!("{NAME}: stopped");
+    Ok(())
+}
+
+async fn on_hangup(
+    metrics: &Metrics,
+    rotating: Option<&RotatingCert>,
+    file_cert: Option<&FileCert>,
+) {
+    eprintln!("{NAME}: SIGHUP: re-attesting and reloading");
+    if let Some(r) = rotating {
+        r.rotate_now();
+    }
+    if let Some(fc) = file_cert {
+        match fc.reload() {
+            Ok(()) => {
+                metrics.set_error(None);
+                eprintln!("{NAME}: certificate reloaded");
+            }
+            Err(e) => {
+                metrics
+                    .reloads_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                metrics.set_error(Some(format!("certificate reload: {e}")));
+                eprintln!("{NAME}: WARNING: certificate reload failed, still serving the previous one: {e}");
+            }
+        }
+    }
+}
+
+/// Why a connection did not get to the relay.
+enum Fail {
+    Tls(std::io::Error),
+    Fresh(FreshError),
+    Unattested,
+    Timeout,
+    Target(String),
+}
+
+impl Fail {
+    fn record(&self, metrics: &Metrics, peer: &str) {
+        match self {
+            Self::Tls(e) => {
+                let inner = e
+                    .get_ref()
+                    .and_then(|i| i.downcast_ref::<rustls::Error>());
+                if let Some(rejected) = inner.and_then(AttestationRejected::from_rustls) {
+                    metrics.handshake("rejected");
+                    metrics.failed_step(rejected.step());
+                    eprintln!("{NAME}: rejected {peer}: {rejected}");
+                    return;
+                }
+                let no_cert = e
+                    .get_ref()
+                    .and_then(|i| i.downcast_ref::<rustls::Error>())
+                    .is_some_and(|r| matches!(r, rustls::Error::NoCertificatesPresented));
+                if no_cert {
+                    metrics.handshake("refused_unattested");
+                    eprintln!(
+                        "{NAME}: refused {peer}: --require-attested-client: the client presented no certificate"
+                    );
+                } else {
+                    metrics.handshake("tls_error");
+                    eprintln!("{NAME}: TLS handshake with {peer} failed: {e}");
+                }
+            }
+            Self::Fresh(e) => match e.rejected_step() {
+                Some(step) => {
+                    metrics.handshake("rejected");
+                    metrics.failed_step(step);
+                    eprintln!("{NAME}: rejected {peer}: {e}");
+                }
+                None => {
+                    metrics.handshake("attestation_error");
+                    eprintln!("{NAME}: attestation exchange with {peer} failed: {e}");
+                }
+            },
+            Self::Unattested => {
+                metrics.handshake("refused_unattested");
+                eprintln!(
+                    "{NAME}: refused {peer}: --require-attested-client: the client did not \
+                     negotiate the ALPN cosmian-attest/1"
+                );
+            }
+            Self::Timeout => {
+                metrics.handshake("timeout");
+                eprintln!("{NAME}: {peer}: handshake and attestation did not finish in time");
+            }
+            Self::Target(e) => {
+                metrics.handshake("target_unreachable");
+                eprintln!("{NAME}: {e}");
+            }
+        }
+    }
+}
+
+async fn connect_target(ctx: &Ctx) -> Result<TcpStream, Fail> {
+    let addr = &ctx.s.target.addr;
+    let sock = tokio::time::timeout(ctx.s.handshake_timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| Fail::Target(format!("target {addr}: connect timed out")))?
+        .map_err(|e| Fail::Target(format!("target {addr}: {e}")))?;
+    let _ = sock.set_nodelay(true);
+    Ok(sock)
+}
+
+async fn server_conn(ctx: &Ctx, tcp: TcpStream, peer: SocketAddr) {
+    let Tls::Server {
+        acceptor,
+        require_attested,
+    } = &ctx.tls
+    else {
+        return;
+    };
+    let local = tcp.local_addr().unwrap_or(ctx.s.listen);
+    let handshake = async {
+        let mut tls = acceptor
+            .accept(tcp)
+            .await
+            .map_err(Fail::Tls)?;
+        let (alpn, peer_cert) = {
+            let conn = tls.get_ref().1;
+            (
+                conn.alpn_protocol().map(<[u8]>::to_vec),
+                conn.peer_certificates()
+                    .is_some_and(|c| !c.is_empty()),
+            )
+        };
+        let mut summary = None;
+        if alpn.as_deref() == Some(ALPN_ATTEST) {
+            let start = Instant::now();
+            let out = server_exchange(&mut tls, &ctx.fresh).await;
+            ctx.metrics
+                .attestation_latency(start.elapsed());
+            let out = out.map_err(Fail::Fresh)?;
+            if let (Some(v), Some(p)) = (&out.peer_verdict, &ctx.fresh.verify_peer) {
+                summary = Some(Summary::new(v, p));
+            }
+            if *require_attested && summary.is_none() {
+                return Err(Fail::Unattested);
+            }
+            ctx.metrics.handshake("attested");
+        } else if *require_attested {
+            return Err(Fail::Unattested);
+        } else {
+            ctx.metrics.handshake("plain");
+        }
+        let target = connect_target(ctx).await?;
+        Ok((tls, target, TlsInfo { alpn, peer_cert }, summary))
+    };
+    let (tls, target, info, summary) =
+        match tokio::time::timeout(ctx.s.handshake_timeout, handshake).await {
+            Ok(Ok(x)) => x,
+            Ok(Err(f)) => return f.record(&ctx.metrics, &peer.to_string()),
+            Err(_) => return Fail::Timeout.record(&ctx.metrics, &peer.to_string()),
+        };
+    forward(ctx, tls, target, peer, local, &info, summary.as_ref()).await;
+}
+
+async fn client_conn(ctx: &Ctx, app: TcpStream, app_peer: SocketAddr) {
+    let Tls::Client {
+        connector,
+        server_name,
+        verifier,
+    } = &ctx.tls
+    else {
+        return;
+    };
+    let local = app.local_addr().unwrap_or(ctx.s.listen);
+    let target_name = ctx.s.target.addr.clone();
+    let handshake = async {
+        let tcp = connect_target(ctx).await?;
+        let start = Instant::now();
+        let connected = connector
+            .connect(server_name.clone(), tcp)
+            .await;
+        if ctx.s.certificate_mode {
+            // The evidence was verified (or taken from the verdict cache) during the handshake.
+            ctx.metrics
+                .attestation_latency(start.elapsed());
+            let tls = connected.map_err(Fail::Tls)?;
+            let verdict = ratls::tls::peer_verdict(tls.get_ref().1, verifier).ok_or_else(|| {
+                Fail::Fresh(FreshError::PeerDeclined("no verdict on the server".into()))
+            })?;
+            ctx.metrics.handshake("attested");
+            return Ok((tls, Summary::new(&verdict, verifier.policy())));
+        }
+        let mut tls = connected.map_err(Fail::Tls)?;
+        let start = Instant::now();
+        let out = client_exchange(&mut tls, &ctx.fresh).await;
+        ctx.metrics
+            .attestation_latency(start.elapsed());
+        let out = out.map_err(Fail::Fresh)?;
+        let summary = match (&out.peer_verdict, &ctx.fresh.verify_peer) {
+            (Some(v), Some(p)) if v.is_trusted() => Summary::new(v, p),
+            _ => {
+                return Err(Fail::Fresh(FreshError::PeerDeclined(
+                    "no verdict on the server".into(),
+                )))
+            }
+        };
+        ctx.metrics.handshake("attested");
+        Ok((tls, summary))
+    };
+    let (tls, summary) = match tokio::time::timeout(ctx.s.handshake_timeout, handshake).await {
+        Ok(Ok(x)) => x,
+        Ok(Err(f)) => return f.record(&ctx.metrics, &target_name),
+        Err(_) => return Fail::Timeout.record(&ctx.metrics, &target_name),
+    };
+    let info = TlsInfo {
+        alpn: Some(ALPN_ATTEST.to_vec()),
+        peer_cert: true,
+    };
+    forward(ctx, app, tls, app_peer, local, &info, Some(&summary)).await;
+}
+
+/// Send the metadata (to whichever side is the plaintext app) and relay. `accepted` is the
+/// connection we accepted; `dialed` the one we opened.
+async fn forward<A, B>(
+    ctx: &Ctx,
+    accepted: A,
+    mut dialed: B,
+    src: SocketAddr,
+    dst: SocketAddr,
+    info: &TlsInfo,
+    summary: Option<&Summary>,
+) where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut rewriter = None;
+    match ctx.s.metadata {
+        Metadata::None => {}
+        Metadata::ProxyV2 => {
+            let header = meta::proxy_v2(src, dst, info, summary);
+            if ctx.s.side == Side::Server {
+                if let Err(e) = dialed.write_all(&header).await {
+                    eprintln!("{NAME}: target {}: {e}", ctx.s.target.addr);
+                    return;
+                }
+            } else {
+                // Client mode: the app is on the accepted side; the header goes to it first.
+                return relay_with_prefix(ctx, accepted, dialed, header).await;
+            }
+        }
+        Metadata::HttpHeaders => {
+            if ctx.s.side == Side::Server {
+                rewriter = Some(RequestRewriter::new(&Summary::headers(summary)));
+            } else {
+                // Client mode: the app sends requests, the attested server answers: there is
+                // no request of the peer's to annotate. Documented: use proxy-v2 or none.
+            }
+        }
+    }
+    if let End::Error(e) =
+        relay::relay(accepted, dialed, ctx.s.idle_timeout, rewriter, &ctx.metrics).await
+    {
+        if ctx.s.metadata == Metadata::HttpHeaders {
+            eprintln!("{NAME}: connection from {src} closed: {e}");
+        }
+    }
+}
+
+async fn relay_with_prefix<A, B>(ctx: &Ctx, mut accepted: A, dialed: B, prefix: Vec<u8>)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    if accepted
+        .write_all(&prefix)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let _ = relay::relay(accepted, dialed, ctx.s.idle_timeout, None, &ctx.metrics).await;
+}
