@@ -237,7 +237,7 @@ if [ "$have_ours" = 1 ]; then
     say "cosmian_vm_proxy, plain mode (--cert/--key)"
     p=$(free_port)
     "${on_proxy[@]}" "$PROXY" server --listen "127.0.0.1:$p" --target "127.0.0.1:${backend[plain]}" \
-        --cert "$work/cert.pem" --key "$work/key.pem" --metadata none >"$work/plain.log" 2>&1 &
+        --cert "$work/cert.pem" --key "$work/key.pem" --tee none --metadata none >"$work/plain.log" 2>&1 &
     pids+=($!)
     proc[plain]=$!
     wait_port "$p" "cosmian_vm_proxy (plain)" "$work/plain.log"

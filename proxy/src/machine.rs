@@ -47,6 +47,7 @@ pub fn open_attester(s: &AttesterSettings) -> Result<Arc<Attester>, String> {
 
 fn open_tee(s: &AttesterSettings) -> Result<Arc<dyn TeeAttester>, String> {
     let kind = match s.tee {
+        TeeChoice::None => return Err("--tee none: no TEE attester".into()),
         TeeChoice::Kind(kind) => kind,
         TeeChoice::Auto => {
             let tcti = s.tpm_tcti.clone();

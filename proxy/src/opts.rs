@@ -197,6 +197,9 @@ pub enum Metadata {
 pub enum TeeChoice {
     Auto,
     Kind(TeeKind),
+    /// No attesters at all: a plain TLS proxy serving `--cert/--key` that declines attestation
+    /// requests (the baseline of the benchmarks, or a machine without a TPM).
+    None,
 }
 
 /// How this side attests itself.
@@ -491,6 +494,7 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
     }
     let tee = match f.tee.as_deref().unwrap_or("auto") {
         "auto" => Some(TeeChoice::Auto),
+        "none" => Some(TeeChoice::None),
         "sev-snp" => Some(TeeChoice::Kind(TeeKind::SevSnp)),
         "tdx" => Some(TeeChoice::Kind(TeeKind::Tdx)),
         "azure-snp" => Some(TeeChoice::Kind(TeeKind::AzureSnp)),
@@ -498,12 +502,18 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
         "sim" => Some(TeeChoice::Kind(TeeKind::Sim)),
         other => {
             errs.push(format!(
-                "--tee {other}: expected auto, sev-snp, tdx, azure-snp, azure-tdx or sim"
+                "--tee {other}: expected auto, none, sev-snp, tdx, azure-snp, azure-tdx or sim"
             ));
             None
         }
     };
     let is_sim = tee == Some(TeeChoice::Kind(TeeKind::Sim));
+    if tee == Some(TeeChoice::None) && (side == Side::Client || f.cert.is_none()) {
+        errs.push(
+            "--tee none is for server mode with --cert/--key: without attesters there is no RA-TLS certificate and nothing to attest with"
+                .into(),
+        );
+    }
     if attests && is_sim && f.sim_dir.is_none() {
         errs.push("--tee sim needs --sim-dir DIR (where the simulated CA lives)".into());
     }
@@ -739,6 +749,29 @@ mod tests {
         assert!(errs
             .iter()
             .any(|e| e.starts_with("--tee needs --attest-self")));
+    }
+
+    #[test]
+    fn tee_none_is_for_a_given_certificate_in_server_mode() {
+        let base = Flags {
+            listen: Some("127.0.0.1:0".into()),
+            target: Some("127.0.0.1:80".into()),
+            tee: Some("none".into()),
+            ..Flags::default()
+        };
+        let errs = check(Side::Server, &base).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("--tee none is for server mode with --cert/--key")),
+            "{errs:?}"
+        );
+        let with_cert = Flags {
+            cert: Some("c.pem".into()),
+            key: Some("k.pem".into()),
+            ..base
+        };
+        let s = check(Side::Server, &with_cert).unwrap();
+        assert_eq!(s.attester.map(|a| a.tee), Some(TeeChoice::None));
     }
 
     #[test]

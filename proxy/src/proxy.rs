@@ -65,6 +65,13 @@ impl Drop for Open {
 pub async fn run(s: Settings) -> Result<(), String> {
     let metrics = Arc::new(Metrics::default());
     let attester = match &s.attester {
+        Some(a) if a.tee == crate::opts::TeeChoice::None => {
+            eprintln!(
+                "{NAME}: --tee none: no attesters; serving the given certificate and declining \
+                 every attestation request"
+            );
+            None
+        }
         Some(a) => {
             let a = a.clone();
             Some(
@@ -81,7 +88,6 @@ pub async fn run(s: Settings) -> Result<(), String> {
     fresh.timeout = s.handshake_timeout;
     let tls = match s.side {
         Side::Server => {
-            let attester = attester.ok_or("server mode needs this machine's attesters")?;
             let (resolver, keys): (Arc<dyn ResolvesServerCert>, Arc<dyn KeyHolder>) = match &s.cert
             {
                 Some((cert, key)) => {
@@ -94,7 +100,9 @@ pub async fn run(s: Settings) -> Result<(), String> {
                     (fc.clone(), fc)
                 }
                 None => {
-                    let attester = attester.clone();
+                    let attester = attester
+                        .clone()
+                        .ok_or("an RA-TLS certificate needs this machine's attesters")?;
                     let period = s.rotation;
                     let r = tokio::task::spawn_blocking(move || {
                         machine::rotating(&attester, Role::server(), period)
@@ -110,7 +118,7 @@ pub async fn run(s: Settings) -> Result<(), String> {
                     (Arc::new(r.clone()), Arc::new(r))
                 }
             };
-            fresh.attest_self = Some(SelfAttestation {
+            fresh.attest_self = attester.map(|attester| SelfAttestation {
                 attester,
                 role: Role::server(),
                 keys,
