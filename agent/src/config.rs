@@ -60,6 +60,23 @@ pub struct AgentConfig {
     pub max_body_bytes: usize,
     pub snapshot_roots: Vec<PathBuf>,
     pub snapshot_excludes: Vec<PathBuf>,
+    /// The encrypted container made at first start, when configured.
+    pub luks: Option<LuksConfig>,
+}
+
+/// `luks_size`, `luks_recovery_password_file`, `luks_container`, `luks_mountpoint`, `fstool`:
+/// the LUKS2 container the first start creates with `cosmian_fstool` (key sealed in the TPM,
+/// the operator's password as the recovery path) and mounts before anything is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LuksConfig {
+    /// `cosmian_fstool` size syntax: `500M`, `2G`.
+    pub size: String,
+    /// A file holding the recovery password (the operator's; never generated or printed here).
+    pub recovery_password_file: PathBuf,
+    pub container: PathBuf,
+    pub mountpoint: PathBuf,
+    /// The `cosmian_fstool` program (found on PATH by default).
+    pub fstool: PathBuf,
 }
 
 /// `tee = ...`.
@@ -132,6 +149,11 @@ struct RawAgent {
     max_body_bytes: Option<usize>,
     snapshot_roots: Option<Vec<PathBuf>>,
     snapshot_excludes: Option<Vec<PathBuf>>,
+    luks_size: Option<String>,
+    luks_recovery_password_file: Option<PathBuf>,
+    luks_container: Option<PathBuf>,
+    luks_mountpoint: Option<PathBuf>,
+    fstool: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -254,7 +276,51 @@ impl Config {
         if host.is_empty() {
             return Err(invalid("agent.host", "must not be empty".into()));
         }
+        let luks = match (a.luks_size, a.luks_recovery_password_file) {
+            (None, None) => {
+                if a.luks_container.is_some() || a.luks_mountpoint.is_some() {
+                    return Err(invalid(
+                        "agent.luks_size",
+                        "luks_container / luks_mountpoint need luks_size and \
+                         luks_recovery_password_file"
+                            .into(),
+                    ));
+                }
+                None
+            }
+            (Some(_), None) => {
+                return Err(invalid(
+                    "agent.luks_recovery_password_file",
+                    "luks_size needs a file with the recovery password (the container's key \
+                     is sealed in the TPM; the password is how you recover it after an \
+                     unplanned change of the boot measurements)"
+                        .into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "agent.luks_size",
+                    "luks_recovery_password_file without luks_size".into(),
+                ))
+            }
+            (Some(size), Some(password)) => Some(LuksConfig {
+                size,
+                recovery_password_file: under(password),
+                container: under(
+                    a.luks_container
+                        .unwrap_or_else(|| PathBuf::from("container")),
+                ),
+                mountpoint: under(
+                    a.luks_mountpoint
+                        .unwrap_or_else(|| PathBuf::from("data")),
+                ),
+                fstool: a
+                    .fstool
+                    .unwrap_or_else(|| PathBuf::from("cosmian_fstool")),
+            }),
+        };
         let agent = AgentConfig {
+            luks,
             host,
             port: a.port.unwrap_or(5555),
             ssl_certificate: under(

@@ -161,6 +161,15 @@ pub fn first_start(cfg: &AgentConfig, preinit: bool) -> Result<(), StartError> {
         eprintln!("cosmian_vm_agent: COSMIAN_VM_PREINIT=0: first-start initialisation skipped");
         return Ok(());
     }
+    // The container first: the default key and certificate paths live inside its mount point.
+    match &cfg.luks {
+        Some(luks) => luks_first_start(cfg, luks)?,
+        None => eprintln!(
+            "cosmian_vm_agent: LUKS container: not configured (set luks_size and \
+             luks_recovery_password_file in agent.toml, or run cosmian_fstool yourself: \
+             docs/fstool.md)"
+        ),
+    }
     if !cfg.ssl_private_key.exists() && !cfg.ssl_certificate.exists() {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .map_err(|e| err(format!("generating the TLS key: {e}")))?;
@@ -175,7 +184,95 @@ pub fn first_start(cfg: &AgentConfig, preinit: bool) -> Result<(), StartError> {
             cfg.ssl_private_key.display()
         );
     }
-    eprintln!("cosmian_vm_agent: LUKS container: skipped (cosmian_fstool is not available yet)");
+    Ok(())
+}
+
+/// Create the container when it does not exist yet (`cosmian_fstool create --tpm-seal`, the
+/// recovery password fed on stdin), then open and mount it (`cosmian_fstool mount-at-boot`,
+/// which refuses a cipher_null header). Any failure stops the agent: it must not write keys
+/// and secrets to the unencrypted directory under the mount point.
+fn luks_first_start(cfg: &AgentConfig, luks: &crate::config::LuksConfig) -> Result<(), StartError> {
+    let fstool = |args: &[&std::ffi::OsStr], stdin: Option<&[u8]>| -> Result<(), StartError> {
+        let mut cmd = std::process::Command::new(&luks.fstool);
+        cmd.args(args)
+            .env("COSMIAN_FSTOOL_TPM", &cfg.tpm_tcti)
+            .stdin(if stdin.is_some() {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            })
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let what = format!(
+            "{} {}",
+            luks.fstool.display(),
+            args.first()
+                .map_or(String::new(), |a| a.to_string_lossy().into_owned())
+        );
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| err(format!("LUKS container: cannot run {what}: {e}")))?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            use std::io::Write as _;
+            pipe.write_all(input)
+                .map_err(|e| err(format!("LUKS container: {what}: {e}")))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| err(format!("LUKS container: {what}: {e}")))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            // fstool never prints secrets; its message says what failed.
+            Err(err(format!(
+                "LUKS container: {what} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    };
+    if !luks.container.exists() {
+        let password = std::fs::read(&luks.recovery_password_file).map_err(|e| {
+            err(format!(
+                "LUKS container: recovery password file {}: {e}",
+                luks.recovery_password_file.display()
+            ))
+        })?;
+        eprintln!(
+            "cosmian_vm_agent: first start: creating the LUKS container {} ({}; key sealed in \
+             the TPM, the recovery password as the second way in)",
+            luks.container.display(),
+            luks.size
+        );
+        fstool(
+            &[
+                "create".as_ref(),
+                "--size".as_ref(),
+                luks.size.as_ref(),
+                "--location".as_ref(),
+                luks.container.as_os_str(),
+                "--tpm-seal".as_ref(),
+                "--password".as_ref(),
+                "-".as_ref(),
+            ],
+            Some(&password),
+        )?;
+    }
+    fstool(
+        &[
+            "mount-at-boot".as_ref(),
+            "--location".as_ref(),
+            luks.container.as_os_str(),
+            "--mountpoint".as_ref(),
+            luks.mountpoint.as_os_str(),
+        ],
+        None,
+    )?;
+    eprintln!(
+        "cosmian_vm_agent: LUKS container {} mounted at {}",
+        luks.container.display(),
+        luks.mountpoint.display()
+    );
     Ok(())
 }
 

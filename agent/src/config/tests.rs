@@ -175,3 +175,30 @@ fn packaged_example_parses() {
     assert_eq!(c.agent.port, 5555);
     assert_eq!(c.app.unwrap().service_name, "my_app");
 }
+
+#[test]
+fn luks_needs_a_size_and_a_recovery_password_file() {
+    let err = parse("[agent]\nluks_size = \"1G\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("luks_recovery_password_file"), "{err}");
+    let err = parse("[agent]\nluks_recovery_password_file = \"pw\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("luks_size"), "{err}");
+    let c =
+        parse("[agent]\nluks_size = \"1G\"\nluks_recovery_password_file = \"/root/pw\"\n").unwrap();
+    let luks = c.agent.luks.unwrap();
+    assert_eq!(
+        luks.container,
+        PathBuf::from("/var/lib/cosmian_vm/container")
+    );
+    assert_eq!(luks.mountpoint, PathBuf::from("/var/lib/cosmian_vm/data"));
+    assert_eq!(luks.recovery_password_file, PathBuf::from("/root/pw"));
+    assert_eq!(luks.fstool, PathBuf::from("cosmian_fstool"));
+    assert!(parse("[agent]\n")
+        .unwrap()
+        .agent
+        .luks
+        .is_none());
+}
