@@ -81,6 +81,11 @@ fn measure(swtpm: &Swtpm, dir: &Path, file: &Path) {
 }
 
 fn start_agent(swtpm: &Swtpm, dir: &Path) -> Agent {
+    start_agent_with(swtpm, dir, "")
+}
+
+/// [`start_agent`] with extra `[agent]` lines.
+fn start_agent_with(swtpm: &Swtpm, dir: &Path, extra: &str) -> Agent {
     let data = dir.join("data");
     let conf = dir.join("agent.toml");
     std::fs::write(
@@ -94,6 +99,7 @@ data_dir = "{data}"
 tee = "sim"
 ima_log = "{ima}"
 snapshot_roots = ["{app}"]
+{extra}
 
 [app]
 service_type = "standalone"
@@ -105,6 +111,7 @@ command = ["sleep", "600"]
             data = data.display(),
             ima = dir.join("ima.log").display(),
             app = dir.join("app").display(),
+            extra = extra,
         ),
     )
     .unwrap();
@@ -156,14 +163,19 @@ fn other_server() -> SocketAddr {
         .unwrap()
         .self_signed(&key)
         .unwrap();
+    serve(cert.der().to_vec(), key.serialize_der())
+}
+
+/// A TLS server with this certificate and key (PKCS#8 DER).
+fn serve(cert_der: Vec<u8>, key_der: Vec<u8>) -> SocketAddr {
     let config = Arc::new(
         rustls::ServerConfig::builder_with_provider(ratls::tls::provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .unwrap()
             .with_no_client_auth()
             .with_single_cert(
-                vec![cert.der().clone()],
-                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+                vec![cert_der.into()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key_der.into()),
             )
             .unwrap(),
     );
@@ -298,4 +310,60 @@ fn snapshot_verify_reboot_restart_application_and_admin_calls() {
     let agent = start_agent(&swtpm, &d);
     let out = cli(&d, &agent, &["verify", "--snapshot", snap_arg]);
     assert_eq!(code(&out), 0, "after an agent restart: {}", text(&out));
+}
+
+#[test]
+fn a_given_certificate_is_bound_by_the_fresh_evidence_and_apps_serving_it_pass() {
+    // What `cosmian_certtool acme --output DIR` leaves (a plain certificate and its key), dropped
+    // where the agent's ssl_certificate / ssl_private_key point.
+    let dir =
+        Dir(std::env::temp_dir().join(format!("cosmian-vm-e2e-given-{}", std::process::id())));
+    let d = dir.0.clone();
+    std::fs::create_dir_all(d.join("app")).unwrap();
+    std::fs::create_dir_all(d.join("home")).unwrap();
+    std::fs::create_dir_all(d.join("given")).unwrap();
+    std::fs::write(d.join("app/my_app.sh"), "#!/bin/sh\necho my app\n").unwrap();
+    std::fs::write(d.join("app/my_app.json"), "{}\n").unwrap();
+    sim_ca()
+        .to_pem_files(&d.join("data/sim"))
+        .unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["my-app.example".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(d.join("given/cert.pem"), cert.pem()).unwrap();
+    std::fs::write(d.join("given/key.pem"), key.serialize_pem()).unwrap();
+    ratls_test::swtpm::quiet_tss();
+    let swtpm = Swtpm::start().expect("swtpm is required");
+    boot(&swtpm, &d);
+    let agent = start_agent_with(
+        &swtpm,
+        &d,
+        &format!(
+            "ssl_certificate = \"{}\"\nssl_private_key = \"{}\"",
+            d.join("given/cert.pem").display(),
+            d.join("given/key.pem").display()
+        ),
+    );
+    let snap = d.join("cosmian_vm.snapshot");
+    let snap_arg = snap.to_str().unwrap();
+    let out = cli(&d, &agent, &["snapshot", "-o", snap_arg]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    // An app serving the same certificate and key: bound by the agent's fresh evidence.
+    let app = serve(cert.der().to_vec(), key.serialize_der()).to_string();
+    let out = cli(
+        &d,
+        &agent,
+        &["verify", "--snapshot", snap_arg, "--application", &app],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    // Another key is not.
+    let other = other_server().to_string();
+    let out = cli(
+        &d,
+        &agent,
+        &["verify", "--snapshot", snap_arg, "--application", &other],
+    );
+    assert_eq!(code(&out), 1, "{}", text(&out));
 }
