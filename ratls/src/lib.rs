@@ -76,6 +76,7 @@ pub mod codec;
 pub mod digest;
 pub mod eventlog;
 pub mod foreign;
+pub mod fsutil;
 pub mod hexfmt;
 pub mod ima;
 pub mod pki;

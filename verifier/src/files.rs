@@ -1,56 +1,14 @@
 //! Files this CLI writes: atomically (temp file in the same directory, fsync, rename, fsync of
 //! the directory), secrets with mode 0600.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::cli::UsageError;
 
-/// Write `bytes` to `path` atomically with permission bits `mode` (Unix).
+/// Write `bytes` to `path` atomically with permission bits `mode` (`ratls::fsutil`).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), UsageError> {
-    let fail =
-        |what: &str, e: std::io::Error| UsageError(format!("{what} {}: {e}", path.display()));
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| UsageError(format!("{} is not a file name", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(mode);
-        }
-        #[cfg(not(unix))]
-        let _ = mode;
-        let mut file = options
-            .open(&tmp)
-            .map_err(|e| fail("cannot create a temporary file for", e))?;
-        file.write_all(bytes)
-            .map_err(|e| fail("cannot write", e))?;
-        file.sync_all()
-            .map_err(|e| fail("cannot sync", e))?;
-        drop(file);
-        std::fs::rename(&tmp, path).map_err(|e| fail("cannot rename into", e))?;
-        // The rename is durable once the directory is synced (best effort elsewhere).
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    ratls::fsutil::write_atomic(path, bytes, mode)
+        .map_err(|e| UsageError(format!("cannot write {}: {e}", path.display())))
 }
 
 /// `$XDG_CONFIG_HOME/cosmian_vm`, else `$HOME/.config/cosmian_vm`.

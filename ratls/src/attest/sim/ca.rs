@@ -2,8 +2,7 @@
 
 use core::fmt;
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -738,37 +737,10 @@ fn create_dir(dir: &Path) -> Result<(), AttestError> {
         .map_err(|e| io_error(dir, e))
 }
 
-/// Write `contents` to `dir/name` atomically: a fresh temporary file (never following an existing
-/// one), created with `mode`, synced, then renamed over the final name.
+/// Write `contents` to `dir/name` atomically (`crate::fsutil`) with `mode`.
 fn write_atomic(dir: &Path, name: &str, contents: &[u8], mode: u32) -> Result<(), AttestError> {
     let path = dir.join(name);
-    let tmp: PathBuf = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    let result = (|| {
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(mode);
-        }
-        #[cfg(not(unix))]
-        let _ = mode;
-        let mut file = options.open(&tmp)?;
-        // The umask may have cleared bits of `mode` at creation; set it exactly.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            file.set_permissions(fs::Permissions::from_mode(mode))?;
-        }
-        file.write_all(contents)?;
-        file.sync_all()?;
-        fs::rename(&tmp, &path)
-    })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io_error(&path, e)
-    })
+    crate::fsutil::write_atomic(&path, contents, mode).map_err(|e| io_error(&path, e))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), AttestError> {

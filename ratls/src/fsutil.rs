@@ -1,0 +1,118 @@
+//! Atomic file writes, shared by every tool of the workspace: a temporary file created next to
+//! the final name (exclusive, with the final mode from the start), written, fsynced, renamed over
+//! the final name, then the directory fsynced. Readers see the old file or the new one, never
+//! half of one, and a crash leaves at worst a stray temporary file, never a truncated target.
+
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+
+/// Mode of secrets and keys.
+pub const SECRET_MODE: u32 = 0o600;
+
+/// Mode of public files (certificates).
+pub const PUBLIC_MODE: u32 = 0o644;
+
+/// Create `dir` and its missing parents with `mode` (existing directories are left as they are).
+pub fn create_dir(dir: &Path, mode: u32) -> std::io::Result<()> {
+    let mut builder = DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    builder.create(dir)
+}
+
+/// Write `bytes` to `path` atomically with permissions `mode`; missing parent directories are
+/// created with mode 0700.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    create_dir(dir, 0o700)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{} is not a file path", path.display()),
+            )
+        })?;
+    let mut attempt = 0u32;
+    let (tmp, mut file) = loop {
+        let tmp = dir.join(format!(
+            ".{name}.tmp.{}.{}.{attempt}",
+            std::process::id(),
+            nanos()
+        ));
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+        match options.open(&tmp) {
+            Ok(f) => break (tmp, f),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 16 => {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let result = (|| {
+        // The umask may have narrowed the mode at creation: set it exactly.
+        #[cfg(unix)]
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)?;
+        // Directories can be opened and synced on Unix; elsewhere the rename is what we have.
+        match File::open(dir) {
+            Ok(d) => d.sync_all(),
+            Err(_) if cfg!(not(unix)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn replaces_atomically_with_the_exact_mode_and_leaves_no_temporary_file() {
+        let dir = std::env::temp_dir().join(format!("ratls-fsutil-{}", std::process::id()));
+        let path = dir.join("sub/secret");
+        write_atomic(&path, b"one", SECRET_MODE).unwrap();
+        write_atomic(&path, b"two", SECRET_MODE).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        let mode = std::fs::metadata(&path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        let names: Vec<_> = std::fs::read_dir(dir.join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["secret"]);
+        assert!(write_atomic(Path::new("/"), b"x", PUBLIC_MODE).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
