@@ -37,6 +37,10 @@ fn cli_bin() -> PathBuf {
     cli
 }
 
+/// The scenarios run one at a time: each drives a whole machine (swtpm, agent, CLI processes),
+/// and two at once on 2 cores only add contention.
+static ONE_MACHINE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 struct Dir(PathBuf);
 
 impl Drop for Dir {
@@ -197,6 +201,9 @@ fn serve(cert_der: Vec<u8>, key_der: Vec<u8>) -> SocketAddr {
 
 #[test]
 fn snapshot_verify_reboot_restart_application_and_admin_calls() {
+    let _one = ONE_MACHINE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = Dir(std::env::temp_dir().join(format!("cosmian-vm-e2e-{}", std::process::id())));
     let d = dir.0.clone();
     std::fs::create_dir_all(d.join("app")).unwrap();
@@ -314,6 +321,9 @@ fn snapshot_verify_reboot_restart_application_and_admin_calls() {
 
 #[test]
 fn a_given_certificate_is_bound_by_the_fresh_evidence_and_apps_serving_it_pass() {
+    let _one = ONE_MACHINE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     // What `cosmian_certtool acme --output DIR` leaves (a plain certificate and its key), dropped
     // where the agent's ssl_certificate / ssl_private_key point.
     let dir =
