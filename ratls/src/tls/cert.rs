@@ -100,24 +100,18 @@ impl CertEvidenceError {
     }
 }
 
-/// OIDs of the evidence formats we know but do not carry ourselves.
-const FOREIGN_OIDS: [&str; 4] = [
-    "1.2.840.113741.1337.6",
-    "1.2.840.113741.1337.7",
-    "1.2.840.113741.1337.8",
-    "2.23.133.5.4.9",
-];
-
 /// Parse a certificate (at most [`MAX_RATLS_CERT_LEN`] bytes) and take out its evidence:
 /// present, non-critical, at most [`MAX_CERT_BUNDLE_LEN`] bytes, an OCTET STRING around the CMW,
 /// and no other critical extension we do not process.
 pub fn read_evidence(cert_der: &[u8]) -> Result<CertEvidence, CertEvidenceError> {
     let cert = Cert::from_der_with_limit(cert_der, MAX_RATLS_CERT_LEN)?;
     let Some((critical, value)) = cert.extension(CMW_EXTENSION_OID) else {
-        let foreign = FOREIGN_OIDS
+        // The evidence formats we read (`crate::foreign`) but do not carry ourselves.
+        let foreign = crate::foreign::ForeignKind::ALL
             .iter()
+            .map(|kind| kind.oid())
             .filter(|oid| cert.extension(oid).is_some())
-            .map(|oid| (*oid).to_owned())
+            .map(str::to_owned)
             .collect();
         return Err(CertEvidenceError::Missing { foreign });
     };

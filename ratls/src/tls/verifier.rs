@@ -129,13 +129,12 @@ impl Core {
         if let Some(v) = self.cache.get(&key, now, max_age, skew) {
             return Ok(v);
         }
-        let verdict = Arc::new(self.verify_uncached(cert_der, now));
+        let (verdict, validity) = self.verify_uncached(cert_der, now);
+        let verdict = Arc::new(verdict);
         if verdict.is_trusted() {
-            // Invariant: a trusted verdict came from a bundle that parsed, so its claims hold
-            // the issue time; the certificate parsed too (validity window).
-            if let (Some(issued_at), Some(validity)) =
-                (issued_at_of(&verdict), validity_of(cert_der))
-            {
+            // Invariant: a trusted verdict came from a certificate that parsed (validity window)
+            // and a bundle that parsed, so its claims hold the issue time.
+            if let (Some(issued_at), Some(validity)) = (issued_at_of(&verdict), validity) {
                 self.cache
                     .insert(key, verdict.clone(), issued_at, validity);
             }
@@ -156,15 +155,17 @@ impl Core {
         )
     }
 
-    fn verify_uncached(&self, cert_der: &[u8], now: UnixTime) -> Verdict {
+    /// The verdict, and the certificate's validity window (seconds) when it parsed.
+    fn verify_uncached(&self, cert_der: &[u8], now: UnixTime) -> (Verdict, Option<(u64, u64)>) {
         let evidence = match read_evidence(cert_der) {
             Ok(e) => e,
             Err(e) => {
                 let mut v = Verdict::new(Platform::SevSnp);
                 v.push(e.to_check());
-                return v;
+                return (v, None);
             }
         };
+        let (not_before, not_after) = evidence.cert.validity();
         let mut head = vec![Check::pass(
             "cert.evidence",
             format!(
@@ -198,7 +199,7 @@ impl Core {
         out.simulated = v.simulated;
         out.extend(head);
         out.claims = claims;
-        out
+        (out, Some((not_before.as_secs(), not_after.as_secs())))
     }
 
     fn verify_signature(
@@ -230,13 +231,6 @@ fn issued_at_of(v: &Verdict) -> Option<u64> {
         crate::verdict::Claims::Bundle(b) => Some(b.issued_at),
         _ => None,
     }
-}
-
-fn validity_of(cert_der: &[u8]) -> Option<(u64, u64)> {
-    let cert =
-        crate::pki::Cert::from_der_with_limit(cert_der, crate::pki::MAX_RATLS_CERT_LEN).ok()?;
-    let (nb, na) = cert.validity();
-    Some((nb.as_secs(), na.as_secs()))
 }
 
 fn to_unix(now: TlsTime) -> UnixTime {
