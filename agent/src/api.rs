@@ -1,16 +1,29 @@
 //! The HTTPS API, version 1 (`docs/agent-api.md`): routing, limits, and the handlers.
+//!
+//! Who may call what, and what it costs (the rows of `docs/threat-model.md`, section 7):
+//!
+//! - anyone: `health`, the IMA log, and `evidence`, whose TEE report and TPM quote bind only
+//!   what the agent computed itself (its own key, its own AK, the exporter of the caller's own
+//!   TLS session, the caller's challenge inside a domain-separated hash). There is no endpoint
+//!   that signs caller-chosen bytes: the raw quote paths answer `410 Gone`.
+//! - the owner (client certificate whose SPKI hash is the owner's): the snapshot job, app
+//!   configuration, secrets. The owner check runs before any body byte is read, so strangers
+//!   never make the agent buffer more than a small JSON body.
+//! - enrolment: a client certificate plus the one-time token (`crate::owner`).
 
 use std::convert::Infallible;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
+use ratls::attest::tpm::ReconnectingTpm;
 use ratls::attest::{AttestError, Attester, TeeKind};
-use ratls::binding::{BindingClaims, Role, NONCE_LEN};
-use ratls::digest::HashAlg;
+use ratls::binding::{challenge_is_random_looking, BindingClaims, Role, NONCE_LEN};
 use ratls::UnixTime;
 use serde::Deserialize;
 use serde_json::json;
@@ -18,98 +31,40 @@ use serde_json::json;
 use crate::app::{Action, AppControl};
 use crate::config::Config;
 use crate::fsutil::{write_atomic, SECRET_MODE};
-use crate::job::{JobView, SnapshotJob};
+use crate::job::{JobView, SnapshotJob, StartError};
+use crate::limits::{BufferSlot, Limiter, Refusal};
+use crate::owner::{EnrolError, Owner};
 use crate::tls::SharedTls;
+
+/// The largest body of the JSON calls anyone may make (`evidence`, `owner`).
+pub const SMALL_BODY: usize = 4096;
+
+/// A request body that sends nothing for this long is cut off (`408`).
+pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything the handlers share.
 #[derive(Debug)]
 pub struct AppState {
     pub config: Config,
     pub attester: Arc<Attester>,
+    /// The TPM behind `attester.tpm`, for its health.
+    pub tpm: Option<Arc<ReconnectingTpm>>,
     pub tee: Option<TeeKind>,
     /// SHA-256 of the served key's SubjectPublicKeyInfo.
     pub spki_sha256: [u8; 32],
     pub owner: Owner,
     pub job: SnapshotJob,
     pub app: Option<AppControl>,
+    pub limiter: Limiter,
 }
 
-/// One TLS connection: the stream (for the exporter) and the client's identity.
+/// One TLS connection: the stream (for the exporter), the client's address and identity.
 #[derive(Debug)]
 pub struct Conn {
     pub tls: SharedTls,
+    pub peer: IpAddr,
     /// SHA-256 of the client certificate's SPKI, when the client presented one.
     pub client: Option<[u8; 32]>,
-}
-
-/// The owner: configured in agent.toml (wins), or enrolled once and kept in `owner.json`.
-#[derive(Debug)]
-pub struct Owner {
-    configured: Option<[u8; 32]>,
-    enrolled: Mutex<Option<[u8; 32]>>,
-    path: PathBuf,
-}
-
-/// `owner.json`.
-#[derive(Debug, serde::Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OwnerFile {
-    owner_spki_sha256: String,
-}
-
-impl Owner {
-    /// The configured owner (if any), and the enrolled one from `path` (if the file exists).
-    pub fn load(configured: Option<[u8; 32]>, path: PathBuf) -> Result<Self, String> {
-        let enrolled = match std::fs::read(&path) {
-            Ok(bytes) => {
-                let file: OwnerFile = serde_json::from_slice(&bytes)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                Some(hex32(&file.owner_spki_sha256).ok_or_else(|| {
-                    format!(
-                        "{}: owner_spki_sha256 is not 32 bytes of hex",
-                        path.display()
-                    )
-                })?)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        };
-        Ok(Self {
-            configured,
-            enrolled: Mutex::new(enrolled),
-            path,
-        })
-    }
-
-    pub fn current(&self) -> Option<[u8; 32]> {
-        self.configured.or(*self
-            .enrolled
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner))
-    }
-
-    /// Enrol `spki` unless an owner exists (`Ok(false)`).
-    fn enrol(&self, spki: [u8; 32]) -> Result<bool, String> {
-        let mut enrolled = self
-            .enrolled
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if self.configured.is_some() || enrolled.is_some() {
-            return Ok(false);
-        }
-        let body = serde_json::to_vec_pretty(&OwnerFile {
-            owner_spki_sha256: hex::encode(spki),
-        })
-        .map_err(|e| e.to_string())?;
-        write_atomic(&self.path, &body, SECRET_MODE)
-            .map_err(|e| format!("cannot record the owner: {e}"))?;
-        *enrolled = Some(spki);
-        Ok(true)
-    }
-}
-
-fn hex32(s: &str) -> Option<[u8; 32]> {
-    hex::decode(s).ok()?.try_into().ok()
 }
 
 /// A failed request: status and a message that never holds a secret.
@@ -118,6 +73,7 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     allow: Option<&'static str>,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -126,6 +82,7 @@ impl ApiError {
             status,
             message: message.into(),
             allow: None,
+            retry_after: None,
         }
     }
 
@@ -139,20 +96,52 @@ impl ApiError {
 
     fn method(allow: &'static str) -> Self {
         Self {
-            status: StatusCode::METHOD_NOT_ALLOWED,
-            message: format!("method not allowed (allowed: {allow})"),
             allow: Some(allow),
+            ..Self::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("method not allowed (allowed: {allow})"),
+            )
         }
     }
 
+    fn retry(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs.max(1));
+        self
+    }
+
     fn attest(e: &AttestError) -> Self {
-        let status = match e {
-            AttestError::Unavailable { .. } | AttestError::RateLimited { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
+        match e {
+            AttestError::Unavailable { .. } => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).retry(2)
             }
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+            AttestError::RateLimited { retry_after_ms, .. } => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+                    .retry(retry_after_ms.div_ceil(1000))
+            }
+            _ => Self::internal(e.to_string()),
+        }
+    }
+
+    fn refused(why: Refusal) -> Self {
+        let (status, message) = match why {
+            Refusal::Buffer => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the agent is buffering as many request bytes as it allows; retry later",
+            ),
+            Refusal::Evidence => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the agent is producing as much evidence as it allows at once; retry later",
+            ),
+            Refusal::PeerEvidence => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "one evidence request at a time per client address",
+            ),
+            Refusal::Connections | Refusal::PeerConnections => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many connections; retry later",
+            ),
         };
-        Self::new(status, e.to_string())
+        Self::new(status, message).retry(1)
     }
 
     fn into_response(self) -> Response<Full<Bytes>> {
@@ -160,6 +149,10 @@ impl ApiError {
         if let Some(allow) = self.allow {
             r.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
         }
         r
     }
@@ -215,10 +208,11 @@ async fn route(state: &AppState, conn: &Conn, req: Request<Incoming>) -> Reply {
             Err(ApiError::method(allow))
         }
     };
+    let max_body = state.config.agent.max_body_bytes;
     match rest {
         "health" => {
             only(Method::GET, "GET")?;
-            health(state)
+            health(state).await
         }
         "ima/binary" => {
             only(Method::GET, "GET")?;
@@ -239,31 +233,42 @@ async fn route(state: &AppState, conn: &Conn, req: Request<Incoming>) -> Reply {
                 text.into_bytes(),
             ))
         }
-        "quote/tee" => {
-            only(Method::POST, "POST")?;
-            let body = read_body(req, state.config.agent.max_body_bytes).await?;
-            quote_tee(state, &body).await
-        }
-        "quote/tpm" => {
-            only(Method::POST, "POST")?;
-            let body = read_body(req, state.config.agent.max_body_bytes).await?;
-            quote_tpm(state, &body).await
-        }
+        "quote/tee" | "quote/tpm" => Err(ApiError::new(
+            StatusCode::GONE,
+            "removed: the agent never signs caller-chosen bytes with the TEE or the TPM; ask for \
+             evidence bound to your TLS session with POST /api/v1/evidence {\"challenge\": \
+             \"<32 random bytes, hex>\"}",
+        )),
         "evidence" => {
             only(Method::POST, "POST")?;
-            let body = read_body(req, state.config.agent.max_body_bytes).await?;
+            let (body, _held) = read_body(state, req, SMALL_BODY).await?;
             evidence(state, conn, &body).await
         }
         "owner" => {
             only(Method::POST, "POST")?;
-            enrol(state, conn)
+            // The certificate first: a stranger without one never gets a byte read.
+            let spki = client_certificate(conn, "enrolling needs a TLS client certificate")?;
+            let (body, _held) = read_body(state, req, SMALL_BODY).await?;
+            enrol(state, spki, &body)
         }
-        "snapshot" => snapshot(state, conn, &method),
+        "snapshot" => {
+            admin(state, conn)?;
+            match method {
+                Method::POST => start_snapshot(state),
+                Method::DELETE => {
+                    state.job.forget();
+                    let mut r = Response::new(Full::new(Bytes::new()));
+                    *r.status_mut() = StatusCode::NO_CONTENT;
+                    Ok(r)
+                }
+                _ => Err(ApiError::method("POST, DELETE")),
+            }
+        }
         "app/init" => {
             only(Method::POST, "POST")?;
             let app = admin_app(state, conn)?;
-            let body = read_body(req, state.config.agent.max_body_bytes).await?;
-            app_init(app, &body).await
+            let (body, _held) = read_body(state, req, max_body).await?;
+            app_init(app, body).await
         }
         "app/start" | "app/stop" | "app/restart" => {
             only(Method::POST, "POST")?;
@@ -277,81 +282,112 @@ async fn route(state: &AppState, conn: &Conn, req: Request<Incoming>) -> Reply {
                 .map_err(ApiError::internal)?;
             ok(&json!({ "service": app.config.service_name, "action": action.name() }))
         }
-        _ => match rest.strip_prefix("secrets/") {
-            Some(name) => {
-                only(Method::PUT, "PUT")?;
-                let app = admin_app(state, conn)?;
-                if !valid_secret_name(name) {
-                    return Err(ApiError::bad(
-                        "a secret name is 1-64 bytes of [A-Za-z0-9._-], not starting with '.'",
-                    ));
-                }
-                let body = read_body(req, state.config.agent.max_body_bytes).await?;
-                let target = app
-                    .config
-                    .app_storage
-                    .join("secrets")
-                    .join(name);
-                write_file(&target, body).await?;
-                ok(&json!({ "written": target.display().to_string() }))
+        _ => {
+            if let Some(id) = rest.strip_prefix("snapshot/") {
+                only(Method::GET, "GET")?;
+                admin(state, conn)?;
+                return snapshot_job(state, id);
             }
-            None => Err(ApiError::new(StatusCode::NOT_FOUND, "no such path")),
-        },
+            let Some(name) = rest.strip_prefix("secrets/") else {
+                return Err(ApiError::new(StatusCode::NOT_FOUND, "no such path"));
+            };
+            only(Method::PUT, "PUT")?;
+            let app = admin_app(state, conn)?;
+            if !valid_secret_name(name) {
+                return Err(ApiError::bad(
+                    "a secret name is 1-64 bytes of [A-Za-z0-9._-], not starting with '.'",
+                ));
+            }
+            let (body, _held) = read_body(state, req, max_body).await?;
+            let target = app
+                .config
+                .app_storage
+                .join("secrets")
+                .join(name);
+            write_file(&target, body).await?;
+            ok(&json!({ "written": target.display().to_string() }))
+        }
     }
 }
 
-/// The request body, at most `limit` bytes (413 otherwise: by Content-Length before reading,
-/// and by the bytes actually streamed).
-async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+/// The request body: at most `cap` bytes (413 otherwise, by Content-Length before reading and
+/// by the bytes actually streamed), within the global buffered-bytes budget (503 otherwise),
+/// arriving within the body timeout and never stalling longer than [`BODY_IDLE_TIMEOUT`] (408).
+/// The budget stays reserved until the returned slot is dropped.
+async fn read_body(
+    state: &AppState,
+    req: Request<Incoming>,
+    cap: usize,
+) -> Result<(Bytes, BufferSlot), ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body exceeds the {limit}-byte limit"),
+            format!("the request body exceeds the {cap}-byte limit"),
         )
     };
-    if let Some(len) = req.headers().get(CONTENT_LENGTH) {
-        let len = len
-            .to_str()
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .ok_or_else(|| ApiError::bad("malformed Content-Length"))?;
-        if len > u64::try_from(limit).unwrap_or(u64::MAX) {
+    let declared = match req.headers().get(CONTENT_LENGTH) {
+        Some(len) => {
+            let len = len
+                .to_str()
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| ApiError::bad("malformed Content-Length"))?;
+            let len = usize::try_from(len).map_err(|_| too_large())?;
+            if len > cap {
+                return Err(too_large());
+            }
+            Some(len)
+        }
+        None => None,
+    };
+    let limiter = &state.limiter;
+    let mut slot = limiter
+        .buffer(declared.unwrap_or(0))
+        .map_err(ApiError::refused)?;
+    let mut reserved = declared.unwrap_or(0);
+    let deadline = tokio::time::Instant::now() + limiter.limits.body_timeout;
+    let mut body = req.into_body();
+    let mut out = Vec::with_capacity(declared.unwrap_or(0));
+    loop {
+        let wait = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .min(BODY_IDLE_TIMEOUT);
+        let frame = match tokio::time::timeout(wait, body.frame()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Err(e))) => return Err(ApiError::bad(format!("reading the request body: {e}"))),
+            Ok(None) => break,
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body did not arrive in time (at most {} s in all, {} s \
+                         without a byte)",
+                        limiter.limits.body_timeout.as_secs(),
+                        BODY_IDLE_TIMEOUT.as_secs()
+                    ),
+                ))
+            }
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        let total = out.len().saturating_add(data.len());
+        if total > cap {
             return Err(too_large());
         }
-    }
-    match Limited::new(req.into_body(), limit)
-        .collect()
-        .await
-    {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<LengthLimitError>()
-                .is_some() =>
-        {
-            Err(too_large())
+        if total > reserved {
+            limiter
+                .grow(&mut slot, total - reserved)
+                .map_err(ApiError::refused)?;
+            reserved = total;
         }
-        Err(e) => Err(ApiError::bad(format!("reading the request body: {e}"))),
+        out.extend_from_slice(&data);
     }
+    Ok((Bytes::from(out), slot))
 }
 
 fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("malformed JSON: {e}")))
-}
-
-fn parse_hex(field: &str, value: &str, min: usize, max: usize) -> Result<Vec<u8>, ApiError> {
-    let bytes = hex::decode(value).map_err(|e| ApiError::bad(format!("{field}: not hex: {e}")))?;
-    if bytes.len() < min || bytes.len() > max {
-        return Err(ApiError::bad(format!(
-            "{field}: {} bytes, expected {}",
-            bytes.len(),
-            if min == max {
-                format!("{min}")
-            } else {
-                format!("{min} to {max}")
-            }
-        )));
-    }
-    Ok(bytes)
 }
 
 async fn blocking<T: Send + 'static>(
@@ -362,12 +398,30 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::internal(format!("worker task: {e}")))?
 }
 
-fn health(state: &AppState) -> Reply {
+/// `ok` is false and `status` is `degraded` while the TPM does not answer.
+async fn health(state: &AppState) -> Reply {
+    let tpm = match state.tpm.clone() {
+        Some(tpm) => blocking(move || Ok(tpm.health())).await?,
+        None => Err("no TPM configured".to_owned()),
+    };
+    let healthy = tpm.is_ok();
     ok(&json!({
-        "ok": true,
+        "ok": healthy,
+        "status": if healthy { "ok" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),
         "tee": state.tee.map_or("none", TeeKind::name),
         "spki_sha256": hex::encode(state.spki_sha256),
+        "tpm": match &tpm {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => format!("unavailable: {e}"),
+        },
+        "owner": if state.owner.current().is_some() {
+            "enrolled"
+        } else {
+            "awaiting enrolment"
+        },
+        "connections": state.limiter.open_connections(),
+        "refused": state.limiter.refusals(),
     }))
 }
 
@@ -420,114 +474,28 @@ fn ima_ascii(log: &[u8]) -> Result<String, ApiError> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NonceRequest {
-    nonce: String,
-}
-
-async fn quote_tee(state: &AppState, body: &[u8]) -> Reply {
-    let req: NonceRequest = parse_json(body)?;
-    let nonce = parse_hex("nonce", &req.nonce, 1, 64)?;
-    let tee = state
-        .attester
-        .tee
-        .clone()
-        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "this machine has no TEE"))?;
-    let mut report_data = [0u8; 64];
-    for (d, s) in report_data.iter_mut().zip(&nonce) {
-        *d = *s;
-    }
-    let evidence = blocking(move || {
-        tee.attest(&report_data)
-            .map_err(|e| ApiError::attest(&e))
-    })
-    .await?;
-    let mut cbor = Vec::new();
-    ciborium::into_writer(&evidence, &mut cbor)
-        .map_err(|e| ApiError::internal(format!("encoding the TEE evidence: {e}")))?;
-    ok(&json!({ "kind": evidence.kind().name(), "evidence": hex::encode(cbor) }))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TpmQuoteRequest {
-    nonce: String,
-    pcrs: Option<Vec<u8>>,
-    banks: Option<Vec<String>>,
-}
-
-async fn quote_tpm(state: &AppState, body: &[u8]) -> Reply {
-    let req: TpmQuoteRequest = parse_json(body)?;
-    let nonce = parse_hex("nonce", &req.nonce, 1, 32)?;
-    let pcrs = req
-        .pcrs
-        .unwrap_or_else(|| ratls::bundle::DEFAULT_PCRS.to_vec());
-    if pcrs.is_empty() || pcrs.iter().any(|&p| p > 23) {
-        return Err(ApiError::bad("pcrs: 1 to 24 indices in 0..=23"));
-    }
-    let mut sorted = pcrs.clone();
-    sorted.sort_unstable();
-    sorted.dedup();
-    if sorted.len() != pcrs.len() {
-        return Err(ApiError::bad("pcrs: an index is repeated"));
-    }
-    let banks = req
-        .banks
-        .unwrap_or_else(|| vec!["sha256".to_owned()])
-        .iter()
-        .map(|b| {
-            b.parse::<HashAlg>()
-                .map_err(|_| ApiError::bad(format!("banks: unknown bank {b:?}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if banks.is_empty() {
-        return Err(ApiError::bad("banks: at least one bank"));
-    }
-    let tpm = state
-        .attester
-        .tpm
-        .clone()
-        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "this machine has no TPM"))?;
-    let q = blocking(move || {
-        tpm.quote(&nonce, &banks, &pcrs)
-            .map_err(|e| ApiError::attest(&e))
-    })
-    .await?;
-    let pcrs: serde_json::Map<String, serde_json::Value> = q
-        .pcrs
-        .iter()
-        .map(|(bank, values)| {
-            let values: serde_json::Map<String, serde_json::Value> = values
-                .iter()
-                .map(|(i, v)| (i.to_string(), json!(hex::encode(v))))
-                .collect();
-            (bank.name().to_owned(), serde_json::Value::Object(values))
-        })
-        .collect();
-    ok(&json!({
-        "attest": hex::encode(&q.attest),
-        "signature": hex::encode(&q.signature),
-        "ak_public": hex::encode(&q.ak_public),
-        "pcrs": pcrs,
-    }))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct EvidenceRequest {
     challenge: String,
 }
 
+/// Evidence bound to this connection: the agent's own key, its own AK, the exporter of the
+/// caller's TLS session for the caller's challenge. One production per client address at a
+/// time, [`max_evidence_in_flight`](crate::config::Limits::max_evidence_in_flight) in all.
 async fn evidence(state: &AppState, conn: &Conn, body: &[u8]) -> Reply {
     let req: EvidenceRequest = parse_json(body)?;
-    let challenge: [u8; NONCE_LEN] = parse_hex("challenge", &req.challenge, NONCE_LEN, NONCE_LEN)?
-        .try_into()
-        .map_err(|_| ApiError::bad("challenge: 32 bytes"))?;
+    let challenge = parse_challenge(&req.challenge)?;
+    let slot = state
+        .limiter
+        .evidence(conn.peer)
+        .map_err(ApiError::refused)?;
     let role = Role::agent();
     let exporter = {
         // Held only for this synchronous call.
         let guard = conn.tls.lock();
         let common: &rustls::ConnectionCommon<rustls::server::ServerConnectionData> =
             guard.get_ref().1;
+        ratls::tls::fresh::check_exporter_session(common)
+            .map_err(|e| ApiError::bad(e.to_string()))?;
         ratls::tls::fresh::exporter(common, &role, &challenge)
             .map_err(|e| ApiError::internal(e.to_string()))?
     };
@@ -541,6 +509,7 @@ async fn evidence(state: &AppState, conn: &Conn, body: &[u8]) -> Reply {
     };
     let attester = state.attester.clone();
     let cmw = blocking(move || {
+        let _slot = slot;
         attester
             .produce(binding, true)
             .map(|b| b.to_cmw())
@@ -550,42 +519,86 @@ async fn evidence(state: &AppState, conn: &Conn, body: &[u8]) -> Reply {
     Ok(bytes_response(StatusCode::OK, "application/cbor", cmw))
 }
 
-fn enrol(state: &AppState, conn: &Conn) -> Reply {
-    let spki = conn.client.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "enrolling needs a TLS client certificate",
-        )
-    })?;
-    if state
-        .owner
-        .enrol(spki)
-        .map_err(ApiError::internal)?
-    {
-        eprintln!(
-            "cosmian_vm_agent: owner enrolled: SPKI SHA-256 {}",
-            hex::encode(spki)
-        );
-        Ok(json_response(
-            StatusCode::CREATED,
-            &json!({ "owner_spki_sha256": hex::encode(spki) }),
+/// 32 bytes of hex that look random ([`challenge_is_random_looking`]).
+fn parse_challenge(text: &str) -> Result<[u8; NONCE_LEN], ApiError> {
+    let bytes = hex::decode(text)
+        .map_err(|e| ApiError::bad(format!("challenge: not hex: {e}")))?;
+    let challenge: [u8; NONCE_LEN] = bytes.as_slice().try_into().map_err(|_| {
+        ApiError::bad(format!(
+            "challenge: {} bytes, expected {NONCE_LEN}",
+            bytes.len()
         ))
+    })?;
+    if !challenge_is_random_looking(&challenge) {
+        return Err(ApiError::bad(format!(
+            "challenge: {text} does not look random (all zero, or too few distinct bytes): a \
+             verifier must send 32 bytes from a secure random generator, or the evidence proves \
+             no freshness"
+        )));
+    }
+    Ok(challenge)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrolRequest {
+    token: Option<String>,
+}
+
+fn enrol(state: &AppState, spki: [u8; 32], body: &[u8]) -> Reply {
+    let req: EnrolRequest = if body.is_empty() {
+        EnrolRequest { token: None }
     } else {
-        Err(ApiError::new(
+        parse_json(body)?
+    };
+    match state
+        .owner
+        .enrol(spki, req.token.as_deref())
+    {
+        Ok(()) => {
+            eprintln!(
+                "cosmian_vm_agent: owner enrolled: SPKI SHA-256 {}",
+                hex::encode(spki)
+            );
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({ "owner_spki_sha256": hex::encode(spki) }),
+            ))
+        }
+        Err(EnrolError::AlreadyEnrolled) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "an owner is already enrolled",
-        ))
+        )),
+        Err(EnrolError::MissingToken) => Err(ApiError::bad(
+            "enrolling needs {\"token\": \"<the one-time token the agent printed at start>\"}",
+        )),
+        Err(EnrolError::BadToken) => {
+            eprintln!(
+                "cosmian_vm_agent: WARNING: enrolment with a wrong token (client SPKI SHA-256 {})",
+                hex::encode(spki)
+            );
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "wrong enrolment token",
+            ))
+        }
+        Err(EnrolError::TooManyFailures { retry_after }) => Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many wrong enrolment tokens lately",
+        )
+        .retry(retry_after.as_secs())),
+        Err(EnrolError::Internal(e)) => Err(ApiError::internal(e)),
     }
+}
+
+fn client_certificate(conn: &Conn, why: &'static str) -> Result<[u8; 32], ApiError> {
+    conn.client
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, why))
 }
 
 /// 401 without a client certificate, 403 when it is not the owner's.
 fn admin(state: &AppState, conn: &Conn) -> Result<(), ApiError> {
-    let client = conn.client.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "this call needs the owner's TLS client certificate",
-        )
-    })?;
+    let client = client_certificate(conn, "this call needs the owner's TLS client certificate")?;
     match state.owner.current() {
         Some(owner) if owner == client => Ok(()),
         Some(_) => Err(ApiError::new(
@@ -594,7 +607,7 @@ fn admin(state: &AppState, conn: &Conn) -> Result<(), ApiError> {
         )),
         None => Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "no owner is enrolled (POST /api/v1/owner first)",
+            "no owner is enrolled (cosmian_vm owner enroll --token TOKEN first)",
         )),
     }
 }
@@ -607,30 +620,28 @@ fn admin_app<'a>(state: &'a AppState, conn: &Conn) -> Result<&'a AppControl, Api
         .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "agent.toml has no [app] section"))
 }
 
-fn snapshot(state: &AppState, conn: &Conn, method: &Method) -> Reply {
-    let view = match *method {
-        Method::GET => state.job.view(),
-        Method::POST => state.job.start(),
-        Method::DELETE => {
-            admin(state, conn)?;
-            state.job.forget();
-            let mut r = Response::new(Full::new(Bytes::new()));
-            *r.status_mut() = StatusCode::NO_CONTENT;
-            return Ok(r);
-        }
-        _ => return Err(ApiError::method("GET, POST, DELETE")),
-    };
-    match view {
-        JobView::Running(progress) => Ok(json_response(StatusCode::ACCEPTED, &progress)),
-        JobView::Done(body) => Ok(bytes_response(
-            StatusCode::OK,
-            "application/json",
-            body.to_vec(),
+fn start_snapshot(state: &AppState) -> Reply {
+    match state.job.start() {
+        Ok((_, progress)) => Ok(json_response(StatusCode::ACCEPTED, &progress)),
+        Err(StartError::Busy(progress)) => Ok(json_response(
+            StatusCode::CONFLICT,
+            &json!({
+                "error": "a snapshot job is running (DELETE /api/v1/snapshot cancels it)",
+                "running": progress,
+            }),
         )),
+        Err(StartError::Internal(e)) => Err(ApiError::internal(e)),
+    }
+}
+
+fn snapshot_job(state: &AppState, id: &str) -> Reply {
+    match state.job.take(id) {
+        JobView::Running(progress) => Ok(json_response(StatusCode::ACCEPTED, &progress)),
+        JobView::Done(body) => Ok(bytes_response(StatusCode::OK, "application/json", body)),
         JobView::Failed(e) => Err(ApiError::internal(e)),
         JobView::None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "no snapshot job (POST /api/v1/snapshot starts one)",
+            "no such snapshot job (results are served once, to the job's id, within 10 minutes)",
         )),
     }
 }
@@ -644,9 +655,9 @@ async fn write_file(target: &Path, body: Bytes) -> Result<(), ApiError> {
     .await
 }
 
-async fn app_init(app: &AppControl, body: &[u8]) -> Reply {
+async fn app_init(app: &AppControl, body: Bytes) -> Reply {
     let target = app.config.app_storage.join("app.conf");
-    write_file(&target, Bytes::copy_from_slice(body)).await?;
+    write_file(&target, body).await?;
     app.run(Action::Restart)
         .await
         .map_err(|e| {

@@ -36,6 +36,41 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/cosmian_vm";
 /// The default request-body limit (16 MiB).
 pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
 
+/// Bounds on what clients can make the agent hold (`docs/agent-api.md`, "Limits").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Open connections in all (over it, new connections are closed at once).
+    pub max_connections: usize,
+    /// Open connections from one IP address.
+    pub max_connections_per_peer: usize,
+    /// A TLS handshake must finish within this time.
+    pub handshake_timeout: Duration,
+    /// A request's headers must arrive within this time (also the keep-alive idle time).
+    pub header_timeout: Duration,
+    /// A request body must arrive within this time in all, and never stall longer than
+    /// [`BODY_IDLE_TIMEOUT`](crate::api::BODY_IDLE_TIMEOUT).
+    pub body_timeout: Duration,
+    /// Request-body bytes buffered at once, over every connection.
+    pub max_buffered_bytes: usize,
+    /// Evidence productions (TEE report + TPM quote) running or waiting, over every connection;
+    /// one client IP gets one at a time.
+    pub max_evidence_in_flight: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            max_connections_per_peer: 32,
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_buffered_bytes: 64 * 1024 * 1024,
+            max_evidence_in_flight: 8,
+        }
+    }
+}
+
 /// The configuration, validated and with every path absolute.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -57,7 +92,10 @@ pub struct AgentConfig {
     pub ima_log: PathBuf,
     pub rotation_period: Duration,
     pub owner_certificate: Option<PathBuf>,
+    /// A pre-configured owner by key hash (`owner_spki_sha256 = "hex"`), e.g. from cloud-init.
+    pub owner_spki_sha256: Option<[u8; 32]>,
     pub max_body_bytes: usize,
+    pub limits: Limits,
     pub snapshot_roots: Vec<PathBuf>,
     pub snapshot_excludes: Vec<PathBuf>,
     /// The encrypted container made at first start, when configured.
@@ -146,7 +184,15 @@ struct RawAgent {
     ima_log: Option<PathBuf>,
     rotation_period_secs: Option<u64>,
     owner_certificate: Option<PathBuf>,
+    owner_spki_sha256: Option<String>,
     max_body_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    max_connections_per_peer: Option<usize>,
+    handshake_timeout_secs: Option<u64>,
+    header_timeout_secs: Option<u64>,
+    body_timeout_secs: Option<u64>,
+    max_buffered_bytes: Option<usize>,
+    max_evidence_in_flight: Option<usize>,
     snapshot_roots: Option<Vec<PathBuf>>,
     snapshot_excludes: Option<Vec<PathBuf>>,
     luks_size: Option<String>,
@@ -245,6 +291,89 @@ impl Config {
         if max_body_bytes == 0 {
             return Err(invalid("agent.max_body_bytes", "must be at least 1".into()));
         }
+        let defaults = Limits::default();
+        let positive = |key: &'static str, v: Option<usize>, default: usize| match v {
+            Some(0) => Err(invalid(key, "must be at least 1".into())),
+            Some(n) => Ok(n),
+            None => Ok(default),
+        };
+        let secs = |key: &'static str, v: Option<u64>, default: Duration| match v {
+            Some(0) => Err(invalid(key, "must be at least 1".into())),
+            Some(n) => Ok(Duration::from_secs(n)),
+            None => Ok(default),
+        };
+        let limits = Limits {
+            max_connections: positive(
+                "agent.max_connections",
+                a.max_connections,
+                defaults.max_connections,
+            )?,
+            max_connections_per_peer: positive(
+                "agent.max_connections_per_peer",
+                a.max_connections_per_peer,
+                defaults.max_connections_per_peer,
+            )?,
+            handshake_timeout: secs(
+                "agent.handshake_timeout_secs",
+                a.handshake_timeout_secs,
+                defaults.handshake_timeout,
+            )?,
+            header_timeout: secs(
+                "agent.header_timeout_secs",
+                a.header_timeout_secs,
+                defaults.header_timeout,
+            )?,
+            body_timeout: secs(
+                "agent.body_timeout_secs",
+                a.body_timeout_secs,
+                defaults.body_timeout,
+            )?,
+            max_buffered_bytes: positive(
+                "agent.max_buffered_bytes",
+                a.max_buffered_bytes,
+                defaults.max_buffered_bytes,
+            )?,
+            max_evidence_in_flight: positive(
+                "agent.max_evidence_in_flight",
+                a.max_evidence_in_flight,
+                defaults.max_evidence_in_flight,
+            )?,
+        };
+        if u32::try_from(limits.max_buffered_bytes).is_err() {
+            return Err(invalid(
+                "agent.max_buffered_bytes",
+                format!("{} is over the 4 GiB limit", limits.max_buffered_bytes),
+            ));
+        }
+        if limits.max_buffered_bytes < max_body_bytes {
+            return Err(invalid(
+                "agent.max_buffered_bytes",
+                format!(
+                    "{} is below max_body_bytes ({max_body_bytes}): one upload could never fit",
+                    limits.max_buffered_bytes
+                ),
+            ));
+        }
+        let owner_spki_sha256 = match &a.owner_spki_sha256 {
+            None => None,
+            Some(text) => Some(
+                hex::decode(text.trim())
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| {
+                        invalid(
+                            "agent.owner_spki_sha256",
+                            format!("{text:?} is not 64 hex digits (SHA-256 of the owner's SPKI)"),
+                        )
+                    })?,
+            ),
+        };
+        if owner_spki_sha256.is_some() && a.owner_certificate.is_some() {
+            return Err(invalid(
+                "agent.owner_spki_sha256",
+                "give owner_certificate or owner_spki_sha256, not both".into(),
+            ));
+        }
         let snapshot_roots = a
             .snapshot_roots
             .unwrap_or_else(|| vec![PathBuf::from("/")]);
@@ -339,7 +468,9 @@ impl Config {
             ),
             rotation_period: Duration::from_secs(rotation),
             owner_certificate: a.owner_certificate.map(under),
+            owner_spki_sha256,
             max_body_bytes,
+            limits,
             snapshot_roots,
             snapshot_excludes: a.snapshot_excludes.unwrap_or_default(),
             data_dir: data_dir.clone(),
@@ -423,6 +554,16 @@ fn valid_service_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"@._:-".contains(&b))
+}
+
+impl AgentConfig {
+    /// Where the agent keeps what the host must not read or change (the owner record, the
+    /// enrolment token): inside the encrypted container when one is configured, else `data_dir`.
+    pub fn secure_dir(&self) -> &Path {
+        self.luks
+            .as_ref()
+            .map_or(&self.data_dir, |l| &l.mountpoint)
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,9 @@ pub mod app;
 pub mod config;
 pub mod fsutil;
 pub mod job;
+pub mod limits;
 pub mod machine;
+pub mod owner;
 pub mod server;
 pub mod tls;
 pub mod walk;
@@ -21,7 +23,8 @@ use std::sync::Arc;
 
 use tokio_rustls::TlsAcceptor;
 
-use crate::api::{AppState, Owner};
+use crate::api::AppState;
+use crate::owner::Owner;
 use crate::app::{Action, AppControl};
 use crate::config::{Config, ServiceType};
 use crate::job::SnapshotJob;
@@ -41,7 +44,7 @@ pub async fn run(config: Config, preinit: bool) -> Result<(), StartError> {
             crate::machine::served_cert(a, &machine.attester, &crate::machine::hostname())?;
         let owner = match &a.owner_certificate {
             Some(path) => Some(owner_from_cert(path)?),
-            None => None,
+            None => a.owner_spki_sha256,
         };
         Ok::<_, StartError>((machine, served, owner))
     })
@@ -49,7 +52,7 @@ pub async fn run(config: Config, preinit: bool) -> Result<(), StartError> {
     .map_err(|e| StartError(format!("startup task: {e}")))??;
 
     let a = &config.agent;
-    let owner = Owner::load(owner_cfg, a.data_dir.join("owner.json")).map_err(StartError)?;
+    let owner = Owner::load(owner_cfg, a.secure_dir()).map_err(StartError)?;
     let mut walk = crate::job::WalkOptions::new(a.snapshot_roots.clone());
     walk.excludes
         .extend(a.snapshot_excludes.iter().cloned());
@@ -72,11 +75,13 @@ pub async fn run(config: Config, preinit: bool) -> Result<(), StartError> {
     let state = Arc::new(AppState {
         config: config.clone(),
         attester: machine.attester.clone(),
+        tpm: Some(machine.tpm.clone()),
         tee: machine.tee,
         spki_sha256,
         owner,
         job,
         app,
+        limiter: crate::limits::Limiter::new(a.limits.clone()),
     });
 
     let provider = ratls::tls::provider();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ratls::attest::detect::{detect_interface, DetectPaths, TeeInterface};
-use ratls::attest::tpm::{TssTpm, DEFAULT_AK_HANDLE};
+use ratls::attest::tpm::{ReconnectingTpm, DEFAULT_AK_HANDLE};
 use ratls::attest::tsm::{ConfigfsTsm, SnpTsm, TdxTsm, DEFAULT_REPORT_DIR};
 use ratls::attest::{Attester, ImaFile, ImaSource, TeeAttester, TeeKind, TpmAttester};
 use ratls::binding::Role;
@@ -33,6 +33,8 @@ fn err(what: impl fmt::Display) -> StartError {
 #[derive(Debug)]
 pub struct Machine {
     pub attester: Arc<Attester>,
+    /// The TPM (also in `attester`), for its health.
+    pub tpm: Arc<ReconnectingTpm>,
     pub tee: Option<TeeKind>,
 }
 
@@ -40,7 +42,7 @@ pub struct Machine {
 /// configuration.
 pub fn open_attesters(cfg: &AgentConfig) -> Result<Machine, StartError> {
     let (tee, kind) = open_tee(cfg)?;
-    let tpm = TssTpm::open(&cfg.tpm_tcti, DEFAULT_AK_HANDLE)
+    let tpm = ReconnectingTpm::open(&cfg.tpm_tcti, DEFAULT_AK_HANDLE)
         .map_err(|e| err(format!("TPM on {}: {e}", cfg.tpm_tcti)))?;
     eprintln!(
         "cosmian_vm_agent: TPM on {}: attestation key at {:#010x} {}",
@@ -62,9 +64,11 @@ pub fn open_attesters(cfg: &AgentConfig) -> Result<Machine, StartError> {
         );
         None
     };
-    let attester = Attester::new(Some(tee), Some(Arc::new(tpm) as Arc<dyn TpmAttester>), ima);
+    let tpm = Arc::new(tpm);
+    let attester = Attester::new(Some(tee), Some(tpm.clone() as Arc<dyn TpmAttester>), ima);
     Ok(Machine {
         attester: Arc::new(attester),
+        tpm,
         tee: Some(kind),
     })
 }
@@ -189,8 +193,16 @@ pub fn first_start(cfg: &AgentConfig, preinit: bool) -> Result<(), StartError> {
 
 /// Create the container when it does not exist yet (`cosmian_fstool create --tpm-seal`, the
 /// recovery password fed on stdin), then open and mount it (`cosmian_fstool mount-at-boot`,
-/// which refuses a cipher_null header). Any failure stops the agent: it must not write keys
-/// and secrets to the unencrypted directory under the mount point.
+/// which refuses any header but the exact encryption fstool creates). Any failure stops the
+/// agent: it must not write keys and secrets to the unencrypted directory under the mount point.
+///
+/// The recovery password file is what asks for a *new* container: it is read, the container is
+/// created, and the file is then wiped (overwritten with zeros, synced) and deleted, so the
+/// password does not stay on the root disk the host can read. A later start that finds the
+/// container missing and no password file refuses to start rather than silently making a new,
+/// empty container over lost data. (A host that deletes the container *and* plants a password
+/// file gets a new container with a new TLS key: `cosmian_vm verify` then fails at
+/// `snapshot.agent_key`, because the snapshot pins the agent's key.)
 fn luks_first_start(cfg: &AgentConfig, luks: &crate::config::LuksConfig) -> Result<(), StartError> {
     let fstool = |args: &[&std::ffi::OsStr], stdin: Option<&[u8]>| -> Result<(), StartError> {
         let mut cmd = std::process::Command::new(&luks.fstool);
@@ -232,12 +244,25 @@ fn luks_first_start(cfg: &AgentConfig, luks: &crate::config::LuksConfig) -> Resu
         }
     };
     if !luks.container.exists() {
-        let password = std::fs::read(&luks.recovery_password_file).map_err(|e| {
-            err(format!(
-                "LUKS container: recovery password file {}: {e}",
-                luks.recovery_password_file.display()
-            ))
-        })?;
+        let password = match std::fs::read(&luks.recovery_password_file) {
+            Ok(p) => p,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(err(format!(
+                    "LUKS container {} is missing, and there is no recovery password file {} \
+                     asking for a new one: refusing to start (the container holds this VM's \
+                     keys and secrets; it was deleted or not attached). Restore the container, \
+                     or provide a recovery password file to create a NEW, EMPTY one.",
+                    luks.container.display(),
+                    luks.recovery_password_file.display()
+                )))
+            }
+            Err(e) => {
+                return Err(err(format!(
+                    "LUKS container: recovery password file {}: {e}",
+                    luks.recovery_password_file.display()
+                )))
+            }
+        };
         eprintln!(
             "cosmian_vm_agent: first start: creating the LUKS container {} ({}; key sealed in \
              the TPM, the recovery password as the second way in)",
@@ -257,6 +282,12 @@ fn luks_first_start(cfg: &AgentConfig, luks: &crate::config::LuksConfig) -> Resu
             ],
             Some(&password),
         )?;
+        consume(&luks.recovery_password_file)?;
+        eprintln!(
+            "cosmian_vm_agent: first start: the recovery password file {} was wiped and \
+             deleted (keep your own copy of the password)",
+            luks.recovery_password_file.display()
+        );
     }
     fstool(
         &[
@@ -273,6 +304,42 @@ fn luks_first_start(cfg: &AgentConfig, luks: &crate::config::LuksConfig) -> Resu
         luks.container.display(),
         luks.mountpoint.display()
     );
+    Ok(())
+}
+
+/// Overwrite `path` with zeros, sync it, and delete it. (On copy-on-write or flash storage the
+/// old blocks may survive the overwrite; the deletion still takes the password off the file
+/// system the host can read through.)
+fn consume(path: &Path) -> Result<(), StartError> {
+    use std::io::Write as _;
+    let fail = |e: std::io::Error| err(format!("wiping {}: {e}", path.display()));
+    let len = std::fs::metadata(path)
+        .map_err(fail)?
+        .len();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(fail)?;
+    let zeros = vec![0u8; usize::try_from(len).unwrap_or(0).min(1 << 20)];
+    let mut left = len;
+    while left > 0 {
+        let n = usize::try_from(left)
+            .unwrap_or(usize::MAX)
+            .min(zeros.len());
+        let Some(chunk) = zeros.get(..n).filter(|c| !c.is_empty()) else {
+            break;
+        };
+        file.write_all(chunk).map_err(fail)?;
+        left = left.saturating_sub(n as u64);
+    }
+    file.sync_all().map_err(fail)?;
+    drop(file);
+    std::fs::remove_file(path).map_err(fail)?;
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
     Ok(())
 }
 

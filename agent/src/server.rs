@@ -1,5 +1,6 @@
-//! The accept loop: TLS handshakes (bounded in time), HTTP/1.1 per connection, and a graceful
-//! stop (stop accepting, let in-flight requests finish within a bounded wait).
+//! The accept loop: connection slots (in all and per IP address, `crate::limits`), TLS
+//! handshakes and request headers bounded in time, HTTP/1.1 per connection, and a graceful stop
+//! (stop accepting, let in-flight requests finish within a bounded wait).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,11 +16,11 @@ use tokio_rustls::TlsAcceptor;
 use crate::api::{handle, AppState, Conn};
 use crate::tls::SharedTls;
 
-/// How long a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request head (request line and headers).
+const MAX_HEADER_BYTES: usize = 16 * 1024;
 
-/// How long a client may take to send a request's headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Refusals are logged at most this often (a flood must not flood the journal too).
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How long in-flight requests get to finish after the stop signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,13 +36,15 @@ pub async fn serve(
     // Every connection task holds a sender; `recv` returns None once all are gone.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     tokio::pin!(stop);
+    let limits = state.limiter.limits.clone();
+    let mut last_refusal_log: Option<tokio::time::Instant> = None;
     loop {
         let accepted = tokio::select! {
             () = &mut stop => break,
             accepted = listener.accept() => accepted,
         };
-        let tcp = match accepted {
-            Ok((tcp, _peer)) => tcp,
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 eprintln!("cosmian_vm_agent: accept: {e}");
@@ -49,13 +52,32 @@ pub async fn serve(
                 continue;
             }
         };
+        let slot = match state.limiter.connection(peer.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                // Closed at once: no handshake, no memory held for it.
+                drop(tcp);
+                if last_refusal_log.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_INTERVAL) {
+                    last_refusal_log = Some(tokio::time::Instant::now());
+                    eprintln!(
+                        "cosmian_vm_agent: connection from {peer} refused: limit {} reached                          (max_connections {}, max_connections_per_peer {})",
+                        why.name(),
+                        limits.max_connections,
+                        limits.max_connections_per_peer
+                    );
+                }
+                continue;
+            }
+        };
         let acceptor = acceptor.clone();
         let state = state.clone();
+        let limits = limits.clone();
         let mut stop_rx = stop_rx.clone();
         let done = done_tx.clone();
         tokio::spawn(async move {
             let _done = done;
-            let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+            let _slot = slot;
+            let Ok(Ok(tls)) = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await
             else {
                 return;
             };
@@ -69,13 +91,16 @@ pub async fn serve(
             let shared = SharedTls::new(tls);
             let conn = Arc::new(Conn {
                 tls: shared.clone(),
+                peer: peer.ip(),
                 client,
             });
             let service = service_fn(move |req| handle(state.clone(), conn.clone(), req));
             let mut builder = http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
+                .header_read_timeout(limits.header_timeout)
+                .max_header_size(MAX_HEADER_BYTES)
+                .max_headers(64);
             let http = builder.serve_connection(TokioIo::new(shared), service);
             tokio::pin!(http);
             let finished = tokio::select! {

@@ -280,6 +280,13 @@ async fn call(
     read_reply(s).await
 }
 
+/// `POST /api/v1/owner` as `owner`, with the one-time token the agent wrote at start.
+async fn enrol(agent: &Agent, owner: Arc<ClientCert>) -> Reply {
+    let token = std::fs::read_to_string(agent.data_dir().join("enrolment-token")).unwrap();
+    let body = format!(r#"{{"token": "{}"}}"#, token.trim());
+    call(agent.addr, Some(owner), "POST", "/api/v1/owner", body.as_bytes()).await
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -407,35 +414,15 @@ fn certificate_evidence_and_ima() {
             lines[1]
         );
 
-        // Quotes for a nonce.
-        let tee = call(
-            agent.addr,
-            None,
-            "POST",
-            "/api/v1/quote/tee",
-            br#"{"nonce": "0102"}"#,
-        )
-        .await;
-        assert_eq!(tee.status, 200);
-        assert_eq!(tee.json()["kind"], "sim");
-        let tpm = call(
-            agent.addr,
-            None,
-            "POST",
-            "/api/v1/quote/tpm",
-            br#"{"nonce": "aabb", "pcrs": [0, 10]}"#,
-        )
-        .await;
-        assert_eq!(tpm.status, 200);
-        let q = tpm.json();
-        assert_eq!(
-            q["pcrs"]["sha256"]
-                .as_object()
+        // The raw quote endpoints are gone: nothing signs caller-chosen bytes.
+        for path in ["/api/v1/quote/tee", "/api/v1/quote/tpm"] {
+            let r = call(agent.addr, None, "POST", path, br#"{"nonce": "0102"}"#).await;
+            assert_eq!(r.status, 410, "{path}");
+            assert!(r.json()["error"]
+                .as_str()
                 .unwrap()
-                .len(),
-            2
-        );
-        assert!(!q["attest"].as_str().unwrap().is_empty());
+                .contains("/api/v1/evidence"));
+        }
     });
 }
 
@@ -481,17 +468,37 @@ fn owner_app_and_secrets() {
         assert_eq!(r.status, 401);
         let r = call(a, Some(stranger.clone()), "PUT", "/api/v1/secrets/db", b"x").await;
         assert_eq!(r.status, 403);
-        // Enrolment: no certificate → 401; first → 201; second → 409.
+        // Enrolment: no certificate → 401; no token → 400; a wrong token → 403; the token
+        // printed at start → 201; again → 409.
         let r = call(a, None, "POST", "/api/v1/owner", b"").await;
         assert_eq!(r.status, 401);
-        let r = call(a, Some(owner.clone()), "POST", "/api/v1/owner", b"").await;
+        let r = call(a, Some(stranger.clone()), "POST", "/api/v1/owner", b"").await;
+        assert_eq!(r.status, 400);
+        let r = call(
+            a,
+            Some(stranger.clone()),
+            "POST",
+            "/api/v1/owner",
+            br#"{"token": "00112233445566778899aabbccddeeff"}"#,
+        )
+        .await;
+        assert_eq!(r.status, 403);
+        let r = enrol(&agent, owner.clone()).await;
         assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
         let enrolled = r.json()["owner_spki_sha256"]
             .as_str()
             .unwrap()
             .to_owned();
-        let r = call(a, Some(stranger.clone()), "POST", "/api/v1/owner", b"").await;
+        let r = call(
+            a,
+            Some(stranger.clone()),
+            "POST",
+            "/api/v1/owner",
+            br#"{"token": "00112233445566778899aabbccddeeff"}"#,
+        )
+        .await;
         assert_eq!(r.status, 409);
+        assert!(!agent.data_dir().join("enrolment-token").exists());
         let file = std::fs::read_to_string(agent.data_dir().join("owner.json")).unwrap();
         assert!(file.contains(&enrolled));
         // A non-owner certificate → 403, nothing written.
@@ -578,13 +585,20 @@ fn snapshot_job() {
     let owner = identity("owner");
     runtime().block_on(async {
         let a = agent.addr;
-        let r = call(a, None, "GET", "/api/v1/snapshot", b"").await;
-        assert_eq!(r.status, 404);
+        // Owner-only: strangers can neither start nor read it.
         let r = call(a, None, "POST", "/api/v1/snapshot", b"").await;
-        assert!(r.status == 202 || r.status == 200, "{}", r.status);
+        assert_eq!(r.status, 401);
+        let r = call(a, Some(owner.clone()), "POST", "/api/v1/snapshot", b"").await;
+        assert_eq!(r.status, 403, "no owner enrolled yet");
+        let r = enrol(&agent, owner.clone()).await;
+        assert_eq!(r.status, 201);
+        let r = call(a, Some(owner.clone()), "POST", "/api/v1/snapshot", b"").await;
+        assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+        let job = r.json()["job"].as_str().unwrap().to_owned();
+        let path = format!("/api/v1/snapshot/{job}");
         let deadline = Instant::now() + Duration::from_secs(60);
         let result = loop {
-            let r = call(a, None, "GET", "/api/v1/snapshot", b"").await;
+            let r = call(a, Some(owner.clone()), "GET", &path, b"").await;
             match r.status {
                 200 => break r.json(),
                 202 => assert_eq!(r.json()["state"], "running"),
@@ -623,15 +637,24 @@ fn snapshot_job() {
                 .unwrap()
                 >= 2
         );
-        // The result is cached: POST returns it.
-        let r = call(a, None, "POST", "/api/v1/snapshot", b"").await;
-        assert_eq!(r.status, 200);
+        // Served once: the same id again is 404, and a new POST walks again.
+        let r = call(a, Some(owner.clone()), "GET", &path, b"").await;
+        assert_eq!(r.status, 404);
+        let r = call(a, Some(owner.clone()), "POST", "/api/v1/snapshot", b"").await;
+        assert_eq!(r.status, 202);
+        let second = r.json()["job"].as_str().unwrap().to_owned();
+        assert_ne!(second, job);
         // Deleted by the owner → 404.
-        let r = call(a, Some(owner.clone()), "POST", "/api/v1/owner", b"").await;
-        assert_eq!(r.status, 201);
         let r = call(a, Some(owner.clone()), "DELETE", "/api/v1/snapshot", b"").await;
         assert_eq!(r.status, 204);
-        let r = call(a, None, "GET", "/api/v1/snapshot", b"").await;
+        let r = call(
+            a,
+            Some(owner.clone()),
+            "GET",
+            &format!("/api/v1/snapshot/{second}"),
+            b"",
+        )
+        .await;
         assert_eq!(r.status, 404);
     });
 }
@@ -683,9 +706,9 @@ fn bad_requests_then_sigterm() {
             ("POST", "/api/v1/evidence", &b"{not json"[..], 400),
             ("POST", "/api/v1/evidence", br#"{"challenge": "zz"}"#, 400),
             ("POST", "/api/v1/evidence", br#"{"challenge": "0011"}"#, 400),
-            ("POST", "/api/v1/quote/tee", br#"{"nonce": ""}"#, 400),
-            ("POST", "/api/v1/quote/tpm", br#"{"nonce": "00", "pcrs": [24]}"#, 400),
-            ("POST", "/api/v1/quote/tpm", br#"{"nonce": "00", "banks": ["md5"]}"#, 400),
+            ("POST", "/api/v1/evidence", &[b'{'; 5000][..], 413),
+            ("POST", "/api/v1/quote/tee", br#"{"nonce": ""}"#, 410),
+            ("POST", "/api/v1/quote/tpm", br#"{"nonce": "00", "pcrs": [24]}"#, 410),
             ("GET", "/api/v1/nope", b"", 404),
             ("GET", "/", b"", 404),
             ("GET", "/api/v1/evidence", b"", 405),

@@ -302,7 +302,7 @@ fn tpm_attester(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
     let swtpm = Swtpm::start().expect("swtpm starts");
     let tpm = open_tpm(&swtpm).expect("TPM opens");
     simulate_boot(&tpm, "bench").expect("PCRs extended");
-    let nonce = [0x42u8; 32];
+    let nonce = ratls::binding::QualifyingData::for_raw_nonce(b"bench").expect("nonce");
     let banks = [HashAlg::Sha256];
     let evidence = tpm
         .quote(&nonce, &banks, &BOOT_AND_IMA_PCRS)
@@ -311,7 +311,7 @@ fn tpm_attester(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
         attest: &evidence.attest,
         signature: &evidence.signature,
         ak_public: &evidence.ak_public,
-        nonce: Some(nonce.to_vec()),
+        nonce: Some(nonce.as_bytes().to_vec()),
         pcrs: Some(evidence.pcr_values()),
     };
     assert!(tpm::verify(&input, &TpmPolicy::default()).is_trusted());
@@ -325,7 +325,7 @@ fn tpm_attester(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
             .collect::<Vec<_>>()
             .join(",")
     );
-    let nonce_hex = hex::encode(nonce);
+    let nonce_hex = hex::encode(nonce.as_bytes());
     let tpm2_quote = || {
         let status = swtpm
             .command("tpm2_quote")
@@ -483,7 +483,11 @@ fn bundle(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
             1,
             "op",
             || {
-                tpm.quote(&[3; 32], &[HashAlg::Sha256], &DEFAULT_PCRS)
+                tpm.quote(
+                    &ratls::binding::QualifyingData::for_raw_nonce(b"bench").expect("nonce"),
+                    &[HashAlg::Sha256],
+                    &DEFAULT_PCRS,
+                )
                     .expect("quote")
             },
         ),
@@ -492,7 +496,10 @@ fn bundle(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
             n,
             1,
             "op",
-            || tee.attest(&[4; 64]).expect("report"),
+            || {
+                tee.attest(&ratls::binding::ReportData::for_raw_nonce(b"bench").expect("rd"))
+                    .expect("report")
+            },
         ),
         measure(
             "bundle: verify (decode, binding, sim chain + report, TPM quote, IMA replay)",

@@ -59,7 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     drop(loaded);
 
     let tee = SimTee::new(ca.clone())?;
-    let report_data = [7u8; 64];
+    let report_data = ratls::binding::ReportData::for_raw_nonce(b"bench").ok_or("nonce")?;
     let start = Instant::now();
     let mut report = Vec::new();
     for _ in 0..reports.max(1) {

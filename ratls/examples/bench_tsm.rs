@@ -106,11 +106,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tsm = ConfigfsTsm::new(dir.clone()).with_kernel(Arc::new(kernel));
     let snp = SnpTsm::new(tsm.clone());
     let rounds = iterations.min(500);
+    let rd = ratls::binding::ReportData::for_raw_nonce(b"bench").ok_or("nonce")?;
     time("ConfigfsTsm::report on a tmp-dir fixture", rounds, || {
-        let _ = std::hint::black_box(tsm.report(&[7; 64], None));
+        let _ = std::hint::black_box(tsm.report(&rd, None));
     });
     time("SnpTsm::attest on a tmp-dir fixture", rounds, || {
-        let _ = std::hint::black_box(snp.attest(&[7; 64]));
+        let _ = std::hint::black_box(snp.attest(&rd));
     });
     std::fs::remove_dir_all(&dir)?;
     Ok(())

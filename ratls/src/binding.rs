@@ -27,6 +27,24 @@
 //!
 //! Every field is always present (empty when absent), so two different sets of claims can never
 //! encode to the same bytes.
+//!
+//! ## What the TEE and the TPM may sign
+//!
+//! The attesters ([`TeeAttester`](crate::attest::TeeAttester),
+//! [`TpmAttester`](crate::attest::TpmAttester)) take a [`ReportData`] / [`QualifyingData`], never
+//! plain bytes, and those types have exactly two constructors:
+//!
+//! - [`BindingClaims::report_data`] / [`BindingClaims::qualifying_data`]: the binding digests
+//!   above, over claims the attester filled in itself (its own key, its own AK, its own session's
+//!   exporter);
+//! - [`ReportData::for_raw_nonce`] / [`QualifyingData::for_raw_nonce`]: a caller's nonce, hashed
+//!   under another domain label ([`RAW_LABEL`]). Its pre-image starts with `cosmian-vm-raw-v1\0`
+//!   where a binding's starts with `cosmian-vm-attest-v1\0`, so producing a binding digest this
+//!   way means finding a SHA-512 (or SHA-256) collision between two different pre-images.
+//!
+//! No code path, in this crate or outside it, can therefore make the TEE or the TPM sign bytes a
+//! caller chose: the most a caller obtains is evidence over a hash it cannot steer onto a
+//! binding digest (which is what lets a relay pass verification with its own key).
 
 use core::fmt;
 
@@ -36,6 +54,105 @@ use crate::digest::HashAlg;
 
 /// The domain-separation label, version 1.
 pub const LABEL: &[u8] = b"cosmian-vm-attest-v1\0";
+
+/// The domain-separation label of raw nonces ([`ReportData::for_raw_nonce`]): never a prefix of
+/// [`LABEL`], nor [`LABEL`] of it.
+pub const RAW_LABEL: &[u8] = b"cosmian-vm-raw-v1\0";
+
+/// The largest raw nonce [`ReportData::for_raw_nonce`] takes.
+pub const MAX_RAW_NONCE: usize = 1024;
+
+/// The 64 bytes a TEE report carries as `report_data`. Only this module makes one: from binding
+/// claims, or from a raw nonce under [`RAW_LABEL`] (see the module documentation).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ReportData([u8; 64]);
+
+impl ReportData {
+    /// SHA-512([`RAW_LABEL`] ‖ u16 length ‖ nonce): evidence over a caller's nonce that can never
+    /// equal a binding digest. `None` when the nonce is empty or over [`MAX_RAW_NONCE`] bytes.
+    pub fn for_raw_nonce(nonce: &[u8]) -> Option<Self> {
+        raw_preimage(nonce).map(|pre| {
+            let mut out = [0u8; 64];
+            out.copy_from_slice(&HashAlg::Sha512.digest(&pre));
+            Self(out)
+        })
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 64] {
+        &self.0
+    }
+
+    /// Test vectors only (unit tests of this crate): arbitrary bytes.
+    #[cfg(test)]
+    pub(crate) fn from_raw_for_tests(bytes: [u8; 64]) -> Self {
+        Self(bytes)
+    }
+}
+
+impl AsRef<[u8]> for ReportData {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ReportData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ReportData({})", crate::hexfmt::hex(self.0))
+    }
+}
+
+/// The 32 bytes a TPM quote carries as `extraData` (qualifying data). Made like [`ReportData`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct QualifyingData([u8; 32]);
+
+impl QualifyingData {
+    /// SHA-256([`RAW_LABEL`] ‖ u16 length ‖ nonce); see [`ReportData::for_raw_nonce`].
+    pub fn for_raw_nonce(nonce: &[u8]) -> Option<Self> {
+        raw_preimage(nonce).map(|pre| Self(crate::digest::sha256(&pre)))
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for QualifyingData {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for QualifyingData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "QualifyingData({})", crate::hexfmt::hex(self.0))
+    }
+}
+
+fn raw_preimage(nonce: &[u8]) -> Option<Vec<u8>> {
+    if nonce.is_empty() || nonce.len() > MAX_RAW_NONCE {
+        return None;
+    }
+    let len = u16::try_from(nonce.len()).ok()?;
+    let mut pre = Vec::with_capacity(RAW_LABEL.len() + 2 + nonce.len());
+    pre.extend_from_slice(RAW_LABEL);
+    pre.extend_from_slice(&len.to_be_bytes());
+    pre.extend_from_slice(nonce);
+    Some(pre)
+}
+
+/// Whether `challenge` looks like the output of a random generator: not all zero, and at least
+/// [`MIN_DISTINCT_CHALLENGE_BYTES`] distinct byte values (32 random bytes have fewer than that
+/// with probability below 2^-83). A verifier that sends a constant or counter challenge gets
+/// no freshness from it, so attesters refuse such challenges instead of lending them a signature.
+pub fn challenge_is_random_looking(challenge: &[u8; NONCE_LEN]) -> bool {
+    let mut distinct = challenge.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    distinct.len() >= MIN_DISTINCT_CHALLENGE_BYTES
+}
+
+/// See [`challenge_is_random_looking`].
+pub const MIN_DISTINCT_CHALLENGE_BYTES: usize = 12;
 
 /// Length of challenges and exporter values.
 pub const NONCE_LEN: usize = 32;
@@ -166,15 +283,15 @@ impl BindingClaims {
     }
 
     /// The TEE report_data: SHA-512 of the encoding.
-    pub fn report_data(&self) -> [u8; 64] {
+    pub fn report_data(&self) -> ReportData {
         let mut out = [0u8; 64];
         out.copy_from_slice(&HashAlg::Sha512.digest(&self.encode()));
-        out
+        ReportData(out)
     }
 
     /// The TPM qualifyingData: SHA-256 of the encoding.
-    pub fn qualifying_data(&self) -> [u8; 32] {
-        crate::digest::sha256(&self.encode())
+    pub fn qualifying_data(&self) -> QualifyingData {
+        QualifyingData(crate::digest::sha256(&self.encode()))
     }
 }
 

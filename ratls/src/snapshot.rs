@@ -42,7 +42,13 @@ pub struct Snapshot {
     pub policy: Policy,
     /// The approved files.
     pub files: FileSet,
-    /// Free-form facts (agent URL, host name, the agent's key hash), for people, not checks.
+    /// SHA-256 of the agent's TLS key (SubjectPublicKeyInfo), lower-case hex: `verify` checks
+    /// that the agent still serves this key (`snapshot.agent_key`). The key is generated once
+    /// inside the VM's encrypted storage and only the certificate around it rotates, so a
+    /// different key means another agent installation (or a container made anew).
+    #[serde(default)]
+    pub agent_spki_sha256: Option<String>,
+    /// Free-form facts (agent URL, host name), for people, not checks.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
 }
@@ -177,8 +183,78 @@ impl Snapshot {
             simulated: verdict.simulated,
             policy,
             files,
+            agent_spki_sha256: Some(claims.spki_sha256.clone()),
             metadata: BTreeMap::new(),
         })
+    }
+
+    /// What this snapshot must pin for a verification against it to mean anything, as one
+    /// `snapshot.pins` check: the TEE's launch measurement (SEV-SNP `measurement`, TDX `mr_td`;
+    /// not on Azure, whose paravisor Azure pins), the TPM AK, the boot PCRs 0–9 in at least one
+    /// bank, and the agent's key. A snapshot file edited to drop a pin (which would let another
+    /// machine pass) fails here, naming what is missing.
+    pub fn check_pins(&self) -> Check {
+        let mut missing = Vec::new();
+        match self.platform.as_str() {
+            "sev-snp" | "sim" => {
+                if self.policy.snp.measurement.is_none() {
+                    missing.push("policy.snp.measurement".to_owned());
+                }
+            }
+            "tdx" => {
+                if self.policy.tdx.mr_td.is_none() {
+                    missing.push("policy.tdx.mr_td".to_owned());
+                }
+            }
+            "azure-snp" | "azure-tdx" => {}
+            other => missing.push(format!("a TEE platform (the snapshot says {other:?})")),
+        }
+        if self.policy.tpm.ak_sha256.is_none() {
+            missing.push("policy.tpm.ak_sha256".to_owned());
+        }
+        let boot_pinned = self
+            .policy
+            .tpm
+            .pcrs
+            .values()
+            .any(|pcrs| (0u8..=9).all(|i| pcrs.contains_key(&i)));
+        if !boot_pinned {
+            missing.push("policy.tpm.pcrs 0-9 (in one bank)".to_owned());
+        }
+        if self.agent_spki_sha256.is_none() {
+            missing.push("agent_spki_sha256".to_owned());
+        }
+        let expected = "measurement, AK, boot PCRs 0-9 and agent key pinned";
+        if missing.is_empty() {
+            Check::pass("snapshot.pins", expected, "all pinned")
+        } else {
+            Check::fail(
+                "snapshot.pins",
+                expected,
+                format!("missing {}", missing.join(", ")),
+                "this snapshot would let other machines pass; take a new one with `cosmian_vm \
+                 snapshot` instead of editing it",
+            )
+        }
+    }
+
+    /// `snapshot.agent_key`: the agent serves the key the snapshot recorded (`spki_sha256`,
+    /// lower-case hex, of the key on this very session).
+    pub fn check_agent_key(&self, spki_sha256: &str) -> Check {
+        let expected = self
+            .agent_spki_sha256
+            .clone()
+            .unwrap_or_else(|| "a recorded agent key".to_owned());
+        let ok = self.agent_spki_sha256.as_deref() == Some(spki_sha256);
+        let check = Check::expect("snapshot.agent_key", ok, expected, spki_sha256);
+        if ok {
+            check
+        } else {
+            check.with_detail(
+                "the agent's TLS key is not the one snapshotted: another installation, or its \
+                 encrypted container was made anew; take a new snapshot only if you know why",
+            )
+        }
     }
 
     pub fn to_json(&self) -> String {
@@ -331,6 +407,7 @@ mod tests {
             simulated: true,
             policy: Policy::default(),
             files,
+            agent_spki_sha256: None,
             metadata: BTreeMap::new(),
         };
         let checks = snap.check_ima(&approved);

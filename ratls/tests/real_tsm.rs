@@ -24,6 +24,7 @@ use ratls::attest::tsm::{
     ConfigfsTsm, EmulatedTsm, SnpTsm, TdxTsm, PROVIDER_SEV_GUEST, PROVIDER_TDX_GUEST,
 };
 use ratls::attest::{AttestError, TeeAttester};
+use ratls::binding::ReportData;
 use ratls::bundle::TeeEvidence;
 use ratls::snp::{self, CertInput, SnpPolicy};
 use ratls::tdx::{self, TdxPolicy};
@@ -136,9 +137,10 @@ fn snp_real_report_with_other_report_data_is_refused() {
     let (fixture, snp) = snp_fixture(
         EmulatedTsm::new(PROVIDER_SEV_GUEST, move |_, _| real.clone()).with_auxblob(host_table(&g)),
     );
-    let err = snp.attest(&[0xa5; 64]).unwrap_err();
+    let asked = ReportData::for_raw_nonce(b"other report data").unwrap();
+    let err = snp.attest(&asked).unwrap_err();
     assert!(
-        matches!(&err, AttestError::BadResponse { what: "SEV-SNP report", why } if why.contains("report_data") && why.contains(&"a5".repeat(64))),
+        matches!(&err, AttestError::BadResponse { what: "SEV-SNP report", why } if why.contains("report_data") && why.contains(&hex::encode(asked.as_bytes()))),
         "{err}"
     );
     assert!(is_empty(&fixture.0), "entry removed");
@@ -159,8 +161,9 @@ fn snp_patched_report_carries_the_host_certs_and_fails_at_the_signature() {
         })
         .with_auxblob(host_table(&g)),
     );
-    let report_data = [0x17; 64];
-    let evidence = snp.attest(&report_data).unwrap();
+    let asked = ReportData::for_raw_nonce(b"patched report").unwrap();
+    let report_data = *asked.as_bytes();
+    let evidence = snp.attest(&asked).unwrap();
     assert!(is_empty(&fixture.0));
 
     let TeeEvidence::SevSnp {
@@ -255,7 +258,9 @@ fn tdx_real_quote_with_other_report_data_is_refused() {
         return;
     };
     let (fixture, tdx) = tdx_fixture(read_real(&dir, "tdx_quote.bin"), false);
-    let err = tdx.attest(&[0x3b; 64]).unwrap_err();
+    let err = tdx
+        .attest(&ReportData::for_raw_nonce(b"other report data").unwrap())
+        .unwrap_err();
     assert!(
         matches!(&err, AttestError::BadResponse { what: "TDX quote", why } if why.contains("report_data")),
         "{err}"
@@ -271,8 +276,9 @@ fn tdx_patched_quote_is_returned_and_fails_at_the_signature() {
     let quote = read_real(&dir, "tdx_quote.bin");
     let collateral = read_real(&dir, "collateral.json");
     let (fixture, tdx) = tdx_fixture(quote.clone(), true);
-    let report_data = [0x3b; 64];
-    let evidence = tdx.attest(&report_data).unwrap();
+    let asked = ReportData::for_raw_nonce(b"patched quote").unwrap();
+    let report_data = *asked.as_bytes();
+    let evidence = tdx.attest(&asked).unwrap();
     assert!(is_empty(&fixture.0));
     let TeeEvidence::Tdx {
         quote: patched,

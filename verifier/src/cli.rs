@@ -185,6 +185,10 @@ pub enum OwnerCommand {
 
 #[derive(Debug, Args)]
 pub struct OwnerEnrollArgs {
+    /// The one-time enrolment token the agent printed at its first start (journal, console,
+    /// or `<data_dir>/enrolment-token` in the VM). Sent only after the agent's evidence verified.
+    #[arg(long, value_name = "TOKEN", env = "COSMIAN_VM_ENROLL_TOKEN")]
+    pub token: Option<String>,
     /// Where to keep owner.pem and owner.key (default ~/.config/cosmian_vm).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -243,6 +247,14 @@ pub struct VerifyArgs {
     /// A JSON policy with optional sections "snp", "tdx", "tpm", "ima" (unknown keys rejected).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// The report data an SEV-SNP report or TDX quote must carry (64 bytes, hex): the value you
+    /// asked the TEE for, which is what makes the evidence fresh.
+    #[arg(long, value_name = "HEX")]
+    pub report_data: Option<String>,
+    /// Accept SEV-SNP/TDX/TPM evidence without --report-data / --nonce: the `freshness` step
+    /// then passes as WAIVED instead of failing (the evidence may be a replay of an old one).
+    #[arg(long)]
+    pub no_freshness: bool,
 
     /// An SEV-SNP attestation report (1184 raw bytes, or hex text).
     #[arg(

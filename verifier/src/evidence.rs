@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use ratls::digest::HashAlg;
-use ratls::{Policy, UnixTime, Verdict};
+use ratls::{Check, Policy, UnixTime, Verdict};
 use serde::Serialize;
 
 use crate::cli::{Global, InspectArgs, UsageError, VerifyArgs, EXIT_REJECTED, EXIT_TRUSTED};
@@ -61,8 +61,102 @@ pub fn verify(args: &VerifyArgs, global: &Global) -> Result<ExitCode, UsageError
             "give one of --snp-report, --tdx-quote, --tpm-quote, --ima-log, --azure-hcl".into(),
         ));
     };
+    let mut verdict = verdict;
+    if let Some(check) = freshness(args)? {
+        verdict.push(check);
+    }
     output::print_verdict(&verdict, global.json);
     Ok(exit_for(&verdict))
+}
+
+/// `freshness` for raw TEE and TPM evidence (bundles bind their own challenge and time): the
+/// value the verifier chose must be in the evidence (`--report-data` for an SEV-SNP report or a
+/// TDX quote, `--nonce` for a TPM quote), or the step fails, unless `--no-freshness` waives it
+/// out loud.
+fn freshness(args: &VerifyArgs) -> Result<Option<Check>, UsageError> {
+    const STEP: &str = "freshness";
+    if args.bundle.is_some() || (args.ima_log.is_some() && args.tpm_quote.is_none()) {
+        if args.report_data.is_some() || args.no_freshness {
+            return Err(UsageError(
+                "--report-data and --no-freshness apply to --snp-report, --tdx-quote, \
+                 --tpm-quote and --azure-hcl (bundles carry their own challenge and time)"
+                    .into(),
+            ));
+        }
+        return Ok(None);
+    }
+    let tee_file = args
+        .snp_report
+        .as_deref()
+        .or(if args.azure_hcl.is_none() {
+            args.tdx_quote.as_deref()
+        } else {
+            None
+        });
+    let expected = match (&args.report_data, tee_file, &args.nonce, &args.tpm_quote) {
+        (Some(_), None, _, _) => {
+            return Err(UsageError(
+                "--report-data needs --snp-report or --tdx-quote (for a TPM quote: --nonce)"
+                    .into(),
+            ))
+        }
+        (Some(rd), Some(file), _, _) => {
+            let want = ratls::hexfmt::decode(rd)
+                .map_err(|e| UsageError(format!("--report-data: invalid hex: {e}")))?;
+            if want.len() != 64 {
+                return Err(UsageError(format!(
+                    "--report-data: {} bytes, expected 64",
+                    want.len()
+                )));
+            }
+            let bytes = read_maybe_hex(file)?;
+            let presented = if args.snp_report.is_some() {
+                ratls::snp::AttestationReport::parse(&bytes)
+                    .ok()
+                    .map(|r| r.report_data)
+            } else {
+                ratls::tdx::Quote::parse(&bytes)
+                    .ok()
+                    .map(|q| q.report.report_data)
+            };
+            let ok = presented.as_ref().map(|p| &p[..]) == Some(&want[..]);
+            return Ok(Some(Check::expect(
+                STEP,
+                ok,
+                format!("report data {} (--report-data)", ratls::hexfmt::hex(&want)),
+                presented.map_or_else(|| "unreadable".to_owned(), ratls::hexfmt::hex),
+            )));
+        }
+        (None, _, Some(nonce), Some(_)) => {
+            // The TPM verifier compared the quote's qualifying data with it
+            // (`tpm.qualifying_data`); freshness holds exactly when that passed.
+            return Ok(Some(Check::pass(
+                STEP,
+                "the quote's qualifying data is --nonce",
+                format!("--nonce {nonce} (see tpm.qualifying_data)"),
+            )));
+        }
+        _ => {
+            if tee_file.is_some() {
+                "--report-data HEX: the report data you asked the TEE for"
+            } else {
+                "--nonce HEX: the qualifying data you asked the TPM for"
+            }
+        }
+    };
+    Ok(Some(if args.no_freshness {
+        Check::pass(STEP, expected, "WAIVED (--no-freshness)").with_detail(
+            "freshness not established: this evidence may be a replay of an old one",
+        )
+    } else {
+        Check::fail(
+            STEP,
+            expected,
+            "none given",
+            "without a value you chose, this evidence may be a replay of an old one; give it, \
+             or pass --no-freshness to waive this step explicitly",
+        )
+    }))
 }
 
 fn verify_snp(

@@ -162,6 +162,9 @@ fn bundle_claims(verdict: &Verdict) -> Option<&ratls::bundle::BundleClaims> {
 struct SessionCheck {
     /// The fresh evidence's verdict (TEE, TPM, IMA replay, binding to this session).
     evidence: Verdict,
+    /// The snapshot itself (`snapshot.pins`) and the agent's key (`snapshot.agent_key`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    snapshot: Vec<Check>,
     /// Every file IMA measured since boot, compared with the snapshot.
     files: Vec<Check>,
     agent_spki_sha256: String,
@@ -169,7 +172,21 @@ struct SessionCheck {
 
 impl SessionCheck {
     fn ok(&self) -> bool {
-        self.evidence.is_trusted() && self.files.iter().all(|c| c.ok)
+        self.evidence.is_trusted()
+            && self
+                .snapshot
+                .iter()
+                .chain(&self.files)
+                .all(|c| c.ok)
+    }
+
+    /// The snapshot checks then the file checks, as the text summary lists them.
+    fn listed(&self) -> Vec<Check> {
+        self.snapshot
+            .iter()
+            .chain(&self.files)
+            .cloned()
+            .collect()
     }
 
     fn agent_ak_sha256(&self) -> Option<&str> {
@@ -205,10 +222,15 @@ async fn check_session(
         // The evidence verdict already names the parse failure.
         Err(_) => Vec::new(),
     };
+    let agent_spki_sha256 = session.spki_sha256_hex();
     Ok(SessionCheck {
         evidence,
+        snapshot: vec![
+            snapshot.check_pins(),
+            snapshot.check_agent_key(&agent_spki_sha256),
+        ],
         files,
-        agent_spki_sha256: session.spki_sha256_hex(),
+        agent_spki_sha256,
     })
 }
 
@@ -232,12 +254,13 @@ struct SnapshotResult {
     walked: Option<serde_json::Value>,
 }
 
-/// `cosmian_vm snapshot`.
+/// `cosmian_vm snapshot` (the owner only: the agent serves its snapshot job to the owner).
 pub async fn snapshot(global: &Global, args: &SnapshotArgs) -> Outcome {
+    let owner = require_owner(global, "snapshot")?;
     let ctx = Ctx::new(global)?;
     let base = read_policy(args.policy.as_deref())?;
     let policy = ctx.agent_policy(base.clone(), true);
-    let mut session = ctx.open(&policy, None).await?;
+    let mut session = ctx.open(&policy, Some(owner)).await?;
     let (verdict, cmw) = session.evidence(&policy).await?;
     if !verdict.is_trusted() {
         if !ctx.json {
@@ -273,7 +296,6 @@ pub async fn snapshot(global: &Global, args: &SnapshotArgs) -> Outcome {
     snapshot.policy = merge_policy(&base, &snapshot.policy)?;
     let meta = &mut snapshot.metadata;
     meta.insert("agent_url".into(), ctx.target.url());
-    meta.insert("agent_spki_sha256".into(), session.spki_sha256_hex());
     if let Some(ak) = bundle_claims(&verdict).and_then(|c| c.ak_sha256.clone()) {
         meta.insert("agent_ak_sha256".into(), ak);
     }
@@ -325,6 +347,37 @@ async fn run_snapshot_job(
             "application/json",
         )
         .await?;
+    #[derive(serde::Deserialize)]
+    struct Started {
+        job: String,
+    }
+    let job = match response.status {
+        StatusCode::ACCEPTED => response.json::<Started>("the snapshot job")?.job,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            return Err(UsageError(format!(
+                "the agent refused the snapshot job ({}): {} (the snapshot is the owner's: \
+                 `cosmian_vm owner enroll` first, or give --owner-cert/--owner-key)",
+                response.status,
+                response.error_message()
+            )))
+        }
+        other => {
+            return Err(UsageError(format!(
+                "the agent did not start a snapshot job ({other}): {}",
+                response.error_message()
+            )))
+        }
+    };
+    if !job
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit())
+        || job.len() != 32
+    {
+        return Err(UsageError(format!(
+            "the agent answered a malformed job id {job:?}"
+        )));
+    }
+    let path = format!("/api/v1/snapshot/{job}");
     loop {
         match response.status {
             StatusCode::OK => {
@@ -339,7 +392,9 @@ async fn run_snapshot_job(
             StatusCode::NOT_FOUND => {
                 progress.finish();
                 return Err(UsageError(
-                    "the agent has no snapshot job (deleted while running?)".into(),
+                    "the agent no longer has our snapshot job (cancelled or replaced while \
+                     running?)"
+                        .into(),
                 ));
             }
             other => {
@@ -352,12 +407,7 @@ async fn run_snapshot_job(
         }
         tokio::time::sleep(std::time::Duration::from_millis(args.poll_ms.max(10))).await;
         response = session
-            .request(
-                Method::GET,
-                "/api/v1/snapshot",
-                Vec::new(),
-                "application/json",
-            )
+            .request(Method::GET, &path, Vec::new(), "application/json")
             .await?;
     }
 }
@@ -467,7 +517,7 @@ pub async fn verify(global: &Global, args: &AgentVerifyArgs) -> Outcome {
             &ctx.target.url(),
             &args.snapshot.display().to_string(),
             &check.evidence,
-            &check.files,
+            &check.listed(),
         );
         for app in &report.applications {
             text.push_str(&output::application_line(
@@ -682,6 +732,7 @@ async fn admin_session(
             let (evidence, _) = session.evidence(&policy).await?;
             SessionCheck {
                 evidence,
+                snapshot: Vec::new(),
                 files: Vec::new(),
                 agent_spki_sha256: session.spki_sha256_hex(),
             }
@@ -704,7 +755,7 @@ async fn admin_session(
                 &ctx.target.url(),
                 &against,
                 &check.evidence,
-                &check.files,
+                &check.listed(),
             );
             text.push_str(&format!("nothing was sent: `{what}` refused\n"));
             output::print_text(&text);
@@ -899,16 +950,28 @@ pub async fn owner_enroll(global: &Global, args: &OwnerEnrollArgs) -> Outcome {
     } else {
         None
     };
+    let token = args
+        .token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
     let (mut session, check) =
         admin_session(&ctx, &args.session, "owner enroll", owner, genuineness).await?;
+    // The token travels only now, on the session whose evidence just verified.
     let response = session
-        .request(
+        .request_json(
             Method::POST,
             "/api/v1/owner",
-            Vec::new(),
-            "application/json",
+            &serde_json::json!({ "token": token }),
         )
         .await?;
+    if response.status == StatusCode::BAD_REQUEST && token.is_none() {
+        return Err(Stop::Usage(UsageError(format!(
+            "the agent needs its one-time enrolment token: give --token TOKEN (printed in the \
+             agent's log at its first start, and in <data_dir>/enrolment-token in the VM): {}",
+            response.error_message()
+        ))));
+    }
     if response.status == StatusCode::CONFLICT {
         return Err(Stop::Usage(UsageError(format!(
             "an owner is already enrolled with this agent; the certificate {} (spki sha256 \

@@ -49,6 +49,7 @@ use tss_esapi::Context;
 
 use super::{AttestError, TeeAttester, TeeKind};
 use crate::azure::{HclReport, ReportType, MAX_HCL_LEN};
+use crate::binding::ReportData;
 use crate::bundle::TeeEvidence;
 use crate::hexfmt::hex;
 
@@ -256,7 +257,8 @@ impl TeeAttester for AzureTee {
 
     /// The HCL report, exactly as NV index 0x01400001 holds it. `report_data` goes into the
     /// report (as runtime-data `user-data`) only with [`AzureTee::with_user_data`].
-    fn attest(&self, report_data: &[u8; 64]) -> Result<TeeEvidence, AttestError> {
+    fn attest(&self, report_data: &ReportData) -> Result<TeeEvidence, AttestError> {
+        let report_data = report_data.as_bytes();
         let report = if self.user_data {
             self.refreshed_report(report_data)?
         } else {

@@ -27,6 +27,7 @@ pub mod sim;
 pub mod snp_guest;
 pub mod tsm;
 
+use crate::binding::{QualifyingData, ReportData};
 use crate::bundle::{TeeEvidence, TpmEvidence};
 use crate::digest::HashAlg;
 
@@ -96,10 +97,13 @@ pub trait TeeAttester: Send + Sync + fmt::Debug {
 
     /// Evidence whose 64-byte report data is `report_data`.
     ///
+    /// `report_data` is a [`ReportData`]: a binding digest or a domain-separated raw nonce, never
+    /// bytes a caller chose (see [`crate::binding`]).
+    ///
     /// Platforms whose report data is owned by a paravisor (Azure) return
     /// `binds_report_data() == false` and ignore it; the binding then goes through the TPM
     /// quote's qualifying data.
-    fn attest(&self, report_data: &[u8; 64]) -> Result<TeeEvidence, AttestError>;
+    fn attest(&self, report_data: &ReportData) -> Result<TeeEvidence, AttestError>;
 
     /// Whether [`attest`](Self::attest) puts `report_data` into the signed report.
     fn binds_report_data(&self) -> bool {
@@ -114,11 +118,12 @@ pub trait TpmAttester: Send + Sync + fmt::Debug {
     /// The AK's `TPMT_PUBLIC`.
     fn ak_public(&self) -> Result<Vec<u8>, AttestError>;
 
-    /// Quote `pcrs` in each of `banks` with `qualifying_data`, returning the quote, its
-    /// signature, the AK public area and the quoted PCR values.
+    /// Quote `pcrs` in each of `banks` with `qualifying_data` (a binding digest or a
+    /// domain-separated raw nonce: [`crate::binding`]), returning the quote, its signature, the
+    /// AK public area and the quoted PCR values.
     fn quote(
         &self,
-        qualifying_data: &[u8],
+        qualifying_data: &QualifyingData,
         banks: &[HashAlg],
         pcrs: &[u8],
     ) -> Result<TpmEvidence, AttestError>;

@@ -408,6 +408,7 @@ mod device {
 
     use super::{check_device, evidence, RETRY_AFTER_MS, SEV_GUEST_DEVICE};
     use crate::attest::{AttestError, TeeAttester, TeeKind};
+    use crate::binding::ReportData;
     use crate::bundle::TeeEvidence;
 
     const WHAT: &str = "SEV-SNP guest request (/dev/sev-guest)";
@@ -456,7 +457,8 @@ mod device {
             TeeKind::SevSnp
         }
 
-        fn attest(&self, report_data: &[u8; 64]) -> Result<TeeEvidence, AttestError> {
+        fn attest(&self, report_data: &ReportData) -> Result<TeeEvidence, AttestError> {
+            let report_data = report_data.as_bytes();
             let report = {
                 let mut firmware = self
                     .firmware

@@ -61,6 +61,7 @@ use tss_esapi::tss2_esys::{TPML_PCR_SELECTION, TPMS_PCR_SELECTION};
 use tss_esapi::Context;
 
 use super::{AttestError, TpmAttester};
+use crate::binding::QualifyingData;
 use crate::bundle::TpmEvidence;
 use crate::digest::HashAlg;
 use crate::tpm::structures::{Attest, Public as ParsedPublic};
@@ -229,6 +230,12 @@ impl TssTpm {
         self.retries.load(Ordering::Relaxed)
     }
 
+    /// One cheap command (`TPM2_PCR_Read` of PCR 0, sha256 bank): is the TPM still answering?
+    pub fn probe(&self) -> Result<(), AttestError> {
+        self.read_pcrs(&[HashAlg::Sha256], &[0])
+            .map(|_| ())
+    }
+
     /// Read `pcrs` in each of `banks` (`TPM2_PCR_Read`, eight values per call).
     pub fn read_pcrs(&self, banks: &[HashAlg], pcrs: &[u8]) -> Result<PcrMap, AttestError> {
         check_selection(banks, pcrs)?;
@@ -309,13 +316,13 @@ impl TpmAttester for TssTpm {
     /// certificate read at open travels along when there is one.
     fn quote(
         &self,
-        qualifying_data: &[u8],
+        qualifying_data: &QualifyingData,
         banks: &[HashAlg],
         pcrs: &[u8],
     ) -> Result<TpmEvidence, AttestError> {
         check_selection(banks, pcrs)?;
         let qualifying =
-            Data::try_from(qualifying_data.to_vec()).map_err(backend("TPM quote nonce"))?;
+            Data::try_from(qualifying_data.as_bytes().to_vec()).map_err(backend("TPM quote nonce"))?;
         let mut state = self.lock();
         let State { ctx, ak } = &mut *state;
         let mut last_mismatch = String::new();
@@ -746,3 +753,169 @@ fn trim_der(mut bytes: Vec<u8>) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests;
+
+/// How often [`ReconnectingTpm`] tries to reconnect, and how long a health probe stays valid.
+pub const RECONNECT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A [`TssTpm`] that survives the TPM going away (a restarted swtpm or vTPM service, a reset
+/// resource manager): a command that fails with a transport or backend error drops the
+/// connection, and the next call (or [`health`](Self::health)) opens it again through the same
+/// TCTI, at most once per [`RECONNECT_INTERVAL`]. Meanwhile every call fails with
+/// [`AttestError::Unavailable`] naming the last error, and `health` reports it.
+///
+/// The AK is loaded again from its persistent handle; if the TPM lost it (a TPM reset to
+/// factory state) a new AK is created, which verifiers pinning the old one then refuse.
+pub struct ReconnectingTpm {
+    tcti: String,
+    ak_handle: u32,
+    ak_created: bool,
+    current: Mutex<Connection>,
+}
+
+struct Connection {
+    tpm: Option<Arc<TssTpm>>,
+    last_error: Option<String>,
+    last_attempt: std::time::Instant,
+    last_probe: Option<std::time::Instant>,
+    reconnects: u64,
+}
+
+impl fmt::Debug for ReconnectingTpm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReconnectingTpm")
+            .field("tcti", &self.tcti)
+            .field("ak_handle", &format_args!("{:#010x}", self.ak_handle))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReconnectingTpm {
+    /// Open the TPM now (it must answer at start); later failures reconnect.
+    pub fn open(tcti: &str, ak_handle: u32) -> Result<Self, AttestError> {
+        let tpm = TssTpm::open(tcti, ak_handle)?;
+        Ok(Self {
+            tcti: tcti.to_owned(),
+            ak_handle,
+            ak_created: tpm.ak_created(),
+            current: Mutex::new(Connection {
+                tpm: Some(Arc::new(tpm)),
+                last_error: None,
+                last_attempt: std::time::Instant::now(),
+                last_probe: None,
+                reconnects: 0,
+            }),
+        })
+    }
+
+    /// Whether the first open created the AK.
+    pub fn ak_created(&self) -> bool {
+        self.ak_created
+    }
+
+    /// How many times the connection was opened again.
+    pub fn reconnects(&self) -> u64 {
+        self.lock().reconnects
+    }
+
+    /// `Ok` when the TPM answers (probed at most once per [`RECONNECT_INTERVAL`]), else why not.
+    pub fn health(&self) -> Result<(), String> {
+        let tpm = self
+            .connection()
+            .map_err(|e| e.to_string())?;
+        let due = self
+            .lock()
+            .last_probe
+            .is_none_or(|t| t.elapsed() >= RECONNECT_INTERVAL);
+        if due {
+            let result = tpm.probe();
+            let mut c = self.lock();
+            c.last_probe = Some(std::time::Instant::now());
+            if let Err(e) = result {
+                drop(c);
+                self.failed(&tpm, &e);
+                return Err(e.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // Every critical section only swaps plain fields.
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The live connection, reconnecting when it is gone and an attempt is due.
+    fn connection(&self) -> Result<Arc<TssTpm>, AttestError> {
+        let mut c = self.lock();
+        if let Some(tpm) = &c.tpm {
+            return Ok(tpm.clone());
+        }
+        let why = c
+            .last_error
+            .clone()
+            .unwrap_or_else(|| "not connected".to_owned());
+        if c.last_attempt.elapsed() < RECONNECT_INTERVAL {
+            return Err(AttestError::Unavailable {
+                what: "TPM",
+                why: format!("{why}; next reconnection attempt within {RECONNECT_INTERVAL:?}"),
+            });
+        }
+        c.last_attempt = std::time::Instant::now();
+        // Opening blocks for a few milliseconds; callers are on blocking threads already.
+        match TssTpm::open(&self.tcti, self.ak_handle) {
+            Ok(tpm) => {
+                let tpm = Arc::new(tpm);
+                c.tpm = Some(tpm.clone());
+                c.last_error = None;
+                c.last_probe = None;
+                c.reconnects += 1;
+                Ok(tpm)
+            }
+            Err(e) => {
+                c.last_error = Some(format!("reconnecting through {}: {e}", self.tcti));
+                Err(AttestError::Unavailable {
+                    what: "TPM",
+                    why: format!("reconnecting through {}: {e}", self.tcti),
+                })
+            }
+        }
+    }
+
+    /// Drop `tpm` after `error` unless it was a refusal of our own input.
+    fn failed(&self, tpm: &Arc<TssTpm>, error: &AttestError) {
+        if !matches!(
+            error,
+            AttestError::Backend { .. } | AttestError::Unavailable { .. } | AttestError::Io { .. }
+        ) {
+            return;
+        }
+        let mut c = self.lock();
+        if c.tpm
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, tpm))
+        {
+            c.tpm = None;
+            c.last_error = Some(error.to_string());
+            c.last_attempt = std::time::Instant::now();
+        }
+    }
+}
+
+impl TpmAttester for ReconnectingTpm {
+    fn ak_public(&self) -> Result<Vec<u8>, AttestError> {
+        self.connection()?.ak_public()
+    }
+
+    fn quote(
+        &self,
+        qualifying_data: &QualifyingData,
+        banks: &[HashAlg],
+        pcrs: &[u8],
+    ) -> Result<TpmEvidence, AttestError> {
+        let tpm = self.connection()?;
+        tpm.quote(qualifying_data, banks, pcrs)
+            .inspect_err(|e| self.failed(&tpm, e))
+    }
+}

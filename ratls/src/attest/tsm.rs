@@ -45,6 +45,7 @@ use serde_bytes::ByteBuf;
 pub use self::emulator::EmulatedTsm;
 use super::snp_guest;
 use super::{AttestError, TeeAttester, TeeKind};
+use crate::binding::ReportData;
 use crate::bundle::TeeEvidence;
 use crate::hexfmt::hex;
 use crate::tdx::Quote;
@@ -141,13 +142,13 @@ impl ConfigfsTsm {
     /// the attribute refuse it with [`AttestError::Unavailable`]).
     pub fn report(
         &self,
-        inblob: &[u8; 64],
+        inblob: &ReportData,
         privlevel: Option<u32>,
     ) -> Result<TsmReport, AttestError> {
         let entry = self.create_entry()?;
         let result = self
             .hook(|k| k.created(&entry), "configfs-tsm entry", &entry)
-            .and_then(|()| self.generate(&entry, inblob, privlevel));
+            .and_then(|()| self.generate(&entry, inblob.as_bytes(), privlevel));
         finish(result, self.remove_entry(&entry))
     }
 
@@ -459,10 +460,11 @@ impl TeeAttester for SnpTsm {
 
     /// The report must parse and carry `report_data` (and the VMPL when one was asked for);
     /// `auxblob` must be a well-formed certificate table. Nothing is verified here.
-    fn attest(&self, report_data: &[u8; 64]) -> Result<TeeEvidence, AttestError> {
+    fn attest(&self, report_data: &ReportData) -> Result<TeeEvidence, AttestError> {
         let report = self
             .tsm
             .report(report_data, self.vmpl)?;
+        let report_data = report_data.as_bytes();
         expect_provider(&report, PROVIDER_SEV_GUEST, "SEV-SNP through configfs-tsm")?;
         snp_guest::evidence(
             report_data,
@@ -495,10 +497,10 @@ impl TeeAttester for TdxTsm {
         TeeKind::Tdx
     }
 
-    fn attest(&self, report_data: &[u8; 64]) -> Result<TeeEvidence, AttestError> {
+    fn attest(&self, report_data: &ReportData) -> Result<TeeEvidence, AttestError> {
         let report = self.tsm.report(report_data, None)?;
         expect_provider(&report, PROVIDER_TDX_GUEST, "TDX through configfs-tsm")?;
-        tdx_evidence(report_data, report.outblob)
+        tdx_evidence(report_data.as_bytes(), report.outblob)
     }
 }
 

@@ -211,7 +211,7 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
         claims.tee = Some(tee_verdict.claims);
         match (report_data, tee.kind()) {
             (Some(presented), _) => {
-                let want = expected.report_data();
+                let want = *expected.report_data().as_bytes();
                 v.push(Check::expect(
                     "binding.report_data",
                     presented == want,
@@ -225,7 +225,7 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
             }
             (None, _) => v.push(Check::fail(
                 "binding.report_data",
-                hex(expected.report_data()),
+                hex(expected.report_data().as_bytes()),
                 "unreadable",
                 "the TEE evidence did not parse",
             )),
@@ -244,7 +244,12 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
                 attest: &tpm.attest,
                 signature: &tpm.signature,
                 ak_public: &tpm.ak_public,
-                nonce: Some(expected.qualifying_data().to_vec()),
+                nonce: Some(
+                    expected
+                        .qualifying_data()
+                        .as_bytes()
+                        .to_vec(),
+                ),
                 pcrs: Some(pcrs),
             },
             &policy.tpm,

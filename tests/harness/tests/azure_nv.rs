@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use ratls::attest::azure::{AzureTee, AK_HANDLE, HCL_REPORT_NV_INDEX, USER_DATA_NV_INDEX};
 use ratls::attest::{AttestError, TeeAttester, TeeKind, TpmAttester};
+use ratls::binding::ReportData;
 use ratls::azure::{self, HclReport, HwReport, ReportType};
 use ratls::bundle::TeeEvidence;
 use ratls::digest::HashAlg;
@@ -90,7 +91,9 @@ fn the_hcl_report_is_read_from_nv_in_chunks() {
     assert_eq!(tee.kind(), TeeKind::AzureSnp);
     assert!(!tee.binds_report_data());
     assert_eq!(tee.read_report().unwrap(), fixture);
-    let evidence = tee.attest(&[0x42; 64]).unwrap();
+    let evidence = tee
+        .attest(&ReportData::for_raw_nonce(b"azure").unwrap())
+        .unwrap();
     let TeeEvidence::AzureSnp {
         hcl_report,
         vcek,
@@ -165,7 +168,8 @@ fn user_data_is_written_to_0x01400002_and_awaited() {
     let Some(swtpm) = Swtpm::start() else {
         return;
     };
-    let user_data = [0xa5; 64];
+    let asked = ReportData::for_raw_nonce(b"user data").unwrap();
+    let user_data = *asked.as_bytes();
     let fixture = tdx_fixture(&user_data);
     azure_vtpm(&swtpm, &fixture).unwrap();
     {
@@ -175,7 +179,7 @@ fn user_data_is_written_to_0x01400002_and_awaited() {
             .with_refresh_timeout(Duration::from_millis(50));
         assert_eq!(tee.kind(), TeeKind::AzureTdx);
         // The (fixture's) report carries this user data: accepted at once.
-        let evidence = tee.attest(&user_data).unwrap();
+        let evidence = tee.attest(&asked).unwrap();
         let TeeEvidence::AzureTdx {
             hcl_report, quote, ..
         } = &evidence
@@ -185,7 +189,8 @@ fn user_data_is_written_to_0x01400002_and_awaited() {
         assert_eq!(hcl_report.as_slice(), fixture.as_slice());
         assert!(quote.is_none());
         // Other user data: written, but nothing refreshes the fixture's report.
-        match tee.attest(&[0x5a; 64]) {
+        let other = ReportData::for_raw_nonce(b"other user data").unwrap();
+        match tee.attest(&other) {
             Err(AttestError::BadResponse { why, .. }) => {
                 assert!(why.contains("did not refresh"), "{why}");
             }
@@ -193,13 +198,17 @@ fn user_data_is_written_to_0x01400002_and_awaited() {
         }
     }
     // The index was defined (64 bytes) and holds the last user data.
-    assert_eq!(read_nv(&swtpm, USER_DATA_NV_INDEX).unwrap(), [0x5a; 64]);
+    let last = *ReportData::for_raw_nonce(b"other user data")
+        .unwrap()
+        .as_bytes();
+    assert_eq!(read_nv(&swtpm, USER_DATA_NV_INDEX).unwrap(), last);
     // Without the option nothing is written.
     {
         let tee = AzureTee::open(&swtpm.tcti()).unwrap();
-        tee.attest(&[0x11; 64]).unwrap();
+        tee.attest(&ReportData::for_raw_nonce(b"not written").unwrap())
+            .unwrap();
     }
-    assert_eq!(read_nv(&swtpm, USER_DATA_NV_INDEX).unwrap(), [0x5a; 64]);
+    assert_eq!(read_nv(&swtpm, USER_DATA_NV_INDEX).unwrap(), last);
 }
 
 #[test]

@@ -15,12 +15,15 @@ use ratls::ima::{self, ImaPolicy, Log, ReplayMode};
 use ratls::{Claims, Verdict};
 use ratls_harness::{open_tpm, simulate_boot, ImaSimulator, Swtpm, TssTpm, BOOT_AND_IMA_PCRS};
 
-const NONCE: [u8; 32] = [7; 32];
+/// The quote's qualifying data: a domain-separated raw nonce (the attesters sign nothing else).
+fn nonce() -> ratls::binding::QualifyingData {
+    ratls::binding::QualifyingData::for_raw_nonce(b"harness test nonce").unwrap()
+}
 
 /// Quote PCR 10 in `bank` and verify `log` against it; the verdict and the quoted value.
 fn verify_against_quote(tpm: &TssTpm, log: &[u8], bank: HashAlg) -> (Verdict, Vec<u8>) {
     let evidence = tpm
-        .quote(&NONCE, &[bank], &BOOT_AND_IMA_PCRS)
+        .quote(&nonce(), &[bank], &BOOT_AND_IMA_PCRS)
         .unwrap();
     let pcr10 = evidence.pcrs[&bank][&10].to_vec();
     (
@@ -119,7 +122,7 @@ fn the_simulated_log_replays_to_the_quoted_pcr10_across_a_reboot() {
 
         // A measurement after the quote: the log is longer than what the quote covers.
         let evidence = tpm
-            .quote(&NONCE, &[HashAlg::Sha256], &BOOT_AND_IMA_PCRS)
+            .quote(&nonce(), &[HashAlg::Sha256], &BOOT_AND_IMA_PCRS)
             .unwrap();
         let quoted = evidence.pcrs[&HashAlg::Sha256][&10].to_vec();
         sim.measure_file(&files()[0]).unwrap();

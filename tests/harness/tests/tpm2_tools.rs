@@ -20,7 +20,10 @@ use ratls::tpm::{self, PcrValues, QuoteInput, TpmPolicy};
 use ratls_harness::{ak_pem, open_tpm, simulate_boot, Swtpm, BOOT_AND_IMA_PCRS, DEFAULT_AK_HANDLE};
 use ratls_test::swtpm::require;
 
-const NONCE: [u8; 20] = *b"tpm2_checkquote-test";
+/// The quote's qualifying data: a domain-separated raw nonce (the attesters sign nothing else).
+fn nonce() -> ratls::binding::QualifyingData {
+    ratls::binding::QualifyingData::for_raw_nonce(b"harness test nonce").unwrap()
+}
 
 fn tools() -> Option<Swtpm> {
     if !require("tpm2_checkquote", "tpm2-tools") || !require("tpm2_quote", "tpm2-tools") {
@@ -172,10 +175,10 @@ fn tpm2_checkquote_accepts_our_quotes() {
     let dir = swtpm.state_dir();
     for banks in [vec![HashAlg::Sha256], vec![HashAlg::Sha1, HashAlg::Sha256]] {
         let evidence = tpm
-            .quote(&NONCE, &banks, &BOOT_AND_IMA_PCRS)
+            .quote(&nonce(), &banks, &BOOT_AND_IMA_PCRS)
             .unwrap();
         let file = tpm2_tools_pcr_file(&banks, &BOOT_AND_IMA_PCRS, &values_of(&evidence));
-        let out = checkquote(dir, &evidence, &NONCE, &file, None);
+        let out = checkquote(dir, &evidence, nonce().as_bytes(), &file, None);
         assert!(out.status.success(), "{banks:?}: {}", show(&out));
 
         // Refused: another nonce, another PCR value, another quote's signature.
@@ -192,17 +195,17 @@ fn tpm2_checkquote_accepts_our_quotes() {
             .get_mut(&3)
             .unwrap()[0] ^= 1;
         let changed = tpm2_tools_pcr_file(&banks, &BOOT_AND_IMA_PCRS, &changed);
-        let out = checkquote(dir, &evidence, &NONCE, &changed, None);
+        let out = checkquote(dir, &evidence, nonce().as_bytes(), &changed, None);
         assert!(
             !out.status.success(),
             "changed PCR accepted: {}",
             show(&out)
         );
         let mut other = tpm
-            .quote(b"other", &banks, &BOOT_AND_IMA_PCRS)
+            .quote(&ratls::binding::QualifyingData::for_raw_nonce(b"other").unwrap(), &banks, &BOOT_AND_IMA_PCRS)
             .unwrap();
         other.attest = evidence.attest.clone();
-        let out = checkquote(dir, &other, &NONCE, &file, None);
+        let out = checkquote(dir, &other, nonce().as_bytes(), &file, None);
         assert!(
             !out.status.success(),
             "wrong signature accepted: {}",
@@ -224,14 +227,14 @@ fn tpm2_checkquote_accepts_bare_values_with_a_pcr_list() {
     let pcrs = [0u8, 1, 2, 3, 4, 7, 10];
     let banks = [HashAlg::Sha256];
     let evidence = tpm
-        .quote(&NONCE, &banks, &pcrs)
+        .quote(&nonce(), &banks, &pcrs)
         .unwrap();
     let bare: Vec<u8> = evidence.pcrs[&HashAlg::Sha256]
         .values()
         .flat_map(|v| v.to_vec())
         .collect();
     let list = pcr_list(&banks, &pcrs);
-    let out = checkquote(swtpm.state_dir(), &evidence, &NONCE, &bare, Some(&list));
+    let out = checkquote(swtpm.state_dir(), &evidence, nonce().as_bytes(), &bare, Some(&list));
     assert!(out.status.success(), "{}", show(&out));
     let out = checkquote(swtpm.state_dir(), &evidence, &[0; 20], &bare, Some(&list));
     assert!(
@@ -254,7 +257,7 @@ fn our_verifier_accepts_tpm2_quote_with_our_ak() {
         .command("tpm2_quote")
         .args(["-c", &format!("{DEFAULT_AK_HANDLE:#x}")])
         .args(["-l", &pcr_list(&banks, &BOOT_AND_IMA_PCRS)])
-        .args(["-q", &hex::encode(NONCE)])
+        .args(["-q", &hex::encode(nonce().as_bytes())])
         .arg("-m")
         .arg(dir.join("theirs.msg"))
         .arg("-s")
@@ -285,7 +288,7 @@ fn our_verifier_accepts_tpm2_quote_with_our_ak() {
         attest: &attest,
         signature: &signature,
         ak_public: &ak,
-        nonce: Some(NONCE.to_vec()),
+        nonce: Some(nonce().as_bytes().to_vec()),
         pcrs: Some(pcrs),
     };
     let verdict = tpm::verify(&input, &TpmPolicy::default());

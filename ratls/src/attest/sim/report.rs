@@ -7,6 +7,7 @@ use serde_bytes::ByteBuf;
 
 use super::{backend, SimCa};
 use crate::attest::{AttestError, TeeAttester, TeeKind};
+use crate::binding::ReportData;
 use crate::bundle::TeeEvidence;
 use crate::digest::HashAlg;
 use crate::snp::{REPORT_LEN, SIGNED_LEN};
@@ -137,7 +138,7 @@ impl SimTee {
     }
 
     /// A signed 1184-byte report carrying `report_data`.
-    pub fn report(&self, report_data: &[u8; 64]) -> Result<Vec<u8>, AttestError> {
+    pub fn report(&self, report_data: &ReportData) -> Result<Vec<u8>, AttestError> {
         let tcb = self.ca.tcb().raw().to_le_bytes();
         let mut r = Vec::with_capacity(REPORT_LEN);
         r.extend_from_slice(&VERSION.to_le_bytes()); // 0x000
@@ -151,7 +152,7 @@ impl SimTee {
         r.extend_from_slice(&PLATFORM_INFO.to_le_bytes()); // 0x040
                                                            // 0x048 flags: AUTHOR_KEY_EN 0, MASK_CHIP_KEY 0, SIGNING_KEY 0 (VCEK); 0x04C reserved.
         r.extend_from_slice(&[0; 8]);
-        r.extend_from_slice(report_data); // 0x050
+        r.extend_from_slice(report_data.as_bytes()); // 0x050
         r.extend_from_slice(&self.measurement); // 0x090
         r.extend_from_slice(&self.host_data); // 0x0C0
         r.extend_from_slice(&self.id_key_digest); // 0x0E0
@@ -190,7 +191,7 @@ impl TeeAttester for SimTee {
         TeeKind::Sim
     }
 
-    fn attest(&self, report_data: &[u8; 64]) -> Result<TeeEvidence, AttestError> {
+    fn attest(&self, report_data: &ReportData) -> Result<TeeEvidence, AttestError> {
         Ok(TeeEvidence::Sim {
             report: ByteBuf::from(self.report(report_data)?),
             vcek: ByteBuf::from(self.ca.vcek_der()),

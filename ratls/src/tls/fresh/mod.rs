@@ -254,6 +254,16 @@ pub fn check_session(conn: &CommonState) -> Result<(), FreshError> {
             })
         }
     }
+    check_exporter_session(conn)
+}
+
+/// What [`check_session`] asks except the ALPN: a completed, full (not resumed) TLS 1.3
+/// handshake, so the session's exporter is its own. For exchanges carried over another
+/// protocol (the agent's HTTPS API).
+pub fn check_exporter_session(conn: &CommonState) -> Result<(), FreshError> {
+    if conn.is_handshaking() {
+        return Err(FreshError::HandshakeIncomplete);
+    }
     match conn.protocol_version() {
         Some(ProtocolVersion::TLSv1_3) => {}
         other => {
@@ -305,7 +315,9 @@ pub fn evidence_request(challenge: &Challenge, peer_spki_der: &[u8]) -> Message 
 
 /// The attester's binding claims for `request`, with `exporter` =
 /// [`exporter`]`(conn, &me.role, &request.challenge)`; or the DECLINE reason when the requested
-/// key is not one `keys` holds.
+/// key is not one `keys` holds, or the challenge does not look random
+/// ([`challenge_is_random_looking`](crate::binding::challenge_is_random_looking): a constant
+/// challenge gives the verifier no freshness, so we do not lend it a signature).
 pub fn bind_response(
     request: &EvidenceRequest,
     role: &Role,
@@ -317,6 +329,13 @@ pub fn bind_response(
         return Err(format!(
             "this endpoint does not hold the key with SPKI SHA-256 {}",
             crate::hexfmt::hex(request.spki_sha256)
+        ));
+    }
+    if !crate::binding::challenge_is_random_looking(&request.challenge) {
+        return Err(format!(
+            "fresh.challenge: the challenge {} does not look random (all zero or too few \
+             distinct bytes); send 32 bytes from a secure random generator",
+            crate::hexfmt::hex(request.challenge)
         ));
     }
     Ok(BindingClaims {
