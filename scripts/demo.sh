@@ -89,10 +89,16 @@ TOML
 COSMIAN_VM_AGENT_CONF="$work/agent.toml" "$bin/cosmian_vm_agent" > "$work/agent.log" 2>&1 &
 pids+=($!)
 wait_port "$agent_port" cosmian_vm_agent || { cat "$work/agent.log"; exit 1; }
-cli=("$bin/cosmian_vm" --url "https://127.0.0.1:$agent_port" --allow-insecure-tls \
-    --insecure-sim-root "$work/data/sim/ark.pem")
+# The owner's identity lives in this demo's own HOME (not yours).
+mkdir -p "$work/home"
+cli=(env HOME="$work/home" "$bin/cosmian_vm" --url "https://127.0.0.1:$agent_port" \
+    --allow-insecure-tls --insecure-sim-root "$work/data/sim/ark.pem")
 
-step "snapshot (once, when the VM is as it should be)"
+step "owner enroll: the one-time token the agent printed at its first start"
+grep "enrolment token" "$work/agent.log" || true
+"${cli[@]}" owner enroll --token "$(cat "$work/data/enrolment-token")"
+
+step "snapshot (once, when the VM is as it should be; the owner's)"
 "${cli[@]}" snapshot -o "$work/cosmian_vm.snapshot"
 
 step "verify: passes"

@@ -354,7 +354,9 @@ async fn read_body(
             .min(BODY_IDLE_TIMEOUT);
         let frame = match tokio::time::timeout(wait, body.frame()).await {
             Ok(Some(Ok(frame))) => frame,
-            Ok(Some(Err(e))) => return Err(ApiError::bad(format!("reading the request body: {e}"))),
+            Ok(Some(Err(e))) => {
+                return Err(ApiError::bad(format!("reading the request body: {e}")))
+            }
             Ok(None) => break,
             Err(_) => {
                 return Err(ApiError::new(
@@ -521,14 +523,16 @@ async fn evidence(state: &AppState, conn: &Conn, body: &[u8]) -> Reply {
 
 /// 32 bytes of hex that look random ([`challenge_is_random_looking`]).
 fn parse_challenge(text: &str) -> Result<[u8; NONCE_LEN], ApiError> {
-    let bytes = hex::decode(text)
-        .map_err(|e| ApiError::bad(format!("challenge: not hex: {e}")))?;
-    let challenge: [u8; NONCE_LEN] = bytes.as_slice().try_into().map_err(|_| {
-        ApiError::bad(format!(
-            "challenge: {} bytes, expected {NONCE_LEN}",
-            bytes.len()
-        ))
-    })?;
+    let bytes = hex::decode(text).map_err(|e| ApiError::bad(format!("challenge: not hex: {e}")))?;
+    let challenge: [u8; NONCE_LEN] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| {
+            ApiError::bad(format!(
+                "challenge: {} bytes, expected {NONCE_LEN}",
+                bytes.len()
+            ))
+        })?;
     if !challenge_is_random_looking(&challenge) {
         return Err(ApiError::bad(format!(
             "challenge: {text} does not look random (all zero, or too few distinct bytes): a \

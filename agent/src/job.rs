@@ -140,12 +140,7 @@ impl SnapshotJob {
     /// The job `id`: progress while it runs; its result once (then it is forgotten).
     pub fn take(&self, id: &str) -> JobView {
         let mut inner = self.lock();
-        if inner
-            .state
-            .id()
-            .map(JobId::as_str)
-            != Some(id)
-        {
+        if inner.state.id().map(JobId::as_str) != Some(id) {
             return JobView::None;
         }
         match std::mem::replace(&mut inner.state, State::Idle) {

@@ -24,11 +24,11 @@ use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::AppState;
-use crate::owner::Owner;
 use crate::app::{Action, AppControl};
 use crate::config::{Config, ServiceType};
 use crate::job::SnapshotJob;
 use crate::machine::StartError;
+use crate::owner::Owner;
 
 /// Run the agent with `config` until SIGTERM or SIGINT. `preinit` is false when
 /// `COSMIAN_VM_PREINIT=0`.

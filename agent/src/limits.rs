@@ -14,7 +14,8 @@ use crate::config::Limits;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Critical sections only count: a poisoned lock still holds usable counters.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+    m.lock()
+        .unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Counts per IP address, with a guard that gives the slot back on drop.
@@ -144,7 +145,11 @@ impl Limiter {
 
     /// A slot for a new connection from `ip`.
     pub fn connection(&self, ip: IpAddr) -> Result<ConnectionSlot, Refusal> {
-        let Ok(global) = self.connections.clone().try_acquire_owned() else {
+        let Ok(global) = self
+            .connections
+            .clone()
+            .try_acquire_owned()
+        else {
             return self.refuse(Refusal::Connections);
         };
         let Some(peer) = self.peer_connections.try_take(ip) else {
@@ -158,7 +163,11 @@ impl Limiter {
 
     /// A slot for one evidence production for `ip`.
     pub fn evidence(&self, ip: IpAddr) -> Result<EvidenceSlot, Refusal> {
-        let Ok(global) = self.evidence.clone().try_acquire_owned() else {
+        let Ok(global) = self
+            .evidence
+            .clone()
+            .try_acquire_owned()
+        else {
             return self.refuse(Refusal::Evidence);
         };
         let Some(peer) = self.peer_evidence.try_take(ip) else {
@@ -178,7 +187,11 @@ impl Limiter {
         let Ok(n) = u32::try_from(bytes) else {
             return self.refuse(Refusal::Buffer);
         };
-        match self.buffer.clone().try_acquire_many_owned(n) {
+        match self
+            .buffer
+            .clone()
+            .try_acquire_many_owned(n)
+        {
             Ok(permit) => Ok(BufferSlot(Some(permit))),
             Err(_) => self.refuse(Refusal::Buffer),
         }
@@ -240,10 +253,7 @@ mod tests {
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         let a1 = limiter.connection(a).unwrap();
         let _a2 = limiter.connection(a).unwrap();
-        assert_eq!(
-            limiter.connection(a).unwrap_err(),
-            Refusal::PeerConnections
-        );
+        assert_eq!(limiter.connection(a).unwrap_err(), Refusal::PeerConnections);
         let _b1 = limiter.connection(b).unwrap();
         assert_eq!(limiter.connection(b).unwrap_err(), Refusal::Connections);
         drop(a1);

@@ -320,7 +320,12 @@ fn consume(path: &Path) -> Result<(), StartError> {
         .write(true)
         .open(path)
         .map_err(fail)?;
-    let zeros = vec![0u8; usize::try_from(len).unwrap_or(0).min(1 << 20)];
+    let zeros = vec![
+        0u8;
+        usize::try_from(len)
+            .unwrap_or(0)
+            .min(1 << 20)
+    ];
     let mut left = len;
     while left > 0 {
         let n = usize::try_from(left)

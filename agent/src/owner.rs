@@ -76,7 +76,8 @@ pub struct Owner {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Every critical section is a plain read or assignment: a poisoned lock holds usable data.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+    m.lock()
+        .unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Owner {
@@ -235,7 +236,9 @@ mod tests {
             Err(EnrolError::BadToken)
         );
         assert_eq!(owner.current(), None);
-        owner.enrol([2; 32], Some(&token)).unwrap();
+        owner
+            .enrol([2; 32], Some(&token))
+            .unwrap();
         assert_eq!(owner.current(), Some([2; 32]));
         assert!(!d.join(TOKEN_FILE).exists(), "the token is consumed");
         assert_eq!(

@@ -77,7 +77,8 @@ pub async fn serve(
         tokio::spawn(async move {
             let _done = done;
             let _slot = slot;
-            let Ok(Ok(tls)) = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await
+            let Ok(Ok(tls)) =
+                tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await
             else {
                 return;
             };

@@ -284,7 +284,14 @@ async fn call(
 async fn enrol(agent: &Agent, owner: Arc<ClientCert>) -> Reply {
     let token = std::fs::read_to_string(agent.data_dir().join("enrolment-token")).unwrap();
     let body = format!(r#"{{"token": "{}"}}"#, token.trim());
-    call(agent.addr, Some(owner), "POST", "/api/v1/owner", body.as_bytes()).await
+    call(
+        agent.addr,
+        Some(owner),
+        "POST",
+        "/api/v1/owner",
+        body.as_bytes(),
+    )
+    .await
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -498,7 +505,10 @@ fn owner_app_and_secrets() {
         )
         .await;
         assert_eq!(r.status, 409);
-        assert!(!agent.data_dir().join("enrolment-token").exists());
+        assert!(!agent
+            .data_dir()
+            .join("enrolment-token")
+            .exists());
         let file = std::fs::read_to_string(agent.data_dir().join("owner.json")).unwrap();
         assert!(file.contains(&enrolled));
         // A non-owner certificate → 403, nothing written.
@@ -594,7 +604,10 @@ fn snapshot_job() {
         assert_eq!(r.status, 201);
         let r = call(a, Some(owner.clone()), "POST", "/api/v1/snapshot", b"").await;
         assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
-        let job = r.json()["job"].as_str().unwrap().to_owned();
+        let job = r.json()["job"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let path = format!("/api/v1/snapshot/{job}");
         let deadline = Instant::now() + Duration::from_secs(60);
         let result = loop {
@@ -642,7 +655,10 @@ fn snapshot_job() {
         assert_eq!(r.status, 404);
         let r = call(a, Some(owner.clone()), "POST", "/api/v1/snapshot", b"").await;
         assert_eq!(r.status, 202);
-        let second = r.json()["job"].as_str().unwrap().to_owned();
+        let second = r.json()["job"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         assert_ne!(second, job);
         // Deleted by the owner → 404.
         let r = call(a, Some(owner.clone()), "DELETE", "/api/v1/snapshot", b"").await;

@@ -126,8 +126,13 @@ command = ["sleep", "600"]
 /// Run the CLI against the agent; HOME points into the test directory so no real owner
 /// identity is picked up.
 fn cli(dir: &Path, agent: &Agent, args: &[&str]) -> Output {
+    cli_as(dir, &dir.join("home"), agent, args)
+}
+
+/// [`cli`] with another HOME (another user's owner identity, or none).
+fn cli_as(dir: &Path, home: &Path, agent: &Agent, args: &[&str]) -> Output {
     let out = Command::new(cli_bin())
-        .env("HOME", dir.join("home"))
+        .env("HOME", home)
         .env_remove("XDG_CONFIG_HOME")
         .args([
             "--url",
@@ -146,6 +151,13 @@ fn cli(dir: &Path, agent: &Agent, args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// `cosmian_vm owner enroll --token T` with the token the agent wrote at its first start
+/// (genuineness check first: no snapshot exists yet).
+fn enroll(dir: &Path, agent: &Agent) -> Output {
+    let token = std::fs::read_to_string(dir.join("data/enrolment-token")).unwrap();
+    cli(dir, agent, &["owner", "enroll", "--token", token.trim()])
 }
 
 fn code(out: &Output) -> i32 {
@@ -220,7 +232,12 @@ fn snapshot_verify_reboot_restart_application_and_admin_calls() {
     let snap = d.join("cosmian_vm.snapshot");
     let snap_arg = snap.to_str().unwrap();
 
-    // snapshot → verify passes.
+    // The snapshot is the owner's: refused before enrolment, then enrol, snapshot, verify.
+    let out = cli(&d, &agent, &["snapshot", "-o", snap_arg]);
+    assert_ne!(code(&out), 0, "{}", text(&out));
+    assert!(!snap.exists());
+    let out = enroll(&d, &agent);
+    assert_eq!(code(&out), 0, "{}", text(&out));
     let out = cli(&d, &agent, &["snapshot", "-o", snap_arg]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     assert!(snap.exists());
@@ -244,20 +261,43 @@ fn snapshot_verify_reboot_restart_application_and_admin_calls() {
     assert_eq!(code(&out), 1, "{}", text(&out));
     assert!(text(&out).contains(&other), "{}", text(&out));
 
-    // Admin calls: refused without an owner certificate; nothing written.
+    // Admin calls: refused to another user (no owner certificate, then a stranger's whose
+    // enrolment the agent refused); nothing written.
     let conf = d.join("app.json");
     std::fs::write(&conf, "{\"greeting\": \"hello\"}\n").unwrap();
     let conf_arg = conf.to_str().unwrap();
-    let out = cli(
+    let stranger = d.join("stranger");
+    std::fs::create_dir_all(&stranger).unwrap();
+    let out = cli_as(
         &d,
+        &stranger,
         &agent,
         &["app", "init", "--conf", conf_arg, "--snapshot", snap_arg],
     );
     assert_ne!(code(&out), 0, "{}", text(&out));
+    let out = cli_as(
+        &d,
+        &stranger,
+        &agent,
+        &[
+            "owner",
+            "enroll",
+            "--token",
+            "00112233445566778899aabbccddeeff",
+        ],
+    );
+    assert_ne!(code(&out), 0, "{}", text(&out));
+    assert!(text(&out).contains("already enrolled"), "{}", text(&out));
+    let out = cli_as(
+        &d,
+        &stranger,
+        &agent,
+        &["app", "init", "--conf", conf_arg, "--snapshot", snap_arg],
+    );
+    assert_ne!(code(&out), 0, "{}", text(&out));
+    assert!(text(&out).contains("403"), "{}", text(&out));
     assert!(!d.join("data/app/app.conf").exists());
-    // Enrol an owner, then the same calls land.
-    let out = cli(&d, &agent, &["owner", "enroll", "--snapshot", snap_arg]);
-    assert_eq!(code(&out), 0, "{}", text(&out));
+    // The owner's calls land.
     let out = cli(
         &d,
         &agent,
@@ -358,6 +398,8 @@ fn a_given_certificate_is_bound_by_the_fresh_evidence_and_apps_serving_it_pass()
     );
     let snap = d.join("cosmian_vm.snapshot");
     let snap_arg = snap.to_str().unwrap();
+    let out = enroll(&d, &agent);
+    assert_eq!(code(&out), 0, "{}", text(&out));
     let out = cli(&d, &agent, &["snapshot", "-o", snap_arg]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     // An app serving the same certificate and key: bound by the agent's fresh evidence.

@@ -488,7 +488,7 @@ fn bundle(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
                     &[HashAlg::Sha256],
                     &DEFAULT_PCRS,
                 )
-                    .expect("quote")
+                .expect("quote")
             },
         ),
         measure(

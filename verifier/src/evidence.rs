@@ -96,8 +96,7 @@ fn freshness(args: &VerifyArgs) -> Result<Option<Check>, UsageError> {
     let expected = match (&args.report_data, tee_file, &args.nonce, &args.tpm_quote) {
         (Some(_), None, _, _) => {
             return Err(UsageError(
-                "--report-data needs --snp-report or --tdx-quote (for a TPM quote: --nonce)"
-                    .into(),
+                "--report-data needs --snp-report or --tdx-quote (for a TPM quote: --nonce)".into(),
             ))
         }
         (Some(rd), Some(file), _, _) => {
@@ -145,9 +144,8 @@ fn freshness(args: &VerifyArgs) -> Result<Option<Check>, UsageError> {
         }
     };
     Ok(Some(if args.no_freshness {
-        Check::pass(STEP, expected, "WAIVED (--no-freshness)").with_detail(
-            "freshness not established: this evidence may be a replay of an old one",
-        )
+        Check::pass(STEP, expected, "WAIVED (--no-freshness)")
+            .with_detail("freshness not established: this evidence may be a replay of an old one")
     } else {
         Check::fail(
             STEP,

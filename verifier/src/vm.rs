@@ -256,8 +256,8 @@ struct SnapshotResult {
 
 /// `cosmian_vm snapshot` (the owner only: the agent serves its snapshot job to the owner).
 pub async fn snapshot(global: &Global, args: &SnapshotArgs) -> Outcome {
-    let owner = require_owner(global, "snapshot")?;
     let ctx = Ctx::new(global)?;
+    let owner = require_owner(global, "snapshot")?;
     let base = read_policy(args.policy.as_deref())?;
     let policy = ctx.agent_policy(base.clone(), true);
     let mut session = ctx.open(&policy, Some(owner)).await?;
@@ -352,7 +352,11 @@ async fn run_snapshot_job(
         job: String,
     }
     let job = match response.status {
-        StatusCode::ACCEPTED => response.json::<Started>("the snapshot job")?.job,
+        StatusCode::ACCEPTED => {
+            response
+                .json::<Started>("the snapshot job")?
+                .job
+        }
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
             return Err(UsageError(format!(
                 "the agent refused the snapshot job ({}): {} (the snapshot is the owner's: \

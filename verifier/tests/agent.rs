@@ -104,6 +104,12 @@ struct State {
     snapshot_polls: AtomicUsize,
 }
 
+/// The enrolment token the stand-in agent "printed".
+const FAKE_TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+/// The stand-in agent's one snapshot job id.
+const FAKE_JOB: &str = "feedfacefeedfacefeedfacefeedface";
+
 struct FakeAgent {
     port: u16,
     cert: RotatingCert,
@@ -315,7 +321,23 @@ async fn serve(
                     .to_cmw();
                 respond(&mut tls, 200, "application/cbor", &cmw).await;
             }
-            ("POST" | "GET", "/api/v1/snapshot") => {
+            ("POST", "/api/v1/snapshot") => {
+                if let Err(code) = admin() {
+                    respond_json(&mut tls, code, &json!({"error": "not the owner"})).await;
+                    continue;
+                }
+                let progress = json!({"job": FAKE_JOB, "state": "running", "files_done": 0, "files_total": 0, "bytes_done": 0});
+                respond_json(&mut tls, 202, &progress).await;
+            }
+            ("GET", path) if path.starts_with("/api/v1/snapshot/") => {
+                if let Err(code) = admin() {
+                    respond_json(&mut tls, code, &json!({"error": "not the owner"})).await;
+                    continue;
+                }
+                if path != format!("/api/v1/snapshot/{FAKE_JOB}") {
+                    respond_json(&mut tls, 404, &json!({"error": "no such job"})).await;
+                    continue;
+                }
                 // One progress answer, then the result.
                 if state
                     .snapshot_polls
@@ -338,15 +360,20 @@ async fn serve(
                 }
             }
             ("POST", "/api/v1/owner") => {
+                let token = serde_json::from_slice::<Value>(&req.body)
+                    .ok()
+                    .and_then(|v| v["token"].as_str().map(str::to_owned));
                 let (status, answer) = {
                     let mut owner = state.owner.lock().unwrap();
-                    match (&client, owner.is_some()) {
-                        (None, _) => (401, json!({"error": "no client certificate"})),
-                        (Some(_), true) => (409, json!({"error": "an owner exists"})),
-                        (Some(c), false) => {
+                    match (&client, owner.is_some(), token.as_deref()) {
+                        (None, _, _) => (401, json!({"error": "no client certificate"})),
+                        (Some(_), true, _) => (409, json!({"error": "an owner exists"})),
+                        (Some(_), false, None) => (400, json!({"error": "no token"})),
+                        (Some(c), false, Some(FAKE_TOKEN)) => {
                             *owner = Some(c.clone());
                             (201, json!({"owner_spki_sha256": c}))
                         }
+                        (Some(_), false, Some(_)) => (403, json!({"error": "wrong token"})),
                     }
                 };
                 respond_json(&mut tls, status, &answer).await;
@@ -552,34 +579,99 @@ fn snapshot_verify_applications_and_admin_calls() {
         )
     };
 
-    // --- snapshot: refused without the simulated root (nothing written), then written.
+    // --- owner enroll: refused without the simulated root (nothing sent), without WebPKI, and
+    // without the token; then enrolled with the token, the key 0600 under ~/.config/cosmian_vm.
     let out = cli.run(&[
         "--url",
         &url,
         "--allow-insecure-tls",
-        "snapshot",
-        "-o",
-        &snap,
+        "owner",
+        "enroll",
+        "--token",
+        FAKE_TOKEN,
     ]);
     assert_eq!(code(&out), 1, "the simulated TEE is not trusted by default");
-    assert!(
-        !Path::new(&snap).exists(),
-        "an untrusted snapshot was written"
-    );
+    assert!(agent
+        .state
+        .owner
+        .lock()
+        .unwrap()
+        .is_none());
     // Without --allow-insecure-tls the self-signed RA-TLS certificate fails WebPKI.
     let out = cli.run(&[
         "--url",
         &url,
         "--insecure-sim-root",
         &cli.ark(),
-        "snapshot",
-        "-o",
-        &snap,
+        "owner",
+        "enroll",
+        "--token",
+        FAKE_TOKEN,
     ]);
     assert_eq!(code(&out), 1);
     assert!(stdout(&out).contains("cert.webpki"), "{}", stdout(&out));
-    assert!(!Path::new(&snap).exists());
+    let out = run(&["owner", "enroll"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("--token"), "{}", stderr(&out));
+    assert!(agent
+        .state
+        .owner
+        .lock()
+        .unwrap()
+        .is_none());
+    let out = run(&["owner", "enroll", "--token", FAKE_TOKEN]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let key = cli
+        .home
+        .join(".config/cosmian_vm/owner.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(
+            std::fs::metadata(&key)
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+    }
+    let owner_pem = std::fs::read(
+        cli.home
+            .join(".config/cosmian_vm/owner.pem"),
+    )
+    .unwrap();
+    let owner_spki = sha256_hex(
+        ratls::pki::Cert::from_der_or_pem(&owner_pem)
+            .unwrap()
+            .spki_der(),
+    );
+    assert_eq!(
+        agent
+            .state
+            .owner
+            .lock()
+            .unwrap()
+            .as_deref(),
+        Some(owner_spki.as_str())
+    );
+    let out = run(&["owner", "enroll", "--token", FAKE_TOKEN]);
+    assert_eq!(code(&out), 2, "the second enrolment is refused (409)");
+    assert!(stderr(&out).contains("already enrolled"));
 
+    // --- snapshot: the owner's; refused to another user before connecting; then written.
+    let nobody = dir.join("nobody");
+    std::fs::create_dir_all(&nobody).unwrap();
+    let out = cli.run_home(
+        &nobody,
+        &with(&["snapshot", "-o", &snap])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("owner enroll"), "{}", stderr(&out));
+    assert!(!Path::new(&snap).exists());
     let out = run(&["snapshot", "-o", &snap]);
     assert_eq!(code(&out), 0);
     assert!(stdout(&out).contains("SIMULATED"));
@@ -587,7 +679,10 @@ fn snapshot_verify_applications_and_admin_calls() {
     assert!(snapshot.simulated);
     assert_eq!(snapshot.platform, "sim");
     let agent_spki = sha256_hex(&agent.cert.current_spki());
-    assert_eq!(snapshot.metadata["agent_spki_sha256"], agent_spki);
+    assert_eq!(
+        snapshot.agent_spki_sha256.as_deref(),
+        Some(agent_spki.as_str())
+    );
     assert_eq!(snapshot.metadata["agent_url"], url);
     for name in ["app.bin", "app.conf"] {
         let path = walk.join(name).display().to_string();
@@ -608,7 +703,7 @@ fn snapshot_verify_applications_and_admin_calls() {
     assert!(
         agent
             .requests()
-            .contains(&"GET /api/v1/snapshot".to_owned()),
+            .contains(&format!("GET /api/v1/snapshot/{FAKE_JOB}")),
         "progress polled"
     );
 
@@ -729,7 +824,13 @@ fn snapshot_verify_applications_and_admin_calls() {
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("--snapshot"), "{}", stderr(&out));
     // Without an owner certificate: refused before connecting too.
-    let out = run(&["app", "init", "--conf", &conf_s, "--snapshot", &snap]);
+    let out = cli.run_home(
+        &nobody,
+        &with(&["app", "init", "--conf", &conf_s, "--snapshot", &snap])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("owner enroll"), "{}", stderr(&out));
     assert_eq!(
@@ -741,47 +842,7 @@ fn snapshot_verify_applications_and_admin_calls() {
         "a request was sent"
     );
 
-    // owner enroll (verified against the snapshot): key 0600 under ~/.config/cosmian_vm.
-    let out = run(&["owner", "enroll", "--snapshot", &snap]);
-    assert_eq!(code(&out), 0);
-    let key = cli
-        .home
-        .join(".config/cosmian_vm/owner.key");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        assert_eq!(
-            std::fs::metadata(&key)
-                .unwrap()
-                .permissions()
-                .mode()
-                & 0o777,
-            0o600
-        );
-    }
-    let owner_pem = std::fs::read(
-        cli.home
-            .join(".config/cosmian_vm/owner.pem"),
-    )
-    .unwrap();
-    let owner_spki = sha256_hex(
-        ratls::pki::Cert::from_der_or_pem(&owner_pem)
-            .unwrap()
-            .spki_der(),
-    );
-    assert_eq!(
-        agent
-            .state
-            .owner
-            .lock()
-            .unwrap()
-            .as_deref(),
-        Some(owner_spki.as_str())
-    );
-    let out = run(&["owner", "enroll", "--snapshot", &snap]);
-    assert_eq!(code(&out), 2, "the second enrolment is refused (409)");
-    assert!(stderr(&out).contains("already enrolled"));
-
+    // (owner enroll ran first, above.)
     // app init / secret put with the owner certificate (default location).
     let out = run(&["app", "init", "--conf", &conf_s, "--snapshot", &snap]);
     assert_eq!(code(&out), 0);
@@ -940,10 +1001,16 @@ fn usage_and_network_errors_exit_2() {
                 "--url",
                 &url,
                 "--allow-insecure-tls",
-                "snapshot",
-                "-o",
-                &snap,
+                "owner",
+                "enroll",
+                "--token",
+                FAKE_TOKEN,
             ],
+            "cannot connect",
+        ),
+        (
+            // (the enrolment above left an owner identity in HOME)
+            vec!["--url", &url, "snapshot", "-o", &snap],
             "cannot connect",
         ),
         (

@@ -87,6 +87,7 @@ fn snp_trusted_then_rejected_after_expiry() {
     let args = [
         "evidence",
         "verify",
+        "--no-freshness",
         "--json",
         "--at",
         "2026-01-01T00:00:00Z",
@@ -130,7 +131,7 @@ fn snp_trusted_then_rejected_after_expiry() {
         .starts_with("d447b55d"));
 
     let mut late = args;
-    late[4] = "2031-01-01T00:00:00Z";
+    late[5] = "2031-01-01T00:00:00Z";
     let out = cosmian_vm(&late);
     assert_eq!(out.status.code(), Some(1));
     let v = json(&out);
@@ -139,9 +140,9 @@ fn snp_trusted_then_rejected_after_expiry() {
 
     // Human output names the step too.
     let out = cosmian_vm(
-        &late[..2]
+        &late[..3]
             .iter()
-            .chain(&late[3..])
+            .chain(&late[4..])
             .copied()
             .collect::<Vec<_>>(),
     );
@@ -169,6 +170,7 @@ fn snp_policy_file_and_malformed_report() {
     let base = [
         "evidence",
         "verify",
+        "--no-freshness",
         "--json",
         "--at",
         "2026-01-01T00:00:00Z",
@@ -209,7 +211,7 @@ fn snp_policy_file_and_malformed_report() {
     // Malformed evidence is a rejection (exit 1) at tee.parse.
     let short = tmp("short.bin", &[2, 0, 0, 0, 1, 2, 3]);
     let mut malformed = base.to_vec();
-    malformed[6] = short.to_str().unwrap();
+    malformed[7] = short.to_str().unwrap();
     let out = cosmian_vm(&malformed);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(json(&out)["checks"][0]["step"], "tee.parse");
@@ -223,6 +225,7 @@ fn tdx_v4_trusted_and_v5_rejected_at_tcb() {
     let out = cosmian_vm(&[
         "evidence",
         "verify",
+        "--no-freshness",
         "--json",
         "--at",
         "2025-07-01T00:00:00Z",
@@ -259,6 +262,7 @@ fn tdx_v4_trusted_and_v5_rejected_at_tcb() {
     let out = cosmian_vm(&[
         "evidence",
         "verify",
+        "--no-freshness",
         "--json",
         "--at",
         "2026-03-01T00:00:00Z",
@@ -385,13 +389,21 @@ fn usage_errors_exit_2() {
         vec![
             "evidence",
             "verify",
+            "--no-freshness",
             "--snp-report",
             "/nonexistent/report.bin",
         ],
-        vec!["evidence", "verify", "--tdx-quote", "q.bin"],
         vec![
             "evidence",
             "verify",
+            "--no-freshness",
+            "--tdx-quote",
+            "q.bin",
+        ],
+        vec![
+            "evidence",
+            "verify",
+            "--no-freshness",
             "--snp-report",
             "r",
             "--tdx-quote",
@@ -402,6 +414,7 @@ fn usage_errors_exit_2() {
         vec![
             "evidence",
             "verify",
+            "--no-freshness",
             "--snp-report",
             "r",
             "--at",
@@ -412,6 +425,7 @@ fn usage_errors_exit_2() {
         vec![
             "evidence",
             "verify",
+            "--no-freshness",
             "--azure-hcl",
             "h",
             "--tpm-quote",
@@ -424,6 +438,7 @@ fn usage_errors_exit_2() {
         vec![
             "evidence",
             "verify",
+            "--no-freshness",
             "--azure-hcl",
             "h",
             "--snp-report",
@@ -433,6 +448,7 @@ fn usage_errors_exit_2() {
         vec![
             "evidence",
             "verify",
+            "--no-freshness",
             "--tdx-quote",
             "q",
             "--collateral",
@@ -633,6 +649,7 @@ fn azure_hcl_report_verifies_end_to_end() {
     let out = cosmian_vm(&[
         "evidence",
         "verify",
+        "--no-freshness",
         "--at",
         "2026-01-01T00:00:00Z",
         "--azure-hcl",
@@ -652,6 +669,7 @@ fn azure_hcl_report_verifies_end_to_end() {
     let out = cosmian_vm(&[
         "evidence",
         "verify",
+        "--no-freshness",
         "--json",
         "--at",
         "2026-01-01T00:00:00Z",
@@ -783,4 +801,63 @@ fn bundle_from_swtpm_and_sim_tee_verifies_only_with_the_sim_root() {
         bundle_file.to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn raw_evidence_without_a_nonce_is_not_fresh_unless_waived() {
+    let Some(dir) = real_testdata("sev-snp/milan-vcek-virtee") else {
+        return;
+    };
+    let base = [
+        "evidence",
+        "verify",
+        "--json",
+        "--at",
+        "2026-01-01T00:00:00Z",
+        "--snp-report",
+        &p(&dir, "report_milan.hex"),
+        "--vcek",
+        &p(&dir, "vcek_milan.der"),
+        "--cert-chain",
+        &p(&dir, "cert_chain_milan"),
+    ];
+    // No --report-data: genuine, but not fresh: rejected at `freshness`.
+    let out = cosmian_vm(&base);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(failed_steps(&v), ["freshness"]);
+    // Waived out loud: trusted, and the step says WAIVED.
+    let mut waived = base.to_vec();
+    waived.push("--no-freshness");
+    let out = cosmian_vm(&waived);
+    assert_eq!(out.status.code(), Some(0));
+    let v = json(&out);
+    let step = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["step"] == "freshness")
+        .unwrap()
+        .clone();
+    assert_eq!(step["presented"], "WAIVED (--no-freshness)");
+    // The report data the verifier chose: fresh when it matches, rejected when not.
+    let report_data = v["claims"]["report_data"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut chosen = base.to_vec();
+    chosen.extend(["--report-data", &report_data]);
+    let out = cosmian_vm(&chosen);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let other = "00".repeat(64);
+    let mut wrong = base.to_vec();
+    wrong.extend(["--report-data", &other]);
+    let out = cosmian_vm(&wrong);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(failed_steps(&json(&out)), ["freshness"]);
 }

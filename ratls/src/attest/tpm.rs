@@ -321,8 +321,8 @@ impl TpmAttester for TssTpm {
         pcrs: &[u8],
     ) -> Result<TpmEvidence, AttestError> {
         check_selection(banks, pcrs)?;
-        let qualifying =
-            Data::try_from(qualifying_data.as_bytes().to_vec()).map_err(backend("TPM quote nonce"))?;
+        let qualifying = Data::try_from(qualifying_data.as_bytes().to_vec())
+            .map_err(backend("TPM quote nonce"))?;
         let mut state = self.lock();
         let State { ctx, ak } = &mut *state;
         let mut last_mismatch = String::new();

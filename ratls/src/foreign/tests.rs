@@ -951,7 +951,9 @@ mod sim {
     fn report(report_data: &[u8; 64]) -> Vec<u8> {
         SimTee::new(ca())
             .unwrap()
-            .report(&crate::binding::ReportData::from_raw_for_tests(*report_data))
+            .report(&crate::binding::ReportData::from_raw_for_tests(
+                *report_data,
+            ))
             .unwrap()
     }
 
@@ -1059,7 +1061,9 @@ mod sim {
         let debug = SimTee::new(ca.clone())
             .unwrap()
             .with_policy(0x3_0000 | (1 << 19))
-            .report(&crate::binding::ReportData::from_raw_for_tests(dice_report_data(&claims)))
+            .report(&crate::binding::ReportData::from_raw_for_tests(
+                dice_report_data(&claims),
+            ))
             .unwrap();
         let der = cert_with(&k, DICE, &dice_value(dice::TAG_SEV_SNP, &debug, &claims));
         let v = verify_with(&der, &policy(), &inputs);

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use ratls::attest::azure::{AzureTee, AK_HANDLE, HCL_REPORT_NV_INDEX, USER_DATA_NV_INDEX};
 use ratls::attest::{AttestError, TeeAttester, TeeKind, TpmAttester};
-use ratls::binding::ReportData;
 use ratls::azure::{self, HclReport, HwReport, ReportType};
+use ratls::binding::ReportData;
 use ratls::bundle::TeeEvidence;
 use ratls::digest::HashAlg;
 use ratls::{Policy, UnixTime};

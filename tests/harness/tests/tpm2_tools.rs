@@ -202,7 +202,11 @@ fn tpm2_checkquote_accepts_our_quotes() {
             show(&out)
         );
         let mut other = tpm
-            .quote(&ratls::binding::QualifyingData::for_raw_nonce(b"other").unwrap(), &banks, &BOOT_AND_IMA_PCRS)
+            .quote(
+                &ratls::binding::QualifyingData::for_raw_nonce(b"other").unwrap(),
+                &banks,
+                &BOOT_AND_IMA_PCRS,
+            )
             .unwrap();
         other.attest = evidence.attest.clone();
         let out = checkquote(dir, &other, nonce().as_bytes(), &file, None);
@@ -234,7 +238,13 @@ fn tpm2_checkquote_accepts_bare_values_with_a_pcr_list() {
         .flat_map(|v| v.to_vec())
         .collect();
     let list = pcr_list(&banks, &pcrs);
-    let out = checkquote(swtpm.state_dir(), &evidence, nonce().as_bytes(), &bare, Some(&list));
+    let out = checkquote(
+        swtpm.state_dir(),
+        &evidence,
+        nonce().as_bytes(),
+        &bare,
+        Some(&list),
+    );
     assert!(out.status.success(), "{}", show(&out));
     let out = checkquote(swtpm.state_dir(), &evidence, &[0; 20], &bare, Some(&list));
     assert!(

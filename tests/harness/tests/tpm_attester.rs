@@ -230,7 +230,10 @@ fn a_changed_pcr_value_fails_pcr_digest() {
         .get_mut(&7)
         .unwrap();
     value[0] ^= 1;
-    assert_eq!(failed_steps(&verify(&evidence, nonce().as_bytes())), ["tpm.pcr_digest"]);
+    assert_eq!(
+        failed_steps(&verify(&evidence, nonce().as_bytes())),
+        ["tpm.pcr_digest"]
+    );
 }
 
 #[test]
@@ -246,7 +249,10 @@ fn a_quote_from_another_tpm_fails_the_signature() {
         .unwrap();
     assert!(verify(&evidence, nonce().as_bytes()).is_trusted());
     evidence.ak_public = first.ak_public().unwrap().into();
-    assert_eq!(failed_steps(&verify(&evidence, nonce().as_bytes())), ["tpm.signature"]);
+    assert_eq!(
+        failed_steps(&verify(&evidence, nonce().as_bytes())),
+        ["tpm.signature"]
+    );
 }
 
 #[test]

@@ -184,7 +184,9 @@ fn vcek_carries_amds_extensions() {
 
 #[test]
 fn report_verifies_trusted_with_the_sim_root_and_says_simulated() {
-    let report = tee().report(&crate::binding::ReportData::from_raw_for_tests([0x5a; 64])).unwrap();
+    let report = tee()
+        .report(&crate::binding::ReportData::from_raw_for_tests([0x5a; 64]))
+        .unwrap();
     let v = verify(&report);
     assert!(v.is_trusted(), "{v}");
     assert!(v.simulated);
@@ -219,7 +221,9 @@ fn report_verifies_trusted_with_the_sim_root_and_says_simulated() {
 
 #[test]
 fn rejected_at_the_ark_without_the_sim_root() {
-    let report = tee().report(&crate::binding::ReportData::from_raw_for_tests([0; 64])).unwrap();
+    let report = tee()
+        .report(&crate::binding::ReportData::from_raw_for_tests([0; 64]))
+        .unwrap();
     let v = verify_with(&report, &SnpPolicy::default(), None);
     assert!(!v.is_trusted());
     assert!(v.simulated);
@@ -228,7 +232,9 @@ fn rejected_at_the_ark_without_the_sim_root() {
 
 #[test]
 fn rejected_at_the_ark_with_another_sim_root() {
-    let report = tee().report(&crate::binding::ReportData::from_raw_for_tests([0; 64])).unwrap();
+    let report = tee()
+        .report(&crate::binding::ReportData::from_raw_for_tests([0; 64]))
+        .unwrap();
     let other = other_ca().ark_pem();
     let v = verify_with(&report, &SnpPolicy::default(), Some(other.as_bytes()));
     assert!(!v.is_trusted());
@@ -245,7 +251,9 @@ fn rejected_at_the_ark_with_another_sim_root() {
 
 #[test]
 fn rejected_by_the_amd_verifier() {
-    let report = tee().report(&crate::binding::ReportData::from_raw_for_tests([0; 64])).unwrap();
+    let report = tee()
+        .report(&crate::binding::ReportData::from_raw_for_tests([0; 64]))
+        .unwrap();
     let now = UnixTime::now();
     let v = snp::verify_bytes(&report, &certs(&ca()), &SnpPolicy::default(), now);
     assert!(!v.is_trusted());
@@ -266,7 +274,9 @@ fn rejected_by_the_amd_verifier() {
 #[test]
 fn debug_policy_fails_at_policy_debug() {
     let tee = tee().with_policy(SimTee::DEFAULT_POLICY | SimTee::POLICY_DEBUG);
-    let report = tee.report(&crate::binding::ReportData::from_raw_for_tests([0; 64])).unwrap();
+    let report = tee
+        .report(&crate::binding::ReportData::from_raw_for_tests([0; 64]))
+        .unwrap();
     let v = verify(&report);
     assert_eq!(failed_steps(&v), ["tee.policy.debug"], "{v}");
 
@@ -296,7 +306,9 @@ fn vmpl_is_checked() {
 
 #[test]
 fn a_flipped_report_byte_fails_the_signature() {
-    let report = tee().report(&crate::binding::ReportData::from_raw_for_tests([0x11; 64])).unwrap();
+    let report = tee()
+        .report(&crate::binding::ReportData::from_raw_for_tests([0x11; 64]))
+        .unwrap();
     // report_data, measurement, report_id, chip_id, the last signed byte, r, s.
     for offset in [0x50, 0x90, 0x140, 0x1A0, 0x29F, 0x2A0, 0x2E8 + 47] {
         let mut bad = report.clone();
@@ -327,7 +339,9 @@ fn report_fields_are_realistic_and_report_data_round_trips() {
     for (i, b) in report_data.iter_mut().enumerate() {
         *b = i as u8;
     }
-    let raw = tee.report(&crate::binding::ReportData::from_raw_for_tests(report_data)).unwrap();
+    let raw = tee
+        .report(&crate::binding::ReportData::from_raw_for_tests(report_data))
+        .unwrap();
     assert_eq!(raw.len(), snp::REPORT_LEN);
     let r = AttestationReport::parse(&raw).unwrap();
     assert_eq!(r.version, 3);
@@ -367,7 +381,11 @@ fn report_fields_are_realistic_and_report_data_round_trips() {
     assert_eq!(r.launch_mit_vector, None);
 
     // One guest, one REPORT_ID; another guest, another.
-    let again = AttestationReport::parse(&tee.report(&crate::binding::ReportData::from_raw_for_tests([0; 64])).unwrap()).unwrap();
+    let again = AttestationReport::parse(
+        &tee.report(&crate::binding::ReportData::from_raw_for_tests([0; 64]))
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(again.report_id, r.report_id);
     assert_eq!(&r.report_id, tee.report_id());
     assert_ne!(
@@ -392,7 +410,9 @@ fn configured_fields_appear_and_policy_pins_check_them() {
         .with_guest_svn(7)
         .with_family_id([0xfa; 16])
         .with_image_id([0x1d; 16]);
-    let raw = tee.report(&crate::binding::ReportData::from_raw_for_tests([0; 64])).unwrap();
+    let raw = tee
+        .report(&crate::binding::ReportData::from_raw_for_tests([0; 64]))
+        .unwrap();
     let r = AttestationReport::parse(&raw).unwrap();
     assert_eq!(r.measurement, measurement);
     assert_eq!(r.host_data, host_data);
@@ -445,7 +465,9 @@ fn attest_returns_sim_evidence() {
     let tee = tee();
     assert_eq!(tee.kind(), crate::attest::TeeKind::Sim);
     assert!(tee.binds_report_data());
-    let evidence = tee.attest(&crate::binding::ReportData::from_raw_for_tests([0x33; 64])).unwrap();
+    let evidence = tee
+        .attest(&crate::binding::ReportData::from_raw_for_tests([0x33; 64]))
+        .unwrap();
     assert_eq!(evidence.kind(), crate::attest::TeeKind::Sim);
     let TeeEvidence::Sim {
         report,
@@ -675,7 +697,9 @@ fn debug_output_shows_no_key_material() {
 /// signature (0x330..0x4A0), which the signature does not cover and the parser skips.
 #[test]
 fn mutated_reports_are_rejected() {
-    let report = tee().report(&crate::binding::ReportData::from_raw_for_tests([0x42; 64])).unwrap();
+    let report = tee()
+        .report(&crate::binding::ReportData::from_raw_for_tests([0x42; 64]))
+        .unwrap();
     let root = ca().ark_pem();
     let certs = certs(&ca());
     let now = UnixTime::now();

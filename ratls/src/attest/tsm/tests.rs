@@ -146,7 +146,12 @@ fn report_follows_the_protocol_and_removes_the_entry() {
     let kernel = Arc::new(EmulatedTsm::new(PROVIDER_TDX_GUEST, echo));
     let (dir, tsm) = fixture(kernel.clone());
     let inblob = [0x42; 64];
-    let report = tsm.report(&crate::binding::ReportData::from_raw_for_tests(inblob), None).unwrap();
+    let report = tsm
+        .report(
+            &crate::binding::ReportData::from_raw_for_tests(inblob),
+            None,
+        )
+        .unwrap();
     assert_eq!(report.provider, "tdx_guest");
     assert_eq!(report.outblob, echo(&inblob, None));
     assert_eq!(report.auxblob, None);
@@ -155,7 +160,12 @@ fn report_follows_the_protocol_and_removes_the_entry() {
     assert!(entries(dir.path()).is_empty(), "entry removed");
 
     // The next request gets a fresh entry and a fresh report.
-    let report = tsm.report(&crate::binding::ReportData::from_raw_for_tests([7; 64]), None).unwrap();
+    let report = tsm
+        .report(
+            &crate::binding::ReportData::from_raw_for_tests([7; 64]),
+            None,
+        )
+        .unwrap();
     assert_eq!(report.outblob, echo(&[7; 64], None));
     assert_eq!(report.generation, 1);
     assert_eq!(kernel.reports(), 2);
@@ -165,13 +175,21 @@ fn report_follows_the_protocol_and_removes_the_entry() {
 fn privlevel_is_written_and_counted() {
     let kernel = Arc::new(EmulatedTsm::new(PROVIDER_SEV_GUEST, echo).with_privlevel());
     let (dir, tsm) = fixture(kernel);
-    let report = tsm.report(&crate::binding::ReportData::from_raw_for_tests([1; 64]), Some(2)).unwrap();
+    let report = tsm
+        .report(
+            &crate::binding::ReportData::from_raw_for_tests([1; 64]),
+            Some(2),
+        )
+        .unwrap();
     assert_eq!(report.outblob, echo(&[1; 64], Some(2)));
     assert_eq!(report.generation, 2, "privlevel and inblob");
 
     // The kernel refuses a level above 3 with EINVAL: an I/O error, entry still removed.
     let err = tsm
-        .report(&crate::binding::ReportData::from_raw_for_tests([1; 64]), Some(4))
+        .report(
+            &crate::binding::ReportData::from_raw_for_tests([1; 64]),
+            Some(4),
+        )
         .unwrap_err();
     assert!(
         matches!(&err, AttestError::Io { what: "configfs-tsm privlevel", error, .. } if error.raw_os_error() == Some(22)),
@@ -184,7 +202,10 @@ fn privlevel_is_written_and_counted() {
 fn privlevel_on_a_provider_without_it_is_unavailable() {
     let (dir, tsm) = fixture(Arc::new(EmulatedTsm::new(PROVIDER_TDX_GUEST, echo)));
     let err = tsm
-        .report(&crate::binding::ReportData::from_raw_for_tests([1; 64]), Some(0))
+        .report(
+            &crate::binding::ReportData::from_raw_for_tests([1; 64]),
+            Some(0),
+        )
         .unwrap_err();
     assert!(
         matches!(&err, AttestError::Unavailable { why, .. } if why.contains("tdx_guest")),
@@ -198,17 +219,23 @@ fn auxblob_is_returned_when_present_and_non_empty() {
     let kernel = Arc::new(EmulatedTsm::new(PROVIDER_SEV_GUEST, echo).with_auxblob(vec![1, 2, 3]));
     let (_dir, tsm) = fixture(kernel);
     assert_eq!(
-        tsm.report(&crate::binding::ReportData::from_raw_for_tests([1; 64]), None)
-            .unwrap()
-            .auxblob,
+        tsm.report(
+            &crate::binding::ReportData::from_raw_for_tests([1; 64]),
+            None
+        )
+        .unwrap()
+        .auxblob,
         Some(vec![1, 2, 3])
     );
     let kernel = Arc::new(EmulatedTsm::new(PROVIDER_SEV_GUEST, echo).with_auxblob(Vec::new()));
     let (_dir, tsm) = fixture(kernel);
     assert_eq!(
-        tsm.report(&crate::binding::ReportData::from_raw_for_tests([1; 64]), None)
-            .unwrap()
-            .auxblob,
+        tsm.report(
+            &crate::binding::ReportData::from_raw_for_tests([1; 64]),
+            None
+        )
+        .unwrap()
+        .auxblob,
         None
     );
 }
@@ -221,7 +248,12 @@ fn a_concurrent_writer_makes_the_request_start_over() {
         races: AtomicU32::new(1),
     });
     let (dir, tsm) = fixture(racer.clone());
-    let report = tsm.report(&crate::binding::ReportData::from_raw_for_tests(inblob), None).unwrap();
+    let report = tsm
+        .report(
+            &crate::binding::ReportData::from_raw_for_tests(inblob),
+            None,
+        )
+        .unwrap();
     assert_eq!(
         report.outblob,
         echo(&inblob, None),
@@ -239,7 +271,12 @@ fn a_concurrent_writer_makes_the_request_start_over() {
     racer
         .races
         .store(MAX_ATTEMPTS, Ordering::SeqCst);
-    let err = tsm.report(&crate::binding::ReportData::from_raw_for_tests(inblob), None).unwrap_err();
+    let err = tsm
+        .report(
+            &crate::binding::ReportData::from_raw_for_tests(inblob),
+            None,
+        )
+        .unwrap_err();
     assert!(
         matches!(&err, AttestError::BadResponse { what: "configfs-tsm generation", why } if why.contains("another writer")),
         "{err}"
@@ -268,7 +305,12 @@ fn kernel_errors_are_mapped_and_the_entry_is_always_removed() {
             errno,
         });
         let (dir, tsm) = fixture(kernel);
-        let err = tsm.report(&crate::binding::ReportData::from_raw_for_tests([3; 64]), None).unwrap_err();
+        let err = tsm
+            .report(
+                &crate::binding::ReportData::from_raw_for_tests([3; 64]),
+                None,
+            )
+            .unwrap_err();
         let kind = match &err {
             AttestError::RateLimited {
                 retry_after_ms: RETRY_AFTER_MS,
@@ -295,7 +337,12 @@ fn a_report_whose_entry_cannot_be_removed_is_an_error() {
         errno: 16,
     });
     let (_dir, tsm) = fixture(kernel);
-    let err = tsm.report(&crate::binding::ReportData::from_raw_for_tests([3; 64]), None).unwrap_err();
+    let err = tsm
+        .report(
+            &crate::binding::ReportData::from_raw_for_tests([3; 64]),
+            None,
+        )
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -314,7 +361,10 @@ fn empty_or_malformed_attributes_are_bad_responses() {
         Vec::new()
     })));
     assert!(matches!(
-        tsm.report(&crate::binding::ReportData::from_raw_for_tests([3; 64]), None),
+        tsm.report(
+            &crate::binding::ReportData::from_raw_for_tests([3; 64]),
+            None
+        ),
         Err(AttestError::BadResponse {
             what: "configfs-tsm outblob",
             ..
@@ -324,7 +374,10 @@ fn empty_or_malformed_attributes_are_bad_responses() {
         vec![0; MAX_BLOB_LEN + 1]
     })));
     assert!(matches!(
-        tsm.report(&crate::binding::ReportData::from_raw_for_tests([3; 64]), None),
+        tsm.report(
+            &crate::binding::ReportData::from_raw_for_tests([3; 64]),
+            None
+        ),
         Err(AttestError::BadResponse {
             what: "configfs-tsm outblob",
             ..
@@ -332,7 +385,10 @@ fn empty_or_malformed_attributes_are_bad_responses() {
     ));
     let (_dir, tsm) = fixture(Arc::new(EmulatedTsm::new("bad name\u{7f}", echo)));
     assert!(matches!(
-        tsm.report(&crate::binding::ReportData::from_raw_for_tests([3; 64]), None),
+        tsm.report(
+            &crate::binding::ReportData::from_raw_for_tests([3; 64]),
+            None
+        ),
         Err(AttestError::BadResponse {
             what: "configfs-tsm provider",
             ..
@@ -345,7 +401,12 @@ fn without_the_kernel_a_plain_directory_fails_cleanly() {
     // What `ConfigfsTsm` sees on a directory that is not configfs: no attributes.
     let dir = TempDir::new("tsm-plain");
     let tsm = ConfigfsTsm::new(dir.path().to_path_buf());
-    let err = tsm.report(&crate::binding::ReportData::from_raw_for_tests([0; 64]), None).unwrap_err();
+    let err = tsm
+        .report(
+            &crate::binding::ReportData::from_raw_for_tests([0; 64]),
+            None,
+        )
+        .unwrap_err();
     assert!(
         matches!(&err, AttestError::Io { what: "configfs-tsm provider", error, .. } if error.kind() == io::ErrorKind::NotFound),
         "{err}"
@@ -354,7 +415,10 @@ fn without_the_kernel_a_plain_directory_fails_cleanly() {
 
     let missing = ConfigfsTsm::new(dir.path().join("no/such/dir"));
     assert!(matches!(
-        missing.report(&crate::binding::ReportData::from_raw_for_tests([0; 64]), None),
+        missing.report(
+            &crate::binding::ReportData::from_raw_for_tests([0; 64]),
+            None
+        ),
         Err(AttestError::Unavailable {
             what: "configfs-tsm",
             ..
@@ -386,7 +450,12 @@ fn concurrent_requests_use_their_own_entries() {
                 s.spawn(move || {
                     for j in 0..5u8 {
                         let inblob = [i * 16 + j; 64];
-                        let report = tsm.report(&crate::binding::ReportData::from_raw_for_tests(inblob), None).unwrap();
+                        let report = tsm
+                            .report(
+                                &crate::binding::ReportData::from_raw_for_tests(inblob),
+                                None,
+                            )
+                            .unwrap();
                         assert_eq!(report.outblob, echo(&inblob, None));
                         assert_eq!(report.generation, 1);
                     }
@@ -440,7 +509,10 @@ fn snp_tsm_checks_the_report_it_is_given() {
     let rd = [0x3c; 64];
     let snp = SnpTsm::new(tsm.clone());
     assert_eq!(snp.kind(), TeeKind::SevSnp);
-    match snp.attest(&crate::binding::ReportData::from_raw_for_tests(rd)).unwrap() {
+    match snp
+        .attest(&crate::binding::ReportData::from_raw_for_tests(rd))
+        .unwrap()
+    {
         TeeEvidence::SevSnp { report, vcek, .. } => {
             assert_eq!(report.as_slice(), &snp_report(&rd, 0)[..]);
             assert_eq!(vcek, None, "no auxblob, no certificates");

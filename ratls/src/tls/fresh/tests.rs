@@ -218,15 +218,16 @@ fn challenges_are_random_and_requests_carry_the_peer_key_hash() {
 #[test]
 fn a_responder_declines_keys_it_does_not_hold() {
     let keys = FixedKey::from_spki_der(b"our key");
+    let challenge = *Challenge::new().unwrap().as_bytes();
     let mut request = EvidenceRequest {
-        challenge: [7; 32],
+        challenge,
         spki_sha256: spki_sha256(b"our key"),
     };
     let now = UnixTime::from_secs(1_800_000_000);
     let b = bind_response(&request, &Role::server(), &keys, [9; 32], now).unwrap();
     assert_eq!(b.role, Role::server());
     assert_eq!(b.spki_sha256, spki_sha256(b"our key"));
-    assert_eq!(b.challenge, Some([7; 32]));
+    assert_eq!(b.challenge, Some(challenge));
     assert_eq!(b.exporter, Some([9; 32]));
     assert_eq!(b.issued_at, 1_800_000_000);
     assert_eq!(b.ak_sha256, None);
@@ -234,6 +235,26 @@ fn a_responder_declines_keys_it_does_not_hold() {
     request.spki_sha256 = spki_sha256(b"someone else's key");
     let reason = bind_response(&request, &Role::server(), &keys, [9; 32], now).unwrap_err();
     assert!(reason.contains("does not hold"), "{reason}");
+}
+
+#[test]
+fn a_responder_declines_challenges_that_do_not_look_random() {
+    let keys = FixedKey::from_spki_der(b"our key");
+    let now = UnixTime::from_secs(1_800_000_000);
+    let mut counter = [0u8; 32];
+    counter[31] = 1;
+    let mut few = [0u8; 32];
+    for (i, b) in few.iter_mut().enumerate() {
+        *b = (i % 4) as u8;
+    }
+    for weak in [[0u8; 32], [0xff; 32], counter, few] {
+        let request = EvidenceRequest {
+            challenge: weak,
+            spki_sha256: spki_sha256(b"our key"),
+        };
+        let reason = bind_response(&request, &Role::server(), &keys, [9; 32], now).unwrap_err();
+        assert!(reason.contains("fresh.challenge"), "{reason}");
+    }
 }
 
 #[test]
