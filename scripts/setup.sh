@@ -9,8 +9,9 @@ set -euo pipefail
 # TLS client of the RA-TLS interop test; pebble (pebble and pebble-challtestsrv) is the loopback
 # ACME server of cosmian_certtool's tests; cryptsetup-bin: cosmian_fstool formats and checks LUKS2
 # images (no device-mapper needed for that); curl is the plain HTTP client of the proxy's tests.
+# systemd: `systemd-analyze verify` checks the packaged units (fstool's attack tests).
 # Later issues add qemu.
-PACKAGES=(ca-certificates pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl curl pebble cryptsetup-bin)
+PACKAGES=(ca-certificates pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl curl pebble cryptsetup-bin systemd)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

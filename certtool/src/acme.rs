@@ -5,7 +5,9 @@
 //!   written when the account is created and reused by every later order and renewal;
 //! - `key.pem` (0600): the certificate's ECDSA P-256 key, generated in this process;
 //! - `cert.pem` (0644): the full chain, leaf first;
-//! - `settings.json` (0644): what `renew` needs (domains, e-mail, directory, challenge, root CA).
+//! - `settings.json` (0600): what `renew` needs (domains, e-mail, directory, challenge, root CA);
+//!   private because a `--dns-01-hook` command often carries a DNS provider's API token (a
+//!   `renew` finding an older, wider-open one narrows it to 0600 before reading it).
 //!
 //! `key.pem`, `cert.pem` and `settings.json` are staged and renamed together only once the CA
 //! issued a certificate for our key: an order that fails leaves them as they were.
@@ -131,6 +133,7 @@ pub async fn run_acme(args: AcmeArgs) -> Result<u8, Failure> {
 
 pub async fn run_renew(args: RenewArgs) -> Result<u8, Failure> {
     let path = args.output.join(SETTINGS_FILE);
+    narrow_to_secret_mode(&path)?;
     let text = std::fs::read(&path).map_err(|e| {
         Failure::usage(format!(
             "{}: {e} (renew works on a directory written by `cosmian_certtool acme`)",
@@ -180,6 +183,33 @@ pub async fn run_renew(args: RenewArgs) -> Result<u8, Failure> {
         }
     }
     order_certificate(&settings, &args.output, args.timeout).await
+}
+
+/// `settings.json` written by an older version was 0644 (world-readable, with the hook's API
+/// token in it): narrow it to 0600 before anything else. A missing file is left to the caller.
+fn narrow_to_secret_mode(path: &Path) -> Result<(), Failure> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta.permissions().mode() & 0o777,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Failure::usage(format!("{}: {e}", path.display()))),
+    };
+    if mode & !SECRET_MODE != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(SECRET_MODE)).map_err(
+            |e| {
+                Failure::usage(format!(
+                    "{}: cannot narrow mode {mode:o} to 0600: {e}",
+                    path.display()
+                ))
+            },
+        )?;
+        eprintln!(
+            "cosmian_certtool: {} was mode {mode:o} (it may hold a --dns-01-hook API token): \
+             now 0600",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -427,7 +457,8 @@ async fn order_certificate(settings: &Settings, dir: &Path, timeout: u64) -> Res
     write_all_atomic(&[
         (&key_path, key_pem.as_bytes(), SECRET_MODE),
         (&cert_path, chain_pem.as_bytes(), PUBLIC_MODE),
-        (&settings_path, &settings_json, PUBLIC_MODE),
+        // The --dns-01-hook command may carry an API token.
+        (&settings_path, &settings_json, SECRET_MODE),
     ])
     .map_err(|e| Failure::usage(format!("writing into {}: {e}", dir.display())))?;
     let (_, not_after) = leaf.validity();

@@ -4,11 +4,13 @@
 
 use std::ffi::OsString;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use crate::error::{Error, Result};
 use crate::files::PrivateDir;
+use crate::header;
 use crate::secret::Secret;
 
 /// Key-derivation settings.
@@ -100,18 +102,46 @@ fn args<const N: usize>(items: [&dyn AsRef<std::ffi::OsStr>; N]) -> Vec<OsString
         .collect()
 }
 
-/// `luksFormat --type luks2` with `password` in keyslot 0.
+/// The keyslot area encryption of every keyslot this tool adds (the allow-list in
+/// [`crate::header`] accepts exactly this).
+fn keyslot_cipher_args() -> Vec<OsString> {
+    let bits = (header::KEYSLOT_KEY_BYTES * 8).to_string();
+    args([
+        &"--keyslot-cipher",
+        &header::KEYSLOT_CIPHER,
+        &"--keyslot-key-size",
+        &bits,
+    ])
+}
+
+/// `luksFormat --type luks2` with `password` in keyslot 0. Every encryption parameter is
+/// explicit (not cryptsetup's build-time default), and is exactly what the allow-list in
+/// [`crate::header`] accepts: `aes-xts-plain64`, a 512-bit volume key, 4096-byte sectors, no
+/// integrity, data at 16 MiB.
 pub fn format(location: &Path, password: &Secret, kdf: Kdf) -> Result<()> {
+    let key_bits = (header::VOLUME_KEY_BYTES * 8).to_string();
+    let sector = header::SECTOR_SIZE.to_string();
+    // --offset counts 512-byte sectors.
+    let offset = (header::DATA_OFFSET / 512).to_string();
     let mut a = args([
         &"luksFormat",
         &"--type",
         &"luks2",
         &"--batch-mode",
+        &"--cipher",
+        &header::SEGMENT_CIPHER,
+        &"--key-size",
+        &key_bits,
+        &"--sector-size",
+        &sector,
+        &"--offset",
+        &offset,
         &"--key-slot",
         &"0",
         &"--key-file",
         &"-",
     ]);
+    a.extend(keyslot_cipher_args());
     a.extend(kdf.args());
     a.push(location.into());
     run("luksFormat", &a, Some(password)).map(drop)
@@ -137,6 +167,7 @@ pub fn add_key(
         &"--new-key-slot",
         &slot,
     ]);
+    a.extend(keyslot_cipher_args());
     a.extend(kdf.args());
     a.push(location.into());
     a.push(key_file.into());
@@ -215,8 +246,9 @@ pub fn uuid(location: &Path) -> Result<String> {
         .to_owned())
 }
 
-/// `luksHeaderBackup` into `dir`: a private copy of the header, so the header that is checked
-/// is the very one `cryptsetup open --header` then uses (no swap in between).
+/// `luksHeaderBackup` into `dir`: a private copy (mode 0600, in the 0700 directory) of the
+/// header, so the header that is checked is the very one `cryptsetup open --header` (or
+/// `reseal`) then uses (no swap in between).
 pub fn header_copy(location: &Path, dir: &PrivateDir) -> Result<PathBuf> {
     let copy = dir.path_for("header");
     run(
@@ -230,5 +262,25 @@ pub fn header_copy(location: &Path, dir: &PrivateDir) -> Result<PathBuf> {
         ]),
         None,
     )?;
+    // cryptsetup makes the backup read-only (0400): reseal changes keyslots in it.
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::io(format!("chmod 0600 {}", copy.display()), e))?;
     Ok(copy)
+}
+
+/// `luksHeaderRestore`: write the header (metadata and keyslot areas) of `backup` over that of
+/// `location`, in place; the data area is not touched.
+pub fn header_restore(location: &Path, backup: &Path) -> Result<()> {
+    run(
+        "luksHeaderRestore",
+        &args([
+            &"luksHeaderRestore",
+            &"--batch-mode",
+            &location,
+            &"--header-backup-file",
+            &backup,
+        ]),
+        None,
+    )
+    .map(drop)
 }

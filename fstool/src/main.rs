@@ -12,13 +12,14 @@ mod cryptsetup;
 mod error;
 mod files;
 mod header;
+mod mountpoint;
 mod seal;
 mod secret;
 mod size;
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -281,6 +282,9 @@ fn create(args: CreateArgs, kdf: Kdf) -> Result<()> {
         .map_err(|e| Error::io(format!("size {}", location.display()), e))?;
     drop(file);
     cryptsetup::format(&location, &password, kdf)?;
+    // What create made must pass the very check every other command applies: a cryptsetup
+    // that ignored a parameter fails here, not at the next boot.
+    Metadata::parse(&cryptsetup::dump_json(&location)?)?.check_safe(&location)?;
     println!(
         "created LUKS2 container {} ({size} bytes); the password is in keyslot {PASSWORD_SLOT}",
         location.display()
@@ -290,6 +294,7 @@ fn create(args: CreateArgs, kdf: Kdf) -> Result<()> {
         // Seal first: a TPM failure then leaves no keyslot without a seal.
         let sealed = seal::seal(&args.tpm.tcti, &pcrs, &key, TPM_SLOT)?;
         cryptsetup::add_key(&location, &password, &key, TPM_SLOT, Kdf::Minimal)?;
+        Metadata::parse(&cryptsetup::dump_json(&location)?)?.check_safe(&location)?;
         undo.0.push(seal_path(&location));
         write_seal(&location, &sealed)?;
         println!(
@@ -303,14 +308,35 @@ fn create(args: CreateArgs, kdf: Kdf) -> Result<()> {
     Ok(())
 }
 
-/// A private copy of the header, checked for cipher_null: open/test with `--header` on it.
-fn checked_header(location: &Path, dir: &PrivateDir) -> Result<PathBuf> {
-    if !location.is_file() {
-        return Err(Error::Usage(format!(
-            "{} is not a file",
+/// The container must exist and be a file. A missing one is an error, never a reason to
+/// create one or to go on without it: the host can delete the image, and whatever runs next
+/// would write to the unencrypted directory under the mount point.
+fn require_container(location: &Path) -> Result<()> {
+    match std::fs::metadata(location) {
+        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(_) => Err(Error::Usage(format!(
+            "the container {} is not a file: expected the LUKS2 image file cosmian_fstool \
+             created",
             location.display()
-        )));
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Usage(format!(
+            "the container {} does not exist: refusing to go on without it (it is never \
+             created here: a missing container may have been deleted, and the data would then \
+             be written unencrypted); restore it, or create it with `cosmian_fstool create`",
+            location.display()
+        ))),
+        Err(e) => Err(Error::io(
+            format!("stat the container {}", location.display()),
+            e,
+        )),
     }
+}
+
+/// A private copy of the header (`luksHeaderBackup` into the 0700 `dir`), checked against the
+/// allow-list in [`header`]: every later `cryptsetup` call for this command uses this copy
+/// (`--header`, or the copy as the device), never the container's header again.
+fn checked_header(location: &Path, dir: &PrivateDir) -> Result<PathBuf> {
+    require_container(location)?;
     let header = cryptsetup::header_copy(location, dir)?;
     Metadata::parse(&cryptsetup::dump_json(&header)?)?.check_safe(location)?;
     Ok(header)
@@ -374,9 +400,15 @@ fn open(args: OpenArgs) -> Result<()> {
     Ok(())
 }
 
+/// Prints the summary, then fails (exit 3) when the header is not what `create` makes: a
+/// script or a person checking the exit status sees the refusal.
 fn status(location: &Path) -> Result<()> {
-    let meta = Metadata::parse(&cryptsetup::dump_json(location)?)?;
-    let uuid = cryptsetup::uuid(location)?;
+    require_container(location)?;
+    // One read of the header: everything below describes the same copy.
+    let dir = PrivateDir::new()?;
+    let header = cryptsetup::header_copy(location, &dir)?;
+    let meta = Metadata::parse(&cryptsetup::dump_json(&header)?)?;
+    let uuid = cryptsetup::uuid(&header)?;
     let size = std::fs::metadata(location)
         .map(|m| m.len())
         .map_err(|e| Error::io(format!("stat {}", location.display()), e))?;
@@ -417,12 +449,16 @@ fn status(location: &Path) -> Result<()> {
     }
     let reasons = meta.unsafe_reasons();
     if reasons.is_empty() {
-        println!("header check: ok (no cipher_null keyslot or segment)");
-    } else {
         println!(
-            "header check: UNSAFE, would be refused: {}",
-            reasons.join("; ")
+            "header check: ok (exactly what cosmian_fstool creates: segment {}, {}-bit key, \
+             {}-byte sectors, no integrity; keyslots {})",
+            header::SEGMENT_CIPHER,
+            header::VOLUME_KEY_BYTES * 8,
+            header::SECTOR_SIZE,
+            header::KEYSLOT_CIPHER
         );
+    } else {
+        println!("header check: UNSAFE, refused: {}", reasons.join("; "));
     }
     match (sealed, &seal_result) {
         (Some(s), _) => {
@@ -444,14 +480,37 @@ fn status(location: &Path) -> Result<()> {
         (None, Err(e)) => println!("tpm: {e}"),
         (None, Ok(_)) => println!("tpm: not sealed (password only)"),
     }
-    Ok(())
+    meta.check_safe(location)
 }
 
+/// Time of check and time of use: the host can rewrite the container's header at any moment.
+/// If `reseal` checked the container's header and then ran `luksAddKey` on the container, the
+/// host could swap in, between the two, a header whose keyslot hands out a volume key of its
+/// choosing (a `cipher_null` keyslot opens with any passphrase); `luksAddKey` would then wrap
+/// *that* key under the fresh TPM key, and the host, putting back a clean-looking header with
+/// this new keyslot, would get a container the VM unlocks at boot with a key the host knows.
+/// So the header is read once (`luksHeaderBackup` into a private 0700 directory, the copy
+/// 0600), checked, and every step after that (the password check, `luksAddKey`,
+/// `luksKillSlot`) works on that private copy, which only this process can change. The copy
+/// is checked again and then written back over the container's header (`luksHeaderRestore`),
+/// and read back to confirm it landed. Whatever the host wrote to the container's header in
+/// the meantime is overwritten by the checked copy.
+///
+/// The write-back is in place, not temp + rename: the container may be open (a loop device
+/// holds its inode, and a rename would leave the mounted file system writing to an unlinked
+/// file), and a copy of the whole image would double its size on disk. It replaces only the
+/// header area, and it is crash-safe for recovery: the password keyslot's bytes and JSON are
+/// the same before and after, and LUKS2 keeps two checksummed header copies, so whatever a
+/// torn write leaves, the password still opens the container. The seal file is written
+/// (atomically) only once the header holding its keyslot is on disk, and the previous TPM
+/// keyslot is removed in a second write-back only after that, so the TPM path also survives a
+/// crash at any point (the old seal and slot, or the new ones).
 fn reseal(args: ResealArgs) -> Result<()> {
     let location = &args.location;
-    Metadata::parse(&cryptsetup::dump_json(location)?)?.check_safe(location)?;
+    let dir = PrivateDir::new()?;
+    let header = checked_header(location, &dir)?;
     let password = read_password(args.password.as_deref(), false)?;
-    cryptsetup::test_key(location, None, &password, None).map_err(|e| {
+    cryptsetup::test_key(&header, None, &password, None).map_err(|e| {
         Error::Usage(format!(
             "the password does not open {}: {e}",
             location.display()
@@ -463,13 +522,15 @@ fn reseal(args: ResealArgs) -> Result<()> {
         (None, Some(old)) => old.pcrs.clone(),
         (None, None) => seal::DEFAULT_PCRS.to_vec(),
     };
-    let meta = Metadata::parse(&cryptsetup::dump_json(location)?)?;
+    let meta = Metadata::parse(&cryptsetup::dump_json(&header)?)?;
     let slot = meta
         .free_keyslot()
         .ok_or_else(|| Error::Other(format!("{} has no free keyslot", location.display())))?;
     let key = Secret::random(TPM_KEY_LEN)?;
     let sealed = seal::seal(&args.tpm.tcti, &pcrs, &key, slot)?;
-    cryptsetup::add_key(location, &password, &key, slot, Kdf::Minimal)?;
+    cryptsetup::add_key(&header, &password, &key, slot, Kdf::Minimal)?;
+    drop(key);
+    write_back(location, &header)?;
     write_seal(location, &sealed)?;
     println!(
         "resealed: a fresh key in keyslot {slot} under sha256 PCRs {}",
@@ -479,24 +540,62 @@ fn reseal(args: ResealArgs) -> Result<()> {
         let old_slot = old.keyslot;
         // Never remove the slot the password itself opens.
         let is_password_slot =
-            cryptsetup::test_key(location, None, &password, Some(old_slot)).is_ok();
+            cryptsetup::test_key(&header, None, &password, Some(old_slot)).is_ok();
         if old_slot != slot && meta.keyslot_ids().contains(&old_slot) && !is_password_slot {
-            cryptsetup::kill_slot(location, &password, old_slot)?;
+            cryptsetup::kill_slot(&header, &password, old_slot)?;
+            write_back(location, &header)?;
             println!("removed the previous TPM keyslot {old_slot}");
         }
     }
     Ok(())
 }
 
+/// Check the private header copy once more, write it over the container's header
+/// (`luksHeaderRestore`), flush, and read it back: the container must now start with exactly
+/// the checked bytes.
+fn write_back(location: &Path, header: &Path) -> Result<()> {
+    use std::io::Read as _;
+    Metadata::parse(&cryptsetup::dump_json(header)?)?.check_safe(location)?;
+    let expected =
+        std::fs::read(header).map_err(|e| Error::io(format!("read {}", header.display()), e))?;
+    cryptsetup::header_restore(location, header)?;
+    let mut file = std::fs::File::open(location)
+        .map_err(|e| Error::io(format!("open {}", location.display()), e))?;
+    file.sync_all()
+        .map_err(|e| Error::io(format!("fsync {}", location.display()), e))?;
+    let mut actual = vec![0u8; expected.len()];
+    file.read_exact(&mut actual)
+        .map_err(|e| Error::io(format!("read back the header of {}", location.display()), e))?;
+    if actual != expected {
+        return Err(Error::Other(format!(
+            "after luksHeaderRestore the header of {} is not the checked copy written to it \
+             (expected its first {} bytes to match; something else is writing to it)",
+            location.display(),
+            expected.len()
+        )));
+    }
+    Ok(())
+}
+
 fn mount_at_boot(args: MountArgs) -> Result<()> {
     let dir = PrivateDir::new()?;
-    // The header check comes first: nothing is unsealed for an unsafe header.
+    // The container check and the header check come first: nothing is unsealed for a missing
+    // container or a header that is not what `create` makes.
     let header = checked_header(&args.location, &dir)?;
+    let device = PathBuf::from("/dev/mapper").join(&args.name);
+    if mountpoint::check(&args.mountpoint, &device)? == mountpoint::State::Ours {
+        println!(
+            "{} is already mounted at {} ({}): nothing to do",
+            args.location.display(),
+            args.mountpoint.display(),
+            device.display()
+        );
+        return Ok(());
+    }
     let sealed = require_seal(&args.location)?;
     let key = seal::unseal(&args.tpm.tcti, &sealed)?;
     cryptsetup::open(&args.location, Some(&header), &args.name, &key).map_err(dm_hint)?;
     drop(key);
-    let device = PathBuf::from("/dev/mapper").join(&args.name);
     let result = make_fs_and_mount(&device, &args.mountpoint);
     if result.is_err() {
         let _ = cryptsetup::close(&args.name);
@@ -535,7 +634,10 @@ fn make_fs_and_mount(device: &Path, mountpoint: &Path) -> Result<()> {
             device.display()
         )));
     }
-    std::fs::create_dir_all(mountpoint)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(mountpoint)
         .map_err(|e| Error::io(format!("create {}", mountpoint.display()), e))?;
     let mount = tool("mount", &[device.as_os_str(), mountpoint.as_os_str()])?;
     if !mount.success() {

@@ -36,6 +36,13 @@ pub fn parse_size(text: &str) -> Result<u64> {
              alone takes 16M)"
         )));
     }
+    if size % crate::header::SECTOR_SIZE != 0 {
+        return Err(Error::Usage(format!(
+            "size {text:?} is not a multiple of {} bytes (the container's encryption sector \
+             size): use a K, M, G or T size, e.g. 500M",
+            crate::header::SECTOR_SIZE
+        )));
+    }
     Ok(size)
 }
 
@@ -64,6 +71,8 @@ mod tests {
             "1M",
             "99999999999999999999T",
             "5 G",
+            "33554433",
+            "33555456",
         ] {
             assert!(parse_size(bad).is_err(), "{bad:?} accepted");
         }

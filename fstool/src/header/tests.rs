@@ -84,3 +84,109 @@ fn other_null_spellings_and_missing_parts_refused() {
     assert!(!none.unsafe_reasons().is_empty());
     assert!(Metadata::parse("not json").is_err());
 }
+
+fn reasons_of(json: &str) -> Vec<String> {
+    Metadata::parse(json)
+        .unwrap()
+        .unsafe_reasons()
+}
+
+#[test]
+fn only_the_exact_segment_cipher_is_accepted() {
+    // Spellings that a prefix check on "cipher_null" lets through, and plain other ciphers.
+    for cipher in [
+        "capi:ecb(cipher_null)-plain",
+        "aes-xts-null",
+        "aes-cbc-plain",
+        "aes-xts-plain",
+        "AES-XTS-PLAIN64",
+        "aes-xts-plain64 ",
+        "capi:xts(aes)-plain64",
+        "serpent-xts-plain64",
+    ] {
+        let json = with("\"aes-xts-plain64\"", &format!("{cipher:?}"), 2);
+        let reasons = reasons_of(&json);
+        assert_eq!(reasons.len(), 1, "{cipher}: {reasons:?}");
+        assert!(
+            reasons[0].starts_with("segment 0: expected cipher \"aes-xts-plain64\", presented")
+                && reasons[0].contains(&format!("{cipher:?}")),
+            "{reasons:?}"
+        );
+    }
+}
+
+#[test]
+fn keyslot_area_cipher_and_key_sizes_are_checked() {
+    let capi_slot = with("\"aes-xts-plain64\"", "\"capi:ecb(cipher_null)-plain\"", 1);
+    let r = reasons_of(&capi_slot);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(r[0].starts_with("keyslot 1: expected area cipher"), "{r:?}");
+    // A 256-bit volume key (AES-128-XTS) in keyslot 0.
+    let short = with(
+        "\"key_size\": 64,\n          \"area\"",
+        "\"key_size\": 32,\n          \"area\"",
+        0,
+    );
+    let r = reasons_of(&short);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(
+        r[0].contains("keyslot 0: expected volume key_size 64") && r[0].contains("presented 32"),
+        "{r:?}"
+    );
+    let area_key = with(
+        "\"encryption\": \"aes-xts-plain64\", \"key_size\": 64",
+        "\"encryption\": \"aes-xts-plain64\", \"key_size\": 32",
+        1,
+    );
+    let r = reasons_of(&area_key);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(
+        r[0].contains("keyslot 1: expected area key_size 64, presented 32"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn segment_layout_integrity_and_extra_segments_are_checked() {
+    let sector = with("\"sector_size\": 4096", "\"sector_size\": 512", 0);
+    let r = reasons_of(&sector);
+    assert_eq!(r, ["segment 0: expected sector_size 4096, presented 512"]);
+    let integrity = with(
+        "\"sector_size\": 4096",
+        "\"sector_size\": 4096, \"integrity\": {\"type\": \"hmac(sha256)\"}",
+        0,
+    );
+    let r = reasons_of(&integrity);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(r[0].contains("expected no \"integrity\" field"), "{r:?}");
+    let tweak = with("\"iv_tweak\": \"0\"", "\"iv_tweak\": \"8\"", 0);
+    assert_eq!(
+        reasons_of(&tweak),
+        ["segment 0: expected iv_tweak \"0\", presented \"8\""]
+    );
+    // A second segment after a good first one.
+    let second = with(
+        "\"sector_size\": 4096}}",
+        "\"sector_size\": 4096}, \"1\": {\"type\": \"crypt\", \"offset\": \"33554432\", \
+         \"size\": \"dynamic\", \"iv_tweak\": \"0\", \"encryption\": \"cipher_null-ecb\", \
+         \"sector_size\": 4096}}",
+        0,
+    );
+    let r = reasons_of(&second);
+    assert!(
+        r.iter()
+            .any(|x| x.starts_with("segment 1: expected only segment \"0\""))
+            && r.iter()
+                .any(|x| x.contains("presented \"cipher_null-ecb\"")),
+        "{r:?}"
+    );
+    let flags = with(
+        "\"json_size\": \"12288\"",
+        "\"json_size\": \"12288\", \"flags\": [\"allow-discards\"]",
+        0,
+    );
+    assert_eq!(
+        reasons_of(&flags),
+        ["config: expected no flags, presented [\"allow-discards\"]"]
+    );
+}
