@@ -224,13 +224,44 @@ pub const MAX_HEAD: usize = 64 * 1024;
 /// The largest chunk-size or trailer line accepted.
 const MAX_LINE: usize = 8 * 1024;
 
-/// Why a request stream cannot be framed safely; the connection is closed.
+/// Why a request stream cannot be framed safely: the client gets `400 Bad Request` and the
+/// connection is closed. Names the step, what was expected and what the client presented.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("http-headers: {0}")]
-pub struct HttpError(pub String);
+#[error("http-headers: request refused at {step}: expected {expected}, presented {presented}")]
+pub struct HttpError {
+    /// `http.head`, `http.request_line`, `http.method`, `http.version`, `http.header`,
+    /// `http.content_length`, `http.transfer_encoding`, `http.framing`, `http.body`,
+    /// `http.upgrade`, `http.chunk`, `http.trailer`.
+    pub step: &'static str,
+    pub expected: String,
+    pub presented: String,
+}
 
-fn herr(what: impl Into<String>) -> HttpError {
-    HttpError(what.into())
+fn herr(
+    step: &'static str,
+    expected: impl Into<String>,
+    presented: impl Into<String>,
+) -> HttpError {
+    HttpError {
+        step,
+        expected: expected.into(),
+        presented: presented.into(),
+    }
+}
+
+/// Bytes as the client sent them, escaped and cut, for an error message.
+fn shown(bytes: &[u8]) -> String {
+    const MAX_SHOWN: usize = 80;
+    let cut = bytes.get(..MAX_SHOWN).unwrap_or(bytes);
+    let mut text: String = cut
+        .iter()
+        .flat_map(|b| std::ascii::escape_default(*b))
+        .map(char::from)
+        .collect();
+    if cut.len() < bytes.len() {
+        text.push('…');
+    }
+    format!("\"{text}\"")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,10 +274,10 @@ enum State {
     Trailers,
 }
 
-/// Rewrites every request head on a connection: drops client-sent `X-Attestation-*` headers and
-/// adds ours; bodies (Content-Length or chunked) pass through unchanged. Anything it cannot frame
-/// with certainty (Upgrade, CONNECT, a transfer coding other than chunked alone, conflicting
-/// lengths, obsolete line folding, bare LF) fails the connection.
+/// Rewrites every request head on a connection: drops client-sent headers that fold to one of
+/// ours (`X-Attestation-*`, any case, `_` or `-`) and adds ours; bodies (Content-Length or
+/// chunked) pass through byte for byte. Anything it cannot frame with certainty fails the
+/// connection: see [`HttpError`] and `docs/proxy.md`.
 #[derive(Debug)]
 pub struct RequestRewriter {
     ours: Vec<u8>,
@@ -275,7 +306,8 @@ impl RequestRewriter {
         }
     }
 
-    /// Feed bytes from the client; returns what to send to the backend now.
+    /// Feed bytes from the client; appends what to send to the backend now. After an error
+    /// nothing more may be fed: the connection is to be closed.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), HttpError> {
         // Fast path: body bytes with nothing buffered go straight through.
         let mut input = input;
@@ -332,7 +364,11 @@ impl RequestRewriter {
                 }
                 let Some(end) = find(&self.buf, b"\r\n\r\n") else {
                     if self.buf.len() > MAX_HEAD {
-                        return Err(herr(format!("request head longer than {MAX_HEAD} bytes")));
+                        return Err(herr(
+                            "http.head",
+                            format!("a request head of at most {MAX_HEAD} bytes"),
+                            format!("{} bytes without an end", self.buf.len()),
+                        ));
                     }
                     return Ok(false);
                 };
@@ -346,25 +382,33 @@ impl RequestRewriter {
                 Ok(true)
             }
             State::ChunkSize => {
-                let Some(line) = self.take_line()? else {
+                let Some(line) = self.take_line("http.chunk")? else {
                     return Ok(false);
                 };
-                let size_text = line
-                    .split(|b| *b == b';')
-                    .next()
-                    .unwrap_or_default();
-                let size_text = std::str::from_utf8(size_text)
-                    .map_err(|_| herr("chunk size is not ASCII"))?
-                    .trim_end_matches([' ', '\t']);
-                if size_text.is_empty()
-                    || !size_text
-                        .bytes()
-                        .all(|b| b.is_ascii_hexdigit())
-                {
-                    return Err(herr(format!("bad chunk size {size_text:?}")));
-                }
-                let size = u64::from_str_radix(size_text, 16)
-                    .map_err(|_| herr(format!("chunk size {size_text:?} too large")))?;
+                let (size_text, ext) = match line.iter().position(|b| *b == b';') {
+                    Some(i) => line.split_at(i),
+                    None => (line.as_slice(), &[][..]),
+                };
+                let valid = !size_text.is_empty()
+                    && size_text.len() <= 16
+                    && size_text
+                        .iter()
+                        .all(u8::is_ascii_hexdigit)
+                    && ext
+                        .iter()
+                        .all(|b| *b == b'\t' || (b' '..=b'~').contains(b));
+                let size = std::str::from_utf8(size_text)
+                    .ok()
+                    .filter(|_| valid)
+                    .and_then(|t| u64::from_str_radix(t, 16).ok())
+                    .ok_or_else(|| {
+                        herr(
+                            "http.chunk",
+                            "a chunk size in hex (at most 16 digits, no sign or space) and \
+                             printable extensions",
+                            shown(&line),
+                        )
+                    })?;
                 out.extend_from_slice(&line);
                 out.extend_from_slice(b"\r\n");
                 self.state = if size == 0 {
@@ -379,7 +423,11 @@ impl RequestRewriter {
                     return Ok(false);
                 }
                 if !self.buf.starts_with(b"\r\n") {
-                    return Err(herr("chunk data not followed by CRLF"));
+                    return Err(herr(
+                        "http.chunk",
+                        "CRLF after the chunk data",
+                        shown(self.buf.get(..2).unwrap_or_default()),
+                    ));
                 }
                 self.buf.drain(..2);
                 out.extend_from_slice(b"\r\n");
@@ -387,13 +435,16 @@ impl RequestRewriter {
                 Ok(true)
             }
             State::Trailers => {
-                let Some(line) = self.take_line()? else {
+                let Some(line) = self.take_line("http.trailer")? else {
                     return Ok(false);
                 };
                 if line.is_empty() {
                     out.extend_from_slice(b"\r\n");
                     self.state = State::Head;
-                } else if !is_ours(&line) {
+                    return Ok(true);
+                }
+                let (name, _) = header_line("http.trailer", &line)?;
+                if !is_ours(name) {
                     out.extend_from_slice(&line);
                     out.extend_from_slice(b"\r\n");
                 }
@@ -403,17 +454,21 @@ impl RequestRewriter {
     }
 
     /// One CRLF-terminated line (without the CRLF), if complete.
-    fn take_line(&mut self) -> Result<Option<Vec<u8>>, HttpError> {
+    fn take_line(&mut self, step: &'static str) -> Result<Option<Vec<u8>>, HttpError> {
         match find(&self.buf, b"\r\n") {
             Some(end) => {
                 let mut line: Vec<u8> = self.buf.drain(..end + 2).collect();
                 line.truncate(end);
                 if line.contains(&b'\n') || line.contains(&b'\r') {
-                    return Err(herr("bare CR or LF in a line"));
+                    return Err(herr(step, "lines ending with CRLF only", shown(&line)));
                 }
                 Ok(Some(line))
             }
-            None if self.buf.len() > MAX_LINE => Err(herr("line too long")),
+            None if self.buf.len() > MAX_LINE => Err(herr(
+                step,
+                format!("a line of at most {MAX_LINE} bytes"),
+                format!("{} bytes without CRLF", self.buf.len()),
+            )),
             None => Ok(None),
         }
     }
@@ -430,115 +485,266 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
         .position(|w| w == needle)
 }
 
-/// Whether a header line is `X-Attestation-*` (ours to set).
-fn is_ours(line: &[u8]) -> bool {
-    const PREFIX: &[u8] = b"x-attestation-";
-    line.get(..PREFIX.len())
-        .is_some_and(|p| p.eq_ignore_ascii_case(PREFIX))
+/// A header name as backends may see it: ASCII lower case, `_` read as `-` (CGI/WSGI turn both
+/// into `HTTP_X_ATTESTATION_VERDICT`).
+fn folded(name: &[u8]) -> Vec<u8> {
+    name.iter()
+        .map(|b| match b {
+            b'_' => b'-',
+            b => b.to_ascii_lowercase(),
+        })
+        .collect()
 }
 
-/// Rewrite one head (ending with CRLF CRLF) into `out`; returns how the body is framed.
-fn rewrite_head(head: &[u8], ours: &[u8], out: &mut Vec<u8>) -> Result<Body, HttpError> {
-    // Drop the blank line and the last LF: every line then ends with CR.
+/// Whether a header name is one of ours to set (`X-Attestation-*` after folding).
+fn is_ours(name: &[u8]) -> bool {
+    folded(name).starts_with(b"x-attestation")
+}
+
+/// Methods whose requests carry no body here: one framed with a body is refused (a backend
+/// that ignores the body would read it as the next request).
+const BODYLESS: [&[u8]; 6] = [b"GET", b"HEAD", b"DELETE", b"OPTIONS", b"TRACE", b"CONNECT"];
+
+/// Split a header (or trailer) line into a valid name and its trimmed value: the name is a
+/// token with nothing between it and the colon, the value has no control byte but HTAB, and
+/// the line does not start with whitespace (obsolete folding).
+fn header_line<'a>(step: &'static str, line: &'a [u8]) -> Result<(&'a [u8], &'a [u8]), HttpError> {
+    if line
+        .first()
+        .is_some_and(|b| *b == b' ' || *b == b'\t')
+    {
+        return Err(herr(
+            step,
+            "no obsolete line folding (a line starting with whitespace)",
+            shown(line),
+        ));
+    }
+    let colon = line
+        .iter()
+        .position(|b| *b == b':')
+        .ok_or_else(|| herr(step, "NAME: VALUE", shown(line)))?;
+    let (name, value) = line.split_at(colon);
+    let value = value.get(1..).unwrap_or_default();
+    if name.is_empty()
+        || !name
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b))
+    {
+        return Err(herr(
+            step,
+            "a header name made of token characters, directly followed by the colon",
+            shown(name),
+        ));
+    }
+    if value
+        .iter()
+        .any(|b| (*b < 0x20 && *b != b'\t') || *b == 0x7f)
+    {
+        return Err(herr(
+            step,
+            "a header value without control characters",
+            shown(line),
+        ));
+    }
+    Ok((name, trim_ows(value)))
+}
+
+/// Rewrite one head (ending with CRLF CRLF) into `sink`; returns how the body is framed. On
+/// error nothing is appended: no part of a refused head reaches the backend.
+fn rewrite_head(head: &[u8], ours: &[u8], sink: &mut Vec<u8>) -> Result<Body, HttpError> {
+    let mut out = Vec::with_capacity(head.len() + ours.len());
     let text = head
         .strip_suffix(b"\r\n\r\n")
-        .map(|t| head.get(..t.len() + 1).unwrap_or(t))
-        .ok_or_else(|| herr("unterminated head"))?;
-    let mut lines = text.split(|b| *b == b'\n');
-    let request_line = lines.next().unwrap_or_default();
-    let request_line = request_line
-        .strip_suffix(b"\r")
-        .ok_or_else(|| herr("bare LF in the request line"))?;
-    let mut parts = request_line.split(|b| *b == b' ');
-    let (method, _target, version) = (parts.next(), parts.next(), parts.next());
-    if parts.next().is_some() {
-        return Err(herr("malformed request line"));
+        .ok_or_else(|| herr("http.head", "a head ending with CRLF CRLF", shown(head)))?;
+    // Every line of `text` must end with CRLF (the last one's CRLF was stripped above).
+    let mut lines: Vec<&[u8]> = Vec::new();
+    let mut rest = text;
+    loop {
+        match find(rest, b"\r\n") {
+            Some(i) => {
+                lines.push(rest.get(..i).unwrap_or_default());
+                rest = rest.get(i + 2..).unwrap_or_default();
+            }
+            None => {
+                lines.push(rest);
+                break;
+            }
+        }
     }
-    let (Some(method), Some(version)) = (method, version) else {
-        return Err(herr("malformed request line"));
+    for line in &lines {
+        if line.contains(&b'\r') || line.contains(&b'\n') {
+            return Err(herr(
+                "http.head",
+                "lines ending with CRLF only (no bare CR or LF)",
+                shown(line),
+            ));
+        }
+    }
+    let mut lines = lines.into_iter();
+    let request_line = lines.next().unwrap_or_default();
+    let parts: Vec<&[u8]> = request_line
+        .split(|b| *b == b' ')
+        .collect();
+    let &[method, target, version] = parts.as_slice() else {
+        return Err(herr(
+            "http.request_line",
+            "METHOD SP TARGET SP VERSION",
+            shown(request_line),
+        ));
     };
+    if target.is_empty()
+        || target
+            .iter()
+            .any(|b| *b <= b' ' || *b == 0x7f)
+    {
+        return Err(herr(
+            "http.request_line",
+            "a request target without spaces or control characters",
+            shown(request_line),
+        ));
+    }
     if !matches!(version, b"HTTP/1.1" | b"HTTP/1.0") {
-        return Err(herr(format!(
-            "unsupported version {:?}",
-            String::from_utf8_lossy(version)
-        )));
+        return Err(herr("http.version", "HTTP/1.1 or HTTP/1.0", shown(version)));
     }
     if method.eq_ignore_ascii_case(b"CONNECT") {
-        return Err(herr("CONNECT is not supported"));
+        return Err(herr(
+            "http.method",
+            "a method other than CONNECT (tunnels cannot be framed)",
+            shown(method),
+        ));
     }
     if method.is_empty()
         || !method
             .iter()
             .all(|b| b.is_ascii_uppercase() || *b == b'-' || *b == b'_')
     {
-        return Err(herr("malformed method"));
+        return Err(herr(
+            "http.method",
+            "an upper-case method token",
+            shown(method),
+        ));
     }
     out.extend_from_slice(request_line);
     out.extend_from_slice(b"\r\n");
     let mut length: Option<u64> = None;
-    let mut chunked = false;
+    let mut transfer_encoding: Option<&[u8]> = None;
     for line in lines {
-        let line = line
-            .strip_suffix(b"\r")
-            .ok_or_else(|| herr("bare LF in the head"))?;
-        if line.contains(&b'\r') {
-            return Err(herr("bare CR in the head"));
-        }
-        if line
-            .first()
-            .is_some_and(|b| *b == b' ' || *b == b'\t')
-        {
-            return Err(herr("obsolete line folding"));
-        }
-        let colon = line
-            .iter()
-            .position(|b| *b == b':')
-            .ok_or_else(|| herr("header line without a colon"))?;
-        let (name, value) = line.split_at(colon);
-        let value = value.get(1..).unwrap_or_default();
-        if name.is_empty()
-            || !name
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b))
-        {
-            return Err(herr("malformed header name"));
-        }
-        let value = trim_ows(value);
-        if is_ours(name) {
+        let (name, value) = header_line("http.header", line)?;
+        let fold = folded(name);
+        if fold.starts_with(b"x-attestation") {
             continue;
         }
+        if fold == b"content-length" || fold == b"transfer-encoding" {
+            let canonical = if fold == b"content-length" {
+                &b"content-length"[..]
+            } else {
+                &b"transfer-encoding"[..]
+            };
+            if !name.eq_ignore_ascii_case(canonical) {
+                return Err(herr(
+                    "http.header",
+                    format!(
+                        "framing headers spelt {} (a backend may read this one as framing)",
+                        String::from_utf8_lossy(canonical)
+                    ),
+                    shown(name),
+                ));
+            }
+        }
         if name.eq_ignore_ascii_case(b"content-length") {
+            if length.is_some() {
+                return Err(herr(
+                    "http.content_length",
+                    "one Content-Length header",
+                    format!("a second one: {}", shown(value)),
+                ));
+            }
             let v = std::str::from_utf8(value)
                 .ok()
-                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .filter(|v| !v.is_empty() && v.len() <= 19 && v.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|v| v.parse::<u64>().ok())
-                .ok_or_else(|| herr("bad Content-Length"))?;
-            if length.is_some_and(|l| l != v) {
-                return Err(herr("conflicting Content-Length headers"));
-            }
+                .ok_or_else(|| {
+                    herr(
+                        "http.content_length",
+                        "a decimal number of at most 19 digits",
+                        shown(value),
+                    )
+                })?;
             length = Some(v);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            if chunked || !value.eq_ignore_ascii_case(b"chunked") {
-                return Err(herr(format!(
-                    "Transfer-Encoding {:?} (only a single \"chunked\" is framed)",
-                    String::from_utf8_lossy(value)
-                )));
+            if transfer_encoding.is_some() {
+                return Err(herr(
+                    "http.transfer_encoding",
+                    "one Transfer-Encoding header",
+                    format!("a second one: {}", shown(value)),
+                ));
             }
-            chunked = true;
+            if !value.eq_ignore_ascii_case(b"chunked") {
+                return Err(herr(
+                    "http.transfer_encoding",
+                    "exactly \"chunked\"",
+                    shown(value),
+                ));
+            }
+            transfer_encoding = Some(value);
         } else if name.eq_ignore_ascii_case(b"upgrade") {
-            return Err(herr("Upgrade is not supported"));
+            return Err(herr(
+                "http.upgrade",
+                "no Upgrade (the rewriter cannot follow a protocol switch)",
+                shown(value),
+            ));
         }
         out.extend_from_slice(line);
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(ours);
     out.extend_from_slice(b"\r\n");
-    match (length, chunked) {
-        (Some(_), true) => Err(herr("both Content-Length and Transfer-Encoding")),
-        (_, true) => Ok(Body::Chunked),
-        (Some(0) | None, false) => Ok(Body::None),
-        (Some(n), false) => Ok(Body::Length(n)),
+    if transfer_encoding.is_some() && version == b"HTTP/1.0" {
+        return Err(herr(
+            "http.transfer_encoding",
+            "no Transfer-Encoding in an HTTP/1.0 request",
+            "Transfer-Encoding: chunked",
+        ));
     }
+    let bodyless = BODYLESS.contains(&method);
+    let body = match (length, transfer_encoding) {
+        (Some(n), Some(_)) => {
+            return Err(herr(
+                "http.framing",
+                "Content-Length or Transfer-Encoding, not both",
+                format!("Content-Length: {n} and Transfer-Encoding: chunked"),
+            ))
+        }
+        (_, Some(_)) => Body::Chunked,
+        (Some(0) | None, None) => Body::None,
+        (Some(n), None) => Body::Length(n),
+    };
+    if bodyless && !matches!(body, Body::None) {
+        return Err(herr(
+            "http.body",
+            format!(
+                "no body on {} (no Transfer-Encoding, no Content-Length but 0)",
+                String::from_utf8_lossy(method)
+            ),
+            match (length, transfer_encoding) {
+                (_, Some(_)) => "Transfer-Encoding: chunked".to_owned(),
+                (n, None) => format!("Content-Length: {}", n.unwrap_or(0)),
+            },
+        ));
+    }
+    sink.extend_from_slice(&out);
+    Ok(body)
+}
+
+/// The answer to a request the rewriter refused, before the connection is closed.
+pub fn bad_request(e: &HttpError) -> Vec<u8> {
+    let body = format!("{e}\n");
+    format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 fn trim_ows(v: &[u8]) -> &[u8] {
@@ -611,9 +817,68 @@ mod tests {
             b"GET / HTTP/1.1\r\nA: b\nX-Attestation-Verdict: trusted\r\n\r\n",
             b"GET / HTTP/1.1\r\nA: b\r\n X-Attestation-Verdict: trusted\r\n\r\n",
             b"CONNECT a:1 HTTP/1.1\r\n\r\n",
+            // A body where the method has none: a backend that ignores it reads the next request.
+            b"GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+            b"HEAD / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"DELETE / HTTP/1.1\r\nContent-Length: 1\r\n\r\nx",
+            // Repeated, signed, listed or oversized lengths; framing headers spelt otherwise.
+            b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+            b"POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\nabc",
+            b"POST / HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\nabc",
+            b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent_Length: 3\r\n\r\nabc",
+            b"POST / HTTP/1.1\r\nTransfer_Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n",
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            // Whitespace before the colon, control bytes, bare CR in the request line.
+            b"GET / HTTP/1.1\r\nx-attestation-verdict : trusted\r\n\r\n",
+            b"GET / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA: b\x00c\r\n\r\n",
+            b"GET /\r HTTP/1.1\r\n\r\n",
+            b"GET  / HTTP/1.1\r\n\r\n",
+            // Chunk sizes a backend may read differently.
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\n",
         ] {
             assert!(run(&[bad]).is_err(), "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn our_headers_are_stripped_in_every_spelling() {
+        let req = b"POST / HTTP/1.1\r\nX_Attestation_Verdict: trusted\r\nx-ATTESTATION_verdict: \
+                    trusted\r\nX-Attestation_Platform: fake\r\nContent-Length: 3\r\n\r\nabc\
+                    POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\
+                    X_attestation_verdict: trusted\r\n\r\n";
+        let text = String::from_utf8(run(&[req]).unwrap()).unwrap();
+        assert!(
+            !text.contains("trusted") && !text.contains("fake"),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("X-Attestation-Verdict: none")
+                .count(),
+            2,
+            "{text}"
+        );
+        // Bodies pass byte for byte.
+        assert!(text.contains("\r\n\r\nabcPOST"), "{text}");
+        assert!(text.contains("3\r\nabc\r\n0\r\n\r\n"), "{text}");
+    }
+
+    #[test]
+    fn errors_name_step_expected_presented() {
+        let err = run(&[b"GET / HTTP/1.1\r\nContent-Length: 59\r\n\r\n"]).unwrap_err();
+        assert_eq!(err.step, "http.body");
+        assert_eq!(
+            err.to_string(),
+            "http-headers: request refused at http.body: expected no body on GET (no \
+             Transfer-Encoding, no Content-Length but 0), presented Content-Length: 59"
+        );
+        // Content-Length: 0 on a GET is no body.
+        assert!(run(&[b"GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"]).is_ok());
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub connections_total: AtomicU64,
     pub connections_open: AtomicU64,
     pub connections_refused_cap: AtomicU64,
+    /// Connections refused because their source address had `--max-connections-per-ip` open.
+    pub connections_refused_per_ip: AtomicU64,
     /// Client → target (server mode: TLS client → backend; client mode: app → TLS server).
     pub bytes_up: AtomicU64,
     pub bytes_down: AtomicU64,
@@ -28,6 +30,7 @@ pub struct Metrics {
     pub reloads_failed: AtomicU64,
     handshakes: Mutex<BTreeMap<&'static str, u64>>,
     failed_steps: Mutex<BTreeMap<String, u64>>,
+    http_rejections: Mutex<BTreeMap<&'static str, u64>>,
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -44,6 +47,13 @@ impl Metrics {
     pub fn failed_step(&self, step: &str) {
         *lock(&self.failed_steps)
             .entry(step.to_owned())
+            .or_insert(0) += 1;
+    }
+
+    /// A request the `http-headers` rewriter refused (400 and close), by step.
+    pub fn http_rejected(&self, step: &'static str) {
+        *lock(&self.http_rejections)
+            .entry(step)
             .or_insert(0) += 1;
     }
 
@@ -101,6 +111,12 @@ impl Metrics {
             g(&self.connections_refused_cap),
         );
         counter(
+            "cosmian_proxy_connections_refused_per_ip_total",
+            "Connections refused because their source address had --max-connections-per-ip open.",
+            "counter",
+            g(&self.connections_refused_per_ip),
+        );
+        counter(
             "cosmian_proxy_idle_timeouts_total",
             "Connections closed by --idle-timeout.",
             "counter",
@@ -140,6 +156,17 @@ impl Metrics {
         for (step, n) in lock(&self.failed_steps).iter() {
             let step = step.replace(['"', '\\', '\n'], "_");
             let _ = writeln!(out, "cosmian_proxy_rejections_total{{step=\"{step}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP cosmian_proxy_http_rejections_total Requests refused by the http-headers \
+             rewriter (400 and close), by step.\n# TYPE cosmian_proxy_http_rejections_total counter"
+        );
+        for (step, n) in lock(&self.http_rejections).iter() {
+            let _ = writeln!(
+                out,
+                "cosmian_proxy_http_rejections_total{{step=\"{step}\"}} {n}"
+            );
         }
         let _ = writeln!(
             out,

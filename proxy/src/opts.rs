@@ -111,6 +111,22 @@ pub struct Flags {
     /// Refuse connections beyond this many open ones [default: 4096].
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Server mode: refuse connections from a source address that already has N open
+    /// [default: 64].
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Server mode: the TLS handshake alone must finish within SECS of the accept; idle or slow
+    /// sockets are closed then [default: 5].
+    #[arg(long, value_name = "SECS")]
+    pub tls_handshake_timeout: Option<u64>,
+    /// Client mode: the server's certificate must name NAME among its subject alternative names
+    /// (repeatable: any one of them) [default: no name check].
+    #[arg(long, value_name = "NAME")]
+    pub verify_name: Vec<String>,
+    /// Server mode, --require-attested-client: the client's certificate must name NAME among its
+    /// subject alternative names (repeatable: any one of them) [default: no name check].
+    #[arg(long, value_name = "NAME")]
+    pub allow_name: Vec<String>,
     /// Close a connection idle (no byte either way) this long [default: 300].
     #[arg(long, value_name = "SECS")]
     pub idle_timeout: Option<u64>,
@@ -157,6 +173,22 @@ impl Flags {
             max_connections: self
                 .max_connections
                 .or(file.max_connections),
+            max_connections_per_ip: self
+                .max_connections_per_ip
+                .or(file.max_connections_per_ip),
+            tls_handshake_timeout: self
+                .tls_handshake_timeout
+                .or(file.tls_handshake_timeout),
+            verify_name: if self.verify_name.is_empty() {
+                file.verify_name
+            } else {
+                self.verify_name
+            },
+            allow_name: if self.allow_name.is_empty() {
+                file.allow_name
+            } else {
+                self.allow_name
+            },
             idle_timeout: self.idle_timeout.or(file.idle_timeout),
             handshake_timeout: self
                 .handshake_timeout
@@ -238,6 +270,13 @@ pub struct Settings {
     pub alpn: Vec<Vec<u8>>,
     pub status: Option<SocketAddr>,
     pub max_connections: usize,
+    /// Server mode: open connections per source address.
+    pub max_connections_per_ip: usize,
+    /// Server mode: the TLS handshake alone (from the accept).
+    pub tls_handshake_timeout: Duration,
+    /// The names the peer's certificate must carry one of (client mode: `--verify-name`; server
+    /// mode: `--allow-name`); empty: no name check.
+    pub peer_names: Vec<String>,
     pub idle_timeout: Duration,
     pub handshake_timeout: Duration,
     pub drain_timeout: Duration,
@@ -273,14 +312,21 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
     let mode = side.name();
 
     // Flags that belong to one mode only.
-    let server_only: [(&str, bool); 5] = [
+    let server_only: [(&str, bool); 8] = [
+        (
+            "--max-connections-per-ip",
+            f.max_connections_per_ip.is_some(),
+        ),
+        ("--tls-handshake-timeout", f.tls_handshake_timeout.is_some()),
+        ("--allow-name", !f.allow_name.is_empty()),
         ("--cert", f.cert.is_some()),
         ("--key", f.key.is_some()),
         ("--rotation", f.rotation.is_some()),
         ("--require-attested-client", f.require_attested_client),
         ("--alpn", f.alpn.is_some()),
     ];
-    let client_only: [(&str, bool); 5] = [
+    let client_only: [(&str, bool); 6] = [
+        ("--verify-name", !f.verify_name.is_empty()),
         ("--mode", f.mode.is_some()),
         ("--max-age", f.max_age.is_some()),
         ("--attest-self", f.attest_self),
@@ -603,6 +649,44 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
     let idle_timeout = secs("--idle-timeout", f.idle_timeout, 300, &mut errs);
     let handshake_timeout = secs("--handshake-timeout", f.handshake_timeout, 30, &mut errs);
     let drain_timeout = secs("--drain-timeout", f.drain_timeout, 30, &mut errs);
+    let tls_handshake_timeout = secs(
+        "--tls-handshake-timeout",
+        f.tls_handshake_timeout,
+        5,
+        &mut errs,
+    )
+    .min(handshake_timeout);
+    let max_connections_per_ip = f.max_connections_per_ip.unwrap_or(64);
+    if max_connections_per_ip == 0 {
+        errs.push("--max-connections-per-ip must be at least 1".into());
+    }
+    if !f.allow_name.is_empty() && !f.require_attested_client {
+        errs.push(
+            "--allow-name needs --require-attested-client (it names the attested clients \
+             allowed)"
+                .into(),
+        );
+    }
+    let peer_names: Vec<String> = match side {
+        Side::Client => f.verify_name.clone(),
+        Side::Server => f.allow_name.clone(),
+    };
+    for name in &peer_names {
+        if name.is_empty()
+            || name
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            errs.push(format!(
+                "{} {name:?}: a DNS name or an IP address",
+                if side == Side::Client {
+                    "--verify-name"
+                } else {
+                    "--allow-name"
+                }
+            ));
+        }
+    }
 
     match (errs.is_empty(), listen, target) {
         (true, Some(listen), Some(target)) => Ok(Settings {
@@ -622,6 +706,9 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
             alpn,
             status,
             max_connections,
+            max_connections_per_ip,
+            tls_handshake_timeout,
+            peer_names,
             idle_timeout,
             handshake_timeout,
             drain_timeout,
@@ -649,6 +736,43 @@ fn load_policy(
         ratls::tls::danger::trust_simulated_root(&mut policy, &ark);
     }
     Ok(policy)
+}
+
+/// What a policy pins beyond genuineness (launch measurements, registers, keys, identities); an
+/// empty list means any genuine machine passes.
+pub fn pins(p: &ratls::Policy) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let mut pin = |name: &'static str, set: bool| {
+        if set {
+            out.push(name);
+        }
+    };
+    pin("snp.measurement", p.snp.measurement.is_some());
+    pin("snp.host_data", p.snp.host_data.is_some());
+    pin("snp.id_key_digest", p.snp.id_key_digest.is_some());
+    pin("snp.author_key_digest", p.snp.author_key_digest.is_some());
+    pin("snp.family_id", p.snp.family_id.is_some());
+    pin("snp.image_id", p.snp.image_id.is_some());
+    pin("tdx.mr_td", p.tdx.mr_td.is_some());
+    pin(
+        "tdx.rtmr",
+        [&p.tdx.rtmr0, &p.tdx.rtmr1, &p.tdx.rtmr2, &p.tdx.rtmr3]
+            .iter()
+            .any(|r| r.is_some()),
+    );
+    pin(
+        "tpm.pcrs",
+        p.tpm
+            .pcrs
+            .values()
+            .any(|v| !v.is_empty()),
+    );
+    pin(
+        "tpm.ak",
+        p.tpm.ak_name.is_some() || p.tpm.ak_sha256.is_some(),
+    );
+    pin("azure.vm_unique_id", p.azure.vm_unique_id.is_some());
+    out
 }
 
 /// `IP:PORT`, `[v6]:PORT`, or `localhost:PORT`.

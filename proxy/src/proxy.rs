@@ -1,9 +1,10 @@
 //! The two modes: accept, handshake, attest, connect, send the metadata, relay. Plus SIGHUP
 //! (re-attest, reload) and SIGTERM (stop accepting, drain).
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use ratls::binding::Role;
@@ -30,6 +31,52 @@ use crate::opts::{Metadata, Settings, Side};
 use crate::relay::{self, End};
 
 const NAME: &str = "cosmian_vm_proxy";
+
+/// Open connections per source address (server mode, `--max-connections-per-ip`).
+#[derive(Debug, Default)]
+struct PerIp(Mutex<HashMap<IpAddr, usize>>);
+
+impl PerIp {
+    /// A slot for `ip`, or None when it already has `max` open.
+    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let ip = ip.to_canonical();
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let n = map.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            per_ip: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One open connection of a source address; released on drop.
+struct IpSlot {
+    per_ip: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .per_ip
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
 
 /// What every connection task shares.
 struct Ctx {
@@ -64,6 +111,26 @@ impl Drop for Open {
 
 pub async fn run(s: Settings) -> Result<(), String> {
     let metrics = Arc::new(Metrics::default());
+    if let Some(p) = &s.policy {
+        let pinned = crate::opts::pins(&p.policy);
+        if pinned.is_empty() && s.peer_names.is_empty() {
+            eprintln!(
+                "{NAME}: WARNING: the --policy pins nothing: no SEV-SNP measurement, host data or \
+                 key digest, no TDX MRTD or RTMR, no TPM PCR or AK, no Azure VM id, and no {}: \
+                 ANY genuine {} on a supported platform passes. Pin at least a measurement.",
+                if s.side == Side::Client {
+                    "--verify-name"
+                } else {
+                    "--allow-name"
+                },
+                if s.side == Side::Client {
+                    "server"
+                } else {
+                    "client"
+                }
+            );
+        }
+    }
     let attester = match &s.attester {
         Some(a) if a.tee == crate::opts::TeeChoice::None => {
             eprintln!(
@@ -224,6 +291,7 @@ pub async fn run(s: Settings) -> Result<(), String> {
         s.target.addr
     );
     let drain = s.drain_timeout;
+    let per_ip = Arc::new(PerIp::default());
     let ctx = Arc::new(Ctx {
         s,
         metrics: metrics.clone(),
@@ -253,10 +321,24 @@ pub async fn run(s: Settings) -> Result<(), String> {
                     drop(guard);
                     continue;
                 }
+                let slot = if ctx.s.side == Side::Server {
+                    match per_ip.take(peer.ip(), ctx.s.max_connections_per_ip) {
+                        Some(slot) => Some(slot),
+                        None => {
+                            metrics.connections_refused_per_ip.fetch_add(1, Ordering::Relaxed);
+                            drop(sock);
+                            drop(guard);
+                            continue;
+                        }
+                    }
+                } else {
+                    None
+                };
                 let _ = sock.set_nodelay(true);
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
                     let _guard = guard;
+                    let _slot = slot;
                     match &ctx.tls {
                         Tls::Server { .. } => server_conn(&ctx, sock, peer).await,
                         Tls::Client { .. } => client_conn(&ctx, sock, peer).await,
@@ -324,6 +406,8 @@ enum Fail {
     Fresh(FreshError),
     Unattested,
     Timeout,
+    TlsTimeout(Duration),
+    Name(String),
     Target(String),
 }
 
@@ -376,6 +460,19 @@ impl Fail {
                 metrics.handshake("timeout");
                 eprintln!("{NAME}: {peer}: handshake and attestation did not finish in time");
             }
+            Self::TlsTimeout(d) => {
+                metrics.handshake("tls_timeout");
+                eprintln!(
+                    "{NAME}: closed {peer}: the TLS handshake did not finish within {} s \
+                     (--tls-handshake-timeout)",
+                    d.as_secs()
+                );
+            }
+            Self::Name(e) => {
+                metrics.handshake("rejected");
+                metrics.failed_step("tls.name");
+                eprintln!("{NAME}: rejected {peer}: {e}");
+            }
             Self::Target(e) => {
                 metrics.handshake("target_unreachable");
                 eprintln!("{NAME}: {e}");
@@ -404,10 +501,19 @@ async fn server_conn(ctx: &Ctx, tcp: TcpStream, peer: SocketAddr) {
     };
     let local = tcp.local_addr().unwrap_or(ctx.s.listen);
     let handshake = async {
-        let mut tls = acceptor
-            .accept(tcp)
+        let tls_timeout = ctx.s.tls_handshake_timeout;
+        let mut tls = tokio::time::timeout(tls_timeout, acceptor.accept(tcp))
             .await
+            .map_err(|_| Fail::TlsTimeout(tls_timeout))?
             .map_err(Fail::Tls)?;
+        if !ctx.s.peer_names.is_empty() {
+            check_names(
+                tls.get_ref().1.peer_certificates(),
+                &ctx.s.peer_names,
+                "--allow-name",
+            )
+            .map_err(Fail::Name)?;
+        }
         let (alpn, peer_cert) = {
             let conn = tls.get_ref().1;
             (
@@ -464,6 +570,16 @@ async fn client_conn(ctx: &Ctx, app: TcpStream, app_peer: SocketAddr) {
         let connected = connector
             .connect(server_name.clone(), tcp)
             .await;
+        if !ctx.s.peer_names.is_empty() {
+            if let Ok(tls) = &connected {
+                check_names(
+                    tls.get_ref().1.peer_certificates(),
+                    &ctx.s.peer_names,
+                    "--verify-name",
+                )
+                .map_err(Fail::Name)?;
+            }
+        }
         if ctx.s.certificate_mode {
             // The evidence was verified (or taken from the verdict cache) during the handshake.
             ctx.metrics
@@ -502,6 +618,62 @@ async fn client_conn(ctx: &Ctx, app: TcpStream, app_peer: SocketAddr) {
         peer_cert: true,
     };
     forward(ctx, app, tls, app_peer, local, &info, Some(&summary)).await;
+}
+
+/// The peer's end-entity certificate must carry one of `names` among its subject alternative
+/// names (DNS names case-insensitively, IP addresses by value). The message names the step,
+/// what was expected and what the certificate presented.
+fn check_names(
+    certs: Option<&[rustls::pki_types::CertificateDer<'_>]>,
+    names: &[String],
+    flag: &str,
+) -> Result<(), String> {
+    let expected = format!("one of [{}] ({flag})", names.join(", "));
+    let fail = |presented: String| {
+        format!("name check failed at tls.name: expected a subject alternative name {expected}, presented {presented}")
+    };
+    let der = certs
+        .and_then(|c| c.first())
+        .ok_or_else(|| fail("no certificate".into()))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| fail(format!("an unparsable certificate ({e})")))?;
+    let mut presented: Vec<String> = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                x509_parser::extensions::GeneralName::DNSName(d) => presented.push((*d).to_owned()),
+                x509_parser::extensions::GeneralName::IPAddress(raw) => {
+                    let ip = match raw.len() {
+                        4 => <[u8; 4]>::try_from(*raw)
+                            .ok()
+                            .map(IpAddr::from),
+                        16 => <[u8; 16]>::try_from(*raw)
+                            .ok()
+                            .map(IpAddr::from),
+                        _ => None,
+                    };
+                    if let Some(ip) = ip {
+                        presented.push(ip.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let matches = |want: &str| {
+        presented.iter().any(
+            |have| match (want.parse::<IpAddr>(), have.parse::<IpAddr>()) {
+                (Ok(a), Ok(b)) => a == b,
+                (Err(_), Err(_)) => have.eq_ignore_ascii_case(want.trim_end_matches('.')),
+                _ => false,
+            },
+        )
+    };
+    if names.iter().any(|n| matches(n)) {
+        Ok(())
+    } else {
+        Err(fail(format!("[{}]", presented.join(", "))))
+    }
 }
 
 /// Send the metadata (to whichever side is the plaintext app) and relay. `accepted` is the

@@ -3,14 +3,14 @@
 //! and byte counts.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use crate::meta::RequestRewriter;
+use crate::meta::{HttpError, RequestRewriter};
 use crate::metrics::Metrics;
 
 /// Buffer size per direction.
@@ -127,7 +127,7 @@ where
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string()),
-                Some(rw) => http_relay(&mut a, &mut b, rw).await,
+                Some(rw) => http_relay(&mut a, &mut b, rw, metrics).await,
             }
         };
         tokio::pin!(copy);
@@ -161,47 +161,92 @@ where
     end
 }
 
-/// HTTP mode: client → target through the rewriter, target → client raw; half-close kept.
-async fn http_relay<A, B>(a: &mut A, b: &mut B, mut rw: RequestRewriter) -> Result<(), String>
+/// HTTP mode: client → target through the rewriter, target → client raw; half-close kept. A
+/// request the rewriter refuses is answered `400 Bad Request` (unless a backend response is
+/// being relayed at that moment: then the connection is only closed) and the connection ends.
+async fn http_relay<A, B>(
+    a: &mut A,
+    b: &mut B,
+    mut rw: RequestRewriter,
+    metrics: &Metrics,
+) -> Result<(), String>
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
+    enum Stop {
+        Refused(HttpError),
+        Io(String),
+    }
     let (mut ar, mut aw) = tokio::io::split(a);
     let (mut br, mut bw) = tokio::io::split(b);
-    let up = async {
-        let mut buf = vec![0u8; BUF];
-        let mut out = Vec::with_capacity(BUF);
-        loop {
-            let n = ar
-                .read(&mut buf)
+    // True while a backend response chunk is being written to the client.
+    let relaying = AtomicBool::new(false);
+    let joined = {
+        let up = async {
+            let mut buf = vec![0u8; BUF];
+            let mut out = Vec::with_capacity(BUF);
+            loop {
+                let n = ar
+                    .read(&mut buf)
+                    .await
+                    .map_err(|e| Stop::Io(e.to_string()))?;
+                if n == 0 {
+                    // Half-close: the client is done sending (a truncated request reaches the
+                    // backend as the same EOF the client produced).
+                    return bw
+                        .shutdown()
+                        .await
+                        .map_err(|e| Stop::Io(e.to_string()));
+                }
+                out.clear();
+                let fed = rw.feed(buf.get(..n).unwrap_or_default(), &mut out);
+                // What was framed before the refusal still goes (complete requests only).
+                if !out.is_empty() {
+                    bw.write_all(&out)
+                        .await
+                        .map_err(|e| Stop::Io(e.to_string()))?;
+                }
+                fed.map_err(Stop::Refused)?;
+            }
+        };
+        let down = async {
+            let mut buf = vec![0u8; BUF];
+            loop {
+                let n = br
+                    .read(&mut buf)
+                    .await
+                    .map_err(|e| Stop::Io(e.to_string()))?;
+                if n == 0 {
+                    break;
+                }
+                relaying.store(true, Ordering::Relaxed);
+                aw.write_all(buf.get(..n).unwrap_or_default())
+                    .await
+                    .map_err(|e| Stop::Io(e.to_string()))?;
+                relaying.store(false, Ordering::Relaxed);
+            }
+            aw.shutdown()
                 .await
-                .map_err(|e| e.to_string())?;
-            if n == 0 {
-                // Half-close: the client is done sending (a truncated request reaches the
-                // backend as the same EOF the client produced).
-                return bw
-                    .shutdown()
-                    .await
-                    .map_err(|e| e.to_string());
+                .map_err(|e| Stop::Io(e.to_string()))
+        };
+        tokio::try_join!(up, down)
+    };
+    match joined {
+        Ok(_) => Ok(()),
+        Err(Stop::Io(e)) => Err(e),
+        Err(Stop::Refused(e)) => {
+            metrics.http_rejected(e.step);
+            // The backend's write side closes with the connection; tell the client why, unless
+            // a response is half written (a 400 in its middle would be read as its bytes).
+            if !relaying.load(Ordering::Relaxed) {
+                let _ = aw
+                    .write_all(&crate::meta::bad_request(&e))
+                    .await;
             }
-            out.clear();
-            rw.feed(buf.get(..n).unwrap_or_default(), &mut out)
-                .map_err(|e| e.to_string())?;
-            if !out.is_empty() {
-                bw.write_all(&out)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
+            let _ = aw.shutdown().await;
+            let _ = bw.shutdown().await;
+            Err(e.to_string())
         }
-    };
-    let down = async {
-        tokio::io::copy(&mut br, &mut aw)
-            .await
-            .map_err(|e| e.to_string())?;
-        aw.shutdown()
-            .await
-            .map_err(|e| e.to_string())
-    };
-    tokio::try_join!(up, down).map(|_| ())
+    }
 }

@@ -2,12 +2,17 @@
 //!
 //! Order (deterministic; no side ever writes a large frame while its peer is writing too):
 //!
-//! 1. both sides write their REQUEST, then read the peer's (small frames; evidence production
-//!    starts as soon as the peer's REQUEST is read, on a blocking thread);
-//! 2. the server's evidence: if the client asked, the server writes EVIDENCE or DECLINE, the
-//!    client verifies and writes RESULT;
-//! 3. the client's evidence: if the server asked, the client writes EVIDENCE or DECLINE, the
-//!    server verifies and writes RESULT.
+//! 1. both sides write their REQUEST, then read the peer's (small frames);
+//! 2. the client's evidence: if the server asked, the client writes EVIDENCE or DECLINE, the
+//!    server verifies and writes RESULT;
+//! 3. the server's evidence: if the client asked, the server writes EVIDENCE or DECLINE, the
+//!    client verifies and writes RESULT.
+//!
+//! The client goes first so that a server which requires attested clients does no work for a
+//! stranger: the server starts producing its evidence (a TPM quote and a TEE report) only after
+//! step 2, that is after the client's evidence verified when it asked for it. A DECLINE, a
+//! rejected verdict or any error in step 2 ends the exchange before the server produced
+//! anything. The client starts producing as soon as it read the server's REQUEST.
 //!
 //! Frames are read exactly (never past a frame's end), so application bytes that follow stay
 //! in the stream.
@@ -144,8 +149,32 @@ async fn run<S: Session>(stream: &mut S, opts: &FreshOptions) -> Result<FreshOut
         other => return Err(unexpected("REQUEST", &other)),
     };
 
-    // Start producing our evidence at once: it overlaps the other direction.
-    let pending = match (peer_request, &opts.attest_self) {
+    let mut outcome = FreshOutcome {
+        peer_verdict: None,
+        we_were_accepted: None,
+    };
+    if S::IS_SERVER {
+        // The client's evidence first; ours is produced only once it verified (or when we did
+        // not ask for it): a stranger makes us do nothing.
+        outcome.peer_verdict = receive_evidence(stream, &mut decoder, asked, opts).await?;
+        let pending = prepare(stream, peer_request, opts)?;
+        outcome.we_were_accepted = send_evidence(stream, &mut decoder, pending, opts).await?;
+    } else {
+        let pending = prepare(stream, peer_request, opts)?;
+        outcome.we_were_accepted = send_evidence(stream, &mut decoder, pending, opts).await?;
+        outcome.peer_verdict = receive_evidence(stream, &mut decoder, asked, opts).await?;
+    }
+    Ok(outcome)
+}
+
+/// Our answer to the peer's REQUEST: nothing, a DECLINE, or evidence production started on a
+/// blocking thread (TPM, TEE).
+fn prepare<S: Session>(
+    stream: &S,
+    peer_request: Option<super::EvidenceRequest>,
+    opts: &FreshOptions,
+) -> Result<Pending, FreshError> {
+    Ok(match (peer_request, &opts.attest_self) {
         (None, _) => Pending::NotAsked,
         (Some(_), None) => Pending::Decline("this endpoint does not attest itself".into()),
         (Some(request), Some(me)) => {
@@ -167,20 +196,7 @@ async fn run<S: Session>(stream: &mut S, opts: &FreshOptions) -> Result<FreshOut
                 }
             }
         }
-    };
-
-    let mut outcome = FreshOutcome {
-        peer_verdict: None,
-        we_were_accepted: None,
-    };
-    if S::IS_SERVER {
-        outcome.we_were_accepted = send_evidence(stream, &mut decoder, pending, opts).await?;
-        outcome.peer_verdict = receive_evidence(stream, &mut decoder, asked, opts).await?;
-    } else {
-        outcome.peer_verdict = receive_evidence(stream, &mut decoder, asked, opts).await?;
-        outcome.we_were_accepted = send_evidence(stream, &mut decoder, pending, opts).await?;
-    }
-    Ok(outcome)
+    })
 }
 
 /// Our turn to attest: EVIDENCE then the peer's RESULT, or DECLINE (which ends the exchange).

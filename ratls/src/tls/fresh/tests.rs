@@ -482,4 +482,213 @@ mod tls {
             .unwrap_err();
         assert!(matches!(err, FreshError::Timeout(_)), "{err}");
     }
+
+    // --- The client's evidence comes first: a server produces nothing for a stranger. ---
+
+    /// A TEE that counts the reports asked of it and never produces one.
+    #[derive(Debug, Default)]
+    struct CountingTee(std::sync::atomic::AtomicUsize);
+
+    impl CountingTee {
+        fn count(&self) -> usize {
+            self.0
+                .load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    impl crate::attest::TeeAttester for CountingTee {
+        fn kind(&self) -> crate::attest::TeeKind {
+            crate::attest::TeeKind::SevSnp
+        }
+
+        fn attest(&self, _: &[u8; 64]) -> Result<crate::bundle::TeeEvidence, AttestError> {
+            self.0
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err(AttestError::Unavailable {
+                what: "the counting TEE",
+                why: "it counts requests and produces nothing".into(),
+            })
+        }
+    }
+
+    struct Mutual {
+        client: Arc<ClientConfig>,
+        server: Arc<ServerConfig>,
+        server_spki: Vec<u8>,
+    }
+
+    /// Mutual TLS 1.3 with self-signed certificates on both sides, ALPN cosmian-attest/1; the
+    /// handshake checks signatures only (`Mode::Fresh`).
+    fn mutual() -> Mutual {
+        let pair = |name: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = rcgen::CertificateParams::new(vec![name.into()])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+            let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+            let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+            (cert.der().clone(), key, spki)
+        };
+        let (s_cert, s_key, server_spki) = pair("localhost");
+        let (c_cert, c_key, _) = pair("client");
+        let verifier = crate::tls::AttestedClientVerifier::new(
+            AttestationPolicy::for_client(crate::Policy::default()),
+            Mode::Fresh,
+        );
+        let mut server = ServerConfig::builder_with_provider(crate::tls::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_client_cert_verifier(Arc::new(verifier))
+            .with_single_cert(vec![s_cert], s_key)
+            .unwrap();
+        server.alpn_protocols = vec![ALPN_ATTEST.to_vec()];
+        let mut client = ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(fresh_verifier())
+            .with_client_auth_cert(vec![c_cert], c_key)
+            .unwrap();
+        client.alpn_protocols = vec![ALPN_ATTEST.to_vec()];
+        Mutual {
+            client: Arc::new(client),
+            server: Arc::new(server),
+            server_spki,
+        }
+    }
+
+    /// A server that attests with `tee` (for the key it serves) and, with `ask`, requires the
+    /// client's evidence.
+    fn counting_server(tee: &Arc<CountingTee>, spki: &[u8], ask: bool) -> FreshOptions {
+        let attester = crate::attest::Attester::new(
+            Some(tee.clone() as Arc<dyn crate::attest::TeeAttester>),
+            None,
+            None,
+        );
+        let mut opts = FreshOptions::new().attest_self(SelfAttestation {
+            attester: Arc::new(attester),
+            role: crate::binding::Role::server(),
+            keys: Arc::new(FixedKey::from_spki_der(spki)),
+        });
+        if ask {
+            opts.verify_peer = Some(AttestationPolicy::for_client(crate::Policy::default()));
+        }
+        opts
+    }
+
+    async fn read_frame(c: &mut Client) -> std::io::Result<Message> {
+        let mut frame = vec![0u8; HEADER_LEN];
+        c.read_exact(&mut frame).await?;
+        let len = u32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]]) as usize;
+        frame.resize(HEADER_LEN + len, 0);
+        c.read_exact(&mut frame[HEADER_LEN..])
+            .await?;
+        Ok(Message::decode(&frame, super::MAX)
+            .unwrap()
+            .0)
+    }
+
+    #[tokio::test]
+    async fn a_server_that_asks_produces_nothing_for_a_client_that_declines() {
+        let m = mutual();
+        let (mut c, mut s) = connect(m.client, m.server).await;
+        let tee = Arc::new(CountingTee::default());
+        let server = counting_server(&tee, &m.server_spki, true);
+        // The client asks for the server's evidence but does not attest itself.
+        let ask = asking();
+        let (a, b) = tokio::join!(
+            client_exchange(&mut c, &ask),
+            server_exchange(&mut s, &server)
+        );
+        let a = a.unwrap_err();
+        assert!(matches!(a, FreshError::WeDeclined(_)), "{a}");
+        let b = b.unwrap_err();
+        assert!(
+            matches!(&b, FreshError::PeerDeclined(r) if r.contains("does not attest")),
+            "{b}"
+        );
+        assert_eq!(
+            tee.count(),
+            0,
+            "the server produced evidence for a stranger"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_that_asks_produces_nothing_for_rejected_client_evidence() {
+        let m = mutual();
+        let (mut c, mut s) = connect(m.client, m.server).await;
+        let tee = Arc::new(CountingTee::default());
+        let server = counting_server(&tee, &m.server_spki, true);
+        // A hand-driven client: it asks for the server's evidence (about the right key), then
+        // answers the server's request with garbage.
+        let client = async {
+            let challenge = Challenge::new().unwrap();
+            let ask = evidence_request(&challenge, &m.server_spki);
+            c.write_all(&ask.encode(super::MAX).unwrap())
+                .await
+                .unwrap();
+            c.flush().await.unwrap();
+            match read_frame(&mut c).await.unwrap() {
+                Message::Request(Some(_)) => {}
+                other => panic!("the server did not ask: {other:?}"),
+            }
+            c.write_all(
+                &Message::Evidence(b"not a bundle".to_vec())
+                    .encode(super::MAX)
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+            c.flush().await.unwrap();
+            let result = read_frame(&mut c).await.unwrap();
+            // Nothing follows the RESULT: no EVIDENCE frame, the server is done.
+            let next = read_frame(&mut c).await;
+            (result, next)
+        };
+        let (server_out, (result, next)) = tokio::join!(
+            async {
+                let out = server_exchange(&mut s, &server).await;
+                // The proxy closes a failed connection: so does this server.
+                let _ = s.shutdown().await;
+                out
+            },
+            client
+        );
+        let err = server_out.unwrap_err();
+        assert_eq!(err.rejected_step(), Some("bundle.parse"), "{err}");
+        assert!(
+            matches!(&result, Message::Result { ok: false, message } if message.contains("bundle.parse")),
+            "{result:?}"
+        );
+        assert!(next.is_err(), "a frame followed the RESULT: {next:?}");
+        assert_eq!(
+            tee.count(),
+            0,
+            "the server produced evidence for a stranger"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_that_does_not_ask_produces_at_once() {
+        // The control of the two tests above: the same server, not asking, does call its TEE
+        // (which fails, so it declines).
+        let m = mutual();
+        let (mut c, mut s) = connect(m.client, m.server).await;
+        let tee = Arc::new(CountingTee::default());
+        let server = counting_server(&tee, &m.server_spki, false);
+        let ask = asking();
+        let (a, b) = tokio::join!(
+            client_exchange(&mut c, &ask),
+            server_exchange(&mut s, &server)
+        );
+        let a = a.unwrap_err();
+        assert!(
+            matches!(&a, FreshError::PeerDeclined(r) if r.contains("evidence production failed")),
+            "{a}"
+        );
+        assert!(matches!(b.unwrap_err(), FreshError::Produce(_)));
+        assert_eq!(tee.count(), 1);
+    }
 }
