@@ -55,7 +55,10 @@ fn main() {
     expect.require_tpm = false;
     expect.require_ima = false;
     let verdict = bundle::verify(&cmw, &Policy::default(), &expect);
-    assert!(verdict.is_trusted(), "the seed bundle must verify at NOW:\n{verdict}");
+    assert!(
+        verdict.is_trusted(),
+        "the seed bundle must verify at NOW:\n{verdict}"
+    );
 
     let fixtures = seeds.join("fixtures");
     write(&fixtures, "sim_ark.der", ca.ark_der());
@@ -68,7 +71,10 @@ fn main() {
         t = "22".repeat(20),
         d = "11".repeat(32),
     );
-    assert!(ratls::ima::Log::parse_ascii(ima.as_bytes()).is_ok(), "fixture IMA log must parse");
+    assert!(
+        ratls::ima::Log::parse_ascii(ima.as_bytes()).is_ok(),
+        "fixture IMA log must parse"
+    );
     write(&fixtures, "ima.ascii", ima.as_bytes());
 
     // snp_report: the sim report and blank reports of each version (snp/tests.rs).
@@ -84,15 +90,30 @@ fn main() {
     let dir = seeds.join("snp_cert_table");
     let full = CertTable {
         entries: vec![
-            CertEntry { guid: GUID_VCEK, data: ca.vcek_der().to_vec() },
-            CertEntry { guid: GUID_ASK, data: ca.ask_der().to_vec() },
-            CertEntry { guid: GUID_ARK, data: ca.ark_pem().into_bytes() },
-            CertEntry { guid: [0x42; 16], data: b"vendor data".to_vec() },
+            CertEntry {
+                guid: GUID_VCEK,
+                data: ca.vcek_der().to_vec(),
+            },
+            CertEntry {
+                guid: GUID_ASK,
+                data: ca.ask_der().to_vec(),
+            },
+            CertEntry {
+                guid: GUID_ARK,
+                data: ca.ark_pem().into_bytes(),
+            },
+            CertEntry {
+                guid: [0x42; 16],
+                data: b"vendor data".to_vec(),
+            },
         ],
     };
     write(&dir, "sim-vcek-ask-ark-other.bin", &full.encode());
     let vcek_only = CertTable {
-        entries: vec![CertEntry { guid: GUID_VCEK, data: ca.vcek_der().to_vec() }],
+        entries: vec![CertEntry {
+            guid: GUID_VCEK,
+            data: ca.vcek_der().to_vec(),
+        }],
     };
     let mut padded = vcek_only.encode();
     padded.resize(padded.len().next_multiple_of(4096), 0);
@@ -105,21 +126,44 @@ fn main() {
     write(&dir, "sim-ask.der", ca.ask_der());
     write(&dir, "sim-chain.pem", ca.chain_pem().as_bytes());
     write(&dir, "ratls-cert.der", &issued.cert_der);
-    write(&dir, "milan-ark.pem", &fs::read(anchors.join("milan_ark.pem")).unwrap());
-    write(&dir, "genoa-ask.pem", &fs::read(anchors.join("genoa_ask.pem")).unwrap());
+    write(
+        &dir,
+        "milan-ark.pem",
+        &fs::read(anchors.join("milan_ark.pem")).unwrap(),
+    );
+    write(
+        &dir,
+        "genoa-ask.pem",
+        &fs::read(anchors.join("genoa_ask.pem")).unwrap(),
+    );
 
     // bundle_cmw and ratls_cert.
     write(&seeds.join("bundle_cmw"), "sim-server.cmw", &cmw);
-    write(&seeds.join("ratls_cert"), "sim-server.der", &issued.cert_der);
+    write(
+        &seeds.join("ratls_cert"),
+        "sim-server.der",
+        &issued.cert_der,
+    );
 
     // json_docs: policy, snapshot and PCR-value documents.
     let dir = seeds.join("json_docs");
-    write(&dir, "policy-default.json", serde_json::to_string(&Policy::default()).unwrap().as_bytes());
+    write(
+        &dir,
+        "policy-default.json",
+        serde_json::to_string(&Policy::default())
+            .unwrap()
+            .as_bytes(),
+    );
     let mut policy = Policy::default();
     policy.snp.measurement = Some("ab".repeat(48));
     policy.snp.vmpl = 0;
     policy.tpm.ak_sha256 = Some("cd".repeat(32));
-    policy.tpm.pcrs.entry(HashAlg::Sha256).or_default().insert(7, "00".repeat(32));
+    policy
+        .tpm
+        .pcrs
+        .entry(HashAlg::Sha256)
+        .or_default()
+        .insert(7, "00".repeat(32));
     let policy_json = serde_json::to_string_pretty(&policy).unwrap();
     write(&dir, "policy-pinned.json", policy_json.as_bytes());
     let snapshot = format!(
@@ -133,6 +177,12 @@ fn main() {
     write(
         &dir,
         "pcrs.json",
-        format!(r#"{{"sha256":{{"0":"{}","10":"{}"}},"sha1":{{"7":"{}"}}}}"#, "00".repeat(32), "ff".repeat(32), "aa".repeat(20)).as_bytes(),
+        format!(
+            r#"{{"sha256":{{"0":"{}","10":"{}"}},"sha1":{{"7":"{}"}}}}"#,
+            "00".repeat(32),
+            "ff".repeat(32),
+            "aa".repeat(20)
+        )
+        .as_bytes(),
     );
 }

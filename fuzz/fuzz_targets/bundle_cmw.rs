@@ -23,7 +23,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(again.as_ref(), Ok(&bundle));
         let _ = bundle.digest();
         let _ = bundle.tee.as_ref().map(|t| t.kind());
-        let _ = bundle.tpm.as_ref().map(|t| t.pcr_values());
+        let _ = bundle
+            .tpm
+            .as_ref()
+            .map(|t| t.pcr_values());
         let _ = bundle.binding.encode();
         // Strict expectations: no simulated root, everything required.
         let strict = Expectations::new(Role::server(), SIM_SPKI, now);

@@ -29,7 +29,12 @@ fuzz_target!(|data: &[u8]| {
         let json = serde_json::to_string(&policy).unwrap_or_default();
         assert_eq!(Policy::from_json(&json).ok().as_ref(), Some(&policy));
         // The parsed policy drives a verification (nothing to verify, so nothing may pass).
-        let v = ratls::snp::verify_bytes(&[0; 1184], &Default::default(), &policy.snp, UnixTime::from_secs(1_800_000_000));
+        let v = ratls::snp::verify_bytes(
+            &[0; 1184],
+            &Default::default(),
+            &policy.snp,
+            UnixTime::from_secs(1_800_000_000),
+        );
         assert!(!v.is_trusted());
     }
     if let Ok(pcrs) = PcrValues::from_json(text) {

@@ -8,9 +8,23 @@ use ratls::pki::{self, Cert};
 use ratls::UnixTime;
 
 fn exercise(cert: &Cert, now: UnixTime) {
-    let _ = (cert.der().len(), cert.spki_der().len(), cert.sha256(), cert.fingerprint());
-    let _ = (cert.subject_cn(), cert.issuer_cn(), cert.subject_name(), cert.issuer_name());
-    let _ = (cert.is_self_issued(), cert.is_ca(), cert.path_len_constraint());
+    let _ = (
+        cert.der().len(),
+        cert.spki_der().len(),
+        cert.sha256(),
+        cert.fingerprint(),
+    );
+    let _ = (
+        cert.subject_cn(),
+        cert.issuer_cn(),
+        cert.subject_name(),
+        cert.issuer_name(),
+    );
+    let _ = (
+        cert.is_self_issued(),
+        cert.is_ca(),
+        cert.path_len_constraint(),
+    );
     let _ = cert.signature_algorithm();
     let _ = cert.key_algorithm();
     let _ = cert.subject_public_key();
@@ -40,7 +54,11 @@ fuzz_target!(|data: &[u8]| {
         if let Some((leaf, issuers)) = certs.split_first() {
             // Pinning the presented root's own hash lets the chain walk reach every link; a
             // pin it does not have must refuse.
-            let pins: Vec<[u8; 32]> = issuers.last().map(Cert::sha256).into_iter().collect();
+            let pins: Vec<[u8; 32]> = issuers
+                .last()
+                .map(Cert::sha256)
+                .into_iter()
+                .collect();
             let _ = pki::verify_chain(leaf, issuers, &pins, now);
             assert!(pki::verify_chain(leaf, issuers, &[[0; 32]], now).is_err());
         }

@@ -30,7 +30,9 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // As the attester sees it: the report it asked for, then this table.
-    let Some(report_data) = SIM_REPORT.get(0x50..0x90).and_then(|r| <[u8; 64]>::try_from(r).ok())
+    let Some(report_data) = SIM_REPORT
+        .get(0x50..0x90)
+        .and_then(|r| <[u8; 64]>::try_from(r).ok())
     else {
         return;
     };
@@ -38,7 +40,13 @@ fuzz_target!(|data: &[u8]| {
     else {
         return;
     };
-    let TeeEvidence::SevSnp { report, vcek, vlek, chain } = evidence else {
+    let TeeEvidence::SevSnp {
+        report,
+        vcek,
+        vlek,
+        chain,
+    } = evidence
+    else {
         panic!("snp_guest::evidence must produce SEV-SNP evidence");
     };
     let certs = CertInput {
