@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build every fuzz target once and run each for a few seconds (default 10), seeded with the
-# real evidence samples (read in place from $COSMIAN_REAL_TESTDATA, copied only into the
-# git-ignored fuzz/corpus). Any crash fails the script.
+# checked-in fuzz/seeds/<target>/ (generated from the repo's own fixtures by
+# `cargo run --example gen_seeds`) and with the real evidence samples (read in place from
+# $COSMIAN_REAL_TESTDATA, copied only into the git-ignored fuzz/corpus). Every target that
+# `cargo fuzz list` names runs. Any crash fails the script and prints the fuzzer's report.
 #
 # cargo-fuzz needs nightly-only compiler flags; the machine has one stable toolchain, so we let
 # it accept them with RUSTC_BOOTSTRAP=1 (the sanitizer flags are the only unstable ones used).
@@ -36,10 +38,20 @@ if [ -f "$milan" ] && command -v openssl >/dev/null; then
         -addext "1.2.840.113741.1337.7=DER:$(tr -d '\n\r ' < "$milan")" 2>/dev/null || true
 fi
 
+start=$(date +%s)
 cargo fuzz build
-for t in $(cargo fuzz list); do
+targets=$(cargo fuzz list)
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+for t in $targets; do
     mkdir -p "corpus/$t"
+    if [ -d "seeds/$t" ]; then cp -f seeds/"$t"/* "corpus/$t/"; fi
     echo "fuzz: $t for ${secs}s"
-    cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | tail -n 1
+    if ! cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 >"$log" 2>&1; then
+        tail -n 40 "$log"
+        echo "fuzz: $t FAILED (reproducer under fuzz/artifacts/$t/)" >&2
+        exit 1
+    fi
+    tail -n 1 "$log"
 done
-echo "fuzz: all targets ran ${secs}s without a crash"
+echo "fuzz: all $(echo "$targets" | wc -w) targets ran ${secs}s without a crash ($(( $(date +%s) - start ))s with the build)"

@@ -29,3 +29,11 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
     echo "setup: installing cargo-fuzz"
     cargo install cargo-fuzz --locked --version 0.13.2 --quiet
 fi
+
+# cargo-deny checks deny.toml (licences, banned crates, sources; advisories when reachable) in CI
+# (scripts/deny.sh). 0.20.2 builds with rustc 1.95 (its MSRV is 1.88); a fresh install from
+# source took about 6 minutes here (2 cores), paid once per machine.
+if ! command -v cargo-deny >/dev/null 2>&1; then
+    echo "setup: installing cargo-deny"
+    cargo install cargo-deny --locked --version 0.20.2 --quiet
+fi

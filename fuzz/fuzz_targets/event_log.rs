@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
         }
         let _ = log.summary();
     }
+    let _ = eventlog::inspect(data);
     let mut pcrs = PcrValues::default();
     pcrs.insert(HashAlg::Sha256, 0, vec![0xab; 32]);
     pcrs.insert(HashAlg::Sha1, 0, vec![0xcd; 20]);

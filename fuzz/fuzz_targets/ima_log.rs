@@ -14,6 +14,7 @@ fuzz_target!(|data: &[u8]| {
         }
         let _ = log.to_ascii();
     }
+    let _ = ima::inspect(data);
     let _ = Log::parse_ascii(data);
     let _ = Log::parse_binary(data, Some(HashAlg::Sha256));
     let _ = ima::verify_bytes(data, Some((HashAlg::Sha256, vec![0xab; 32])), &Default::default());

@@ -7,6 +7,8 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(report) = ratls::snp::AttestationReport::parse(data) {
         let _ = ratls::snp::SnpClaims::from_report(&report, None);
     }
+    let _ = ratls::snp::AttestationReport::parse_raw(data);
+    let _ = ratls::snp::inspect(data);
     let certs = ratls::snp::CertInput {
         vcek: Some(data.to_vec()),
         ..Default::default()
