@@ -39,7 +39,7 @@ fn main() {
 
     let ca = Arc::new(SimCa::generate().unwrap());
     let tee = SimTee::new(ca.clone()).unwrap();
-    let report = tee.report(&[0x5a; 64]).unwrap();
+    let report = tee.report(&ratls::binding::ReportData::for_raw_nonce(b"fuzz seed").unwrap()).unwrap();
 
     // RA-TLS certificate over the sim TEE; its bundle is bound to the certificate's key.
     let attester = Attester::new(Some(Arc::new(tee) as Arc<dyn TeeAttester>), None, None);

@@ -164,7 +164,7 @@ struct SessionCheck {
     evidence: Verdict,
     /// The snapshot itself (`snapshot.pins`) and the agent's key (`snapshot.agent_key`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    snapshot: Vec<Check>,
+    snapshot_checks: Vec<Check>,
     /// Every file IMA measured since boot, compared with the snapshot.
     files: Vec<Check>,
     agent_spki_sha256: String,
@@ -174,7 +174,7 @@ impl SessionCheck {
     fn ok(&self) -> bool {
         self.evidence.is_trusted()
             && self
-                .snapshot
+                .snapshot_checks
                 .iter()
                 .chain(&self.files)
                 .all(|c| c.ok)
@@ -182,7 +182,7 @@ impl SessionCheck {
 
     /// The snapshot checks then the file checks, as the text summary lists them.
     fn listed(&self) -> Vec<Check> {
-        self.snapshot
+        self.snapshot_checks
             .iter()
             .chain(&self.files)
             .cloned()
@@ -225,7 +225,7 @@ async fn check_session(
     let agent_spki_sha256 = session.spki_sha256_hex();
     Ok(SessionCheck {
         evidence,
-        snapshot: vec![
+        snapshot_checks: vec![
             snapshot.check_pins(),
             snapshot.check_agent_key(&agent_spki_sha256),
         ],
@@ -736,7 +736,7 @@ async fn admin_session(
             let (evidence, _) = session.evidence(&policy).await?;
             SessionCheck {
                 evidence,
-                snapshot: Vec::new(),
+                snapshot_checks: Vec::new(),
                 files: Vec::new(),
                 agent_spki_sha256: session.spki_sha256_hex(),
             }

@@ -501,7 +501,10 @@ mod tls {
             crate::attest::TeeKind::SevSnp
         }
 
-        fn attest(&self, _: &[u8; 64]) -> Result<crate::bundle::TeeEvidence, AttestError> {
+        fn attest(
+            &self,
+            _: &crate::binding::ReportData,
+        ) -> Result<crate::bundle::TeeEvidence, AttestError> {
             self.0
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Err(AttestError::Unavailable {
