@@ -82,6 +82,12 @@ fstool = "{fstool}"
     assert!(container.exists(), "the container was not created");
     let seal = data.join("container.tpm.json");
     assert!(seal.exists(), "the key was not sealed in the TPM");
+    // The recovery password file asked for the container; once used it is gone from the disk
+    // the host can read.
+    assert!(
+        !dir.join("recovery.pw").exists(),
+        "the recovery password file was left on the root disk"
+    );
     match status {
         Some(status) => {
             let mut stderr = String::new();
@@ -124,5 +130,25 @@ fstool = "{fstool}"
                 .status();
         }
     }
+    // The host deletes the container: with no recovery password file asking for a new one,
+    // the agent refuses to start (it never makes a new, empty container over lost data).
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::remove_file(&container).unwrap();
+    let out = Command::new(agent_bin)
+        .arg("--config")
+        .arg(&conf)
+        .env("TSS2_LOG", "all+none")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("is missing") && stderr.contains("refusing to start"),
+        "{stderr}"
+    );
+    assert!(!container.exists(), "a new container was made");
+    assert!(!data.join("data/key.pem").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
