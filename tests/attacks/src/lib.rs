@@ -282,7 +282,7 @@ command = ["sleep", "600"]
         (home, snap)
     }
 
-    /// The owner's client identity, as a [`Client`] certificate (after `enrolled_owner`).
+    /// The owner's client identity (a certificate and key), after `enrolled_owner`.
     pub fn owner_identity(&self, home: &Path) -> Arc<CertifiedKey> {
         let dir = home.join(".config/cosmian_vm");
         identity_from_pem(

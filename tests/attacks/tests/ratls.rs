@@ -207,7 +207,7 @@ fn attack_tls12_and_resumption_on_attested_sessions() {
 
 fn policy() -> AttestationPolicy {
     let mut p = AttestationPolicy::for_server(ratls::Policy::default());
-    ratls::tls::danger::trust_simulated_root(&mut p, &sim_ca().ark_der());
+    ratls::tls::danger::trust_simulated_root(&mut p, sim_ca().ark_der());
     p
 }
 
