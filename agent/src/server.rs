@@ -60,7 +60,8 @@ pub async fn serve(
                 if last_refusal_log.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_INTERVAL) {
                     last_refusal_log = Some(tokio::time::Instant::now());
                     eprintln!(
-                        "cosmian_vm_agent: connection from {peer} refused: limit {} reached                          (max_connections {}, max_connections_per_peer {})",
+                        "cosmian_vm_agent: connection from {peer} refused: limit {} reached \
+                         (max_connections {}, max_connections_per_peer {})",
                         why.name(),
                         limits.max_connections,
                         limits.max_connections_per_peer

@@ -21,6 +21,10 @@ use ratls::{UnixTime, Verdict};
 use crate::cli::UsageError;
 use crate::net::{self, ConnectError, OwnerIdentity, Target, TlsSettings};
 
+/// How many times a `429`/`503` answer to the evidence request is retried, and the pause.
+const EVIDENCE_RETRIES: usize = 10;
+const EVIDENCE_RETRY_PAUSE: Duration = Duration::from_millis(500);
+
 /// Largest response body read (a snapshot's file list of a big distribution included).
 const MAX_RESPONSE: usize = ratls::snapshot::MAX_SNAPSHOT_LEN;
 
@@ -198,9 +202,23 @@ impl AgentSession {
     ) -> Result<(Verdict, Vec<u8>), UsageError> {
         let body =
             serde_json::json!({ "challenge": ratls::hexfmt::hex(self.challenge.as_bytes()) });
-        let response = self
+        // The agent produces evidence for one request per client address at a time and a few
+        // in all (429 / 503 otherwise): another verifier behind the same address, or a busy
+        // TEE, means "wait a moment", not "failed". Same session, same challenge.
+        let mut response = self
             .request_json(Method::POST, "/api/v1/evidence", &body)
             .await?;
+        for _ in 0..EVIDENCE_RETRIES {
+            if response.status != StatusCode::TOO_MANY_REQUESTS
+                && response.status != StatusCode::SERVICE_UNAVAILABLE
+            {
+                break;
+            }
+            tokio::time::sleep(EVIDENCE_RETRY_PAUSE).await;
+            response = self
+                .request_json(Method::POST, "/api/v1/evidence", &body)
+                .await?;
+        }
         if response.status != StatusCode::OK {
             return Err(UsageError(format!(
                 "POST /api/v1/evidence: the agent answered {}: {}",

@@ -202,3 +202,36 @@ fn luks_needs_a_size_and_a_recovery_password_file() {
         .luks
         .is_none());
 }
+
+#[test]
+fn limits_and_a_provisioned_owner() {
+    let c = parse("[agent]\n").unwrap();
+    assert_eq!(c.agent.limits, Limits::default());
+    assert_eq!(c.agent.owner_spki_sha256, None);
+    let c = parse(&format!(
+        "[agent]\nmax_connections = 10\nmax_connections_per_peer = 2\nhandshake_timeout_secs = \
+         3\nbody_timeout_secs = 5\nmax_buffered_bytes = 33554432\nmax_body_bytes = \
+         1048576\nmax_evidence_in_flight = 1\nowner_spki_sha256 = \"{}\"\n",
+        "ab".repeat(32)
+    ))
+    .unwrap();
+    let l = &c.agent.limits;
+    assert_eq!((l.max_connections, l.max_connections_per_peer), (10, 2));
+    assert_eq!(l.handshake_timeout, Duration::from_secs(3));
+    assert_eq!(l.body_timeout, Duration::from_secs(5));
+    assert_eq!(l.max_evidence_in_flight, 1);
+    assert_eq!(c.agent.owner_spki_sha256, Some([0xab; 32]));
+    for (bad, key) in [
+        ("max_connections = 0", "agent.max_connections"),
+        ("header_timeout_secs = 0", "agent.header_timeout_secs"),
+        ("max_buffered_bytes = 1024", "agent.max_buffered_bytes"),
+        ("owner_spki_sha256 = \"abcd\"", "agent.owner_spki_sha256"),
+        (
+            "owner_spki_sha256 = \"00\"\nowner_certificate = \"o.pem\"",
+            "agent.owner_spki_sha256",
+        ),
+    ] {
+        let e = parse(&format!("[agent]\n{bad}\n")).unwrap_err();
+        assert!(e.to_string().contains(key), "{bad}: {e}");
+    }
+}
