@@ -311,7 +311,7 @@ fn luks_first_start(cfg: &AgentConfig, luks: &crate::config::LuksConfig) -> Resu
 /// old blocks may survive the overwrite; the deletion still takes the password off the file
 /// system the host can read through.)
 fn consume(path: &Path) -> Result<(), StartError> {
-    use std::io::Write as _;
+    use std::io::Read as _;
     let fail = |e: std::io::Error| err(format!("wiping {}: {e}", path.display()));
     let len = std::fs::metadata(path)
         .map_err(fail)?
@@ -320,23 +320,7 @@ fn consume(path: &Path) -> Result<(), StartError> {
         .write(true)
         .open(path)
         .map_err(fail)?;
-    let zeros = vec![
-        0u8;
-        usize::try_from(len)
-            .unwrap_or(0)
-            .min(1 << 20)
-    ];
-    let mut left = len;
-    while left > 0 {
-        let n = usize::try_from(left)
-            .unwrap_or(usize::MAX)
-            .min(zeros.len());
-        let Some(chunk) = zeros.get(..n).filter(|c| !c.is_empty()) else {
-            break;
-        };
-        file.write_all(chunk).map_err(fail)?;
-        left = left.saturating_sub(n as u64);
-    }
+    std::io::copy(&mut std::io::repeat(0).take(len), &mut file).map_err(fail)?;
     file.sync_all().map_err(fail)?;
     drop(file);
     std::fs::remove_file(path).map_err(fail)?;
