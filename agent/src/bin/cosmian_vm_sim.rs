@@ -5,7 +5,9 @@
 //! - `boot --tpm TCTI [--label L]`: extend PCRs 0–9 as firmware would (a new label, a new boot);
 //! - `ima-init --tpm TCTI --log FILE`: start a boot's IMA log with its `boot_aggregate`;
 //! - `measure --tpm TCTI --log FILE PATH...`: measure files (ima-ng records + PCR 10 extends),
-//!   as the kernel does when a program runs.
+//!   as the kernel does when a program runs;
+//! - `ca --dir DIR`: create (or load) the simulated TEE's CA in DIR, as `tee = "sim"` does in
+//!   `<data_dir>/sim`, so a test can give the guest a CA whose ARK it already knows.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +53,11 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Create (or load) the simulated TEE's CA in DIR; prints the path of its ARK.
+    Ca {
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -78,6 +85,11 @@ fn run(cli: Cli) -> Result<(), String> {
                     ratls::hexfmt::hex(digest)
                 );
             }
+            Ok(())
+        }
+        Command::Ca { dir } => {
+            ratls::attest::sim::SimCa::load_or_generate(&dir).map_err(|e| e.to_string())?;
+            println!("{}", dir.join("ark.pem").display());
             Ok(())
         }
     }
