@@ -119,7 +119,7 @@ boot() {
     CONSOLE=$W/console-$name.log
     : > "$CONSOLE"
     "$QEMU" -accel tcg -cpu max -machine q35 -m 1024 -smp 1 -no-reboot \
-        -display none -monitor none -nodefaults \
+        -display none -monitor none -nodefaults -L "$CACHE/root/usr/share/qemu" -L /usr/share/qemu \
         -drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd \
         -drive if=pflash,format=raw,file="$W/vars.fd" \
         -kernel "$KERNEL" -initrd "$W/initrd.img" -append "$cmdline" \
@@ -167,15 +167,154 @@ expect_exit() {
 }
 contains() { grep -q -- "$2" "$1" || { cat "$1" >&2; fail "$1 does not contain '$2'"; }; }
 
-step "boot 1: first start (LUKS container created on /dev/vda, snapshot, verify)"
+# hex_of FILE: the file as one lower-case hex string.
+hex_of() { od -An -tx1 -v "$1" | tr -d ' \n'; }
+sha256_of_text() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
+# guest_digest PATH: sha256 of a guest file, computed in the guest (console "=== DIGEST path hex").
+guest_digest() {
+    local before; before=$(grep -c '^=== RUN-DONE' "$CONSOLE" || true)
+    guest run "echo \"=== DIGEST $1 \$(sha256sum $1 | cut -d' ' -f1)\""
+    for _ in $(seq 300); do
+        [ "$(grep -c '^=== RUN-DONE' "$CONSOLE")" -gt "$before" ] && break; sleep 0.2
+    done
+    grep "^=== DIGEST $1 " "$CONSOLE" | tail -n 1 | tr -d '\r' | awk '{print $4}'
+}
+# guest_run CMD: run a shell command in the guest and wait for it.
+guest_run() {
+    local before; before=$(grep -c '^=== RUN-DONE' "$CONSOLE" || true)
+    guest run "$1"
+    for _ in $(seq 300); do
+        [ "$(grep -c '^=== RUN-DONE' "$CONSOLE")" -gt "$before" ] && return 0; sleep 0.2
+    done
+    fail "the guest did not finish: $1"
+}
+
+step "boot 1: first start (LUKS2 container created on /dev/vda through dm-crypt, owner, snapshot)"
 boot first "$CMDLINE_A" "CVM_SCENARIO=first CVM_WRITE_RECOVERY_FILE=1 CVM_RECOVERY_PASSWORD=$RECOVERY"
 wait_for READY 300
-grep -q "^=== AGENT-RESTARTED" "$CONSOLE" || fail "the agent did not come back after a restart with the container open"
+contains "$CONSOLE" "^=== AGENT-RESTARTED"
+contains "$CONSOLE" "^=== PROXIES-LISTENING"
+contains "$CONSOLE" "first start: creating the LUKS container /dev/vda"
+contains "$CONSOLE" "LUKS container /dev/vda mounted at /var/lib/cosmian_vm/data"
 TOKEN=$(grep -o 'One-time enrolment token: [A-Za-z0-9_-]*' "$CONSOLE" | tail -n 1 | awk '{print $4}')
 [ -n "$TOKEN" ] || fail "no enrolment token on the console"
 expect_exit 0 "$W/enroll.out" "${CLI[@]}" owner enroll --token "$TOKEN"
 expect_exit 0 "$W/snapshot.out" "${CLI[@]}" snapshot -o "$W/snapshot.json"
-expect_exit 0 "$W/verify1.out" "${CLI[@]}" verify --snapshot "$W/snapshot.json"
-cat "$W/verify1.out"
-step "done in $(( $(date +%s) - start_time ))s"
+cat "$W/snapshot.out"
+
+step "verify against the snapshot: passes"
+expect_exit 0 "$W/verify-pass.out" "${CLI[@]}" verify --snapshot "$W/snapshot.json"
+cat "$W/verify-pass.out"
+
+step "--application: the app behind cosmian_vm_proxy on the agent's key passes; another key fails"
+expect_exit 0 "$W/app-ok.out" "${CLI[@]}" verify --snapshot "$W/snapshot.json" --application "127.0.0.1:$APP_PORT"
+contains "$W/app-ok.out" "the agent's own key"
+expect_exit 1 "$W/app-other.out" "${CLI[@]}" verify --snapshot "$W/snapshot.json" --application "127.0.0.1:$OTHER_PORT"
+contains "$W/app-other.out" "127.0.0.1:$OTHER_PORT"
+tail -n 3 "$W/app-other.out"
+
+step "a low-entropy secret pushed with secret put; the app reads it and its configuration"
+SECRET="hunter2-$(head -c 2 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+printf '%s' "$SECRET" > "$W/secret.txt"
+CONF_MARK="cvm-e2e-conf-$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+printf 'listen=8080 %s\n' "$CONF_MARK" > "$W/app.conf"
+expect_exit 0 "$W/secret.out" "${CLI[@]}" secret put demo "$W/secret.txt" --snapshot "$W/snapshot.json"
+expect_exit 0 "$W/init.out" "${CLI[@]}" app init --conf "$W/app.conf" --snapshot "$W/snapshot.json"
+# The new configuration is a change the owner makes: a new snapshot approves it.
+expect_exit 0 "$W/snapshot2.out" "${CLI[@]}" snapshot -o "$W/snapshot.json"
+expect_exit 0 "$W/verify-pass2.out" "${CLI[@]}" verify --snapshot "$W/snapshot.json" --save-evidence "$W/evidence"
+
+step "the served IMA log: the app and its configuration are measured; secrets and keys are not"
+KEY_DIGEST=$(guest_digest /var/lib/cosmian_vm/data/key.pem)
+APP_DIGEST=$(sha256sum tests/qemu/demo-app | cut -d' ' -f1)
+[ ${#KEY_DIGEST} -eq 64 ] || fail "no digest of the agent's key from the guest"
+LOG_HEX=$(hex_of "$W/evidence/ima-log.bin")
+for what in "secret:$(sha256_of_text "$SECRET")" "recovery password:$(sha256_of_text "$RECOVERY")" "TLS key:$KEY_DIGEST"; do
+    case "$LOG_HEX" in *"${what#*:}"*) fail "the ${what%%:*}'s SHA-256 is in the served IMA log";; esac
+    echo "not in the IMA log: ${what%%:*} (sha256 ${what#*:})"
+done
+for what in "demo-app:$APP_DIGEST" "app.conf:$(sha256sum "$W/app.conf" | cut -d' ' -f1)" "cosmian_vm_agent:$(guest_digest /usr/sbin/cosmian_vm_agent)"; do
+    case "$LOG_HEX" in *"${what#*:}"*) echo "in the IMA log: ${what%%:*} (sha256 ${what#*:})";; *) fail "the ${what%%:*} is not in the served IMA log";; esac
+done
+
+step "offline: evidence verify on the saved TPM quote, IMA log and event log"
+NONCE=$(cat "$W/evidence/tpm-nonce.hex")
+expect_exit 0 "$W/offline.out" "$BIN/cosmian_vm" evidence verify --tpm-quote "$W/evidence/tpm-quote.bin" \
+    --tpm-signature "$W/evidence/tpm-signature.bin" --ak-public "$W/evidence/ak-public.bin" \
+    --pcrs "$W/evidence/pcrs.json" --nonce "$NONCE" --ima-log "$W/evidence/ima-log.bin" \
+    --event-log "$W/evidence/event-log.bin"
+cat "$W/offline.out"
+if [ -n "${E2E_FIXTURES:-}" ]; then
+    mkdir -p "$E2E_FIXTURES"
+    cp "$W/evidence/"{tpm-quote.bin,tpm-signature.bin,ak-public.bin,pcrs.json,tpm-nonce.hex,ima-log.bin,event-log.bin,ek-cert.der} "$E2E_FIXTURES/"
+    cp "$W/ca/state/swtpm-localca-rootca-cert.pem" "$E2E_FIXTURES/ek-root-ca.pem"
+    cp "$W/ca/state/issuercert.pem" "$E2E_FIXTURES/ek-issuer-ca.pem"
+    cp "$W/snapshot.json" "$E2E_FIXTURES/snapshot.json"
+    echo "fixtures written to $E2E_FIXTURES"
+fi
+
+step "a changed configuration: verify fails naming app.conf"
+printf 'listen=9090 %s-changed\n' "$CONF_MARK" > "$W/app-changed.conf"
+expect_exit 0 "$W/init2.out" "${CLI[@]}" app init --conf "$W/app-changed.conf" --snapshot "$W/snapshot.json"
+expect_exit 1 "$W/verify-conf.out" "${CLI[@]}" verify --snapshot "$W/snapshot.json"
+contains "$W/verify-conf.out" "/var/lib/cosmian_vm/data/app/app.conf"
+grep -E "app.conf" "$W/verify-conf.out" | head -n 3
+
+step "a program that is not in the snapshot runs: verify fails naming it"
+guest_run "printf '#!/bin/sh\necho intruder\n' > /root/intruder.sh && chmod 755 /root/intruder.sh && /root/intruder.sh"
+expect_exit 1 "$W/verify-new.out" "${CLI[@]}" verify --snapshot "$W/snapshot.json"
+contains "$W/verify-new.out" "/root/intruder.sh"
+grep -E "intruder" "$W/verify-new.out" | head -n 3
+# Put the approved configuration back (the session cannot verify any more this boot: the
+# changed file and the intruder stay in this boot's log).
+expect_exit 0 "$W/restore.out" "${CLI[@]}" app init --conf "$W/app.conf" --skip-verification
 shutdown_guest
+
+step "the raw disk seen from the host: ciphertext only"
+for what in "secret:$SECRET" "app configuration:$CONF_MARK" "TLS private key:PRIVATE KEY" "enrolment:owner"; do
+    if grep -q -a -F -- "${what#*:}" "$W/disk.img"; then fail "the ${what%%:*} is readable in the raw disk image"; fi
+    echo "not in the raw disk: ${what%%:*}"
+done
+
+step "boot 2: the same image again: the TPM alone re-opens the container; the agent finds its state"
+boot again "$CMDLINE_A" "CVM_SCENARIO=again"
+wait_for READY 300
+contains "$CONSOLE" "^=== AGENT-RESTARTED"
+contains "$CONSOLE" "LUKS container /dev/vda mounted at /var/lib/cosmian_vm/data"
+contains "$CONSOLE" "owner: SPKI SHA-256 .* (enrolled)"
+if grep -q "One-time enrolment token" "$CONSOLE"; then fail "boot 2 made a new enrolment token: the owner was lost"; fi
+expect_exit 0 "$W/verify-boot2.out" "${CLI[@]}" verify --snapshot "$W/snapshot.json"
+expect_exit 0 "$W/restart-boot2.out" "${CLI[@]}" app restart --snapshot "$W/snapshot.json"
+shutdown_guest
+
+step "boot 3: a changed kernel command line: PCR 9 differs, the TPM refuses the key"
+CMDLINE_B="$CMDLINE_A cvm_e2e=changed"
+boot changed "$CMDLINE_B" "CVM_SCENARIO=changed CVM_RECOVERY_PASSWORD=$RECOVERY"
+wait_for READY 300
+contains "$CONSOLE" "^=== AGENT-EXITED"
+grep -E "cosmian_vm_agent: .*(TPM|PCR)" "$CONSOLE" | tail -n 2
+contains "$CONSOLE" "PCR"
+if grep -q "^=== AGENT-LISTENING" "$CONSOLE"; then fail "the agent started although the TPM should refuse the key"; fi
+step "recovery: the recovery password re-seals the key under the new PCRs; the agent starts"
+guest recover
+wait_for RECOVER-DONE 240
+contains "$CONSOLE" "^=== RESEALED"
+contains "$CONSOLE" "^=== AGENT-LISTENING"
+expect_exit 1 "$W/verify-pcr.out" "${CLI[@]}" verify --snapshot "$W/snapshot.json"
+cat "$W/verify-pcr.out"
+contains "$W/verify-pcr.out" "PCR 9"
+contains "$W/verify-pcr.out" "LOADED_IMAGE::LoadOptions"
+shutdown_guest
+
+step "boot 4: the changed command line again: the resealed key opens with the TPM alone"
+boot resealed "$CMDLINE_B" "CVM_SCENARIO=resealed"
+wait_for READY 300
+contains "$CONSOLE" "^=== AGENT-RESTARTED"
+contains "$CONSOLE" "LUKS container /dev/vda mounted at /var/lib/cosmian_vm/data"
+# An intended change: the owner approves the new boot chain with a new snapshot.
+expect_exit 0 "$W/snapshot3.out" "${CLI[@]}" snapshot -o "$W/snapshot-b.json"
+expect_exit 0 "$W/verify-boot4.out" "${CLI[@]}" verify --snapshot "$W/snapshot-b.json"
+expect_exit 1 "$W/verify-boot4-old.out" "${CLI[@]}" verify --snapshot "$W/snapshot.json"
+shutdown_guest
+
+step "e2e-qemu: every scenario passed in $(( $(date +%s) - start_time ))s"

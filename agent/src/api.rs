@@ -31,7 +31,7 @@ use serde_json::json;
 
 use crate::app::{Action, AppControl};
 use crate::config::Config;
-use crate::fsutil::{write_atomic, SECRET_MODE};
+use crate::fsutil::{write_atomic_owned, SECRET_MODE};
 use crate::job::{JobView, SnapshotJob, StartError};
 use crate::limits::{BufferSlot, Limiter, Refusal};
 use crate::owner::{EnrolError, Owner};
@@ -305,7 +305,8 @@ async fn route(state: &AppState, conn: &Conn, req: Request<Incoming>) -> Reply {
                 .app_storage
                 .join("secrets")
                 .join(name);
-            write_file(&target, body).await?;
+            // Secrets go to the unmeasured uid: IMA must not log their digests.
+            write_file(&target, body, state.config.agent.unmeasured_uid).await?;
             ok(&json!({ "written": target.display().to_string() }))
         }
     }
@@ -659,10 +660,11 @@ fn snapshot_job(state: &AppState, id: &str) -> Reply {
     }
 }
 
-async fn write_file(target: &Path, body: Bytes) -> Result<(), ApiError> {
+/// Write a request body to `target` (mode 0600), owned by `owner` when given.
+async fn write_file(target: &Path, body: Bytes, owner: Option<u32>) -> Result<(), ApiError> {
     let path = target.to_path_buf();
     blocking(move || {
-        write_atomic(&path, &body, SECRET_MODE)
+        write_atomic_owned(&path, &body, SECRET_MODE, owner)
             .map_err(|e| ApiError::internal(format!("writing {}: {e}", path.display())))
     })
     .await
@@ -670,7 +672,9 @@ async fn write_file(target: &Path, body: Bytes) -> Result<(), ApiError> {
 
 async fn app_init(app: &AppControl, body: Bytes) -> Reply {
     let target = app.config.app_storage.join("app.conf");
-    write_file(&target, body).await?;
+    // The configuration stays root's: IMA measures it when the app reads it, which is how
+    // `verify` sees a changed configuration.
+    write_file(&target, body, None).await?;
     app.run(Action::Restart)
         .await
         .map_err(|e| {

@@ -100,14 +100,24 @@ pub struct AgentConfig {
     pub snapshot_excludes: Vec<PathBuf>,
     /// The encrypted container made at first start, when configured.
     pub luks: Option<LuksConfig>,
+    /// The uid secret files are given to (pushed secrets, the TLS key, the enrolment token, the
+    /// recovery password file): the recommended IMA policy does not measure files this uid
+    /// owns (`agent/packaging/ima-policy`), so their digests never reach the public IMA log.
+    /// `None` (`unmeasured_uid = -1`): files stay root's.
+    pub unmeasured_uid: Option<u32>,
 }
+
+/// The default [`AgentConfig::unmeasured_uid`]: the uid of `dont_measure fowner=` in the
+/// shipped IMA policy.
+pub const DEFAULT_UNMEASURED_UID: u32 = 64990;
 
 /// `luks_size`, `luks_recovery_password_file`, `luks_container`, `luks_mountpoint`, `fstool`:
 /// the LUKS2 container the first start creates with `cosmian_fstool` (key sealed in the TPM,
 /// the operator's password as the recovery path) and mounts before anything is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LuksConfig {
-    /// `cosmian_fstool` size syntax: `500M`, `2G`.
+    /// `cosmian_fstool` size syntax (`500M`, `2G`), or `device`: the container is the whole
+    /// block device `container` (e.g. a dedicated virtual disk).
     pub size: String,
     /// A file holding the recovery password (the operator's; never generated or printed here).
     pub recovery_password_file: PathBuf,
@@ -200,6 +210,7 @@ struct RawAgent {
     luks_container: Option<PathBuf>,
     luks_mountpoint: Option<PathBuf>,
     fstool: Option<PathBuf>,
+    unmeasured_uid: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -432,6 +443,20 @@ impl Config {
                     "luks_recovery_password_file without luks_size".into(),
                 ))
             }
+            (Some(size), Some(_))
+                if size == LuksConfig::WHOLE_DEVICE
+                    && !a
+                        .luks_container
+                        .as_deref()
+                        .is_some_and(Path::is_absolute) =>
+            {
+                return Err(invalid(
+                    "agent.luks_container",
+                    "luks_size = \"device\" needs luks_container = the absolute path of the \
+                     block device (e.g. \"/dev/vdb\")"
+                        .into(),
+                ))
+            }
             (Some(size), Some(password)) => Some(LuksConfig {
                 size,
                 recovery_password_file: under(password),
@@ -448,8 +473,19 @@ impl Config {
                     .unwrap_or_else(|| PathBuf::from("cosmian_fstool")),
             }),
         };
+        let unmeasured_uid = match a.unmeasured_uid {
+            None => Some(DEFAULT_UNMEASURED_UID),
+            Some(-1) => None,
+            Some(uid) => Some(u32::try_from(uid).map_err(|_| {
+                invalid(
+                    "agent.unmeasured_uid",
+                    format!("{uid} is not a uid (0..=4294967295, or -1 for none)"),
+                )
+            })?),
+        };
         let agent = AgentConfig {
             luks,
+            unmeasured_uid,
             host,
             port: a.port.unwrap_or(5555),
             ssl_certificate: under(
@@ -554,6 +590,16 @@ fn valid_service_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"@._:-".contains(&b))
+}
+
+impl LuksConfig {
+    /// `luks_size = "device"`: the container is a whole block device.
+    pub const WHOLE_DEVICE: &'static str = "device";
+
+    /// The container is a whole block device.
+    pub fn is_device(&self) -> bool {
+        self.size == Self::WHOLE_DEVICE
+    }
 }
 
 impl AgentConfig {

@@ -52,7 +52,8 @@ pub async fn run(config: Config, preinit: bool) -> Result<(), StartError> {
     .map_err(|e| StartError(format!("startup task: {e}")))??;
 
     let a = &config.agent;
-    let owner = Owner::load(owner_cfg, a.secure_dir()).map_err(StartError)?;
+    let owner =
+        Owner::load_with(owner_cfg, a.secure_dir(), a.unmeasured_uid).map_err(StartError)?;
     let mut walk = crate::job::WalkOptions::new(a.snapshot_roots.clone());
     walk.excludes
         .extend(a.snapshot_excludes.iter().cloned());

@@ -17,7 +17,7 @@ use rustls::server::ResolvesServerCert;
 use rustls::sign::CertifiedKey;
 
 use crate::config::{AgentConfig, TeeChoice};
-use crate::fsutil::{write_atomic, PUBLIC_MODE, SECRET_MODE};
+use crate::fsutil::{write_atomic, write_atomic_owned, PUBLIC_MODE, SECRET_MODE};
 use crate::tls::StaticCert;
 
 /// Why the agent cannot start.
@@ -177,18 +177,65 @@ pub fn first_start(cfg: &AgentConfig, preinit: bool) -> Result<(), StartError> {
     if !cfg.ssl_private_key.exists() && !cfg.ssl_certificate.exists() {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .map_err(|e| err(format!("generating the TLS key: {e}")))?;
-        write_atomic(
+        write_atomic_owned(
             &cfg.ssl_private_key,
             key.serialize_pem().as_bytes(),
             SECRET_MODE,
+            cfg.unmeasured_uid,
         )
         .map_err(|e| err(format!("writing {}: {e}", cfg.ssl_private_key.display())))?;
         eprintln!(
             "cosmian_vm_agent: first start: TLS key (ECDSA P-256) written to {}",
             cfg.ssl_private_key.display()
         );
+    } else if let (Some(uid), true) = (cfg.unmeasured_uid, cfg.ssl_private_key.exists()) {
+        // A key from before unmeasured_uid (or copied in as root): hand it over before this
+        // start reads it, so IMA does not log its digest.
+        give_to(&cfg.ssl_private_key, uid)?;
     }
     Ok(())
+}
+
+/// Give `path` to `uid` (without opening it: IMA measures at open, by the owner it sees then).
+fn give_to(path: &Path, uid: u32) -> Result<(), StartError> {
+    std::os::unix::fs::chown(path, Some(uid), None).map_err(|e| {
+        err(format!(
+            "giving {} to the unmeasured uid {uid} (agent.unmeasured_uid): {e}",
+            path.display()
+        ))
+    })
+}
+
+/// The first bytes of every LUKS header (v1 and v2).
+const LUKS_MAGIC: &[u8; 6] = b"LUKS\xba\xbe";
+
+/// Whether the container is there: for a file, that it exists; for a whole block device, that
+/// the device exists (else it is not attached: an error) and starts with a LUKS header.
+fn container_present(luks: &crate::config::LuksConfig) -> Result<bool, StartError> {
+    if !luks.is_device() {
+        return Ok(luks.container.exists());
+    }
+    use std::io::Read as _;
+    use std::os::unix::fs::FileTypeExt as _;
+    let path = &luks.container;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        err(format!(
+            "LUKS container: the block device {} (luks_size = \"device\") is not there: {e}; \
+             refusing to start (the container holds this VM's keys and secrets: attach the disk)",
+            path.display()
+        ))
+    })?;
+    if !meta.file_type().is_block_device() {
+        return Err(err(format!(
+            "LUKS container: {} is not a block device (luks_size = \"device\")",
+            path.display()
+        )));
+    }
+    let mut magic = [0u8; 6];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .map_err(|e| err(format!("LUKS container: reading {}: {e}", path.display())))?;
+    Ok(&magic == LUKS_MAGIC)
 }
 
 /// Create the container when it does not exist yet (`cosmian_fstool create --tpm-seal`, the
@@ -207,14 +254,17 @@ fn luks_first_start(cfg: &AgentConfig, luks: &crate::config::LuksConfig) -> Resu
     let fstool = |args: &[&std::ffi::OsStr], stdin: Option<&[u8]>| -> Result<(), StartError> {
         let mut cmd = std::process::Command::new(&luks.fstool);
         cmd.args(args)
-            .env("COSMIAN_FSTOOL_TPM", &cfg.tpm_tcti)
-            .stdin(if stdin.is_some() {
-                std::process::Stdio::piped()
-            } else {
-                std::process::Stdio::null()
-            })
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
+            .env("COSMIAN_FSTOOL_TPM", &cfg.tpm_tcti);
+        if let Some(uid) = cfg.unmeasured_uid {
+            cmd.env("COSMIAN_FSTOOL_SECRET_UID", uid.to_string());
+        }
+        cmd.stdin(if stdin.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
         let what = format!(
             "{} {}",
             luks.fstool.display(),
@@ -243,13 +293,17 @@ fn luks_first_start(cfg: &AgentConfig, luks: &crate::config::LuksConfig) -> Resu
             )))
         }
     };
-    if !luks.container.exists() {
+    if !container_present(luks)? {
+        if let (Some(uid), true) = (cfg.unmeasured_uid, luks.recovery_password_file.exists()) {
+            // Before reading it: IMA would otherwise log the password's digest.
+            give_to(&luks.recovery_password_file, uid)?;
+        }
         let password = match std::fs::read(&luks.recovery_password_file) {
             Ok(p) => p,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(err(format!(
-                    "LUKS container {} is missing, and there is no recovery password file {} \
-                     asking for a new one: refusing to start (the container holds this VM's \
+                    "LUKS container {} is missing (or holds no LUKS header), and there is no \
+                     recovery password file {} asking for a new one: refusing to start (the container holds this VM's \
                      keys and secrets; it was deleted or not attached). Restore the container, \
                      or provide a recovery password file to create a NEW, EMPTY one.",
                     luks.container.display(),
@@ -269,19 +323,19 @@ fn luks_first_start(cfg: &AgentConfig, luks: &crate::config::LuksConfig) -> Resu
             luks.container.display(),
             luks.size
         );
-        fstool(
-            &[
-                "create".as_ref(),
-                "--size".as_ref(),
-                luks.size.as_ref(),
-                "--location".as_ref(),
-                luks.container.as_os_str(),
-                "--tpm-seal".as_ref(),
-                "--password".as_ref(),
-                "-".as_ref(),
-            ],
-            Some(&password),
-        )?;
+        use std::ffi::OsStr;
+        let mut args: Vec<&OsStr> = vec![OsStr::new("create")];
+        if !luks.is_device() {
+            args.extend([OsStr::new("--size"), OsStr::new(&luks.size)]);
+        }
+        args.extend([
+            OsStr::new("--location"),
+            luks.container.as_os_str(),
+            OsStr::new("--tpm-seal"),
+            OsStr::new("--password"),
+            OsStr::new("-"),
+        ]);
+        fstool(&args, Some(&password))?;
         consume(&luks.recovery_password_file)?;
         eprintln!(
             "cosmian_vm_agent: first start: the recovery password file {} was wiped and \

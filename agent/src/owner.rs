@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::{write_atomic, SECRET_MODE};
+use crate::fsutil::{write_atomic, write_atomic_owned, SECRET_MODE};
 
 /// Wrong enrolment tokens tolerated per window.
 pub const MAX_FAILURES: u32 = 20;
@@ -84,6 +84,15 @@ impl Owner {
     /// The configured owner, the one recorded in `dir/owner.json`, and — when there is neither —
     /// a new enrolment token, printed and written to `dir/enrolment-token`.
     pub fn load(configured: Option<[u8; 32]>, dir: &Path) -> Result<Self, String> {
+        Self::load_with(configured, dir, None)
+    }
+
+    /// [`Owner::load`], the token file given to `token_uid` (the uid IMA does not measure).
+    pub fn load_with(
+        configured: Option<[u8; 32]>,
+        dir: &Path,
+        token_uid: Option<u32>,
+    ) -> Result<Self, String> {
         let path = dir.join(OWNER_FILE);
         let enrolled = match std::fs::read(&path) {
             Ok(bytes) => {
@@ -126,8 +135,13 @@ impl Owner {
             }
             None => {
                 let token = new_token()?;
-                write_atomic(&token_path, format!("{token}\n").as_bytes(), SECRET_MODE)
-                    .map_err(|e| format!("writing {}: {e}", token_path.display()))?;
+                write_atomic_owned(
+                    &token_path,
+                    format!("{token}\n").as_bytes(),
+                    SECRET_MODE,
+                    token_uid,
+                )
+                .map_err(|e| format!("writing {}: {e}", token_path.display()))?;
                 *lock(&owner.token) = Some(ratls::digest::sha256(token.as_bytes()));
                 eprintln!(
                     "cosmian_vm_agent: no owner yet. One-time enrolment token: {token} (also in \

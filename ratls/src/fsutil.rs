@@ -27,6 +27,19 @@ pub fn create_dir(dir: &Path, mode: u32) -> std::io::Result<()> {
 /// Write `bytes` to `path` atomically with permissions `mode`; missing parent directories are
 /// created with mode 0700.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    write_atomic_owned(path, bytes, mode, None)
+}
+
+/// [`write_atomic`], the file owned by `owner` (a uid) from before its first byte is written:
+/// secrets go to the uid the IMA policy does not measure (`agent/packaging/ima-policy`), so
+/// their digests never reach the measurement log. Changing the owner needs root (or
+/// CAP_CHOWN); the error is returned, nothing is written then.
+pub fn write_atomic_owned(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    owner: Option<u32>,
+) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -64,6 +77,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
         // The umask may have narrowed the mode at creation: set it exactly.
         #[cfg(unix)]
         file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+        #[cfg(unix)]
+        if let Some(uid) = owner {
+            std::os::unix::fs::fchown(&file, Some(uid), None)?;
+        }
+        #[cfg(not(unix))]
+        let _ = owner;
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
@@ -113,6 +132,22 @@ mod tests {
             .collect();
         assert_eq!(names, ["secret"]);
         assert!(write_atomic(Path::new("/"), b"x", PUBLIC_MODE).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_owned_write_gives_the_file_to_the_uid() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = std::env::temp_dir().join(format!("ratls-fsutil-owned-{}", std::process::id()));
+        let path = dir.join("secret");
+        // Another uid needs root (CI runs as root); otherwise give it to ourselves.
+        let me = std::fs::metadata("/proc/self")
+            .unwrap()
+            .uid();
+        let uid = if me == 0 { 64990 } else { me };
+        write_atomic_owned(&path, b"s", SECRET_MODE, Some(uid)).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o777), (uid, 0o600));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

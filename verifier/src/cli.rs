@@ -138,6 +138,11 @@ pub struct AgentVerifyArgs {
     /// VM's: the agent's key, or an RA-TLS certificate from the same TPM. Repeatable.
     #[arg(long, value_name = "HOST[:PORT]")]
     pub application: Vec<String>,
+    /// Also write the fresh evidence to DIR: the bundle (evidence.cmw) and its parts as the
+    /// files `cosmian_vm evidence verify` takes (TPM quote, signature, AK, PCRs, nonce, EK
+    /// certificate, IMA log, event log, TEE report), whatever the verdict.
+    #[arg(long, value_name = "DIR")]
+    pub save_evidence: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

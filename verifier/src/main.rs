@@ -13,6 +13,7 @@ mod evidence;
 mod files;
 mod net;
 mod output;
+mod save;
 mod vm;
 
 use std::process::ExitCode;

@@ -168,6 +168,9 @@ struct SessionCheck {
     /// Every file IMA measured since boot, compared with the snapshot.
     files: Vec<Check>,
     agent_spki_sha256: String,
+    /// The evidence bundle as received (CMW).
+    #[serde(skip)]
+    cmw: Vec<u8>,
 }
 
 impl SessionCheck {
@@ -231,6 +234,7 @@ async fn check_session(
         ],
         files,
         agent_spki_sha256,
+        cmw,
     })
 }
 
@@ -496,6 +500,12 @@ pub async fn verify(global: &Global, args: &AgentVerifyArgs) -> Outcome {
     let policy = snapshot_policy(&ctx, &snapshot);
     let mut session = ctx.open(&policy, None).await?;
     let check = check_session(&mut session, &snapshot, &policy).await?;
+    if let Some(dir) = &args.save_evidence {
+        match crate::save::save(dir, &check.cmw) {
+            Ok(names) => eprintln!("evidence saved in {}: {}", dir.display(), names.join(", ")),
+            Err(e) => return Err(UsageError(e).into()),
+        }
+    }
     let mut results = Vec::new();
     for app in &apps {
         results.push(check_application(&ctx, app, &check, &snapshot).await);
@@ -733,12 +743,13 @@ async fn admin_session(
         None => {
             // Genuineness only (owner enrolment before any snapshot): chain, signatures,
             // binding to this session.
-            let (evidence, _) = session.evidence(&policy).await?;
+            let (evidence, cmw) = session.evidence(&policy).await?;
             SessionCheck {
                 evidence,
                 snapshot_checks: Vec::new(),
                 files: Vec::new(),
                 agent_spki_sha256: session.spki_sha256_hex(),
+                cmw,
             }
         }
     };

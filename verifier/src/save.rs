@@ -1,0 +1,70 @@
+//! `verify --save-evidence DIR`: the fresh evidence the verdict was made on, as the bundle
+//! itself and as the separate files `cosmian_vm evidence verify` takes, so a verification can be
+//! replayed offline, archived, or turned into test fixtures (`testdata/qemu/`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ratls::bundle::{Bundle, ImaEvidence, TeeEvidence, MAX_BUNDLE_LEN};
+use ratls::fsutil::{write_atomic, PUBLIC_MODE};
+use ratls::hexfmt::hex;
+
+/// Write `cmw` (an evidence bundle) and its parts into `dir`; returns the names written.
+///
+/// `evidence.cmw` always; when present: `tpm-quote.bin` (TPMS_ATTEST), `tpm-signature.bin`,
+/// `ak-public.bin`, `pcrs.json` (`{"sha256": {"0": "hex", ...}}`), `tpm-nonce.hex` (the
+/// quote's qualifying data: the binding digest of this session), `ek-cert.der`,
+/// `ima-log.bin` (binary_runtime_measurements), `event-log.bin` (the firmware's TCG event
+/// log), `tee-report.bin`.
+pub fn save(dir: &Path, cmw: &[u8]) -> Result<Vec<String>, String> {
+    let mut written = Vec::new();
+    let mut put = |name: &str, bytes: &[u8]| -> Result<(), String> {
+        write_atomic(&dir.join(name), bytes, PUBLIC_MODE)
+            .map_err(|e| format!("--save-evidence: writing {}: {e}", dir.join(name).display()))?;
+        written.push(name.to_owned());
+        Ok(())
+    };
+    put("evidence.cmw", cmw)?;
+    let bundle = Bundle::from_cmw(cmw, MAX_BUNDLE_LEN)
+        .map_err(|e| format!("--save-evidence: the evidence does not decode: {e}"))?;
+    if let Some(tpm) = &bundle.tpm {
+        put("tpm-quote.bin", &tpm.attest)?;
+        put("tpm-signature.bin", &tpm.signature)?;
+        put("ak-public.bin", &tpm.ak_public)?;
+        let pcrs: BTreeMap<String, BTreeMap<String, String>> = tpm
+            .pcrs
+            .iter()
+            .map(|(bank, values)| {
+                (
+                    bank.name().to_owned(),
+                    values
+                        .iter()
+                        .map(|(index, value)| (index.to_string(), hex(value)))
+                        .collect(),
+                )
+            })
+            .collect();
+        let json = serde_json::to_vec_pretty(&pcrs)
+            .map_err(|e| format!("--save-evidence: encoding pcrs.json: {e}"))?;
+        put("pcrs.json", &json)?;
+        let nonce = hex(bundle
+            .binding
+            .qualifying_data()
+            .as_bytes());
+        put("tpm-nonce.hex", format!("{nonce}\n").as_bytes())?;
+        if let Some(ek) = &tpm.ek_cert {
+            put("ek-cert.der", ek)?;
+        }
+    }
+    if let Some(ImaEvidence::Log(log)) = &bundle.ima {
+        put("ima-log.bin", log)?;
+    }
+    match &bundle.tee {
+        Some(TeeEvidence::SevSnp { report, .. } | TeeEvidence::Sim { report, .. }) => {
+            put("tee-report.bin", report)?;
+        }
+        Some(TeeEvidence::Tdx { quote, .. }) => put("tee-report.bin", quote)?,
+        _ => {}
+    }
+    Ok(written)
+}
