@@ -204,6 +204,58 @@ fn luks_needs_a_size_and_a_recovery_password_file() {
 }
 
 #[test]
+fn a_whole_block_device_container_needs_its_absolute_path() {
+    let base = "[agent]\nluks_size = \"device\"\nluks_recovery_password_file = \"/root/pw\"\n";
+    let err = parse(base).unwrap_err().to_string();
+    assert!(
+        err.contains("luks_container") && err.contains("block device"),
+        "{err}"
+    );
+    let err = parse(&format!("{base}luks_container = \"vdb\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("absolute"), "{err}");
+    let c = parse(&format!("{base}luks_container = \"/dev/vdb\"\n")).unwrap();
+    let luks = c.agent.luks.unwrap();
+    assert!(luks.is_device());
+    assert_eq!(luks.container, PathBuf::from("/dev/vdb"));
+    let c = parse("[agent]\nluks_size = \"1G\"\nluks_recovery_password_file = \"/pw\"\n").unwrap();
+    assert!(!c.agent.luks.unwrap().is_device());
+}
+
+#[test]
+fn secrets_go_to_the_unmeasured_uid_of_the_shipped_ima_policy_by_default() {
+    assert_eq!(
+        parse("[agent]\n")
+            .unwrap()
+            .agent
+            .unmeasured_uid,
+        Some(DEFAULT_UNMEASURED_UID)
+    );
+    // The shipped policy names the same uid.
+    let policy = include_str!("../../packaging/ima-policy");
+    assert!(policy.contains(&format!("dont_measure fowner={DEFAULT_UNMEASURED_UID}\n")));
+    assert_eq!(
+        parse("[agent]\nunmeasured_uid = 1234\n")
+            .unwrap()
+            .agent
+            .unmeasured_uid,
+        Some(1234)
+    );
+    assert_eq!(
+        parse("[agent]\nunmeasured_uid = -1\n")
+            .unwrap()
+            .agent
+            .unmeasured_uid,
+        None
+    );
+    let err = parse("[agent]\nunmeasured_uid = -2\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("agent.unmeasured_uid"), "{err}");
+}
+
+#[test]
 fn limits_and_a_provisioned_owner() {
     let c = parse("[agent]\n").unwrap();
     assert_eq!(c.agent.limits, Limits::default());
