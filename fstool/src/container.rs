@@ -297,4 +297,43 @@ mod tests {
         assert!(parsed.contains(&("loop".to_owned(), "/tmp/img".to_owned())));
         assert!(parsed.contains(&("offset".to_owned(), "32768 sectors".to_owned())));
     }
+
+    #[test]
+    fn open_mapping_must_be_this_container() {
+        let dir = crate::files::PrivateDir::new().unwrap();
+        let ours = dir.path_for("ours");
+        let other = dir.path_for("other");
+        std::fs::write(&ours, b"x").unwrap();
+        std::fs::write(&other, b"y").unwrap();
+        let status = |backing: &Path, cipher: &str| {
+            parse_status(&format!(
+                "/dev/mapper/n is active.\n  type:    LUKS2\n  cipher:  {cipher}\n  keysize: \
+                 512 bits\n  device:  /dev/loop7\n  loop:    {}\n  sector size:  4096\n  \
+                 offset:  32768 sectors\n",
+                backing.display()
+            ))
+        };
+        let good = status(&ours, "aes-xts-plain64");
+        assert_eq!(
+            mapping_mismatch(&good, &ours, Kind::File, "n").unwrap(),
+            None
+        );
+        let why = mapping_mismatch(&status(&other, "aes-xts-plain64"), &ours, Kind::File, "n")
+            .unwrap()
+            .unwrap();
+        assert!(
+            why.contains(&format!("is already open on {}", other.display()))
+                && why.contains(&format!("not on the container {}", ours.display())),
+            "{why}"
+        );
+        let why = mapping_mismatch(&status(&ours, "cipher_null-ecb"), &ours, Kind::File, "n")
+            .unwrap()
+            .unwrap();
+        assert!(
+            why.contains("not the encryption")
+                && why
+                    .contains("expected cipher \"aes-xts-plain64\", presented \"cipher_null-ecb\""),
+            "{why}"
+        );
+    }
 }
