@@ -284,3 +284,28 @@ pub fn header_restore(location: &Path, backup: &Path) -> Result<()> {
     )
     .map(drop)
 }
+
+/// `token import --token-id ID [--token-replace]`: the token JSON (not secret: the sealed blob
+/// is encrypted by the TPM) on stdin, into the header at `location` (the private copy).
+pub fn token_import(location: &Path, token_id: u32, json: &[u8], replace: bool) -> Result<()> {
+    let id = token_id.to_string();
+    let mut a = args([
+        &"token",
+        &"import",
+        &"--json-file",
+        &"-",
+        &"--token-id",
+        &id,
+    ]);
+    if replace {
+        a.push("--token-replace".into());
+    }
+    a.push(location.into());
+    run("token import", &a, Some(&Secret::new(json.to_vec()))).map(drop)
+}
+
+/// `status NAME`: the active mapping's description (type, cipher, device, loop file, ...).
+pub fn status(name: &str) -> Result<String> {
+    let out = run("status", &args([&"status", &name]), None)?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

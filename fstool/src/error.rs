@@ -12,18 +12,10 @@ pub enum Error {
     /// The LUKS header is unsafe to open (exit 3).
     #[error("refusing {location}: {why}")]
     UnsafeHeader { location: PathBuf, why: String },
-    /// The TPM refused to unseal because the PCRs differ from the sealed policy (exit 4).
-    #[error(
-        "the TPM refused to unseal the key: the PCR policy ({bank} PCRs {pcrs}) does not match \
-         this machine's current state; changed since sealing: {changed}. If this change was \
-         intended (an update), use the password (the recovery keyslot) and run \
-         `cosmian_fstool reseal`"
-    )]
-    PcrPolicy {
-        bank: &'static str,
-        pcrs: String,
-        changed: String,
-    },
+    /// The TPM did not release the key because the PCRs differ from the sealed policy
+    /// (exit 4).
+    #[error("{0}")]
+    PcrPolicy(Box<PcrPolicy>),
     /// A `cryptsetup` command failed (exit 1).
     #[error("cryptsetup {what} failed ({status}): {stderr}")]
     Cryptsetup {
@@ -63,8 +55,25 @@ impl Error {
         match self {
             Self::Usage(_) => 2,
             Self::UnsafeHeader { .. } => 3,
-            Self::PcrPolicy { .. } => 4,
+            Self::PcrPolicy(_) => 4,
             _ => 1,
         }
     }
+}
+
+/// Why the TPM did not release the key: the PCRs moved (exit 4).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the TPM did not release the key: the current {bank} PCRs {pcrs} are not those the key was \
+     sealed to (policy digest sealed {sealed_digest}, current {current_digest}; changed since \
+     sealing: {changed}) — the boot chain changed. {recovery}"
+)]
+pub struct PcrPolicy {
+    pub bank: &'static str,
+    pub pcrs: String,
+    pub changed: String,
+    pub sealed_digest: String,
+    pub current_digest: String,
+    /// What to do: the recovery and reseal commands, with the location (and name).
+    pub recovery: String,
 }

@@ -1,11 +1,21 @@
-//! Files: atomic writes (temp + fsync + rename, mode 0600) and [`PrivateDir`], a 0700
+//! Files: [`PrivateDir`], a 0700
 //! directory for the key files and header copies handed to `cryptsetup`, wiped and removed on
 //! drop.
+//!
+//! IMA: the recommended policy (`agent/packaging/ima-policy`) measures every regular file root
+//! reads, except on pseudo and volatile file systems (tmpfs among them, but not ramfs) and
+//! except files owned by the agent's unmeasured uid (64990). A key file that `cryptsetup` (root)
+//! reads on a measured file system would put its SHA-256 in the IMA log, which anyone can fetch.
+//! So [`PrivateDir`] prefers `/run` (tmpfs on systemd systems and in the guest initramfs, and
+//! writable by root only) over `/dev/shm` and `/tmp` (on the guest's ramfs root, `/tmp` is
+//! measured), and with [`set_secret_owner`] (`--secret-owner-uid`) every secret file is chowned
+//! to that uid right after it is created, before anything is written to it or reads it.
 
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::{DirBuilder, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
 use crate::secret::Secret;
@@ -15,41 +25,40 @@ fn random_suffix() -> Result<String> {
     Ok(hex::encode(Secret::random(8)?.bytes()))
 }
 
-/// Write `bytes` to `path` atomically with mode 0600: a temp file in the same directory,
-/// fsync, rename over `path`, fsync the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::Usage(format!("{} is not a file path", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        random_suffix()?
-    ));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        File::open(&dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(|e| Error::io(format!("write {}", path.display()), e))
+/// The uid every secret file is given (`--secret-owner-uid`), set once by `main`.
+static SECRET_OWNER: OnceLock<u32> = OnceLock::new();
+
+/// Every secret file written from now on is chowned to `uid` before it is written or read
+/// (the IMA policy does not measure files this uid owns).
+pub fn set_secret_owner(uid: u32) -> Result<()> {
+    SECRET_OWNER
+        .set(uid)
+        .map_err(|previous| {
+            Error::Other(format!(
+                "the secret owner uid is already set (to {previous}), cannot set it to {uid}"
+            ))
+        })
 }
 
-/// A fresh 0700 directory for files `cryptsetup` reads secrets from. It lives under `$TMPDIR`
-/// when set, else `/dev/shm` (memory, never on disk) when present, else the system temp dir.
-/// On drop the secret files are overwritten with zeros and the directory is removed.
+/// Where private directories go, in order: `$TMPDIR` when set (only there), else `/run`
+/// (root-only tmpfs: not measured by IMA, never on disk), `/dev/shm` (tmpfs), the system temp
+/// directory. The first one a directory can be created in is used.
+fn bases() -> Vec<PathBuf> {
+    match std::env::var_os("TMPDIR") {
+        Some(dir) if !dir.is_empty() => vec![PathBuf::from(dir)],
+        _ => ["/run", "/dev/shm"]
+            .into_iter()
+            .map(PathBuf::from)
+            .filter(|p| p.is_dir())
+            .chain(std::iter::once(std::env::temp_dir()))
+            .collect(),
+    }
+}
+
+/// A fresh 0700 directory for files `cryptsetup` reads secrets from: under `$TMPDIR` when set,
+/// else the first of `/run`, `/dev/shm` and the system temp directory it can be created in
+/// (see the module documentation for why). On drop the secret files are overwritten with zeros
+/// and the directory is removed.
 #[derive(Debug)]
 pub struct PrivateDir {
     path: PathBuf,
@@ -58,24 +67,27 @@ pub struct PrivateDir {
 
 impl PrivateDir {
     pub fn new() -> Result<Self> {
-        let base = match std::env::var_os("TMPDIR") {
-            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-            _ if Path::new("/dev/shm").is_dir() => PathBuf::from("/dev/shm"),
-            _ => std::env::temp_dir(),
-        };
-        let path = base.join(format!(
-            "cosmian_fstool-{}-{}",
-            std::process::id(),
-            random_suffix()?
-        ));
-        DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
-        Ok(Self {
-            path,
-            secret_files: Vec::new(),
-        })
+        let name = format!("cosmian_fstool-{}-{}", std::process::id(), random_suffix()?);
+        let mut failures = Vec::new();
+        for base in bases() {
+            let path = base.join(&name);
+            match DirBuilder::new()
+                .mode(0o700)
+                .create(&path)
+            {
+                Ok(()) => {
+                    return Ok(Self {
+                        path,
+                        secret_files: Vec::new(),
+                    })
+                }
+                Err(e) => failures.push(format!("{}: {e}", path.display())),
+            }
+        }
+        Err(Error::Other(format!(
+            "cannot create a private directory for the key files (tried {})",
+            failures.join("; ")
+        )))
     }
 
     /// A path inside the directory that does not exist yet.
@@ -94,6 +106,17 @@ impl PrivateDir {
             .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
         self.secret_files
             .push((path.clone(), secret.bytes().len()));
+        if let Some(uid) = SECRET_OWNER.get() {
+            std::os::unix::fs::fchown(&file, Some(*uid), None).map_err(|e| {
+                Error::io(
+                    format!(
+                        "chown {} to the secret owner uid {uid} (--secret-owner-uid)",
+                        path.display()
+                    ),
+                    e,
+                )
+            })?;
+        }
         file.write_all(secret.bytes())
             .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
         Ok(path)
@@ -119,6 +142,7 @@ impl Drop for PrivateDir {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
 
     #[test]
     fn private_dir_modes_and_cleanup() -> Result<()> {
@@ -134,22 +158,6 @@ mod tests {
         assert_eq!(mode(&file), Some(0o600));
         drop(dir);
         assert!(!root.exists());
-        Ok(())
-    }
-
-    #[test]
-    fn atomic_write_is_0600_and_replaces() -> Result<()> {
-        let dir = PrivateDir::new()?;
-        let target = dir.path_for("out.json");
-        write_atomic(&target, b"one")?;
-        write_atomic(&target, b"two")?;
-        assert_eq!(std::fs::read(&target).ok(), Some(b"two".to_vec()));
-        let mode = std::fs::metadata(&target).map(|m| m.permissions().mode() & 0o777);
-        assert_eq!(mode.ok(), Some(0o600));
-        let entries = std::fs::read_dir(&dir.path)
-            .map(|d| d.count())
-            .ok();
-        assert_eq!(entries, Some(1), "temp files left behind");
         Ok(())
     }
 }

@@ -16,7 +16,11 @@
 //!   `flags`);
 //! - every keyslot of type `luks2` for a 512-bit volume key (AES-256 in XTS mode), its area
 //!   `raw`, encrypted with `aes-xts-plain64` under a 512-bit key;
-//! - no persistent activation flags and no requirements in `config`.
+//! - no persistent activation flags and no requirements in `config`;
+//! - at most one token, of type `cosmian-tpm2` (the TPM seal, see [`crate::seal`]): no other
+//!   token type (`systemd-tpm2`, `luks2-keyring`, ...) whose plugin or keyring lookup another
+//!   tool might act on. What our token holds is not checked here: a host that edits it can only
+//!   make the TPM refuse (the PCR policy is in the sealed object, which the TPM checks).
 
 use std::collections::BTreeMap;
 
@@ -56,6 +60,9 @@ pub struct Metadata {
     pub segments: BTreeMap<String, Segment>,
     #[serde(default)]
     pub config: BTreeMap<String, Value>,
+    /// Token id → the token JSON (`type`, `keyslots`, the rest).
+    #[serde(default)]
+    pub tokens: BTreeMap<String, Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +131,14 @@ impl Metadata {
             .map_err(|e| Error::Other(format!("cannot parse the LUKS2 JSON metadata: {e}")))
     }
 
+    /// The token holding the seal (its id and JSON), when there is one of our type.
+    pub fn seal_token(&self) -> Option<(&str, &Value)> {
+        self.tokens
+            .iter()
+            .find(|(_, token)| token_type(token) == Some(crate::seal::TOKEN_TYPE))
+            .map(|(id, token)| (id.as_str(), token))
+    }
+
     /// Keyslot numbers in use, ascending.
     pub fn keyslot_ids(&self) -> Vec<u32> {
         let mut ids: Vec<u32> = self
@@ -165,6 +180,7 @@ impl Metadata {
             }
             reasons.extend(segment_reasons(id, seg));
         }
+        reasons.extend(token_reasons(&self.tokens));
         for key in ["flags", "requirements"] {
             match self.config.get(key) {
                 None => {}
@@ -196,6 +212,40 @@ impl Metadata {
             })
         }
     }
+}
+
+fn token_type(token: &Value) -> Option<&str> {
+    token
+        .get("type")
+        .and_then(Value::as_str)
+}
+
+fn token_reasons(tokens: &BTreeMap<String, Value>) -> Vec<String> {
+    let mut reasons = Vec::new();
+    let ours = crate::seal::TOKEN_TYPE;
+    for (id, token) in tokens {
+        if token_type(token) != Some(ours) {
+            reasons.push(format!(
+                "token {id}: expected type {ours:?} (the only token cosmian_fstool writes), \
+                 presented {}",
+                token
+                    .get("type")
+                    .map_or_else(|| "no type".to_owned(), Value::to_string)
+            ));
+        }
+    }
+    if tokens.len() > 1 {
+        reasons.push(format!(
+            "tokens: expected at most one ({ours:?}), presented {} (ids {})",
+            tokens.len(),
+            tokens
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    reasons
 }
 
 fn keyslot_reasons(id: &str, slot: &Keyslot) -> Vec<String> {

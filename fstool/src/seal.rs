@@ -3,7 +3,8 @@
 //! owner hierarchy each time (TCG ECC P-256 SRK template: deterministic, nothing persistent).
 //!
 //! The sealed blobs (TPM2B_PUBLIC marshalled, TPM2B_PRIVATE as the TPM returned it: encrypted
-//! under the primary, useless on another TPM) go to `<location>.tpm.json` with the PCR list and
+//! under the primary, useless on another TPM) go to a LUKS2 token of type `cosmian-tpm2` in the
+//! container's header (formerly `<location>.tpm.json`, still read) with the PCR list and
 //! the values at sealing time (not secret; they let `status` and a failed unseal name the PCRs
 //! that changed). Sessions are salted with the primary key and encrypt the key on the wire
 //! (create: command parameter; unseal: response parameter). Every transient object and session
@@ -33,7 +34,7 @@ use tss_esapi::Context;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 
-/// The `format` field of `<location>.tpm.json`.
+/// The `format` field of the seal (LUKS2 token, or a legacy `<location>.tpm.json`).
 pub const FORMAT: &str = "cosmian_fstool-tpm-seal-v1";
 /// The default policy: the boot PCRs 0–9 (firmware, boot loader, kernel command line, …).
 pub const DEFAULT_PCRS: [u8; 10] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
@@ -42,7 +43,7 @@ pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
 /// How many PCR values one TPM2_PCR_Read returns at most.
 const PCRS_PER_READ: usize = 8;
 
-/// `<location>.tpm.json`.
+/// The seal: what the LUKS2 token (and a legacy `<location>.tpm.json`) holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SealedKey {
     pub format: String,
@@ -60,6 +61,59 @@ pub struct SealedKey {
     pub public: String,
     /// TPM2B_PRIVATE of the sealed object, encrypted under the parent by the TPM (hex).
     pub private: String,
+}
+
+/// The type of the LUKS2 token that holds the seal in the container's header.
+pub const TOKEN_TYPE: &str = "cosmian-tpm2";
+
+impl SealedKey {
+    /// The LUKS2 token JSON: `{"type": "cosmian-tpm2", "keyslots": ["N"], ...this record}`
+    /// (cryptsetup requires `type` and `keyslots`; the key's keyslot is the only one listed).
+    pub fn to_token(&self) -> Result<Vec<u8>> {
+        let encode = |e: serde_json::Error| Error::Other(format!("cannot encode the seal: {e}"));
+        let mut value = serde_json::to_value(self).map_err(encode)?;
+        let object = value.as_object_mut().ok_or_else(|| {
+            Error::Other(
+                "cannot encode the seal: expected a JSON object, found another value".into(),
+            )
+        })?;
+        object.insert("type".into(), serde_json::Value::from(TOKEN_TYPE));
+        object.insert(
+            "keyslots".into(),
+            serde_json::json!([self.keyslot.to_string()]),
+        );
+        serde_json::to_vec(&value).map_err(encode)
+    }
+
+    /// The seal held by LUKS2 token `id`: its type must be ours and its `keyslots` exactly the
+    /// record's keyslot.
+    pub fn from_token(id: &str, token: &serde_json::Value) -> Result<Self> {
+        let what = format!("LUKS2 token {id}");
+        let kind = token.get("type");
+        if kind.and_then(serde_json::Value::as_str) != Some(TOKEN_TYPE) {
+            return Err(Error::Other(format!(
+                "{what}: expected type {TOKEN_TYPE:?}, found {}",
+                kind.map_or_else(|| "none".to_owned(), serde_json::Value::to_string)
+            )));
+        }
+        let sealed: Self = serde_json::from_value(token.clone()).map_err(|e| {
+            Error::Other(format!(
+                "{what} ({TOKEN_TYPE}) is not a valid seal (expected the fields of format \
+                 {FORMAT:?}): {e}"
+            ))
+        })?;
+        let expected = serde_json::json!([sealed.keyslot.to_string()]);
+        let keyslots = token.get("keyslots");
+        if keyslots != Some(&expected) {
+            return Err(Error::Other(format!(
+                "{what} ({TOKEN_TYPE}): expected keyslots {expected} (its keyslot {}), found {} \
+                 (was the TPM keyslot removed? run `cosmian_fstool reseal`)",
+                sealed.keyslot,
+                keyslots.map_or_else(|| "none".to_owned(), serde_json::Value::to_string)
+            )));
+        }
+        Ok(sealed)
+    }
 }
 
 const PARENT: &str = "owner hierarchy, TCG ECC NIST P-256 storage primary (re-created per use)";
@@ -247,31 +301,20 @@ fn salted_session(
     Ok(session)
 }
 
-/// Seal `key` under a PolicyPCR over `pcrs` (SHA-256 bank, current values).
-pub fn seal(tcti: &str, pcrs: &[u8], key: &Secret, keyslot: u32) -> Result<SealedKey> {
-    let mut ctx = connect(tcti)?;
-    let mut transients = Transients(Vec::new());
-    let result = seal_inner(&mut ctx, &mut transients, pcrs, key, keyslot);
-    transients.flush(&mut ctx);
-    result
-}
-
-fn seal_inner(
+/// The PolicyPCR digest over `pcrs` with `values` (their SHA-256 values, ascending), computed
+/// by the TPM in a trial session.
+fn trial_policy(
     ctx: &mut Context,
     transients: &mut Transients,
     pcrs: &[u8],
-    key: &Secret,
-    keyslot: u32,
-) -> Result<SealedKey> {
-    let values = read_pcrs(ctx, pcrs)?;
+    values: &BTreeMap<u8, Vec<u8>>,
+) -> Result<Digest> {
     let mut concatenated = Vec::new();
     for value in values.values() {
         concatenated.extend_from_slice(value);
     }
     let pcr_digest = ring::digest::digest(&ring::digest::SHA256, &concatenated);
     let pcr_digest = Digest::try_from(pcr_digest.as_ref()).map_err(Error::tpm("PCR digest"))?;
-
-    // The policy digest, computed by the TPM in a trial session.
     let trial = ctx
         .start_auth_session(
             None,
@@ -294,9 +337,28 @@ fn seal_inner(
     let trial = PolicySession::try_from(trial).map_err(Error::tpm("trial session"))?;
     ctx.policy_pcr(trial, pcr_digest, selection(pcrs)?)
         .map_err(Error::tpm("TPM2_PolicyPCR (trial)"))?;
-    let policy = ctx
-        .policy_get_digest(trial)
-        .map_err(Error::tpm("TPM2_PolicyGetDigest"))?;
+    ctx.policy_get_digest(trial)
+        .map_err(Error::tpm("TPM2_PolicyGetDigest"))
+}
+
+/// Seal `key` under a PolicyPCR over `pcrs` (SHA-256 bank, current values).
+pub fn seal(tcti: &str, pcrs: &[u8], key: &Secret, keyslot: u32) -> Result<SealedKey> {
+    let mut ctx = connect(tcti)?;
+    let mut transients = Transients(Vec::new());
+    let result = seal_inner(&mut ctx, &mut transients, pcrs, key, keyslot);
+    transients.flush(&mut ctx);
+    result
+}
+
+fn seal_inner(
+    ctx: &mut Context,
+    transients: &mut Transients,
+    pcrs: &[u8],
+    key: &Secret,
+    keyslot: u32,
+) -> Result<SealedKey> {
+    let values = read_pcrs(ctx, pcrs)?;
+    let policy = trial_policy(ctx, transients, pcrs, &values)?;
     let policy_hex = hex::encode(policy.value());
 
     let parent = primary(ctx, transients)?;
@@ -333,11 +395,11 @@ fn seal_inner(
 pub fn unseal(tcti: &str, sealed: &SealedKey) -> Result<Secret> {
     if sealed.format != FORMAT || sealed.pcr_bank != "sha256" {
         return Err(Error::Other(format!(
-            "unsupported seal file: format {:?}, bank {:?} (expected {FORMAT:?}, sha256)",
+            "unsupported seal: format {:?}, bank {:?} (expected {FORMAT:?}, sha256)",
             sealed.format, sealed.pcr_bank
         )));
     }
-    let bad_blob = |what: &str| Error::Other(format!("the seal file's {what} blob is invalid"));
+    let bad_blob = |what: &str| Error::Other(format!("the seal's {what} blob is invalid"));
     let public = hex::decode(&sealed.public)
         .ok()
         .and_then(|b| Public::unmarshall(&b).ok())
@@ -346,6 +408,7 @@ pub fn unseal(tcti: &str, sealed: &SealedKey) -> Result<Secret> {
         .ok()
         .and_then(|b| Private::try_from(b).ok())
         .ok_or_else(|| bad_blob("private"))?;
+    let public_policy = public.auth_policy().clone();
     let mut ctx = connect(tcti)?;
     let mut transients = Transients(Vec::new());
     let result = unseal_inner(&mut ctx, &mut transients, sealed, public, private);
@@ -353,8 +416,18 @@ pub fn unseal(tcti: &str, sealed: &SealedKey) -> Result<Secret> {
     match result {
         Ok(key) => Ok(key),
         Err(Error::Tpm { what, why }) if what == UNSEAL => {
-            // Which PCRs moved? A policy failure names them; anything else stays a TPM error.
+            // A policy failure: the PolicyPCR digest over the current values is not the
+            // object's authPolicy (read from the sealed blob itself, not from the record).
+            let sealed_digest = hex::encode(public_policy.value());
             let current = read_pcrs(&mut ctx, &sealed.pcrs)?;
+            let mut transients = Transients(Vec::new());
+            let policy = trial_policy(&mut ctx, &mut transients, &sealed.pcrs, &current);
+            transients.flush(&mut ctx);
+            let current_digest = hex::encode(policy?.value());
+            if current_digest == sealed_digest {
+                return Err(Error::Tpm { what, why });
+            }
+            // Which PCRs moved, by the values recorded at sealing (informational).
             let changed: Vec<u8> = sealed
                 .pcrs
                 .iter()
@@ -367,15 +440,21 @@ pub fn unseal(tcti: &str, sealed: &SealedKey) -> Result<Secret> {
                         != sealed.pcr_values.get(pcr)
                 })
                 .collect();
-            if changed.is_empty() {
-                Err(Error::Tpm { what, why })
-            } else {
-                Err(Error::PcrPolicy {
-                    bank: "sha256",
-                    pcrs: pcr_list(&sealed.pcrs),
-                    changed: format!("PCR {}", pcr_list(&changed)),
-                })
-            }
+            Err(Error::PcrPolicy(Box::new(crate::error::PcrPolicy {
+                bank: "sha256",
+                pcrs: pcr_list(&sealed.pcrs),
+                changed: if changed.is_empty() {
+                    "none by the recorded values (the record is stale)".to_owned()
+                } else {
+                    format!("PCR {}", pcr_list(&changed))
+                },
+                sealed_digest,
+                current_digest,
+                recovery: "Open with the recovery password (`cosmian_fstool open --location \
+                           LOCATION --name NAME --password -`), or after an intended change \
+                           run `cosmian_fstool reseal --location LOCATION --password -`"
+                    .to_owned(),
+            })))
         }
         Err(e) => Err(e),
     }
@@ -422,5 +501,59 @@ mod tests {
         for bad in ["", "24", "1,1", "a", "0,,1", "-1"] {
             assert!(parse_pcrs(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    fn sample() -> SealedKey {
+        SealedKey {
+            format: FORMAT.to_owned(),
+            keyslot: 1,
+            pcr_bank: "sha256".to_owned(),
+            pcrs: vec![0, 7],
+            pcr_values: [(0, "00".repeat(32)), (7, "11".repeat(32))]
+                .into_iter()
+                .collect(),
+            policy_digest: "22".repeat(32),
+            parent: PARENT.to_owned(),
+            public: "0a0b".to_owned(),
+            private: "0c0d".to_owned(),
+        }
+    }
+
+    #[test]
+    fn token_round_trip_and_checks() {
+        let token: serde_json::Value =
+            serde_json::from_slice(&sample().to_token().unwrap()).unwrap();
+        assert_eq!(token["type"], TOKEN_TYPE);
+        assert_eq!(token["keyslots"], serde_json::json!(["1"]));
+        assert_eq!(token["keyslot"], 1);
+        assert_eq!(token["pcr_values"]["7"], "11".repeat(32));
+        let back = SealedKey::from_token("0", &token).unwrap();
+        assert_eq!(back.keyslot, 1);
+        assert_eq!(back.pcrs, vec![0, 7]);
+
+        let mut other = token.clone();
+        other["type"] = serde_json::Value::from("systemd-tpm2");
+        let err = SealedKey::from_token("0", &other)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("expected type \"cosmian-tpm2\", found \"systemd-tpm2\""),
+            "{err}"
+        );
+        let mut unassigned = token.clone();
+        unassigned["keyslots"] = serde_json::json!([]);
+        let err = SealedKey::from_token("0", &unassigned)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("expected keyslots [\"1\"]") && err.contains("found []"),
+            "{err}"
+        );
+        let mut broken = token;
+        broken["public"] = serde_json::Value::from(3);
+        let err = SealedKey::from_token("0", &broken)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is not a valid seal"), "{err}");
     }
 }

@@ -462,6 +462,77 @@ fn attack_fstool_allow_discards_flag() {
     );
 }
 
+#[test]
+fn attack_fstool_foreign_token_type() {
+    // A token of another tool (its plugin, or a keyring lookup, might act on it): refused.
+    forged_header_refused(
+        "foreign-token",
+        &|j: &mut Value| {
+            j["tokens"]["1"] = serde_json::json!({"type": "systemd-tpm2", "keyslots": ["0"]});
+        },
+        "1: systemd-tpm2",
+        "token 1: expected type \"cosmian-tpm2\" (the only token cosmian_fstool writes), \
+         presented \"systemd-tpm2\"",
+    );
+}
+
+/// The host edits our token to weaken the policy (PCR 7 only, a PCR it can reproduce): the
+/// sealed object's authPolicy is inside the TPM-protected blob, so the TPM refuses (exit 4,
+/// naming both digests); the header check still passes and the password still opens. Editing
+/// the token can only deny the TPM path.
+#[test]
+fn attack_fstool_token_policy_weakened_by_host() {
+    let env = Env::new("token-edit");
+    let swtpm = Swtpm::start().expect("swtpm is required (scripts/setup.sh)");
+    simulate_boot(&open_tpm(&swtpm).unwrap(), "token-edit").unwrap();
+    let tcti = swtpm.tcti();
+    let image = env.path("container");
+    let loc = image.to_str().unwrap();
+    env.ok(
+        &[
+            "create",
+            "--size",
+            "32M",
+            "--location",
+            loc,
+            "--password",
+            "-",
+            "--tpm-seal",
+            "--tpm",
+            &tcti,
+            "--fast-kdf-for-tests",
+        ],
+        Some(PASSWORD),
+    );
+    let sealed_digest = luks_json(&image)["tokens"]["0"]["policy_digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    forge(&image, &|j: &mut Value| {
+        j["tokens"]["0"]["pcrs"] = serde_json::json!([7]);
+        j["tokens"]["0"]["policy_digest"] = Value::from("00".repeat(32));
+    });
+    assert_eq!(
+        luks_json(&image)["tokens"]["0"]["pcrs"],
+        serde_json::json!([7])
+    );
+    let out = env.run(&["test-key", "--location", loc, "--tpm", &tcti], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("the TPM did not release the key: the current sha256 PCRs 7 are not")
+            && stderr.contains(&format!("policy digest sealed {sealed_digest}, current ")),
+        "the sealed digest comes from the blob, not the edited record: {stderr}"
+    );
+    let status = env.ok(&["status", "--location", loc], None);
+    assert!(status.contains("header check: ok"), "{status}");
+    env.ok(
+        &["test-key", "--location", loc, "--password", "-"],
+        Some(PASSWORD),
+    );
+    drop(swtpm);
+}
+
 /// The control: the genuine container passes every check the attacks fail (so a refusal above
 /// is about the forged value, not about everything), and stops only where it must.
 #[test]

@@ -190,3 +190,41 @@ fn segment_layout_integrity_and_extra_segments_are_checked() {
         ["config: expected no flags, presented [\"allow-discards\"]"]
     );
 }
+
+#[test]
+fn only_our_token_type_is_accepted() {
+    let ours = r#""tokens": {"0": {"type": "cosmian-tpm2", "keyslots": ["1"], "keyslot": 1}}"#;
+    let m = Metadata::parse(&GOOD.replace(r#""tokens": {}"#, ours)).unwrap();
+    assert!(m.unsafe_reasons().is_empty(), "{:?}", m.unsafe_reasons());
+    assert_eq!(m.seal_token().map(|(id, _)| id), Some("0"));
+    assert!(Metadata::parse(GOOD)
+        .unwrap()
+        .seal_token()
+        .is_none());
+
+    for (kind, shown) in [
+        (r#""systemd-tpm2""#, r#"presented "systemd-tpm2""#),
+        (r#""luks2-keyring""#, r#"presented "luks2-keyring""#),
+        (r#""Cosmian-TPM2""#, r#"presented "Cosmian-TPM2""#),
+        ("7", "presented 7"),
+    ] {
+        let other = format!(r#""tokens": {{"3": {{"type": {kind}, "keyslots": ["1"]}}}}"#);
+        let r = reasons_of(&GOOD.replace(r#""tokens": {}"#, &other));
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert!(
+            r[0].starts_with(r#"token 3: expected type "cosmian-tpm2""#) && r[0].contains(shown),
+            "{r:?}"
+        );
+    }
+    let untyped = r#""tokens": {"0": {"keyslots": []}}"#;
+    let r = reasons_of(&GOOD.replace(r#""tokens": {}"#, untyped));
+    assert!(r.len() == 1 && r[0].contains("presented no type"), "{r:?}");
+
+    let two = r#""tokens": {"0": {"type": "cosmian-tpm2", "keyslots": ["1"]},
+                            "1": {"type": "cosmian-tpm2", "keyslots": ["0"]}}"#;
+    let r = reasons_of(&GOOD.replace(r#""tokens": {}"#, two));
+    assert!(
+        r.len() == 1 && r[0].contains("expected at most one") && r[0].contains("ids 0, 1"),
+        "{r:?}"
+    );
+}
