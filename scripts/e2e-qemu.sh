@@ -271,7 +271,9 @@ expect_exit 0 "$W/restore.out" "${CLI[@]}" app init --conf "$W/app.conf" --skip-
 shutdown_guest
 
 step "the raw disk seen from the host: ciphertext only"
-for what in "secret:$SECRET" "app configuration:$CONF_MARK" "TLS private key:PRIVATE KEY" "enrolment:owner"; do
+OWNER_SPKI=$(grep -o 'owner enrolled: SPKI SHA-256 [0-9a-f]*' "$W/console-first.log" | awk '{print $5}')
+[ ${#OWNER_SPKI} -eq 64 ] || fail "no owner enrolment on the console"
+for what in "secret:$SECRET" "app configuration:$CONF_MARK" "TLS private key:PRIVATE KEY" "owner record:$OWNER_SPKI"; do
     if grep -q -a -F -- "${what#*:}" "$W/disk.img"; then fail "the ${what%%:*} is readable in the raw disk image"; fi
     echo "not in the raw disk: ${what%%:*}"
 done

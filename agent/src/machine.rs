@@ -17,7 +17,7 @@ use rustls::server::ResolvesServerCert;
 use rustls::sign::CertifiedKey;
 
 use crate::config::{AgentConfig, TeeChoice};
-use crate::fsutil::{write_atomic, write_atomic_owned, PUBLIC_MODE, SECRET_MODE};
+use crate::fsutil::{write_atomic_owned, PUBLIC_MODE, SECRET_MODE};
 use crate::tls::StaticCert;
 
 /// Why the agent cannot start.
@@ -457,6 +457,7 @@ pub fn served_cert(
         params,
         key_pem,
         cert_path: cfg.ssl_certificate.clone(),
+        cert_owner: cfg.unmeasured_uid,
     };
     let rotating = RotatingCert::start(Box::new(source), cfg.rotation_period)
         .map_err(|e| err(format!("issuing the RA-TLS certificate: {e}")))?;
@@ -484,6 +485,9 @@ struct PersistentKeySource {
     params: CertParams,
     key_pem: String,
     cert_path: PathBuf,
+    /// The certificate is agent state re-issued every rotation (and at every start): given to
+    /// the uid IMA does not measure, or every boot would log a new "changed file".
+    cert_owner: Option<u32>,
 }
 
 impl fmt::Debug for PersistentKeySource {
@@ -501,7 +505,9 @@ impl CertSource for PersistentKeySource {
         let key = rcgen::KeyPair::from_pem(&self.key_pem)?;
         let issued = issue_with_key(&self.attester, &self.params, key, now)?;
         let pem = pem::encode(&pem::Pem::new("CERTIFICATE", issued.cert_der.to_vec()));
-        if let Err(e) = write_atomic(&self.cert_path, pem.as_bytes(), PUBLIC_MODE) {
+        if let Err(e) =
+            write_atomic_owned(&self.cert_path, pem.as_bytes(), PUBLIC_MODE, self.cert_owner)
+        {
             // The served certificate is in memory; the file is a copy for people and tools.
             eprintln!(
                 "cosmian_vm_agent: WARNING: could not write {}: {e}",

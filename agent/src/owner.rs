@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::{write_atomic, write_atomic_owned, SECRET_MODE};
+use crate::fsutil::{write_atomic_owned, SECRET_MODE};
 
 /// Wrong enrolment tokens tolerated per window.
 pub const MAX_FAILURES: u32 = 20;
@@ -72,6 +72,8 @@ pub struct Owner {
     token: Mutex<Option<[u8; 32]>>,
     dir: PathBuf,
     failures: Mutex<Failures>,
+    /// The uid the agent's files here are given to (IMA does not measure its files).
+    file_uid: Option<u32>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -87,13 +89,21 @@ impl Owner {
         Self::load_with(configured, dir, None)
     }
 
-    /// [`Owner::load`], the token file given to `token_uid` (the uid IMA does not measure).
+    /// [`Owner::load`], the owner record and the token file given to `file_uid` (the uid the
+    /// IMA policy does not measure: the record is agent state that changes at enrolment, and
+    /// the token a secret).
     pub fn load_with(
         configured: Option<[u8; 32]>,
         dir: &Path,
-        token_uid: Option<u32>,
+        file_uid: Option<u32>,
     ) -> Result<Self, String> {
+        let token_uid = file_uid;
         let path = dir.join(OWNER_FILE);
+        if let (Some(uid), true) = (file_uid, path.exists()) {
+            // Before reading it: a record written as root's must not be measured now.
+            std::os::unix::fs::chown(&path, Some(uid), None)
+                .map_err(|e| format!("giving {} to uid {uid}: {e}", path.display()))?;
+        }
         let enrolled = match std::fs::read(&path) {
             Ok(bytes) => {
                 let file: OwnerFile = serde_json::from_slice(&bytes)
@@ -117,6 +127,7 @@ impl Owner {
                 window_start: Instant::now(),
                 count: 0,
             }),
+            file_uid,
         };
         let token_path = dir.join(TOKEN_FILE);
         match owner.current() {
@@ -195,7 +206,7 @@ impl Owner {
         })
         .map_err(|e| EnrolError::Internal(e.to_string()))?;
         let path = self.dir.join(OWNER_FILE);
-        write_atomic(&path, &body, SECRET_MODE)
+        write_atomic_owned(&path, &body, SECRET_MODE, self.file_uid)
             .map_err(|e| EnrolError::Internal(format!("cannot record the owner: {e}")))?;
         *enrolled = Some(spki);
         *pending = None;

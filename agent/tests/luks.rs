@@ -80,8 +80,18 @@ fstool = "{fstool}"
     };
     let container = data.join("container");
     assert!(container.exists(), "the container was not created");
-    let seal = data.join("container.tpm.json");
-    assert!(seal.exists(), "the key was not sealed in the TPM");
+    // The seal travels in the container's LUKS2 header (token of type cosmian-tpm2).
+    let dump = Command::new("cryptsetup")
+        .args(["luksDump", "--dump-json-metadata"])
+        .arg(&container)
+        .output()
+        .unwrap();
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(
+        dump.contains("\"cosmian-tpm2\""),
+        "the key was not sealed in the TPM: no cosmian-tpm2 token in {dump}"
+    );
+    assert!(!data.join("container.tpm.json").exists());
     // The recovery password file asked for the container; once used it is gone from the disk
     // the host can read.
     assert!(
