@@ -54,16 +54,23 @@
 //! matches authenticates the digests of the events in the compared PCRs, and nothing else:
 //! events in PCRs that were not compared stay unauthenticated (the passing check says how
 //! many there are). [`EventLog::summary`] and [`inspect`] give the [`EventLogClaims`].
+//!
+//! [`EventLog::boot_events`] lists the measured events of PCRs 0–9 with their SHA-256 digests
+//! and a short [`describe`]d label (the `EV_EVENT_TAG` text, the UEFI variable name, the image
+//! path): what a snapshot records so that a later boot's difference can be named event by
+//! event.
 
 use core::fmt;
 use std::collections::BTreeMap;
 
 use serde::{Serialize, Serializer};
 
+mod describe;
 mod log;
 mod replay;
 mod verify;
 
+pub use self::describe::{describe, BootEvent, BOOT_PCRS, MAX_DESCRIPTION};
 pub use self::log::{DigestAlgorithm, Event, EventDigest, EventLog, LogFormat, SpecId};
 pub use self::replay::ReplayError;
 pub use self::verify::{check_against_pcrs, inspect, verify_against_pcrs};
