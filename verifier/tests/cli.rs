@@ -720,6 +720,7 @@ fn bundle_from_swtpm_and_sim_tee_verifies_only_with_the_sim_root() {
             tee: Some(&tee),
             tpm: Some(&tpm),
             ima: Some(&ima),
+            event_log: None,
             banks: &[HashAlg::Sha256],
             pcrs: &DEFAULT_PCRS,
             ima_inline: true,

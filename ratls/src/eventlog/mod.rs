@@ -65,11 +65,13 @@ use std::collections::BTreeMap;
 
 use serde::{Serialize, Serializer};
 
+mod build;
 mod describe;
 mod log;
 mod replay;
 mod verify;
 
+pub use self::build::{tagged_event, LogBuilder};
 pub use self::describe::{describe, BootEvent, BOOT_PCRS, MAX_DESCRIPTION};
 pub use self::log::{DigestAlgorithm, Event, EventDigest, EventLog, LogFormat, SpecId};
 pub use self::replay::ReplayError;

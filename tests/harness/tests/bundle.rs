@@ -97,6 +97,7 @@ fn produce(m: &Machine, tee: &SimTee, binding: BindingClaims) -> Bundle {
             tee: Some(tee),
             tpm: Some(&m.tpm),
             ima: Some(&ima),
+            event_log: None,
             banks: &[HashAlg::Sha256],
             pcrs: &DEFAULT_PCRS,
             ima_inline: true,
