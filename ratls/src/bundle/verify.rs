@@ -373,8 +373,7 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
     v
 }
 
-/// The step that anchors the firmware event log in the quote.
-const BOOT_EVENTLOG: &str = "boot.eventlog";
+use crate::eventlog::BOOT_EVENTLOG;
 
 /// `boot.eventlog`: the event log (inline, or fetched and matching the bundle's digest) replays
 /// to the quoted PCRs 0–9, in every quoted bank the log carries (one check per bank; a failure
@@ -412,83 +411,13 @@ fn check_event_log(
             log
         }
     };
-    let log = match crate::eventlog::EventLog::parse(bytes) {
-        Ok(log) => log,
-        Err(error) => {
-            checks.push(Check::fail(
-                BOOT_EVENTLOG,
-                "a well-formed TCG event log",
-                "malformed",
-                error.to_string(),
-            ));
-            return checks;
-        }
-    };
-    claims.event_log = Some(log.summary());
-    let Some(tpm) = tpm else {
-        checks.push(Check::fail(
-            BOOT_EVENTLOG,
-            "a TPM quote of PCRs 0-9 to replay the event log against",
-            "no TPM quote",
-            "an event log without a quote proves nothing",
-        ));
-        return checks;
-    };
-    let quoted = tpm.pcr_values();
-    let log_banks = log.banks();
-    let mut pcrs = crate::tpm::PcrValues::default();
-    for (bank, values) in &quoted.banks {
-        if log_banks.contains(bank) {
-            for (index, value) in values {
-                pcrs.insert(*bank, *index, value.clone());
-            }
-        }
-    }
-    let name = |banks: &mut dyn Iterator<Item = HashAlg>| {
-        banks
-            .map(|b| b.name())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    if pcrs.banks.is_empty() {
-        checks.push(Check::fail(
-            BOOT_EVENTLOG,
-            format!(
-                "a quoted bank among the log's ({})",
-                name(&mut log_banks.iter().copied())
-            ),
-            format!("quoted banks: {}", name(&mut quoted.banks.keys().copied())),
-            "the quote has no PCR bank the event log carries digests for",
-        ));
-        return checks;
-    }
-    let indices: Vec<u32> = crate::eventlog::BOOT_PCRS
-        .iter()
-        .copied()
-        .filter(|&index| {
-            let index = u8::try_from(index).unwrap_or(u8::MAX);
-            pcrs.banks
-                .values()
-                .all(|values| values.contains_key(&index))
-        })
-        .collect();
-    if indices.is_empty() {
-        checks.push(Check::fail(
-            BOOT_EVENTLOG,
-            "a quote of PCRs 0-9",
-            "none of PCRs 0-9 quoted",
-            "the event log cannot be anchored",
-        ));
-        return checks;
-    }
-    checks.extend(
-        crate::eventlog::check_against_pcrs(&log, &pcrs, &indices)
-            .into_iter()
-            .map(|mut check| {
-                check.step = BOOT_EVENTLOG.to_owned();
-                check
-            }),
+    let (boot, summary) = crate::eventlog::check_boot_log(
+        bytes,
+        tpm.map(TpmEvidence::pcr_values)
+            .as_ref(),
     );
+    claims.event_log = summary;
+    checks.extend(boot);
     checks
 }
 
