@@ -942,10 +942,9 @@ fn tpm_quote_anchors_the_event_log_and_the_ima_log() {
             "--tpm-signature",
             sig.to_str().unwrap(),
             "--ak-public",
-            &dir.join("derived-ak_pub.tpmt")
+            dir.join("derived-ak_pub.tpmt")
                 .to_str()
-                .unwrap()
-                .to_owned(),
+                .unwrap(),
             "--nonce",
             "9009",
             "--pcrs",
