@@ -90,6 +90,8 @@ pub struct AgentConfig {
     pub data_dir: PathBuf,
     pub tee: TeeChoice,
     pub ima_log: PathBuf,
+    /// The firmware's TCG event log (`event_log`), carried in the evidence when it exists.
+    pub event_log: PathBuf,
     pub rotation_period: Duration,
     pub owner_certificate: Option<PathBuf>,
     /// A pre-configured owner by key hash (`owner_spki_sha256 = "hex"`), e.g. from cloud-init.
@@ -192,6 +194,7 @@ struct RawAgent {
     data_dir: Option<PathBuf>,
     tee: Option<String>,
     ima_log: Option<PathBuf>,
+    event_log: Option<PathBuf>,
     rotation_period_secs: Option<u64>,
     owner_certificate: Option<PathBuf>,
     owner_spki_sha256: Option<String>,
@@ -501,6 +504,10 @@ impl Config {
             ima_log: under(
                 a.ima_log
                     .unwrap_or_else(|| PathBuf::from(ratls::attest::ImaFile::SECURITYFS)),
+            ),
+            event_log: under(
+                a.event_log
+                    .unwrap_or_else(|| PathBuf::from(ratls::attest::EventLogFile::SECURITYFS)),
             ),
             rotation_period: Duration::from_secs(rotation),
             owner_certificate: a.owner_certificate.map(under),

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use ratls::attest::detect::{detect_interface, DetectPaths, TeeInterface};
 use ratls::attest::tpm::{ReconnectingTpm, DEFAULT_AK_HANDLE};
 use ratls::attest::tsm::{ConfigfsTsm, SnpTsm, TdxTsm, DEFAULT_REPORT_DIR};
-use ratls::attest::{Attester, ImaFile, ImaSource, TeeAttester, TeeKind, TpmAttester};
+use ratls::attest::{
+    Attester, EventLogFile, ImaFile, ImaSource, TeeAttester, TeeKind, TpmAttester,
+};
 use ratls::binding::Role;
 use ratls::tls::cert::{issue_with_key, CertParams, IssueError, IssuedCert};
 use ratls::tls::{CertSource, RotatingCert};
@@ -65,7 +67,16 @@ pub fn open_attesters(cfg: &AgentConfig) -> Result<Machine, StartError> {
         None
     };
     let tpm = Arc::new(tpm);
-    let attester = Attester::new(Some(tee), Some(tpm.clone() as Arc<dyn TpmAttester>), ima);
+    let mut attester = Attester::new(Some(tee), Some(tpm.clone() as Arc<dyn TpmAttester>), ima);
+    if cfg.event_log.exists() {
+        attester = attester.with_event_log(Arc::new(EventLogFile(cfg.event_log.clone())));
+    } else {
+        eprintln!(
+            "cosmian_vm_agent: WARNING: no firmware event log at {}: evidence will carry none \
+             (boot PCRs are still quoted; snapshots record no boot events)",
+            cfg.event_log.display()
+        );
+    }
     Ok(Machine {
         attester: Arc::new(attester),
         tpm,

@@ -454,6 +454,7 @@ fn bundle(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
         tee: Some(&tee),
         tpm: Some(&tpm),
         ima: Some(&ima),
+        event_log: None,
         banks: &[HashAlg::Sha256],
         pcrs: &DEFAULT_PCRS,
         ima_inline: true,

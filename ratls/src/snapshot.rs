@@ -12,8 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::bundle::{Bundle, TeeEvidence};
+use crate::bundle::{Bundle, EventLogEvidence, TeeEvidence};
 use crate::digest::HashAlg;
+use crate::eventlog::{BootEvent, EventLog, BOOT_PCRS};
 use crate::hexfmt::hex;
 use crate::ima::{Log, IMA_PCR};
 use crate::policy::Policy;
@@ -51,6 +52,11 @@ pub struct Snapshot {
     /// Free-form facts (agent URL, host name), for people, not checks.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// The measured events of boot PCRs 0–9 from the firmware event log, in log order, when
+    /// the evidence carried one (`snapshot.boot_events` compares a later boot's with them).
+    /// Empty for snapshots of machines without an event log, and in older snapshots.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub boot_events: Vec<BootEvent>,
 }
 
 /// Approved files: path → digests (lower-case hex) in `hash_alg`.
@@ -176,6 +182,15 @@ impl Snapshot {
                 }
             }
         }
+        // The event log replayed to the quoted boot PCRs (`boot.eventlog`, part of the trusted
+        // verdict), so its events are the ones those PCR values stand for.
+        let boot_events = match &bundle.event_log {
+            Some(EventLogEvidence::Log(bytes)) => EventLog::parse(bytes)
+                .ok()
+                .and_then(|log| log.boot_events())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
         Ok(Self {
             version: SNAPSHOT_VERSION,
             created_at: now.to_string(),
@@ -185,7 +200,85 @@ impl Snapshot {
             files,
             agent_spki_sha256: Some(claims.spki_sha256.clone()),
             metadata: BTreeMap::new(),
+            boot_events,
         })
+    }
+
+    /// `snapshot.boot_events`: when this snapshot recorded boot events, the presented event log
+    /// (`None`: the evidence carried none) has the same measured events in every PCR 0–9. A
+    /// failure names, for the first differing PCR, the event's index within that PCR, its type,
+    /// its description and the expected and presented SHA-256 digests; the detail lists the
+    /// first difference of every differing PCR. `None` when the snapshot recorded no events.
+    ///
+    /// The presented log must also have passed `boot.eventlog` (replay against the quote) for
+    /// its events to mean anything; the evidence verdict holds that step.
+    pub fn check_boot_events(&self, presented: Option<&[u8]>) -> Option<Check> {
+        const STEP: &str = "snapshot.boot_events";
+        if self.boot_events.is_empty() {
+            return None;
+        }
+        let expected_all = format!(
+            "the snapshot's {} boot events in PCRs 0-9",
+            self.boot_events.len()
+        );
+        let Some(bytes) = presented else {
+            return Some(Check::fail(
+                STEP,
+                "an event log (the snapshot recorded the boot's events)",
+                "no event log in the evidence",
+                "the agent no longer sends the firmware event log (agent.toml `event_log`)",
+            ));
+        };
+        let events = match EventLog::parse(bytes) {
+            Ok(log) => log.boot_events(),
+            Err(e) => {
+                return Some(Check::fail(
+                    STEP,
+                    expected_all,
+                    "malformed event log",
+                    e.to_string(),
+                ))
+            }
+        };
+        let Some(events) = events else {
+            return Some(Check::fail(
+                STEP,
+                expected_all,
+                "an event log without sha256 digests",
+                "the snapshot recorded sha256 digests; this log has none to compare",
+            ));
+        };
+        let mut differences = Vec::new();
+        for pcr in BOOT_PCRS {
+            let want: Vec<&BootEvent> = self
+                .boot_events
+                .iter()
+                .filter(|e| e.pcr == pcr)
+                .collect();
+            let got: Vec<&BootEvent> = events
+                .iter()
+                .filter(|e| e.pcr == pcr)
+                .collect();
+            if let Some(difference) = first_difference(pcr, &want, &got) {
+                differences.push(difference);
+            }
+        }
+        let Some((expected, presented)) = differences
+            .first()
+            .map(|d| (d.expected.clone(), d.presented.clone()))
+        else {
+            return Some(Check::pass(
+                STEP,
+                expected_all,
+                format!("the same {} events", events.len()),
+            ));
+        };
+        let detail = differences
+            .iter()
+            .map(|d| d.sentence.clone())
+            .collect::<Vec<_>>()
+            .join("; ");
+        Some(Check::fail(STEP, expected, presented, detail))
     }
 
     /// What this snapshot must pin for a verification against it to mean anything, as one
@@ -336,6 +429,64 @@ impl Snapshot {
     }
 }
 
+/// The first difference between the snapshot's and the presented events of one PCR.
+struct Difference {
+    expected: String,
+    presented: String,
+    sentence: String,
+}
+
+fn first_difference(pcr: u32, want: &[&BootEvent], got: &[&BootEvent]) -> Option<Difference> {
+    let label = |index: usize, e: &BootEvent| {
+        let mut text = format!("PCR {pcr} event {index} {}", e.event_type);
+        if !e.description.is_empty() {
+            text.push_str(&format!(" '{}'", e.description));
+        }
+        text
+    };
+    let count = want.len().max(got.len());
+    (0..count).find_map(|index| match (want.get(index), got.get(index)) {
+        (Some(w), Some(g)) if w.sha256 == g.sha256 && w.event_type == g.event_type => None,
+        (Some(w), Some(g)) => {
+            let what = if w.event_type == g.event_type {
+                label(index, w)
+            } else {
+                format!("{} (presented: {})", label(index, w), g.event_type)
+            };
+            Some(Difference {
+                expected: format!("{} sha256 {}", label(index, w), w.sha256),
+                presented: format!("{} sha256 {}", label(index, g), g.sha256),
+                sentence: format!(
+                    "{what}: expected sha256 {} presented {}",
+                    w.sha256, g.sha256
+                ),
+            })
+        }
+        (Some(w), None) => Some(Difference {
+            expected: format!("{} sha256 {}", label(index, w), w.sha256),
+            presented: format!("PCR {pcr}: no event {index}"),
+            sentence: format!(
+                "{}: expected sha256 {} presented no such event (PCR {pcr} has {} events, the \
+                 snapshot {})",
+                label(index, w),
+                w.sha256,
+                got.len(),
+                want.len()
+            ),
+        }),
+        (None, Some(g)) => Some(Difference {
+            expected: format!("PCR {pcr}: {} events", want.len()),
+            presented: format!("{} sha256 {}", label(index, g), g.sha256),
+            sentence: format!(
+                "{}: an extra event the snapshot does not have, sha256 {}",
+                label(index, g),
+                g.sha256
+            ),
+        }),
+        (None, None) => None,
+    })
+}
+
 /// One measured file of an IMA log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MeasuredFile {
@@ -409,6 +560,7 @@ mod tests {
             files,
             agent_spki_sha256: None,
             metadata: BTreeMap::new(),
+            boot_events: Vec::new(),
         };
         let checks = snap.check_ima(&approved);
         assert!(checks.len() == 1 && checks[0].ok && checks[0].step == "ima.files");
@@ -447,5 +599,129 @@ mod tests {
             Snapshot::from_json(unknown.as_bytes()),
             Err(SnapshotError::Malformed(_))
         ));
+    }
+
+    /// An OVMF-like boot: PCR 0 firmware, PCR 7 SecureBoot, PCR 9 the EFI stub's two tags with
+    /// the command line's and the initrd's digests.
+    fn boot_log(cmdline: &str, extra_pcr9: bool) -> Vec<u8> {
+        use crate::eventlog::{tagged_event, EventType, LogBuilder};
+        let mut log = LogBuilder::new(&[HashAlg::Sha1, HashAlg::Sha256]);
+        log.measure(0, EventType::S_CRTM_VERSION, b"firmware 1.0");
+        log.measure(7, EventType::EFI_VARIABLE_DRIVER_CONFIG, b"SecureBoot");
+        for (tag, text, content) in [
+            (0x8F3B_22ED, "LOADED_IMAGE::LoadOptions", cmdline.as_bytes()),
+            (0x8F3B_22EC, "Linux initrd", b"initrd".as_slice()),
+        ] {
+            let digests: Vec<_> = [HashAlg::Sha1, HashAlg::Sha256]
+                .iter()
+                .map(|&b| (b, b.digest(content)))
+                .collect();
+            log.event(9, EventType::EVENT_TAG, &digests, &tagged_event(tag, text));
+        }
+        if extra_pcr9 {
+            log.measure(9, EventType::IPL, b"something else");
+        }
+        log.into_bytes()
+    }
+
+    fn snapshot_with_events(log: &[u8]) -> Snapshot {
+        Snapshot {
+            version: SNAPSHOT_VERSION,
+            created_at: "now".into(),
+            platform: "sim".into(),
+            simulated: true,
+            policy: Policy::default(),
+            files: FileSet::new(HashAlg::Sha256),
+            agent_spki_sha256: None,
+            metadata: BTreeMap::new(),
+            boot_events: EventLog::parse(log)
+                .unwrap()
+                .boot_events()
+                .unwrap(),
+        }
+    }
+
+    #[test]
+    fn boot_events_are_compared_event_by_event() {
+        let a = boot_log("console=ttyS0 initrd=initrd", false);
+        let snap = snapshot_with_events(&a);
+        assert_eq!(snap.boot_events.len(), 4);
+        assert_eq!(snap.boot_events[2].description, "LOADED_IMAGE::LoadOptions");
+
+        // The same boot passes.
+        let check = snap
+            .check_boot_events(Some(&a))
+            .unwrap();
+        assert!(check.ok, "{check}");
+
+        // A changed kernel command line: PCR 9 event 0 named, both digests shown.
+        let b = boot_log("console=ttyS0 init=/bin/sh initrd=initrd", false);
+        let check = snap
+            .check_boot_events(Some(&b))
+            .unwrap();
+        assert!(!check.ok);
+        assert_eq!(check.step, "snapshot.boot_events");
+        let want = hex(HashAlg::Sha256.digest(b"console=ttyS0 initrd=initrd"));
+        let got = hex(HashAlg::Sha256.digest(b"console=ttyS0 init=/bin/sh initrd=initrd"));
+        assert_eq!(
+            check.detail,
+            format!(
+                "PCR 9 event 0 EV_EVENT_TAG 'LOADED_IMAGE::LoadOptions': expected sha256 {want} \
+                 presented {got}"
+            )
+        );
+        assert_eq!(
+            check.expected,
+            format!("PCR 9 event 0 EV_EVENT_TAG 'LOADED_IMAGE::LoadOptions' sha256 {want}")
+        );
+        assert!(check.presented.ends_with(&got), "{check}");
+
+        // An extra event.
+        let c = boot_log("console=ttyS0 initrd=initrd", true);
+        let check = snap
+            .check_boot_events(Some(&c))
+            .unwrap();
+        assert!(!check.ok);
+        assert!(
+            check
+                .detail
+                .starts_with("PCR 9 event 2 EV_IPL"),
+            "{check}"
+        );
+        assert!(check.detail.contains("extra event"), "{check}");
+        // A missing one (the other way round).
+        let check = snapshot_with_events(&c)
+            .check_boot_events(Some(&a))
+            .unwrap();
+        assert!(
+            check
+                .detail
+                .contains("presented no such event"),
+            "{check}"
+        );
+
+        // No event log presented.
+        let check = snap.check_boot_events(None).unwrap();
+        assert!(!check.ok);
+        assert!(check.expected.contains("an event log"), "{check}");
+        // Malformed.
+        assert!(
+            !snap
+                .check_boot_events(Some(&[1, 2]))
+                .unwrap()
+                .ok
+        );
+        // A snapshot without events: no step.
+        let mut old = snap.clone();
+        old.boot_events.clear();
+        assert!(old.check_boot_events(None).is_none());
+
+        // JSON: round trip; old snapshots without the key still load.
+        let json = snap.to_json();
+        assert!(json.contains("\"boot_events\""));
+        assert_eq!(Snapshot::from_json(json.as_bytes()).unwrap(), snap);
+        let old_json = old.to_json();
+        assert!(!old_json.contains("boot_events"));
+        assert_eq!(Snapshot::from_json(old_json.as_bytes()).unwrap(), old);
     }
 }

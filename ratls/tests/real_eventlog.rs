@@ -450,3 +450,95 @@ fn gce_mutations_never_panic_and_never_trust_changed_measurements() {
     );
     assert!(rejected > mutations.count() / 2);
 }
+
+#[test]
+fn gce_boot_events_name_variables_and_actions() {
+    let Some(dir) = real_testdata(GCE) else {
+        return;
+    };
+    let log = EventLog::parse(&read_real(&dir, LOG)).unwrap();
+    let events = log.boot_events().unwrap();
+    // Every measured event of PCRs 0-9 (the log has none elsewhere), in log order.
+    assert_eq!(events.len(), 44);
+    assert!(events.iter().all(|e| e.pcr <= 9));
+    let find = |pcr: u32, event_type: &str, description: &str| {
+        events
+            .iter()
+            .find(|e| e.pcr == pcr && e.event_type == event_type && e.description == description)
+            .unwrap_or_else(|| panic!("no PCR {pcr} {event_type} {description:?}"))
+    };
+    let crtm = find(0, "EV_S_CRTM_VERSION", "GCE Virtual Firmware v1");
+    assert_eq!(
+        crtm.sha256,
+        "d0fcf11a32a8fbf5a4e1a58cd74dd2357d07e7503b5b6afd5a7989a98e17be7f"
+    );
+    for variable in ["SecureBoot", "PK", "KEK", "db", "dbx"] {
+        find(7, "EV_EFI_VARIABLE_DRIVER_CONFIG", variable);
+    }
+    find(1, "EV_EFI_VARIABLE_BOOT", "BootOrder");
+    find(
+        4,
+        "EV_EFI_BOOT_SERVICES_APPLICATION",
+        "\\EFI\\BOOT\\BOOTX64.EFI",
+    );
+    find(
+        4,
+        "EV_EFI_ACTION",
+        "Calling EFI Application from Boot Option",
+    );
+    find(9, "EV_IPL", "/syslinux/vmlinuz.A");
+    // Binary data: no description.
+    assert!(events
+        .iter()
+        .filter(|e| e.event_type == "EV_SEPARATOR")
+        .all(|e| e.description.is_empty()));
+    // The digests are the log's sha256 digests.
+    let separator = find(7, "EV_SEPARATOR", "");
+    assert_eq!(separator.sha256, hex(HashAlg::Sha256.digest(&[0; 4])));
+}
+
+#[test]
+fn gce_boot_aggregate_is_recomputed_from_the_quoted_pcrs() {
+    // The README: boot_aggregate = SHA-256(sha256 PCR 0 || ... || PCR 9) = b804fd41...
+    let Some(dir) = real_testdata(GCE) else {
+        return;
+    };
+    let pcrs = quoted(&dir);
+    let aggregate =
+        decode("b804fd412b3bafcecb5b7a7ec094706f660d12c0496d0e991d2cdbbcc2505aef").unwrap();
+    let log = |digest: &[u8]| {
+        let mut log = ratls::ima::Log::new(HashAlg::Sha1);
+        log.push(
+            10,
+            ratls::ima::Template::ImaNg,
+            Some("sha256"),
+            digest,
+            b"boot_aggregate",
+            &[],
+        )
+        .unwrap();
+        log.push(
+            10,
+            ratls::ima::Template::ImaNg,
+            Some("sha256"),
+            &[1; 32],
+            b"/bin/init",
+            &[],
+        )
+        .unwrap();
+        log.to_binary()
+    };
+    let policy = ratls::ima::ImaPolicy::default();
+    let verdict = ratls::ima::verify_anchored(&log(&aggregate), None, Some(&pcrs), &policy);
+    assert!(verdict.is_trusted(), "{verdict}");
+    let check = verdict
+        .check("ima.boot_aggregate")
+        .unwrap();
+    assert_eq!(check.expected, format!("sha256:{}", hex(&aggregate)));
+    assert!(check.detail.contains("recomputed"), "{check}");
+    let verdict = ratls::ima::verify_anchored(&log(&[0x42; 32]), None, Some(&pcrs), &policy);
+    let check = verdict.first_failure().unwrap();
+    assert_eq!(check.step, "ima.boot_aggregate");
+    assert_eq!(check.expected, format!("sha256:{}", hex(&aggregate)));
+    assert_eq!(check.presented, format!("sha256:{}", hex([0x42; 32])));
+}

@@ -356,16 +356,36 @@ pub struct VerifyArgs {
     )]
     pub pcrs: Option<PathBuf>,
 
-    /// A Linux IMA measurement log (binary_runtime_measurements or ASCII).
+    /// The firmware's TCG event log (binary_bios_measurements), replayed against the quoted
+    /// PCRs 0-9 of --tpm-quote/--pcrs (step boot.eventlog).
     #[arg(
         long,
         value_name = "FILE",
-        conflicts_with_all = ["tdx_quote", "tpm_quote", "azure_hcl"],
+        requires = "tpm_quote",
+        conflicts_with = "azure_hcl",
+        help_heading = "TPM"
+    )]
+    pub event_log: Option<PathBuf>,
+
+    /// A Linux IMA measurement log (binary_runtime_measurements or ASCII). With --tpm-quote it
+    /// is anchored in the quoted PCR 10 (sha256 bank, else sha1) and its boot_aggregate is
+    /// recomputed from the quoted PCRs 0-9.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["tdx_quote", "azure_hcl"],
         help_heading = "IMA"
     )]
     pub ima_log: Option<PathBuf>,
-    /// The quoted PCR 10 value the log must replay to (some prefix of it).
-    #[arg(long, value_name = "HEX", requires = "ima_log", help_heading = "IMA")]
+    /// The quoted PCR 10 value the log must replay to (some prefix of it); with --tpm-quote the
+    /// quote's own PCR 10 is used instead.
+    #[arg(
+        long,
+        value_name = "HEX",
+        requires = "ima_log",
+        conflicts_with = "tpm_quote",
+        help_heading = "IMA"
+    )]
     pub pcr10: Option<String>,
     /// The PCR bank of --pcr10 (default: implied by its length).
     #[arg(long, value_name = "BANK", requires = "pcr10", value_parser = ["sha1", "sha256", "sha384", "sha512"], help_heading = "IMA")]

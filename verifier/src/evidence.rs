@@ -50,7 +50,9 @@ pub fn verify(args: &VerifyArgs, global: &Global) -> Result<ExitCode, UsageError
         };
         ratls::tdx::verify_bytes(&read(quote)?, &read(collateral)?, &policy.tdx, now)
     } else if let Some(quote) = &args.tpm_quote {
-        verify_tpm(args, quote, &policy)?
+        let mut verdict = verify_tpm(args, quote, &policy)?;
+        anchor_logs(args, &policy, &mut verdict)?;
+        verdict
     } else if let Some(bundle) = &args.bundle {
         verify_bundle(args, global, bundle, &policy, now)?
     } else if let Some(log) = &args.ima_log {
@@ -328,6 +330,41 @@ fn verify_tpm(args: &VerifyArgs, quote: &Path, policy: &Policy) -> Result<Verdic
         },
         &policy.tpm,
     ))
+}
+
+/// `--tpm-quote` with `--event-log` and/or `--ima-log`: the logs are anchored in the quote's PCR
+/// values (`--pcrs`, which `tpm.pcr_digest` ties to the signed quote): the event log replays to
+/// PCRs 0-9 (`boot.eventlog`), the IMA log to PCR 10 (sha256 bank, else sha1: `ima.replay`)
+/// and its boot_aggregate to PCRs 0-9 (`ima.boot_aggregate`).
+fn anchor_logs(
+    args: &VerifyArgs,
+    policy: &Policy,
+    verdict: &mut Verdict,
+) -> Result<(), UsageError> {
+    if args.event_log.is_none() && args.ima_log.is_none() {
+        return Ok(());
+    }
+    let pcrs = pcrs_arg(args)?;
+    if let Some(path) = &args.event_log {
+        let (checks, _) = ratls::eventlog::check_boot_log(&read(path)?, pcrs.as_ref());
+        verdict.extend(checks);
+    }
+    if let Some(path) = &args.ima_log {
+        let quoted = pcrs
+            .as_ref()
+            .and_then(ratls::ima::quoted_pcr10);
+        if quoted.is_none() {
+            verdict.push(Check::fail(
+                "ima.replay",
+                "a quoted PCR 10 (in --pcrs) to anchor the IMA log",
+                "none",
+                "quote PCR 10 and give its value in --pcrs",
+            ));
+        }
+        let ima = ratls::ima::verify_anchored(&read(path)?, quoted, pcrs.as_ref(), &policy.ima);
+        verdict.extend(ima.checks);
+    }
+    Ok(())
 }
 
 fn verify_bundle(

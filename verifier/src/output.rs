@@ -145,11 +145,32 @@ pub fn session_summary(
     if evidence.checks.is_empty() {
         groups.push(("evidence".into(), Vec::new()));
     }
+    // The snapshot's own checks (`snapshot.*`) in their group, the file checks in `files`.
+    let (snapshot, files): (Vec<&ratls::Check>, Vec<&ratls::Check>) = files
+        .iter()
+        .partition(|c| c.step.starts_with("snapshot."));
+    if !snapshot.is_empty() {
+        groups.push(("snapshot".into(), snapshot));
+    }
     if !files.is_empty() {
-        groups.push(("files".into(), files.iter().collect()));
+        groups.push(("files".into(), files));
     }
     for (group, checks) in &groups {
         text.push_str(&group_line(group, checks));
+    }
+    let first = evidence.first_failure().or_else(|| {
+        groups
+            .iter()
+            .flat_map(|(_, c)| c.iter().copied())
+            .find(|c| !c.ok)
+    });
+    if let (false, Some(failed)) = (verified, first) {
+        let _ = writeln!(
+            text,
+            "rejected at {}: {}",
+            failed.step,
+            failed.detail_or_values()
+        );
     }
     text
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use hyper::{Method, StatusCode};
 use ratls::binding::Role;
-use ratls::bundle::{Bundle, ImaEvidence, MAX_BUNDLE_LEN};
+use ratls::bundle::{Bundle, EventLogEvidence, ImaEvidence, MAX_BUNDLE_LEN};
 use ratls::ima::Log;
 use ratls::snapshot::{FileSet, Snapshot};
 use ratls::tls::{AttestationPolicy, AttestedServerVerifier, Mode};
@@ -192,6 +192,18 @@ impl SessionCheck {
             .collect()
     }
 
+    /// The first failed step: the evidence's, then the snapshot's, then the files'.
+    fn first_failure(&self) -> Option<&Check> {
+        self.evidence
+            .first_failure()
+            .or_else(|| {
+                self.snapshot_checks
+                    .iter()
+                    .chain(&self.files)
+                    .find(|c| !c.ok)
+            })
+    }
+
     fn agent_ak_sha256(&self) -> Option<&str> {
         bundle_claims(&self.evidence).and_then(|c| c.ak_sha256.as_deref())
     }
@@ -204,8 +216,9 @@ async fn check_session(
     policy: &AttestationPolicy,
 ) -> Result<SessionCheck, UsageError> {
     let (evidence, cmw) = session.evidence(policy).await?;
-    let files = match Bundle::from_cmw(&cmw, MAX_BUNDLE_LEN) {
-        Ok(bundle) => match &bundle.ima {
+    let bundle = Bundle::from_cmw(&cmw, MAX_BUNDLE_LEN).ok();
+    let files = match &bundle {
+        Some(bundle) => match &bundle.ima {
             Some(ImaEvidence::Log(bytes)) => match Log::parse(bytes) {
                 Ok(log) => snapshot.check_ima(&log),
                 Err(e) => vec![Check::fail(
@@ -223,15 +236,23 @@ async fn check_session(
             )],
         },
         // The evidence verdict already names the parse failure.
-        Err(_) => Vec::new(),
+        None => Vec::new(),
     };
     let agent_spki_sha256 = session.spki_sha256_hex();
+    let mut snapshot_checks = vec![
+        snapshot.check_pins(),
+        snapshot.check_agent_key(&agent_spki_sha256),
+    ];
+    if let Some(bundle) = &bundle {
+        let event_log = match &bundle.event_log {
+            Some(EventLogEvidence::Log(bytes)) => Some(bytes.as_slice()),
+            _ => None,
+        };
+        snapshot_checks.extend(snapshot.check_boot_events(event_log));
+    }
     Ok(SessionCheck {
         evidence,
-        snapshot_checks: vec![
-            snapshot.check_pins(),
-            snapshot.check_agent_key(&agent_spki_sha256),
-        ],
+        snapshot_checks,
         files,
         agent_spki_sha256,
         cmw,
@@ -483,6 +504,10 @@ struct VerifyReport<'a> {
     url: String,
     snapshot: String,
     simulated: bool,
+    /// The first failed step (evidence, snapshot, files), with its expected and presented
+    /// values and detail; absent when the session verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_failure: Option<Check>,
     #[serde(flatten)]
     session: &'a SessionCheck,
     applications: Vec<AppResult>,
@@ -520,6 +545,7 @@ pub async fn verify(global: &Global, args: &AgentVerifyArgs) -> Outcome {
         url: ctx.target.url(),
         snapshot: args.snapshot.display().to_string(),
         simulated: check.evidence.simulated,
+        first_failure: check.first_failure().cloned(),
         session: &check,
         applications: results,
     };

@@ -720,6 +720,7 @@ fn bundle_from_swtpm_and_sim_tee_verifies_only_with_the_sim_root() {
             tee: Some(&tee),
             tpm: Some(&tpm),
             ima: Some(&ima),
+            event_log: None,
             banks: &[HashAlg::Sha256],
             pcrs: &DEFAULT_PCRS,
             ima_inline: true,
@@ -860,4 +861,193 @@ fn raw_evidence_without_a_nonce_is_not_fresh_unless_waived() {
     let out = cosmian_vm(&wrong);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(failed_steps(&json(&out)), ["freshness"]);
+}
+
+#[test]
+fn tpm_quote_anchors_the_event_log_and_the_ima_log() {
+    use ratls::digest::HashAlg;
+    use ratls::ima::{Log, Template};
+
+    let Some(dir) = real_testdata("tpm/gce-shielded-vm-go-tpm-tools") else {
+        return;
+    };
+    let quotes: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("derived-quotes.json")).unwrap()).unwrap();
+    let q = quotes["quotes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["pcr_bank"] == "sha256")
+        .unwrap();
+    let attest = tmp(
+        "anchor-attest.hex",
+        q["tpms_attest_hex"]
+            .as_str()
+            .unwrap()
+            .as_bytes(),
+    );
+    let sig = tmp(
+        "anchor-sig.bin",
+        &hex::decode(
+            q["tpmt_signature_hex"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap(),
+    );
+    let pcrs = tmp(
+        "anchor-pcrs.json",
+        serde_json::json!({ "sha256": q["pcrs"] })
+            .to_string()
+            .as_bytes(),
+    );
+    // The README's one-entry IMA log: boot_aggregate = SHA-256(sha256 PCR 0..9), which is all
+    // PCR 10 holds (no IMA policy was loaded): `allow_empty` is needed to accept it.
+    let ima = |aggregate: &[u8], name: &str| {
+        let mut log = Log::new(HashAlg::Sha1);
+        log.push(
+            10,
+            Template::ImaNg,
+            Some("sha256"),
+            aggregate,
+            b"boot_aggregate",
+            &[],
+        )
+        .unwrap();
+        tmp(name, &log.to_binary())
+    };
+    let aggregate =
+        hex::decode("b804fd412b3bafcecb5b7a7ec094706f660d12c0496d0e991d2cdbbcc2505aef").unwrap();
+    let good_ima = ima(&aggregate, "anchor-ima.bin");
+    let forged_ima = ima(&[0x42; 32], "anchor-ima-forged.bin");
+    let allow_empty = tmp("anchor-policy.json", br#"{"ima": {"allow_empty": true}}"#);
+    let event_log = p(&dir, "derived-eventlog.bin");
+    let mut flipped = std::fs::read(&event_log).unwrap();
+    // The last event (PCR 5, "Exit Boot Services Returned with Success"): flip its sha256.
+    let digest =
+        hex::decode("b54f7542cbd872a81a9d9dea839b2b8d747c7ebd5ea6615c40f42f44a6dbeba0").unwrap();
+    let at = flipped
+        .windows(32)
+        .position(|w| w == digest.as_slice())
+        .unwrap();
+    flipped[at] ^= 1;
+    let flipped = tmp("anchor-eventlog-flipped.bin", &flipped);
+    let run = |ima_log: &Path, event_log: &str, policy: Option<&Path>| {
+        let mut args = vec![
+            "evidence",
+            "verify",
+            "--json",
+            "--tpm-quote",
+            attest.to_str().unwrap(),
+            "--tpm-signature",
+            sig.to_str().unwrap(),
+            "--ak-public",
+            dir.join("derived-ak_pub.tpmt")
+                .to_str()
+                .unwrap(),
+            "--nonce",
+            "9009",
+            "--pcrs",
+            pcrs.to_str().unwrap(),
+            "--ima-log",
+            ima_log.to_str().unwrap(),
+            "--event-log",
+            event_log,
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+        if let Some(policy) = policy {
+            args.extend(["--policy".to_owned(), policy.to_str().unwrap().to_owned()]);
+        }
+        let args: Vec<&str> = args
+            .iter()
+            .map(String::as_str)
+            .collect();
+        cosmian_vm(&args)
+    };
+
+    let out = run(&good_ima, &event_log, Some(&allow_empty));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v = json(&out);
+    assert_shape(&v, "tpm");
+    let check = |v: &Value, step: &str| -> Value {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["step"] == step)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {step} in {v}"))
+    };
+    for step in [
+        "tpm.signature",
+        "tpm.pcr_digest",
+        "freshness",
+        "boot.eventlog",
+        "ima.boot_aggregate",
+        "ima.coverage",
+        "ima.replay",
+    ] {
+        assert_eq!(check(&v, step)["ok"], true, "{step}");
+    }
+    assert!(check(&v, "ima.boot_aggregate")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("recomputed"));
+
+    // Without allow_empty: nothing past boot_aggregate, no IMA policy loaded.
+    let out = run(&good_ima, &event_log, None);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(failed_steps(&json(&out)), ["ima.coverage"]);
+
+    // A forged boot_aggregate: the recomputed value is expected, the logged one presented.
+    let out = run(&forged_ima, &event_log, Some(&allow_empty));
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(failed_steps(&v)[0], "ima.boot_aggregate");
+    let c = check(&v, "ima.boot_aggregate");
+    assert_eq!(c["expected"], format!("sha256:{}", hex::encode(&aggregate)));
+    assert_eq!(
+        c["presented"],
+        format!("sha256:{}", hex::encode([0x42; 32]))
+    );
+
+    // An event log that does not match the quote: boot.eventlog names the PCR.
+    let out = run(&good_ima, flipped.to_str().unwrap(), Some(&allow_empty));
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(failed_steps(&v), ["boot.eventlog"]);
+    let detail = check(&v, "boot.eventlog")["detail"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(detail.starts_with("sha256 PCR 5:"), "{detail}");
+
+    // Human output names the first failing step.
+    let out = cosmian_vm(&[
+        "evidence",
+        "verify",
+        "--tpm-quote",
+        attest.to_str().unwrap(),
+        "--tpm-signature",
+        sig.to_str().unwrap(),
+        "--ak-public",
+        &p(&dir, "derived-ak_pub.tpmt"),
+        "--nonce",
+        "9009",
+        "--pcrs",
+        pcrs.to_str().unwrap(),
+        "--event-log",
+        flipped.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("rejected at boot.eventlog: "), "{text}");
+    assert!(text.contains("PCR 5"), "{text}");
 }

@@ -2,7 +2,9 @@
 //! the demo and tests on swtpm. It never runs on a real confidential VM: there the firmware
 //! measures the boot and the kernel's IMA measures files.
 //!
-//! - `boot --tpm TCTI [--label L]`: extend PCRs 0–9 as firmware would (a new label, a new boot);
+//! - `boot --tpm TCTI [--label L] [--event-log FILE [--cmdline C]]`: extend PCRs 0–9 as firmware
+//!   would (a new label, a new boot), and write the firmware event log of it (PCR 9: the kernel
+//!   command line and initrd, tagged as the Linux EFI stub does);
 //! - `ima-init --tpm TCTI --log FILE`: start a boot's IMA log with its `boot_aggregate`;
 //! - `measure --tpm TCTI --log FILE PATH...`: measure files (ima-ng records + PCR 10 extends),
 //!   as the kernel does when a program runs;
@@ -13,7 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ratls::attest::ima_sim::{simulate_boot, ImaSimulator};
+use ratls::attest::ima_sim::{simulate_boot, simulate_boot_with_event_log, ImaSimulator};
 use ratls::attest::tpm::{TssTpm, DEFAULT_AK_HANDLE};
 
 #[derive(Parser)]
@@ -36,6 +38,16 @@ enum Command {
         tpm: String,
         #[arg(long, default_value = "cosmian vm demo")]
         label: String,
+        /// Also write the boot's firmware event log (crypto-agile, sha1 + sha256) to FILE.
+        #[arg(long, value_name = "FILE")]
+        event_log: Option<PathBuf>,
+        /// The kernel command line measured into PCR 9 (with --event-log).
+        #[arg(
+            long,
+            requires = "event_log",
+            default_value = "console=ttyS0 initrd=initrd"
+        )]
+        cmdline: String,
     },
     /// Start a new IMA log (truncating FILE) with this boot's boot_aggregate.
     ImaInit {
@@ -63,9 +75,16 @@ enum Command {
 fn run(cli: Cli) -> Result<(), String> {
     let open = |tcti: &str| TssTpm::open(tcti, DEFAULT_AK_HANDLE).map_err(|e| e.to_string());
     match cli.command {
-        Command::Boot { tpm, label } => {
-            simulate_boot(&open(&tpm)?, &label).map_err(|e| e.to_string())
-        }
+        Command::Boot {
+            tpm,
+            label,
+            event_log,
+            cmdline,
+        } => match event_log {
+            Some(path) => simulate_boot_with_event_log(&open(&tpm)?, &label, &cmdline, &path)
+                .map_err(|e| e.to_string()),
+            None => simulate_boot(&open(&tpm)?, &label).map_err(|e| e.to_string()),
+        },
         Command::ImaInit { tpm, log } => {
             let tpm = open(&tpm)?;
             ImaSimulator::new(&log, &tpm)

@@ -40,6 +40,10 @@ tpm_device = "/dev/tpmrm0"
         a.ima_log,
         PathBuf::from("/sys/kernel/security/ima/binary_runtime_measurements")
     );
+    assert_eq!(
+        a.event_log,
+        PathBuf::from("/sys/kernel/security/tpm0/binary_bios_measurements")
+    );
     assert!(c.app.is_none());
 }
 
@@ -52,6 +56,7 @@ data_dir = "/srv/agent"
 ssl_certificate = "tls/cert.pem"
 ssl_private_key = "/etc/keys/key.pem"
 ima_log = "ima.bin"
+event_log = "/boot/eventlog.bin"
 owner_certificate = "owner.pem"
 
 [app]
@@ -67,6 +72,7 @@ app_storage = "data/app"
     );
     assert_eq!(c.agent.ssl_private_key, PathBuf::from("/etc/keys/key.pem"));
     assert_eq!(c.agent.ima_log, PathBuf::from("/srv/agent/ima.bin"));
+    assert_eq!(c.agent.event_log, PathBuf::from("/boot/eventlog.bin"));
     assert_eq!(
         c.agent.owner_certificate,
         Some(PathBuf::from("/srv/agent/owner.pem"))

@@ -187,3 +187,52 @@ pub fn simulate_boot(tpm: &TssTpm, label: &str) -> Result<(), AttestError> {
     }
     Ok(())
 }
+
+/// [`simulate_boot`] that also writes the firmware event log of the boot to `event_log` (a
+/// crypto-agile log with sha1 and sha256 digests), as OVMF and the Linux EFI stub would: PCRs
+/// 0–8 get one `EV_EFI_ACTION` event `"<label> pcr <i>"` each (the same extends as
+/// [`simulate_boot`]); PCR 9 gets the stub's two `EV_EVENT_TAG` events,
+/// `LOADED_IMAGE::LoadOptions` with the digest of `cmdline` (UTF-16LE plus a NUL, as the stub
+/// measures it) and `Linux initrd` with the digest of `"<label> initrd"`. A different
+/// `cmdline` therefore changes PCR 9 only. For swtpm only.
+pub fn simulate_boot_with_event_log(
+    tpm: &TssTpm,
+    label: &str,
+    cmdline: &str,
+    event_log: &Path,
+) -> Result<(), AttestError> {
+    use crate::eventlog::{tagged_event, EventType, LogBuilder};
+
+    const BANKS: [HashAlg; 2] = [HashAlg::Sha1, HashAlg::Sha256];
+    let mut log = LogBuilder::new(&BANKS);
+    let extend = |pcr: u8, digests: &[(HashAlg, Vec<u8>)]| {
+        let pairs: Vec<(HashAlg, &[u8])> = digests
+            .iter()
+            .map(|(bank, digest)| (*bank, digest.as_slice()))
+            .collect();
+        tpm.extend_pcr(pcr, &pairs)
+    };
+    for pcr in 0u8..9 {
+        let event = format!("{label} pcr {pcr}");
+        let digests = log.measure(u32::from(pcr), EventType::EFI_ACTION, event.as_bytes());
+        extend(pcr, &digests)?;
+    }
+    let mut options: Vec<u8> = cmdline
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    options.extend([0, 0]);
+    let initrd = format!("{label} initrd");
+    for (id, tag, content) in [
+        (0x8F3B_22ED, "LOADED_IMAGE::LoadOptions", options.as_slice()),
+        (0x8F3B_22EC, "Linux initrd", initrd.as_bytes()),
+    ] {
+        let digests: Vec<(HashAlg, Vec<u8>)> = BANKS
+            .iter()
+            .map(|&bank| (bank, bank.digest(content)))
+            .collect();
+        log.event(9, EventType::EVENT_TAG, &digests, &tagged_event(id, tag));
+        extend(9, &digests)?;
+    }
+    std::fs::write(event_log, log.as_bytes()).map_err(io(event_log))
+}

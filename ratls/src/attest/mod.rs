@@ -154,6 +154,31 @@ impl ImaSource for ImaFile {
     }
 }
 
+/// Reads the firmware's TCG event log (binary form) of this boot.
+pub trait EventLogSource: Send + Sync + fmt::Debug {
+    fn read_event_log(&self) -> Result<Vec<u8>, AttestError>;
+}
+
+/// The firmware event log in a file: securityfs on a real machine
+/// (`/sys/kernel/security/tpm0/binary_bios_measurements`), or any file.
+#[derive(Debug, Clone)]
+pub struct EventLogFile(pub std::path::PathBuf);
+
+impl EventLogFile {
+    /// The kernel's export of the firmware event log.
+    pub const SECURITYFS: &'static str = "/sys/kernel/security/tpm0/binary_bios_measurements";
+}
+
+impl EventLogSource for EventLogFile {
+    fn read_event_log(&self) -> Result<Vec<u8>, AttestError> {
+        std::fs::read(&self.0).map_err(|e| AttestError::Io {
+            what: "firmware event log",
+            path: self.0.display().to_string(),
+            error: Arc::new(e),
+        })
+    }
+}
+
 /// Why an attester could not produce evidence.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -195,6 +220,8 @@ pub struct Attester {
     pub tee: Option<Arc<dyn TeeAttester>>,
     pub tpm: Option<Arc<dyn TpmAttester>>,
     pub ima: Option<Arc<dyn ImaSource>>,
+    /// The firmware event log, carried so the verifier can replay PCRs 0–9 event by event.
+    pub event_log: Option<Arc<dyn EventLogSource>>,
     /// PCR banks to quote.
     pub banks: Vec<HashAlg>,
     /// PCRs to quote (boot PCRs 0–9 and IMA's PCR 10 by default).
@@ -212,13 +239,21 @@ impl Attester {
             tee,
             tpm,
             ima,
+            event_log: None,
             banks: vec![HashAlg::Sha256],
             pcrs: crate::bundle::DEFAULT_PCRS.to_vec(),
         }
     }
 
+    /// The same machine, also carrying the firmware event log read from `source`.
+    pub fn with_event_log(mut self, source: Arc<dyn EventLogSource>) -> Self {
+        self.event_log = Some(source);
+        self
+    }
+
     /// Produce a bundle bound to `binding`, carrying the IMA log itself (`ima_inline`, fresh
-    /// mode) or only its length and digest (certificates). Blocking.
+    /// mode) or only its length and digest (certificates), and the firmware event log when
+    /// there is a source (inline, or a digest when a certificate would not fit it). Blocking.
     pub fn produce(
         &self,
         binding: crate::binding::BindingClaims,
@@ -229,6 +264,7 @@ impl Attester {
                 tee: self.tee.as_deref(),
                 tpm: self.tpm.as_deref(),
                 ima: self.ima.as_deref(),
+                event_log: self.event_log.as_deref(),
                 banks: &self.banks,
                 pcrs: &self.pcrs,
                 ima_inline,

@@ -17,7 +17,7 @@ use serde_bytes::ByteBuf;
 pub use self::verify::{
     verify, verify_bundle, BindingLevel, BundleClaims, Expectations, Freshness, ImaDeferred,
 };
-use crate::attest::{AttestError, ImaSource, TeeAttester, TpmAttester};
+use crate::attest::{AttestError, EventLogSource, ImaSource, TeeAttester, TpmAttester};
 use crate::binding::BindingClaims;
 use crate::digest::HashAlg;
 
@@ -43,6 +43,11 @@ pub struct Bundle {
     pub tpm: Option<TpmEvidence>,
     pub ima: Option<ImaEvidence>,
     pub binding: BindingClaims,
+    /// The firmware's TCG event log of the boot (`binary_bios_measurements`), replayed against
+    /// the quoted PCRs 0–9 (`boot.eventlog`). Optional and absent from the encoding when there
+    /// is none, so bundles without it are byte-for-byte what they were before the field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_log: Option<EventLogEvidence>,
 }
 
 /// TEE evidence, by platform.
@@ -138,6 +143,27 @@ pub enum ImaEvidence {
     Digest { len: u64, sha256: ByteBuf },
 }
 
+/// The firmware event log, or (in a certificate it would not fit in) its length and digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum EventLogEvidence {
+    /// The TCG PC Client event log (crypto-agile or legacy SHA-1).
+    Log(ByteBuf),
+    /// The log travels elsewhere: its `len` bytes hash to `sha256`.
+    Digest { len: u64, sha256: ByteBuf },
+}
+
+impl EventLogEvidence {
+    /// The digest form of `log`.
+    pub fn digest_of(log: &[u8]) -> Self {
+        Self::Digest {
+            len: u64::try_from(log.len()).unwrap_or(u64::MAX),
+            sha256: ByteBuf::from(HashAlg::Sha256.digest(log)),
+        }
+    }
+}
+
 /// Why a bundle could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -228,11 +254,15 @@ pub struct Sources<'a> {
     pub tee: Option<&'a dyn TeeAttester>,
     pub tpm: Option<&'a dyn TpmAttester>,
     pub ima: Option<&'a dyn ImaSource>,
+    /// The firmware event log (`binary_bios_measurements`).
+    pub event_log: Option<&'a dyn EventLogSource>,
     /// PCR banks to quote (sha256 always makes sense; sha1 when the policy asks).
     pub banks: &'a [HashAlg],
     /// PCRs to quote: boot PCRs 0–9 and PCR 10 (IMA) by default.
     pub pcrs: &'a [u8],
     /// Carry the IMA log itself (fresh mode), or only its length and digest (certificates).
+    /// The event log is inline in fresh mode; in certificate mode it is inline when the bundle
+    /// still fits [`MAX_CERT_BUNDLE_LEN`] with it, and a digest otherwise.
     pub ima_inline: bool,
 }
 
@@ -241,7 +271,7 @@ pub const DEFAULT_PCRS: [u8; 11] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
 
 /// Produce a bundle bound to `binding` (whose `ak_sha256` is filled in from the TPM's AK).
 ///
-/// The IMA log is read *after* the quote: the log only grows, so it holds every entry the quoted
+/// The IMA log and the firmware event log are read *after* the quote: the log only grows, so it holds every entry the quoted
 /// PCR 10 covers, and the verifier matches the quote against a prefix of it (entries measured in
 /// between simply follow the quoted prefix).
 pub fn produce(sources: &Sources<'_>, mut binding: BindingClaims) -> Result<Bundle, AttestError> {
@@ -274,13 +304,25 @@ pub fn produce(sources: &Sources<'_>, mut binding: BindingClaims) -> Result<Bund
                 }
             }
         });
-    let bundle = Bundle {
+    let event_log = sources
+        .event_log
+        .map(|source| source.read_event_log())
+        .transpose()?;
+    let mut bundle = Bundle {
         version: VERSION,
         tee,
         tpm,
         ima,
         binding,
+        event_log: event_log
+            .as_ref()
+            .map(|log| EventLogEvidence::Log(ByteBuf::from(log.clone()))),
     };
+    if let (false, Some(log)) = (sources.ima_inline, &event_log) {
+        if bundle.to_cmw().len() > MAX_CERT_BUNDLE_LEN {
+            bundle.event_log = Some(EventLogEvidence::digest_of(log));
+        }
+    }
     let size = bundle.to_cmw().len();
     if size > MAX_BUNDLE_LEN {
         return Err(AttestError::TooLarge {

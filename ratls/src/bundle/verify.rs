@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{Bundle, ImaEvidence, TeeEvidence, TpmEvidence, MAX_BUNDLE_LEN};
+use super::{Bundle, EventLogEvidence, ImaEvidence, TeeEvidence, TpmEvidence, MAX_BUNDLE_LEN};
 use crate::binding::{spki_sha256, BindingClaims, Role};
 use crate::digest::HashAlg;
 use crate::hexfmt::hex;
@@ -60,6 +60,10 @@ pub struct Expectations<'a> {
     /// certificate mode does: the log does not travel in certificates. The verdict then proves
     /// TEE, boot PCRs and key binding, and says in its claims that IMA was not checked.
     pub defer_ima_log: bool,
+    /// The firmware event log, when the bundle carries only its digest (fetched separately).
+    /// Without it such a bundle's event log is recorded in the claims (`event_log_deferred`)
+    /// and not replayed: the boot PCRs themselves are still quoted and checked by the policy.
+    pub event_log: Option<&'a [u8]>,
     /// Which parts must be present.
     pub require_tee: bool,
     pub require_tpm: bool,
@@ -80,6 +84,7 @@ impl<'a> Expectations<'a> {
             insecure_sim_root: None,
             ima_log: None,
             defer_ima_log: false,
+            event_log: None,
             require_tee: true,
             require_tpm: true,
             require_ima: true,
@@ -107,6 +112,13 @@ pub struct BundleClaims {
     /// its SHA-256 (lower-case hex).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ima_deferred: Option<ImaDeferred>,
+    /// What the firmware event log says, when the bundle carried one that parsed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_log: Option<crate::eventlog::EventLogClaims>,
+    /// Set when the bundle carries only the event log's digest and no log was given: its
+    /// length and SHA-256 (the log was not replayed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_log_deferred: Option<ImaDeferred>,
 }
 
 /// The IMA log a verdict still has to see (certificate mode).
@@ -152,7 +164,7 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
         "bundle.parse",
         "a CMW-wrapped evidence bundle v1",
         format!(
-            "tee {}, tpm {}, ima {}",
+            "tee {}, tpm {}, ima {}{}",
             bundle
                 .tee
                 .as_ref()
@@ -162,6 +174,11 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
                 Some(ImaEvidence::Log(_)) => "log",
                 Some(ImaEvidence::Digest { .. }) => "digest",
                 None => "no",
+            },
+            match &bundle.event_log {
+                Some(EventLogEvidence::Log(_)) => ", event log",
+                Some(EventLogEvidence::Digest { .. }) => ", event log digest",
+                None => "",
             }
         ),
     ));
@@ -201,6 +218,8 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
         freshness: None,
         evidence_sha256: hex(bundle.digest()),
         ima_deferred: None,
+        event_log: None,
+        event_log_deferred: None,
     };
 
     // TEE evidence, and its report_data against the expected binding.
@@ -258,7 +277,17 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
         claims.tpm = Some(tpm_verdict.claims);
     }
 
-    // IMA: the log replays to the quoted PCR 10.
+    // The firmware event log replays to the quoted boot PCRs.
+    if let Some(event_log) = &bundle.event_log {
+        v.extend(check_event_log(
+            event_log,
+            bundle.tpm.as_ref(),
+            expect,
+            &mut claims,
+        ));
+    }
+
+    // IMA: the log replays to the quoted PCR 10, and boot_aggregate to the quoted PCRs 0-9.
     if let Some(ima) = &bundle.ima {
         let log = match ima {
             ImaEvidence::Log(log) => Some(log.as_slice()),
@@ -307,7 +336,16 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
                     "",
                 ));
             }
-            let ima_verdict = crate::ima::verify_bytes(log, quoted_pcr10.clone(), &policy.ima);
+            let boot_pcrs = bundle
+                .tpm
+                .as_ref()
+                .map(TpmEvidence::pcr_values);
+            let ima_verdict = crate::ima::verify_anchored(
+                log,
+                quoted_pcr10.clone(),
+                boot_pcrs.as_ref(),
+                &policy.ima,
+            );
             v.extend(ima_verdict.checks);
             claims.ima = Some(ima_verdict.claims);
         }
@@ -333,6 +371,54 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
     }
     v.claims = Claims::Bundle(Box::new(claims));
     v
+}
+
+use crate::eventlog::BOOT_EVENTLOG;
+
+/// `boot.eventlog`: the event log (inline, or fetched and matching the bundle's digest) replays
+/// to the quoted PCRs 0–9, in every quoted bank the log carries (one check per bank; a failure
+/// names the first differing PCR). Every quoted PCR among 0–9 is compared, so a PCR the log
+/// never extends must still hold its initial value. No check when the bundle carries only a
+/// digest and no log was given (recorded as `event_log_deferred`).
+fn check_event_log(
+    evidence: &EventLogEvidence,
+    tpm: Option<&TpmEvidence>,
+    expect: &Expectations<'_>,
+    claims: &mut BundleClaims,
+) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let bytes: &[u8] = match evidence {
+        EventLogEvidence::Log(log) => log,
+        EventLogEvidence::Digest { len, sha256 } => {
+            let Some(log) = expect.event_log else {
+                claims.event_log_deferred = Some(ImaDeferred {
+                    len: *len,
+                    sha256: hex(sha256),
+                });
+                return checks;
+            };
+            let digest = HashAlg::Sha256.digest(log);
+            let same = u64::try_from(log.len()).ok() == Some(*len) && digest == sha256.as_slice();
+            if !same {
+                checks.push(Check::fail(
+                    BOOT_EVENTLOG,
+                    format!("an event log of {len} bytes hashing to {}", hex(sha256)),
+                    format!("{} bytes hashing to {}", log.len(), hex(&digest)),
+                    "the event log given is not the one the bundle's digest names",
+                ));
+                return checks;
+            }
+            log
+        }
+    };
+    let (boot, summary) = crate::eventlog::check_boot_log(
+        bytes,
+        tpm.map(TpmEvidence::pcr_values)
+            .as_ref(),
+    );
+    claims.event_log = summary;
+    checks.extend(boot);
+    checks
 }
 
 /// Check each binding claim against the verifier's own knowledge; return the claims the

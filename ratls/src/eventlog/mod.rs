@@ -48,25 +48,37 @@
 //! | --- | --- |
 //! | `eventlog.parse` | the log parses ([`verify_against_pcrs`] only; a failure carries the typed error) |
 //! | `eventlog.replay` | one check per quoted bank: the replay of the requested PCRs equals the quoted values; a failure names the bank and the first differing PCR |
+//! | `boot.eventlog` | [`check_boot_log`]: the same replay of a machine's log against its quoted PCRs 0–9, as bundles and `evidence verify --event-log` run it |
 //!
 //! [`check_against_pcrs`] runs the replay checks on a parsed log (so a TPM verifier can append
 //! them to its own verdict); [`verify_against_pcrs`] parses the bytes first. A replay that
 //! matches authenticates the digests of the events in the compared PCRs, and nothing else:
 //! events in PCRs that were not compared stay unauthenticated (the passing check says how
 //! many there are). [`EventLog::summary`] and [`inspect`] give the [`EventLogClaims`].
+//!
+//! [`EventLog::boot_events`] lists the measured events of PCRs 0–9 with their SHA-256 digests
+//! and a short [`describe`]d label (the `EV_EVENT_TAG` text, the UEFI variable name, the image
+//! path): what a snapshot records so that a later boot's difference can be named event by
+//! event.
 
 use core::fmt;
 use std::collections::BTreeMap;
 
 use serde::{Serialize, Serializer};
 
+mod build;
+mod describe;
 mod log;
 mod replay;
 mod verify;
 
+pub use self::build::{tagged_event, LogBuilder};
+pub use self::describe::{describe, BootEvent, BOOT_PCRS, MAX_DESCRIPTION};
 pub use self::log::{DigestAlgorithm, Event, EventDigest, EventLog, LogFormat, SpecId};
 pub use self::replay::ReplayError;
-pub use self::verify::{check_against_pcrs, inspect, verify_against_pcrs};
+pub use self::verify::{
+    check_against_pcrs, check_boot_log, inspect, verify_against_pcrs, BOOT_EVENTLOG,
+};
 
 /// At most this many events (the Spec ID event included) are parsed from one log.
 pub const MAX_EVENTS: usize = 100_000;

@@ -4,6 +4,7 @@
 use super::*;
 use crate::codec::ParseError;
 use crate::digest::HashAlg;
+use crate::hexfmt::hex;
 use crate::tpm::PcrValues;
 
 const SHA1: u16 = 0x0004;
@@ -814,4 +815,182 @@ fn checks_against_quoted_pcrs() {
     assert!(!verdict.is_trusted());
     assert_eq!(verdict.checks.len(), 1);
     assert_eq!(verdict.first_failure().unwrap().step, "eventlog.parse");
+}
+
+/// UTF-16LE of `text`.
+fn utf16le(text: &str) -> Vec<u8> {
+    text.encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect()
+}
+
+/// `TCG_PCClientTaggedEvent` as the Linux EFI stub writes it.
+fn tagged(id: u32, text: &[u8]) -> Vec<u8> {
+    let mut out = le32(id).to_vec();
+    out.extend(le32(text.len() as u32));
+    out.extend(text);
+    out
+}
+
+/// `UEFI_VARIABLE_DATA` for `name` with `data`.
+fn efi_variable(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x61; 16];
+    out.extend((name.encode_utf16().count() as u64).to_le_bytes());
+    out.extend((data.len() as u64).to_le_bytes());
+    out.extend(utf16le(name));
+    out.extend(data);
+    out
+}
+
+/// `UEFI_IMAGE_LOAD_EVENT` with a device path of a hard-drive node, two file-path nodes and
+/// the end node.
+fn image_load(parts: &[&str]) -> Vec<u8> {
+    let node = |kind: u8, subtype: u8, body: &[u8]| {
+        let mut n = vec![kind, subtype];
+        n.extend(((body.len() + 4) as u16).to_le_bytes());
+        n.extend(body);
+        n
+    };
+    let mut path = node(4, 1, &[0; 38]);
+    for part in parts {
+        let mut body = utf16le(part);
+        body.extend([0, 0]);
+        path.extend(node(4, 4, &body));
+    }
+    path.extend(node(0x7f, 0xff, &[]));
+    let mut out = vec![0; 24];
+    out.extend((path.len() as u64).to_le_bytes());
+    out.extend(path);
+    out
+}
+
+#[test]
+fn descriptions_name_tags_variables_images_and_text() {
+    let cases: Vec<(EventType, Vec<u8>, &str)> = vec![
+        (
+            EventType::EVENT_TAG,
+            tagged(0x8F3B_22ED, b"LOADED_IMAGE::LoadOptions\0"),
+            "LOADED_IMAGE::LoadOptions",
+        ),
+        (
+            EventType::EVENT_TAG,
+            tagged(0x8F3B_22EC, b"Linux initrd\0"),
+            "Linux initrd",
+        ),
+        (
+            EventType::EFI_VARIABLE_DRIVER_CONFIG,
+            efi_variable("SecureBoot", &[1]),
+            "SecureBoot",
+        ),
+        (
+            EventType::EFI_VARIABLE_BOOT,
+            efi_variable("BootOrder", &[0, 0]),
+            "BootOrder",
+        ),
+        (
+            EventType::EFI_BOOT_SERVICES_APPLICATION,
+            image_load(&["\\EFI\\BOOT", "\\BOOTX64.EFI"]),
+            "\\EFI\\BOOT\\BOOTX64.EFI",
+        ),
+        (
+            EventType::EFI_ACTION,
+            b"Calling EFI Application from Boot Option".to_vec(),
+            "Calling EFI Application from Boot Option",
+        ),
+        (
+            EventType::S_CRTM_VERSION,
+            [utf16le("1.0"), vec![0, 0]].concat(),
+            "1.0",
+        ),
+        (
+            EventType::EFI_PLATFORM_FIRMWARE_BLOB2,
+            [vec![9], b"DXEFV\0\0\0\0".to_vec(), vec![0; 16]].concat(),
+            "DXEFV",
+        ),
+        // Binary data: no description.
+        (EventType::SEPARATOR, vec![0; 4], ""),
+        (
+            EventType::EFI_GPT_EVENT,
+            vec![0x45, 0x46, 0x49, 0x00, 0xff],
+            "",
+        ),
+        // Truncated structures: no description, no error.
+        (EventType::EVENT_TAG, tagged(1, b"abc")[..9].to_vec(), ""),
+        (
+            EventType::EFI_VARIABLE_DRIVER_CONFIG,
+            efi_variable("SecureBoot", &[1])[..40].to_vec(),
+            "",
+        ),
+        (
+            EventType::EFI_BOOT_SERVICES_APPLICATION,
+            image_load(&["\\x"])[..30].to_vec(),
+            "",
+        ),
+    ];
+    for (event_type, data, want) in cases {
+        assert_eq!(describe(event_type, &data), want, "{event_type}");
+    }
+    // Long text is cut.
+    let long = vec![b'a'; 1000];
+    assert_eq!(describe(EventType::IPL, &long).len(), MAX_DESCRIPTION);
+    // A huge UnicodeNameLength does not overflow.
+    let mut huge = vec![0; 16];
+    huge.extend(u64::MAX.to_le_bytes());
+    huge.extend(0u64.to_le_bytes());
+    assert_eq!(describe(EventType::EFI_VARIABLE_BOOT, &huge), "");
+}
+
+#[test]
+fn boot_events_list_pcrs_0_to_9_with_sha256_digests() {
+    let mut bytes = header(&TWO);
+    for (pcr, event_type, data) in EVENTS {
+        bytes.extend(measure(pcr, event_type, &[SHA1, SHA256], data));
+    }
+    let load_options = tagged(0x8F3B_22ED, b"LOADED_IMAGE::LoadOptions\0");
+    bytes.extend(event2(
+        9,
+        6,
+        &[
+            (SHA1, sha(SHA1, b"cmdline")),
+            (SHA256, sha(SHA256, b"cmdline")),
+        ],
+        &load_options,
+    ));
+    bytes.extend(measure(14, 0xD, &[SHA1, SHA256], b"MokList"));
+    let log = EventLog::parse(&bytes).unwrap();
+    let events = log.boot_events().unwrap();
+    // EV_NO_ACTION and PCR 14 are left out.
+    assert_eq!(events.len(), 5);
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| e.pcr)
+            .collect::<Vec<_>>(),
+        [0, 0, 7, 4, 9]
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last.event_type, "EV_EVENT_TAG");
+    assert_eq!(last.description, "LOADED_IMAGE::LoadOptions");
+    assert_eq!(last.sha256, hex(sha(SHA256, b"cmdline")));
+    assert_eq!(events[0].description, "firmware v1");
+    // JSON shape.
+    let json = serde_json::to_value(last).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "pcr": 9,
+            "event_type": "EV_EVENT_TAG",
+            "sha256": hex(sha(SHA256, b"cmdline")),
+            "description": "LOADED_IMAGE::LoadOptions",
+        })
+    );
+
+    // A legacy SHA-1 log has no SHA-256 digests to record.
+    let legacy_log = legacy(0, 8, &[1; 20], b"v");
+    assert_eq!(
+        EventLog::parse(&legacy_log)
+            .unwrap()
+            .boot_events(),
+        None
+    );
 }

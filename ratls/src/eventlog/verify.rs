@@ -10,6 +10,9 @@ use crate::tpm::PcrValues;
 use crate::verdict::{Check, Platform, Verdict};
 
 const PARSE: &str = "eventlog.parse";
+
+/// The step that anchors a machine's firmware event log in its quoted boot PCRs.
+pub const BOOT_EVENTLOG: &str = "boot.eventlog";
 const REPLAY: &str = "eventlog.replay";
 
 /// Parse a TCG event log and compare its replay with quoted PCR values.
@@ -29,6 +32,100 @@ pub fn verify_against_pcrs(log: &[u8], pcrs: &PcrValues, indices: &[u32]) -> Ver
     verdict.push(parse_check(&log));
     verdict.extend(check_against_pcrs(&log, pcrs, indices));
     verdict
+}
+
+/// `boot.eventlog`: parse the firmware event log of a machine and replay it against the quoted
+/// PCRs 0–9 of `quoted` (`None`: no quote, a failure), in every quoted bank the log carries;
+/// one check per bank, a failure names the first differing PCR ([`check_against_pcrs`]). Every
+/// quoted PCR among 0–9 is compared, so one the log never extends must hold its initial value.
+/// Also returns the log's claims when it parsed.
+pub fn check_boot_log(
+    bytes: &[u8],
+    quoted: Option<&PcrValues>,
+) -> (Vec<Check>, Option<EventLogClaims>) {
+    let fail = |expected: String, presented: &str, detail: String| {
+        vec![Check::fail(BOOT_EVENTLOG, expected, presented, detail)]
+    };
+    let log = match EventLog::parse(bytes) {
+        Ok(log) => log,
+        Err(error) => {
+            return (
+                fail(
+                    "a well-formed TCG event log".into(),
+                    "malformed",
+                    error.to_string(),
+                ),
+                None,
+            )
+        }
+    };
+    let summary = Some(log.summary());
+    let Some(quoted) = quoted else {
+        return (
+            fail(
+                "a TPM quote of PCRs 0-9 to replay the event log against".into(),
+                "no TPM quote",
+                "an event log without a quote proves nothing".into(),
+            ),
+            summary,
+        );
+    };
+    let log_banks = log.banks();
+    let mut pcrs = PcrValues::default();
+    for (bank, values) in &quoted.banks {
+        if log_banks.contains(bank) {
+            for (index, value) in values {
+                pcrs.insert(*bank, *index, value.clone());
+            }
+        }
+    }
+    let names = |banks: &mut dyn Iterator<Item = HashAlg>| {
+        banks
+            .map(|b| b.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if pcrs.banks.is_empty() {
+        return (
+            fail(
+                format!(
+                    "a quoted bank among the log's ({})",
+                    names(&mut log_banks.iter().copied())
+                ),
+                &format!("quoted banks: {}", names(&mut quoted.banks.keys().copied())),
+                "the quote has no PCR bank the event log carries digests for".into(),
+            ),
+            summary,
+        );
+    }
+    let indices: Vec<u32> = super::BOOT_PCRS
+        .iter()
+        .copied()
+        .filter(|&index| {
+            let index = u8::try_from(index).unwrap_or(u8::MAX);
+            pcrs.banks
+                .values()
+                .all(|values| values.contains_key(&index))
+        })
+        .collect();
+    if indices.is_empty() {
+        return (
+            fail(
+                "a quote of PCRs 0-9".into(),
+                "none of PCRs 0-9 quoted",
+                "the event log cannot be anchored".into(),
+            ),
+            summary,
+        );
+    }
+    let checks = check_against_pcrs(&log, &pcrs, &indices)
+        .into_iter()
+        .map(|mut check| {
+            check.step = BOOT_EVENTLOG.to_owned();
+            check
+        })
+        .collect();
+    (checks, summary)
 }
 
 /// Parse a log and return what it says, without anchoring it: [`EventLog::summary`].

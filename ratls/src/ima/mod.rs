@@ -24,7 +24,9 @@
 //! PCR-10 replay; [`Log::replay_pcr`] replays any other PCR the same way.
 //!
 //! [`verify_bytes`] runs the checks `ima.parse`, `ima.template_hash`, `ima.violations`,
-//! `ima.boot_aggregate` and `ima.replay`; [`inspect`] only parses and replays.
+//! `ima.boot_aggregate`, `ima.coverage` and `ima.replay`; [`verify_anchored`] does the same
+//! and also recomputes `boot_aggregate` from quoted PCRs 0–9; [`inspect`] only parses and
+//! replays.
 
 use std::collections::BTreeMap;
 
@@ -39,7 +41,7 @@ mod verify;
 
 pub use self::log::{Entry, Escaped, Log, LogFormat, Template};
 pub use self::replay::ReplayMode;
-pub use self::verify::{inspect, verify_bytes};
+pub use self::verify::{inspect, quoted_pcr10, verify_anchored, verify_bytes};
 
 /// The PCR the kernel extends IMA measurements into (`CONFIG_IMA_MEASURE_PCR_IDX`).
 pub const IMA_PCR: u32 = 10;
@@ -60,6 +62,10 @@ pub struct ImaPolicy {
     /// Accept logs with violation entries (all-zero template hashes, recorded when a file was
     /// measured while open for writing, or opened for writing while measured). Default: false.
     pub allow_violations: bool,
+    /// Accept a log with no PCR-10 measurement past `boot_aggregate` (`ima.coverage`): a
+    /// kernel with no IMA policy loaded, or one that measured nothing. Such a log vouches for
+    /// no file at all, so by default it fails. Default: false.
+    pub allow_empty: bool,
     /// The bank the binary log's template hashes are expected in (which
     /// `binary_runtime_measurements_sha<N>` file was exported). It is tried first when the
     /// template-hash size is auto-detected; `None` auto-detects in the order SHA-1, SHA-256,

@@ -708,6 +708,7 @@ fn verify_replay_outcomes() {
             "ima.template_hash",
             "ima.violations",
             "ima.boot_aggregate",
+            "ima.coverage",
             "ima.replay"
         ]
     );
@@ -843,4 +844,185 @@ fn ascii_garbage_is_a_typed_error() {
             "{text:?} parsed"
         );
     }
+}
+
+/// Quoted PCR values 0..=last in `bank`, each `[index + 1; len]`.
+fn boot_pcrs(bank: HashAlg, last: u8) -> crate::tpm::PcrValues {
+    let mut pcrs = crate::tpm::PcrValues::default();
+    for index in 0..=last {
+        pcrs.insert(bank, index, vec![index + 1; bank.digest_len()]);
+    }
+    pcrs
+}
+
+/// `H(PCR 0 || ... || PCR last)` of [`boot_pcrs`], computed with `ring` directly.
+fn aggregate(bank: HashAlg, last: u8) -> Vec<u8> {
+    let algorithm = match bank {
+        HashAlg::Sha1 => &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        HashAlg::Sha256 => &ring::digest::SHA256,
+        HashAlg::Sha384 => &ring::digest::SHA384,
+        HashAlg::Sha512 => &ring::digest::SHA512,
+    };
+    let mut ctx = ring::digest::Context::new(algorithm);
+    for index in 0..=last {
+        ctx.update(&vec![index + 1; bank.digest_len()]);
+    }
+    ctx.finish().as_ref().to_vec()
+}
+
+/// A log whose boot_aggregate is `algo:digest`, then one measured file.
+fn log_with_aggregate(algo: &str, digest: &[u8]) -> Vec<u8> {
+    let mut log = Log::new(HashAlg::Sha1);
+    log.push(
+        10,
+        Template::ImaNg,
+        Some(algo),
+        digest,
+        b"boot_aggregate",
+        &[],
+    )
+    .unwrap();
+    log.push(
+        10,
+        Template::ImaNg,
+        Some("sha256"),
+        &[7; 32],
+        b"/usr/bin/app",
+        &[],
+    )
+    .unwrap();
+    log.to_binary()
+}
+
+#[test]
+fn boot_aggregate_is_recomputed_from_the_quoted_boot_pcrs() {
+    let policy = ImaPolicy::default();
+    // sha256: PCRs 0-9 (kernel 5.8+).
+    let good = aggregate(HashAlg::Sha256, 9);
+    let pcrs = boot_pcrs(HashAlg::Sha256, 9);
+    let verdict = verify_anchored(
+        &log_with_aggregate("sha256", &good),
+        None,
+        Some(&pcrs),
+        &policy,
+    );
+    assert!(verdict.is_trusted(), "{verdict}");
+    let check = verdict
+        .check("ima.boot_aggregate")
+        .unwrap();
+    assert_eq!(check.expected, format!("sha256:{}", hex(&good)));
+    assert!(check.detail.contains("recomputed"), "{check}");
+
+    // A forged boot_aggregate (here: PCRs 0-7 only, the pre-5.8 value) is refused, naming both.
+    let forged = aggregate(HashAlg::Sha256, 7);
+    let verdict = verify_anchored(
+        &log_with_aggregate("sha256", &forged),
+        None,
+        Some(&pcrs),
+        &policy,
+    );
+    let check = verdict.first_failure().unwrap();
+    assert_eq!(check.step, "ima.boot_aggregate");
+    assert_eq!(check.expected, format!("sha256:{}", hex(&good)));
+    assert_eq!(check.presented, format!("sha256:{}", hex(&forged)));
+    assert!(check.detail.contains("PCR 9"), "{check}");
+
+    // sha1: PCRs 0-7 of the sha1 bank; PCRs 8 and 9 do not count.
+    let mut pcrs1 = boot_pcrs(HashAlg::Sha1, 9);
+    let good1 = aggregate(HashAlg::Sha1, 7);
+    let verdict = verify_anchored(
+        &log_with_aggregate("sha1", &good1),
+        None,
+        Some(&pcrs1),
+        &policy,
+    );
+    assert!(verdict.is_trusted(), "{verdict}");
+    pcrs1.insert(HashAlg::Sha1, 9, vec![0xee; 20]);
+    let verdict = verify_anchored(
+        &log_with_aggregate("sha1", &good1),
+        None,
+        Some(&pcrs1),
+        &policy,
+    );
+    assert!(verdict.is_trusted(), "{verdict}");
+    pcrs1.insert(HashAlg::Sha1, 3, vec![0xee; 20]);
+    let verdict = verify_anchored(
+        &log_with_aggregate("sha1", &good1),
+        None,
+        Some(&pcrs1),
+        &policy,
+    );
+    assert_eq!(verdict.first_failure().unwrap().step, "ima.boot_aggregate");
+
+    // Not covered by the quote (another bank, or PCR 9 missing): the name check only, said so.
+    for pcrs in [boot_pcrs(HashAlg::Sha1, 9), boot_pcrs(HashAlg::Sha256, 8)] {
+        let verdict = verify_anchored(
+            &log_with_aggregate("sha256", &forged),
+            None,
+            Some(&pcrs),
+            &policy,
+        );
+        assert!(verdict.is_trusted(), "{verdict}");
+        let check = verdict
+            .check("ima.boot_aggregate")
+            .unwrap();
+        assert!(check.detail.contains("not anchored"), "{check}");
+    }
+    let verdict = verify_bytes(&log_with_aggregate("sha256", &forged), None, &policy);
+    assert!(verdict
+        .check("ima.boot_aggregate")
+        .unwrap()
+        .detail
+        .contains("not anchored: no quoted PCRs"));
+}
+
+#[test]
+fn a_log_with_nothing_past_boot_aggregate_fails_coverage_unless_allowed() {
+    let mut log = Log::new(HashAlg::Sha1);
+    log.push(
+        10,
+        Template::ImaNg,
+        Some("sha256"),
+        &BOOT_DIGEST,
+        b"boot_aggregate",
+        &[],
+    )
+    .unwrap();
+    // An entry in another PCR does not count either.
+    log.push(
+        11,
+        Template::ImaNg,
+        Some("sha256"),
+        &[5; 32],
+        b"/other",
+        &[],
+    )
+    .unwrap();
+    let bytes = log.to_binary();
+    let verdict = verify_bytes(&bytes, None, &ImaPolicy::default());
+    let check = verdict.first_failure().unwrap();
+    assert_eq!(check.step, "ima.coverage");
+    assert!(
+        check
+            .detail
+            .contains("no IMA policy appears to be loaded"),
+        "{check}"
+    );
+    assert_eq!(check.presented, "0 measurements");
+    let allow: ImaPolicy = serde_json::from_str(r#"{"allow_empty": true}"#).unwrap();
+    let verdict = verify_bytes(&bytes, None, &allow);
+    assert!(verdict.is_trusted(), "{verdict}");
+    assert!(verdict.passed("ima.coverage"));
+    // A violation past boot_aggregate is a measurement (judged by ima.violations).
+    log.push_violation(
+        10,
+        Template::ImaNg,
+        Some("sha256"),
+        &[0; 32],
+        b"/var/log/busy",
+    )
+    .unwrap();
+    let verdict = verify_bytes(&log.to_binary(), None, &ImaPolicy::default());
+    assert!(verdict.passed("ima.coverage"));
+    assert_eq!(verdict.first_failure().unwrap().step, "ima.violations");
 }

@@ -1,4 +1,4 @@
-//! Verifying a measurement list, optionally against a quoted PCR 10.
+//! Verifying a measurement list, optionally against a quoted PCR 10 and quoted boot PCRs.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -6,6 +6,7 @@ use super::{ImaClaims, ImaPolicy, Log, ReplayMode, IMA_PCR};
 use crate::codec::ParseError;
 use crate::digest::HashAlg;
 use crate::hexfmt::hex;
+use crate::tpm::PcrValues;
 use crate::verdict::{Check, Claims, Platform, Verdict};
 
 /// The name of the first measurement the kernel records.
@@ -17,11 +18,28 @@ const BOOT_AGGREGATE: &[u8] = b"boot_aggregate";
 /// Steps: `ima.parse`, `ima.template_hash` (every non-violation entry's stored template hash is
 /// the hash of its template data in the log's bank), `ima.violations` (none unless
 /// [`ImaPolicy::allow_violations`]), `ima.boot_aggregate` (the first entry is
-/// `boot_aggregate`), `ima.replay` (the quoted PCR 10 equals the replay of some non-empty
-/// prefix of the PCR-10 entries, per-bank template hashes tried first, then SHA-1 padded; a
-/// quote of the all-zero initial value covers nothing and is rejected). Without a quote the
-/// replay step passes and says the log is not anchored.
+/// `boot_aggregate`; not recomputed here, see [`verify_anchored`]), `ima.coverage` (at least one
+/// PCR-10 measurement past `boot_aggregate`, unless [`ImaPolicy::allow_empty`]), `ima.replay`
+/// (the quoted PCR 10 equals the replay of some non-empty prefix of the PCR-10 entries,
+/// per-bank template hashes tried first, then SHA-1 padded; a quote of the all-zero initial
+/// value covers nothing and is rejected). Without a quote the replay step passes and says the
+/// log is not anchored.
 pub fn verify_bytes(log: &[u8], quoted: Option<(HashAlg, Vec<u8>)>, policy: &ImaPolicy) -> Verdict {
+    verify_anchored(log, quoted, None, policy)
+}
+
+/// [`verify_bytes`], and when `boot_pcrs` (the PCR values of the same quote as PCR 10) cover
+/// the bank of the `boot_aggregate` entry, `ima.boot_aggregate` recomputes it: `H(PCR 0 ‖ … ‖
+/// PCR 9)` of that bank for SHA-256/384/512 (kernels 5.8 and later), `SHA-1(PCR 0 ‖ … ‖ PCR 7)`
+/// for SHA-1 (and the legacy `ima` template), and fails with the recomputed value as expected
+/// and the logged one as presented. When they do not cover it the step checks the name only
+/// and its detail says the value is not anchored.
+pub fn verify_anchored(
+    log: &[u8],
+    quoted: Option<(HashAlg, Vec<u8>)>,
+    boot_pcrs: Option<&PcrValues>,
+    policy: &ImaPolicy,
+) -> Verdict {
     let mut verdict = Verdict::new(Platform::Ima);
     let log = match Log::parse_preferring(log, policy.bank) {
         Ok(log) => log,
@@ -49,11 +67,29 @@ pub fn verify_bytes(log: &[u8], quoted: Option<(HashAlg, Vec<u8>)>, policy: &Ima
     let pass = Pass::run(&log, quote);
     verdict.push(template_hash_check(&log, &pass));
     verdict.push(violations_check(&log, policy));
-    verdict.push(boot_aggregate_check(&log));
+    verdict.push(boot_aggregate_check(&log, boot_pcrs));
+    verdict.push(coverage_check(&log, policy));
     let (check, matched) = replay_check(&log, quote, &pass);
     verdict.push(check);
     verdict.claims = Claims::Ima(claims(&log, &pass, matched));
     verdict
+}
+
+/// The PCR 10 value to anchor an IMA log in, from a quote's PCR values: the sha256 bank, else
+/// sha1, else sha384, else sha512.
+pub fn quoted_pcr10(pcrs: &PcrValues) -> Option<(HashAlg, Vec<u8>)> {
+    let pcr = u8::try_from(IMA_PCR).ok()?;
+    [
+        HashAlg::Sha256,
+        HashAlg::Sha1,
+        HashAlg::Sha384,
+        HashAlg::Sha512,
+    ]
+    .into_iter()
+    .find_map(|bank| {
+        pcrs.value(bank, pcr)
+            .map(|v| (bank, v.to_vec()))
+    })
 }
 
 /// Parse and replay a log without anchoring it: the claims [`verify_bytes`] would report
@@ -224,25 +260,106 @@ fn violations_check(log: &Log, policy: &ImaPolicy) -> Check {
     }
 }
 
-fn boot_aggregate_check(log: &Log) -> Check {
+fn boot_aggregate_check(log: &Log, boot_pcrs: Option<&PcrValues>) -> Check {
     let step = "ima.boot_aggregate";
-    let expected = String::from_utf8_lossy(BOOT_AGGREGATE).into_owned();
-    match log.entries().first() {
-        Some(entry) if entry.path() == BOOT_AGGREGATE => {
-            Check::pass(step, expected.clone(), expected).with_detail(format!(
-                "{}:{}",
-                entry.file_digest_algo(),
-                hex(entry.file_digest())
-            ))
+    let name = String::from_utf8_lossy(BOOT_AGGREGATE).into_owned();
+    let entry = match log.entries().first() {
+        Some(entry) if entry.path() == BOOT_AGGREGATE => entry,
+        Some(entry) => {
+            return Check::fail(
+                step,
+                name,
+                entry.path_display().to_string(),
+                "the first entry is not boot_aggregate: the log does not start at boot",
+            )
         }
-        Some(entry) => Check::fail(
-            step,
-            expected,
-            entry.path_display().to_string(),
-            "the first entry is not boot_aggregate: the log does not start at boot",
-        ),
-        None => Check::fail(step, expected, "no entries", "the log is empty"),
+        None => return Check::fail(step, name, "no entries", "the log is empty"),
+    };
+    let algo = entry.file_digest_algo();
+    let logged = format!("{algo}:{}", hex(entry.file_digest()));
+    let unanchored = |why: String| {
+        Check::pass(step, name.clone(), name.clone()).with_detail(format!(
+            "{logged}; not anchored: {why}, so only the entry's name was checked"
+        ))
+    };
+    let Some(pcrs) = boot_pcrs else {
+        return unanchored("no quoted PCRs 0-9 to recompute it from".into());
+    };
+    match recompute_boot_aggregate(algo, pcrs) {
+        Err(why) => unanchored(why),
+        Ok((bank, count, value)) => {
+            let ok = value.as_slice() == entry.file_digest();
+            let last = count.saturating_sub(1);
+            let check = Check::expect(step, ok, format!("{algo}:{}", hex(&value)), logged);
+            if ok {
+                check.with_detail(format!(
+                    "recomputed as {bank}(PCR 0 || ... || PCR {last}) of the quoted {bank} bank"
+                ))
+            } else {
+                check.with_detail(format!(
+                    "boot_aggregate is not {bank}(PCR 0 || ... || PCR {last}) of the quoted \
+                     {bank} bank: the log was not started by the boot the quote measured (a \
+                     forged or replayed log, or boot PCRs extended after IMA started)"
+                ))
+            }
+        }
     }
+}
+
+/// `boot_aggregate` from quoted PCRs: the bank named by the entry's algorithm, PCRs 0–7 for
+/// SHA-1 and 0–9 for the others (`ima_calc_boot_aggregate`, kernel 5.8 and later). Returns the
+/// bank, the number of PCRs hashed and the value, or why it cannot be computed.
+fn recompute_boot_aggregate(
+    algo: &str,
+    pcrs: &PcrValues,
+) -> Result<(HashAlg, usize, Vec<u8>), String> {
+    let bank: HashAlg = algo
+        .parse()
+        .map_err(|_| format!("its algorithm {algo:?} is not a TPM bank"))?;
+    let last: u8 = if bank == HashAlg::Sha1 { 7 } else { 9 };
+    let mut values = Vec::new();
+    let mut missing = Vec::new();
+    for index in 0..=last {
+        match pcrs.value(bank, index) {
+            Some(value) => values.push(value),
+            None => missing.push(index.to_string()),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(format!(
+            "the quote does not cover {bank} PCR {}",
+            missing.join(", ")
+        ));
+    }
+    Ok((bank, values.len(), bank.digest_all(values)))
+}
+
+/// `ima.coverage`: at least one PCR-10 measurement past `boot_aggregate`. A log without one
+/// comes from a kernel with no IMA policy loaded (or one that measured nothing): it vouches for
+/// no file, and "every measured file is approved" would be vacuously true.
+fn coverage_check(log: &Log, policy: &ImaPolicy) -> Check {
+    let step = "ima.coverage";
+    let expected = "at least one measurement past boot_aggregate";
+    let measured = log
+        .entries_for(IMA_PCR)
+        .filter(|(index, e)| !(*index == 0 && e.path() == BOOT_AGGREGATE))
+        .count();
+    if measured > 0 {
+        return Check::pass(step, expected, format!("{measured} measurements"));
+    }
+    if policy.allow_empty {
+        return Check::pass(step, "any number (allow_empty)", "0 measurements").with_detail(
+            "no measurement past boot_aggregate: no IMA policy appears to be loaded; accepted \
+             because allow_empty is set",
+        );
+    }
+    Check::fail(
+        step,
+        expected,
+        "0 measurements",
+        "no PCR-10 measurement past boot_aggregate: no IMA policy appears to be loaded (or it \
+         measured nothing), so the log vouches for no file; set allow_empty to accept",
+    )
 }
 
 fn replay_check(

@@ -18,7 +18,7 @@ pub mod machine;
 pub use azure_vtpm::azure_vtpm;
 pub use keys::{ak_pem, ak_spki_der};
 pub use machine::{sim_ca, TestMachine};
-pub use ratls::attest::ima_sim::{simulate_boot, ImaSimulator};
+pub use ratls::attest::ima_sim::{simulate_boot, simulate_boot_with_event_log, ImaSimulator};
 pub use ratls::attest::tpm::{TssTpm, DEFAULT_AK_HANDLE};
 pub use ratls_test::swtpm::Swtpm;
 

@@ -97,6 +97,7 @@ fn produce(m: &Machine, tee: &SimTee, binding: BindingClaims) -> Bundle {
             tee: Some(tee),
             tpm: Some(&m.tpm),
             ima: Some(&ima),
+            event_log: None,
             banks: &[HashAlg::Sha256],
             pcrs: &DEFAULT_PCRS,
             ima_inline: true,
@@ -345,4 +346,118 @@ fn a_quote_from_a_second_tpm_is_rejected() {
     mixed.ak_public = ByteBuf::from(foreign.ak_public.to_vec());
     b.tpm = Some(mixed);
     assert_fails_at(&verify(&b, &expect), "tpm.signature");
+}
+
+/// A machine booted with a firmware event log (PCR 9: `cmdline`), its IMA log and a fresh
+/// bundle carrying both; also returns the event log's bytes.
+fn logged_bundle(label: &str, cmdline: &str, tee: &SimTee) -> Option<(Bundle, Vec<u8>)> {
+    let swtpm = Swtpm::start()?;
+    let tpm = open_tpm(&swtpm).unwrap();
+    let event_log = swtpm
+        .state_dir()
+        .join("binary_bios_measurements");
+    ratls_harness::simulate_boot_with_event_log(&tpm, label, cmdline, &event_log).unwrap();
+    let m = Machine {
+        tpm,
+        log: tempfile_path::TempPath(swtpm.state_dir().join("ima.log")),
+        _swtpm: swtpm,
+    };
+    let mut ima = ImaSimulator::new(&m.log.0, &m.tpm).unwrap();
+    ima.measure_file(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+        .unwrap();
+    let source = ratls::attest::EventLogFile(event_log.clone());
+    let bundle = bundle::produce(
+        &Sources {
+            tee: Some(tee),
+            tpm: Some(&m.tpm),
+            ima: Some(&ima),
+            event_log: Some(&source),
+            banks: &[HashAlg::Sha256],
+            pcrs: &DEFAULT_PCRS,
+            ima_inline: true,
+        },
+        binding(Some(CHALLENGE), Some(EXPORTER)),
+    )
+    .unwrap();
+    Some((bundle, std::fs::read(&event_log).unwrap()))
+}
+
+#[test]
+fn the_event_log_replays_to_the_quote_and_a_changed_command_line_is_named() {
+    let ca = sim_ca();
+    let ark = ca.ark_der().to_vec();
+    let tee = SimTee::new(ca.clone()).unwrap();
+    let Some((good, good_log)) = logged_bundle("logged", "console=ttyS0 initrd=initrd", &tee)
+    else {
+        return;
+    };
+    let expect = expectations(&ark);
+    let v = verify(&good, &expect);
+    assert!(v.is_trusted(), "{v}");
+    for step in ["boot.eventlog", "ima.boot_aggregate", "ima.coverage"] {
+        assert!(v.passed(step), "{step}:\n{v}");
+    }
+    assert!(v
+        .check("ima.boot_aggregate")
+        .unwrap()
+        .detail
+        .contains("recomputed"));
+    assert_eq!(
+        bundle_claims(&v)
+            .event_log
+            .as_ref()
+            .unwrap()
+            .events_per_index[&9],
+        2
+    );
+
+    // The snapshot records the boot's events.
+    let snapshot = ratls::snapshot::Snapshot::from_evidence(
+        &v,
+        &good,
+        ratls::snapshot::FileSet::new(HashAlg::Sha256),
+        UnixTime::from_secs(ISSUED_AT),
+    )
+    .unwrap();
+    assert_eq!(snapshot.boot_events.len(), 11);
+    assert!(
+        snapshot
+            .check_boot_events(Some(&good_log))
+            .unwrap()
+            .ok
+    );
+
+    // The same machine booted with another kernel command line: PCR 9 differs, and the
+    // snapshot's checks name it (the PCR policy and the event comparison).
+    let Some((other, other_log)) =
+        logged_bundle("logged", "console=ttyS0 init=/bin/sh initrd=initrd", &tee)
+    else {
+        return;
+    };
+    let v = bundle::verify(&other.to_cmw(), &snapshot.policy, &expect);
+    let check = v.check("tpm.policy.pcrs").unwrap();
+    assert!(!check.ok);
+    assert!(check.detail.contains("sha256 PCR 9"), "{check}");
+    assert!(!check.detail.contains("PCR 8"), "{check}");
+    let check = snapshot
+        .check_boot_events(Some(&other_log))
+        .unwrap();
+    assert!(!check.ok);
+    assert!(
+        check
+            .detail
+            .starts_with("PCR 9 event 0 EV_EVENT_TAG 'LOADED_IMAGE::LoadOptions': expected sha256"),
+        "{check}"
+    );
+
+    // An event log that is not the quoted boot's: boot.eventlog names PCR 9.
+    let mut swapped = good.clone();
+    swapped.event_log = other.event_log.clone();
+    let v = verify(&swapped, &expect);
+    assert_fails_at(&v, "boot.eventlog");
+    assert!(v
+        .check("boot.eventlog")
+        .unwrap()
+        .detail
+        .starts_with("sha256 PCR 9:"));
 }

@@ -503,6 +503,7 @@ fn a_bundle_from_the_sim_tee_verifies_only_with_the_sim_root() {
         tee: Some(&tee),
         tpm: None,
         ima: None,
+        event_log: None,
         banks: &[],
         pcrs: &[],
         ima_inline: false,
