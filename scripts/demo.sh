@@ -55,7 +55,7 @@ swtpm socket --tpm2 --server type=tcp,port="$tpm_port",bindaddr=127.0.0.1 \
 pids+=($!)
 wait_port "$tpm_port" swtpm
 tcti="swtpm:host=127.0.0.1,port=$tpm_port"
-"$bin/cosmian_vm_sim" boot --tpm "$tcti"
+"$bin/cosmian_vm_sim" boot --tpm "$tcti" --event-log "$work/eventlog.bin"
 
 step "IMA (simulated): the boot aggregate, then the programs the VM runs"
 mkdir -p "$work/app"
@@ -77,6 +77,7 @@ ssl_private_key = "key.pem"
 tpm_device = "$tcti"
 tee = "sim"
 ima_log = "$work/ima.log"
+event_log = "$work/eventlog.bin"
 data_dir = "$work/data"
 snapshot_roots = ["$work/app"]
 

@@ -24,7 +24,14 @@ step() { printf '\n== [%ss] %s\n' "$(( $(date +%s) - start_time ))" "$*"; }
 
 bash scripts/setup.sh
 bash tests/qemu/fetch.sh "$CACHE"
-cargo build --locked --all-features -p cosmian_vm_agent -p cosmian_fstool -p cosmian_vm_proxy -p cosmian_vm --bins
+# scripts/test.sh has built every target already (E2E_SKIP_BUILD=1): building again here with
+# another feature set would rebuild, and wait on the lock of the build running beside us.
+if [ -z "${E2E_SKIP_BUILD:-}" ]; then
+    cargo build --locked --workspace --all-features --bins
+fi
+for b in cosmian_vm_agent cosmian_fstool cosmian_vm_proxy cosmian_vm cosmian_vm_sim; do
+    [ -x "$BIN/$b" ] || fail "$BIN/$b is missing (build the workspace first)"
+done
 QEMU=$CACHE/root/usr/bin/qemu-system-x86_64
 KERNEL=$CACHE/root/boot/vmlinuz-$(cat "$CACHE/kver")
 export QEMU_MODULE_DIR=$CACHE/root/usr/lib/x86_64-linux-gnu/qemu
@@ -39,6 +46,8 @@ cleanup() {
     if [ -n "${E2E_KEEP:-}" ]; then echo "e2e-qemu: work directory kept: $W"; else rm -rf "$W"; fi
 }
 trap cleanup EXIT
+# Killed (e.g. by scripts/test.sh when a step beside us fails): still stop QEMU and swtpm.
+trap 'exit 143' TERM INT
 trap 'echo "e2e-qemu: failed at line $LINENO; last console lines:" >&2; tail -n 40 "$W"/console-*.log 2>/dev/null | tail -n 60 >&2' ERR
 
 free_port() {

@@ -516,9 +516,12 @@ impl CertSource for PersistentKeySource {
         let key = rcgen::KeyPair::from_pem(&self.key_pem)?;
         let issued = issue_with_key(&self.attester, &self.params, key, now)?;
         let pem = pem::encode(&pem::Pem::new("CERTIFICATE", issued.cert_der.to_vec()));
-        if let Err(e) =
-            write_atomic_owned(&self.cert_path, pem.as_bytes(), PUBLIC_MODE, self.cert_owner)
-        {
+        if let Err(e) = write_atomic_owned(
+            &self.cert_path,
+            pem.as_bytes(),
+            PUBLIC_MODE,
+            self.cert_owner,
+        ) {
             // The served certificate is in memory; the file is a copy for people and tools.
             eprintln!(
                 "cosmian_vm_agent: WARNING: could not write {}: {e}",

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use ratls::bundle::{Bundle, ImaEvidence, TeeEvidence, MAX_BUNDLE_LEN};
+use ratls::bundle::{Bundle, EventLogEvidence, ImaEvidence, TeeEvidence, MAX_BUNDLE_LEN};
 use ratls::fsutil::{write_atomic, PUBLIC_MODE};
 use ratls::hexfmt::hex;
 
@@ -58,6 +58,9 @@ pub fn save(dir: &Path, cmw: &[u8]) -> Result<Vec<String>, String> {
     }
     if let Some(ImaEvidence::Log(log)) = &bundle.ima {
         put("ima-log.bin", log)?;
+    }
+    if let Some(EventLogEvidence::Log(log)) = &bundle.event_log {
+        put("event-log.bin", log)?;
     }
     match &bundle.tee {
         Some(TeeEvidence::SevSnp { report, .. } | TeeEvidence::Sim { report, .. }) => {
