@@ -165,6 +165,7 @@ impl TssTpm {
             what: "TPM",
             why: format!("cannot connect through TCTI {tcti:?}: {e}"),
         })?;
+        close_on_exec_inherited();
         let persistent = PersistentTpmHandle::new(ak_handle).map_err(|_| {
             bad(
                 "TPM attestation key",
@@ -917,5 +918,28 @@ impl TpmAttester for ReconnectingTpm {
         let tpm = self.connection()?;
         tpm.quote(qualifying_data, banks, pcrs)
             .inspect_err(|e| self.failed(&tpm, e))
+    }
+}
+
+/// Mark every descriptor above stderr close-on-exec. libtss2 opens the TPM (the device, or the
+/// swtpm/mssim socket) without `O_CLOEXEC`, so every program this process starts would
+/// inherit the connection: an application the agent runs could send TPM commands in the
+/// agent's session, and a child that outlives the connection keeps a single-connection TPM
+/// simulator busy forever (a test hung that way). Everything Rust opens already has the flag;
+/// marking a descriptor twice is harmless, and one that closed in between fails with `EBADF`,
+/// which is ignored.
+pub fn close_on_exec_inherited() {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let fd = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<i32>().ok());
+        if let Some(fd) = fd.filter(|fd| *fd > 2) {
+            let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+        }
     }
 }
