@@ -110,8 +110,9 @@ pub struct AgentConfig {
 }
 
 /// The default [`AgentConfig::unmeasured_uid`]: the uid of `dont_measure fowner=` in the
-/// shipped IMA policy.
-pub const DEFAULT_UNMEASURED_UID: u32 = 64990;
+/// shipped IMA policy. Outside systemd's `DynamicUser=` range (61184-65519), which could hand
+/// it to an unrelated service, and not a uid Debian's base-passwd allocates.
+pub const DEFAULT_UNMEASURED_UID: u32 = 60990;
 
 /// `luks_size`, `luks_recovery_password_file`, `luks_container`, `luks_mountpoint`, `fstool`:
 /// the LUKS2 container the first start creates with `cosmian_fstool` (key sealed in the TPM,

@@ -208,8 +208,19 @@ pub fn first_start(cfg: &AgentConfig, preinit: bool) -> Result<(), StartError> {
 }
 
 /// Give `path` to `uid` (without opening it: IMA measures at open, by the owner it sees then).
+/// A symbolic link is refused: following it would give away (and then read) whatever file it
+/// points to.
 fn give_to(path: &Path, uid: u32) -> Result<(), StartError> {
-    std::os::unix::fs::chown(path, Some(uid), None).map_err(|e| {
+    if path
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink())
+    {
+        return Err(err(format!(
+            "{} is a symbolic link: expected a regular file (refusing to follow it)",
+            path.display()
+        )));
+    }
+    std::os::unix::fs::lchown(path, Some(uid), None).map_err(|e| {
         err(format!(
             "giving {} to the unmeasured uid {uid} (agent.unmeasured_uid): {e}",
             path.display()
@@ -219,6 +230,14 @@ fn give_to(path: &Path, uid: u32) -> Result<(), StartError> {
 
 /// The first bytes of every LUKS header (v1 and v2).
 const LUKS_MAGIC: &[u8; 6] = b"LUKS\xba\xbe";
+
+/// The first bytes of a LUKS2 secondary header.
+const LUKS2_SECONDARY_MAGIC: &[u8; 6] = b"SKUL\xba\xbe";
+
+/// Where a LUKS2 secondary header may start (the size of the primary: 16 KiB to 4 MiB).
+const LUKS2_SECONDARY_OFFSETS: [u64; 9] = [
+    0x4000, 0x8000, 0x10000, 0x20000, 0x40000, 0x80000, 0x100000, 0x200000, 0x400000,
+];
 
 /// Whether the container is there: for a file, that it exists; for a whole block device, that
 /// the device exists (else it is not attached: an error) and starts with a LUKS header.
@@ -242,11 +261,38 @@ fn container_present(luks: &crate::config::LuksConfig) -> Result<bool, StartErro
             path.display()
         )));
     }
-    let mut magic = [0u8; 6];
+    // Either header copy counts: a host that wipes only the primary must not make the agent
+    // take the device for blank (and format it over the VM's data when a recovery password
+    // file is there).
+    let read_at = |offset: u64| -> std::io::Result<[u8; 6]> {
+        use std::io::{Seek as _, SeekFrom};
+        let mut f = std::fs::File::open(path)?;
+        f.seek(SeekFrom::Start(offset))?;
+        let mut magic = [0u8; 6];
+        f.read_exact(&mut magic)?;
+        Ok(magic)
+    };
+    let fail = |e: std::io::Error| err(format!("LUKS container: reading {}: {e}", path.display()));
+    if &read_at(0).map_err(fail)? == LUKS_MAGIC {
+        return Ok(true);
+    }
+    for offset in LUKS2_SECONDARY_OFFSETS {
+        if meta_len(path).is_some_and(|len| len < offset + 6) {
+            break;
+        }
+        if &read_at(offset).map_err(fail)? == LUKS2_SECONDARY_MAGIC {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The size of a block device (seek to its end), when it can be read.
+fn meta_len(path: &Path) -> Option<u64> {
+    use std::io::{Seek as _, SeekFrom};
     std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .map_err(|e| err(format!("LUKS container: reading {}: {e}", path.display())))?;
-    Ok(&magic == LUKS_MAGIC)
+        .and_then(|mut f| f.seek(SeekFrom::End(0)))
+        .ok()
 }
 
 /// Create the container when it does not exist yet (`cosmian_fstool create --tpm-seal`, the
@@ -304,7 +350,8 @@ fn luks_first_start(cfg: &AgentConfig, luks: &crate::config::LuksConfig) -> Resu
             )))
         }
     };
-    if !container_present(luks)? {
+    let created = !container_present(luks)?;
+    if created {
         if let (Some(uid), true) = (cfg.unmeasured_uid, luks.recovery_password_file.exists()) {
             // Before reading it: IMA would otherwise log the password's digest.
             give_to(&luks.recovery_password_file, uid)?;
@@ -354,16 +401,19 @@ fn luks_first_start(cfg: &AgentConfig, luks: &crate::config::LuksConfig) -> Resu
             luks.recovery_password_file.display()
         );
     }
-    fstool(
-        &[
-            "mount-at-boot".as_ref(),
-            "--location".as_ref(),
-            luks.container.as_os_str(),
-            "--mountpoint".as_ref(),
-            luks.mountpoint.as_os_str(),
-        ],
-        None,
-    )?;
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "mount-at-boot".as_ref(),
+        "--location".as_ref(),
+        luks.container.as_os_str(),
+        "--mountpoint".as_ref(),
+        luks.mountpoint.as_os_str(),
+    ];
+    if created {
+        // Only a container made by this start gets a file system; an existing one without
+        // one is refused by fstool, never formatted.
+        args.push("--new".as_ref());
+    }
+    fstool(&args, None)?;
     eprintln!(
         "cosmian_vm_agent: LUKS container {} mounted at {}",
         luks.container.display(),

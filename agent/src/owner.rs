@@ -101,7 +101,7 @@ impl Owner {
         let path = dir.join(OWNER_FILE);
         if let (Some(uid), true) = (file_uid, path.exists()) {
             // Before reading it: a record written as root's must not be measured now.
-            std::os::unix::fs::chown(&path, Some(uid), None)
+            std::os::unix::fs::lchown(&path, Some(uid), None)
                 .map_err(|e| format!("giving {} to uid {uid}: {e}", path.display()))?;
         }
         let enrolled = match std::fs::read(&path) {

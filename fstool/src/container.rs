@@ -29,7 +29,7 @@ impl Kind {
 }
 
 /// How much of a block device must be zero for `create` to format it.
-pub const BLANK_BYTES: usize = 4096;
+pub const BLANK_BYTES: usize = 16 * 1024 * 1024;
 /// The LUKS1/LUKS2 primary header magic (byte 0).
 const LUKS_MAGIC: &[u8; 6] = b"LUKS\xba\xbe";
 /// Where the ext2/3/4 superblock magic is: superblock at 1024, `s_magic` at +56.
@@ -85,12 +85,22 @@ pub fn size(location: &Path) -> Result<u64> {
         .map_err(|e| Error::io(format!("read the size of {}", location.display()), e))
 }
 
-/// `create` on a block device: refuse unless the device is blank (its first [`BLANK_BYTES`]
-/// bytes are zero: no LUKS header, no ext2/3/4 superblock, no partition table, nothing) and
-/// its size is usable (at least 32 MiB, a whole number of 4096-byte sectors). A simple,
-/// conservative rule: a file system or header that starts further in is not detected, but any
-/// disk that was ever partitioned or formatted by a usual tool has data in its first 4 KiB.
+/// `create` on a block device: refuse unless its size is usable (at least 32 MiB, a whole
+/// number of 4096-byte sectors) and the device is blank: its first [`BLANK_BYTES`] (16 MiB,
+/// the LUKS2 header area) are zero: no LUKS header (a host that wipes only the primary header
+/// still leaves the secondary one and the keyslots there), no ext2/3/4 superblock, no partition
+/// table, nothing. A new virtual disk reads as zeros.
 pub fn check_blank_device(location: &Path) -> Result<u64> {
+    let size = size(location)?;
+    let sector = header::SECTOR_SIZE;
+    if size < crate::size::MIN_SIZE || size % sector != 0 {
+        return Err(Error::Usage(format!(
+            "refusing to format {}: expected a device of at least {} bytes (32 MiB, the LUKS2 \
+             header alone takes 16 MiB) and a multiple of {sector} bytes, found {size} bytes",
+            location.display(),
+            crate::size::MIN_SIZE
+        )));
+    }
     let mut file =
         File::open(location).map_err(|e| Error::io(format!("open {}", location.display()), e))?;
     let mut head = vec![0u8; BLANK_BYTES];
@@ -106,21 +116,11 @@ pub fn check_blank_device(location: &Path) -> Result<u64> {
         })?;
     if let Some(found) = signature(&head) {
         return Err(Error::Usage(format!(
-            "refusing to format {}: expected a blank device (its first {BLANK_BYTES} bytes all \
-             zero), found {found}. It is not overwritten; if its content is to be destroyed, \
+            "refusing to format {}: expected a blank device (its first 16 MiB, the LUKS2 header \
+             area, all zero), found {found}. It is not overwritten; if its content is to be destroyed, \
              wipe it deliberately first (e.g. `dd if=/dev/zero of={} bs=1M count=16`)",
             location.display(),
             location.display()
-        )));
-    }
-    let size = size(location)?;
-    let sector = header::SECTOR_SIZE;
-    if size < crate::size::MIN_SIZE || size % sector != 0 {
-        return Err(Error::Usage(format!(
-            "refusing to format {}: expected a device of at least {} bytes (32 MiB, the LUKS2 \
-             header alone takes 16 MiB) and a multiple of {sector} bytes, found {size} bytes",
-            location.display(),
-            crate::size::MIN_SIZE
         )));
     }
     Ok(size)
@@ -162,8 +162,8 @@ pub fn wipe_header_area(location: &Path) -> Result<()> {
 }
 
 /// Whether `device` (the opened mapping) holds an ext2/3/4 file system: the superblock magic
-/// 0xEF53 (little-endian) at byte 1080. `mount-at-boot` makes the file system when it is absent
-/// (the first boot), and never otherwise.
+/// 0xEF53 (little-endian) at byte 1080. `mount-at-boot --new` makes the file system when it is
+/// absent (a container just created); without `--new` an absent one is refused.
 pub fn has_ext_magic(device: &Path) -> Result<bool> {
     let mut file =
         File::open(device).map_err(|e| Error::io(format!("open {}", device.display()), e))?;

@@ -4,7 +4,7 @@
 //!
 //! IMA: the recommended policy (`agent/packaging/ima-policy`) measures every regular file root
 //! reads, except on pseudo and volatile file systems (tmpfs among them, but not ramfs) and
-//! except files owned by the agent's unmeasured uid (64990). A key file that `cryptsetup` (root)
+//! except files owned by the agent's unmeasured uid (60990). A key file that `cryptsetup` (root)
 //! reads on a measured file system would put its SHA-256 in the IMA log, which anyone can fetch.
 //! So [`PrivateDir`] prefers `/run` (tmpfs on systemd systems and in the guest initramfs, and
 //! writable by root only) over `/dev/shm` and `/tmp` (on the guest's ramfs root, `/tmp` is

@@ -63,7 +63,7 @@ struct Cli {
     fast_kdf_for_tests: bool,
     /// Give every temporary secret file (the key files handed to cryptsetup) to this uid right
     /// after creating it, before anything reads it: the recommended IMA policy does not measure
-    /// files owned by the agent's unmeasured uid (64990), so the key's SHA-256 never reaches
+    /// files owned by the agent's unmeasured uid (60990), so the key's SHA-256 never reaches
     /// the IMA log.
     #[arg(
         long,
@@ -178,6 +178,12 @@ struct MountArgs {
     /// `-`: the recovery path: open with the password from stdin instead of the TPM.
     #[arg(long, value_name = "-")]
     password: Option<String>,
+    /// The container was created just now: make its ext4 file system. Without this flag an
+    /// opened container that holds no file system is refused (its data area was damaged or
+    /// altered, e.g. by the host flipping ciphertext bits; formatting it would erase the VM's
+    /// state and hand the host a new, empty container).
+    #[arg(long)]
+    new: bool,
     #[command(flatten)]
     tpm: TpmArg,
 }
@@ -844,7 +850,7 @@ fn mount_at_boot(args: MountArgs) -> Result<()> {
         drop(key);
         Some(what)
     };
-    let result = make_fs_and_mount(&device, &args.mountpoint);
+    let result = make_fs_and_mount(&device, &args.mountpoint, args.new);
     if result.is_err() && opened_here.is_some() {
         let _ = cryptsetup::close(&args.name);
     }
@@ -866,11 +872,22 @@ fn tool(program: &str, args: &[&std::ffi::OsStr]) -> Result<std::process::ExitSt
         .map_err(|e| Error::io(format!("run {program}"), e))
 }
 
-/// Make an ext4 file system when the opened device holds none yet (the first boot: no ext
-/// superblock magic, read directly, since the guest's busybox `blkid` has no `-p`), then mount
-/// it (`mke2fs` and `mount` stay external programs).
-fn make_fs_and_mount(device: &Path, mountpoint: &Path) -> Result<()> {
-    if !container::has_ext_magic(device)? {
+/// Make an ext4 file system when the container is new (`--new`) and the opened device holds
+/// none yet (no ext superblock magic, read directly, since the guest's busybox `blkid` has no
+/// `-p`), then mount it (`mke2fs` and `mount` stay external programs). An existing container
+/// without a file system is refused, never formatted.
+fn make_fs_and_mount(device: &Path, mountpoint: &Path, new: bool) -> Result<()> {
+    let has_fs = container::has_ext_magic(device)?;
+    if !has_fs && !new {
+        return Err(Error::Usage(format!(
+            "{} holds no ext4 file system: expected the one made when the container was \
+             created. Its data area was damaged or altered (a host can flip ciphertext bits), \
+             so it is not formatted here: that would erase this VM's state. If the container was \
+             created just now and its first mount was interrupted, mount it with `--new`.",
+            device.display()
+        )));
+    }
+    if !has_fs {
         let mkfs = tool(
             "mke2fs",
             &[

@@ -850,7 +850,7 @@ fn block_device_token_pcr_change_recovery_and_reseal() {
     assert!(!mountpoint.exists(), "the mount point was created");
 
     // The recovery path: mount-at-boot --password - goes without the TPM.
-    let args = mount_args(&["--password", "-"]);
+    let args = mount_args(&["--password", "-", "--new"]);
     let args: Vec<&str> = args
         .iter()
         .map(String::as_str)
@@ -973,7 +973,9 @@ fn block_device_with_content_is_never_formatted() {
         2,
     );
     assert!(
-        err.contains("expected a blank device (its first 4096 bytes all zero), found"),
+        err.contains(
+            "expected a blank device (its first 16 MiB, the LUKS2 header area, all zero), found"
+        ),
         "{err}"
     );
     // One non-zero byte in the first 4 KiB (a partition table's signature).
@@ -1228,9 +1230,9 @@ fn secret_files_are_given_to_the_secret_owner_uid() {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if flag {
-            cmd.args(["--secret-owner-uid", "64990"]);
+            cmd.args(["--secret-owner-uid", "60990"]);
         } else {
-            cmd.env("COSMIAN_FSTOOL_SECRET_UID", "64990");
+            cmd.env("COSMIAN_FSTOOL_SECRET_UID", "60990");
         }
         let mut child = cmd.spawn().unwrap();
         child
@@ -1248,7 +1250,7 @@ fn secret_files_are_given_to_the_secret_owner_uid() {
     }
     let owners = std::fs::read_to_string(&record).unwrap();
     assert_eq!(
-        owners, "64990 600\n64990 600\n",
+        owners, "60990 600\n60990 600\n",
         "owner and mode of the key files"
     );
     // Without it, root keeps them.

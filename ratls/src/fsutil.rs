@@ -144,7 +144,7 @@ mod tests {
         let me = std::fs::metadata("/proc/self")
             .unwrap()
             .uid();
-        let uid = if me == 0 { 64990 } else { me };
+        let uid = if me == 0 { 60990 } else { me };
         write_atomic_owned(&path, b"s", SECRET_MODE, Some(uid)).unwrap();
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!((meta.uid(), meta.mode() & 0o777), (uid, 0o600));

@@ -368,6 +368,30 @@ fn unlistable_directory_is_skipped_unless_root() {
     }
 }
 
+/// A file not everyone may read is never opened (the open, as root, would put its SHA-256 in
+/// the public IMA log): counted as skipped, absent from the result.
+#[test]
+fn files_not_everyone_may_read_are_not_opened() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("private");
+    let root = &dir.0;
+    write(&root.join("public.conf"), b"listen=80");
+    write(&root.join("password"), b"hunter2");
+    write(&root.join("group-only"), b"x");
+    fs::set_permissions(root.join("password"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(root.join("group-only"), fs::Permissions::from_mode(0o640)).unwrap();
+    let result = walk_with_timeout(
+        opts(vec![root.clone()], vec![], 2),
+        Arc::new(Progress::default()),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .unwrap();
+    assert_eq!(result.stats.files, 1);
+    assert_eq!(result.stats.skipped, 2);
+    let names: Vec<&String> = result.files.files.keys().collect();
+    assert_eq!(names, [&display(&root.join("public.conf"))]);
+}
+
 #[test]
 fn cancelled_before_start() {
     let tree = tree("cancel-before");
