@@ -219,7 +219,8 @@ step "--application: the app behind cosmian_vm_proxy on the agent's key passes; 
 expect_exit 0 "$W/app-ok.out" "${CLI[@]}" verify --snapshot "$W/snapshot.json" --application "127.0.0.1:$APP_PORT"
 contains "$W/app-ok.out" "the agent's own key"
 expect_exit 1 "$W/app-other.out" "${CLI[@]}" verify --snapshot "$W/snapshot.json" --application "127.0.0.1:$OTHER_PORT"
-contains "$W/app-other.out" "127.0.0.1:$OTHER_PORT"
+contains "$W/app-other.out" "application  127.0.0.1:$OTHER_PORT FAILED: key not bound to this VM"
+contains "$W/app-other.out" "cert.evidence"
 tail -n 3 "$W/app-other.out"
 
 step "a low-entropy secret pushed with secret put; the app reads it and its configuration"
@@ -232,6 +233,10 @@ expect_exit 0 "$W/init.out" "${CLI[@]}" app init --conf "$W/app.conf" --snapshot
 # The new configuration is a change the owner makes: a new snapshot approves it.
 expect_exit 0 "$W/snapshot2.out" "${CLI[@]}" snapshot -o "$W/snapshot.json"
 expect_exit 0 "$W/verify-pass2.out" "${CLI[@]}" verify --snapshot "$W/snapshot.json" --save-evidence "$W/evidence"
+# The app did read the secret (its page says how many bytes), through the proxy on the agent's key.
+curl -sk --max-time 60 "https://127.0.0.1:$APP_PORT/" > "$W/app-page.out"
+contains "$W/app-page.out" "secret bytes: ${#SECRET}"
+contains "$W/app-page.out" "config: listen=8080 $CONF_MARK"
 
 step "the served IMA log: the app and its configuration are measured; secrets and keys are not"
 KEY_DIGEST=$(guest_digest /var/lib/cosmian_vm/data/key.pem)
@@ -242,9 +247,14 @@ for what in "secret:$(sha256_of_text "$SECRET")" "recovery password:$(sha256_of_
     case "$LOG_HEX" in *"${what#*:}"*) fail "the ${what%%:*}'s SHA-256 is in the served IMA log";; esac
     echo "not in the IMA log: ${what%%:*} (sha256 ${what#*:})"
 done
-for what in "demo-app:$APP_DIGEST" "app.conf:$(sha256sum "$W/app.conf" | cut -d' ' -f1)" "cosmian_vm_agent:$(guest_digest /usr/sbin/cosmian_vm_agent)"; do
+POLICY_DIGEST=$(sha256sum agent/packaging/ima-policy | cut -d' ' -f1)
+for what in "IMA policy (loaded by path):$POLICY_DIGEST" "demo-app:$APP_DIGEST" "app.conf:$(sha256sum "$W/app.conf" | cut -d' ' -f1)" "cosmian_vm_agent:$(guest_digest /usr/sbin/cosmian_vm_agent)"; do
     case "$LOG_HEX" in *"${what#*:}"*) echo "in the IMA log: ${what%%:*} (sha256 ${what#*:})";; *) fail "the ${what%%:*} is not in the served IMA log";; esac
 done
+
+step "the EK certificate the agent read from the vTPM's NV chains to swtpm's local CA"
+openssl x509 -inform der -in "$W/evidence/ek-cert.der" -out "$W/ek-cert.pem"
+openssl verify -CAfile "$W/ca/state/swtpm-localca-rootca-cert.pem" -untrusted "$W/ca/state/issuercert.pem" "$W/ek-cert.pem"
 
 step "offline: evidence verify on the saved TPM quote, IMA log and event log"
 NONCE=$(cat "$W/evidence/tpm-nonce.hex")
@@ -266,13 +276,13 @@ step "a changed configuration: verify fails naming app.conf"
 printf 'listen=9090 %s-changed\n' "$CONF_MARK" > "$W/app-changed.conf"
 expect_exit 0 "$W/init2.out" "${CLI[@]}" app init --conf "$W/app-changed.conf" --snapshot "$W/snapshot.json"
 expect_exit 1 "$W/verify-conf.out" "${CLI[@]}" verify --snapshot "$W/snapshot.json"
-contains "$W/verify-conf.out" "/var/lib/cosmian_vm/data/app/app.conf"
+contains "$W/verify-conf.out" "rejected at ima.changed_file: expected /var/lib/cosmian_vm/data/app/app.conf"
 grep -E "app.conf" "$W/verify-conf.out" | head -n 3
 
 step "a program that is not in the snapshot runs: verify fails naming it"
 guest_run "printf '#!/bin/sh\necho intruder\n' > /root/intruder.sh && chmod 755 /root/intruder.sh && /root/intruder.sh"
 expect_exit 1 "$W/verify-new.out" "${CLI[@]}" verify --snapshot "$W/snapshot.json"
-contains "$W/verify-new.out" "/root/intruder.sh"
+contains "$W/verify-new.out" "ima.unknown_file: expected only files in the snapshot, presented /root/intruder.sh"
 grep -E "intruder" "$W/verify-new.out" | head -n 3
 # Put the approved configuration back (the session cannot verify any more this boot: the
 # changed file and the intruder stay in this boot's log).
@@ -282,7 +292,8 @@ shutdown_guest
 step "the raw disk seen from the host: ciphertext only"
 OWNER_SPKI=$(grep -o 'owner enrolled: SPKI SHA-256 [0-9a-f]*' "$W/console-first.log" | awk '{print $5}')
 [ ${#OWNER_SPKI} -eq 64 ] || fail "no owner enrolment on the console"
-for what in "secret:$SECRET" "app configuration:$CONF_MARK" "TLS private key:PRIVATE KEY" "owner record:$OWNER_SPKI"; do
+for what in "secret:$SECRET" "app configuration:$CONF_MARK" "TLS private key:PRIVATE KEY" "owner record:$OWNER_SPKI" \
+        "recovery password:$RECOVERY" "enrolment token:$TOKEN"; do
     if grep -q -a -F -- "${what#*:}" "$W/disk.img"; then fail "the ${what%%:*} is readable in the raw disk image"; fi
     echo "not in the raw disk: ${what%%:*}"
 done
@@ -302,19 +313,24 @@ step "boot 3: a changed kernel command line: PCR 9 differs, the TPM refuses the 
 CMDLINE_B="$CMDLINE_A cvm_e2e=changed"
 boot changed "$CMDLINE_B" "CVM_SCENARIO=changed CVM_RECOVERY_PASSWORD=$RECOVERY"
 wait_for READY 300
-contains "$CONSOLE" "^=== AGENT-EXITED"
-grep -E "cosmian_vm_agent: .*(TPM|PCR)" "$CONSOLE" | tail -n 2
-contains "$CONSOLE" "PCR"
+contains "$CONSOLE" "^=== AGENT-EXITED rc=[1-9]"
+contains "$CONSOLE" "mount-at-boot failed (exit status: 4)"
+contains "$CONSOLE" "the TPM did not release the key: the current sha256 PCRs 0,1,2,3,4,5,6,7,8,9 are not those the key was sealed to"
+contains "$CONSOLE" "changed since sealing: PCR 9"
+grep -o "the TPM did not release the key.*changed since sealing: PCR [0-9, ]*" "$CONSOLE" | tail -n 1
 if grep -q "^=== AGENT-LISTENING" "$CONSOLE"; then fail "the agent started although the TPM should refuse the key"; fi
 step "recovery: the recovery password re-seals the key under the new PCRs; the agent starts"
 guest recover
 wait_for RECOVER-DONE 240
+contains "$CONSOLE" "^=== RECOVERY-MOUNTED"
+contains "$CONSOLE" "unlocked with the password"
 contains "$CONSOLE" "^=== RESEALED"
 contains "$CONSOLE" "^=== AGENT-LISTENING"
 expect_exit 1 "$W/verify-pcr.out" "${CLI[@]}" verify --snapshot "$W/snapshot.json"
 cat "$W/verify-pcr.out"
-contains "$W/verify-pcr.out" "PCR 9"
-contains "$W/verify-pcr.out" "LOADED_IMAGE::LoadOptions"
+contains "$W/verify-pcr.out" "tpm.policy.pcrs: expected sha256:9="
+contains "$W/verify-pcr.out" "sha256 PCR 9"
+contains "$W/verify-pcr.out" "snapshot.boot_events: expected PCR 9 event 0 EV_EVENT_TAG 'LOADED_IMAGE::LoadOptions'"
 shutdown_guest
 
 step "boot 4: the changed command line again: the resealed key opens with the TPM alone"
@@ -326,6 +342,7 @@ contains "$CONSOLE" "LUKS container /dev/vda mounted at /var/lib/cosmian_vm/data
 expect_exit 0 "$W/snapshot3.out" "${CLI[@]}" snapshot -o "$W/snapshot-b.json"
 expect_exit 0 "$W/verify-boot4.out" "${CLI[@]}" verify --snapshot "$W/snapshot-b.json"
 expect_exit 1 "$W/verify-boot4-old.out" "${CLI[@]}" verify --snapshot "$W/snapshot.json"
+contains "$W/verify-boot4-old.out" "rejected at tpm.policy.pcrs"
 shutdown_guest
 
 step "e2e-qemu: every scenario passed in $(( $(date +%s) - start_time ))s"

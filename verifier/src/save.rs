@@ -9,11 +9,28 @@ use ratls::bundle::{Bundle, EventLogEvidence, ImaEvidence, TeeEvidence, MAX_BUND
 use ratls::fsutil::{write_atomic, PUBLIC_MODE};
 use ratls::hexfmt::hex;
 
-/// Write `cmw` (an evidence bundle) and its parts into `dir`; returns the names written.
+/// Every file [`save`] may write.
+const NAMES: [&str; 10] = [
+    "evidence.cmw",
+    "tpm-quote.bin",
+    "tpm-signature.bin",
+    "ak-public.bin",
+    "pcrs.json",
+    "tpm-nonce.hex",
+    "ek-cert.der",
+    "ima-log.bin",
+    "event-log.bin",
+    "tee-report.bin",
+];
+
+/// Write `cmw` (an evidence bundle) and its parts into `dir`; returns the names written. Files
+/// of an earlier save into the same directory are removed first.
 ///
 /// `evidence.cmw` always; when present: `tpm-quote.bin` (TPMS_ATTEST), `tpm-signature.bin`,
 /// `ak-public.bin`, `pcrs.json` (`{"sha256": {"0": "hex", ...}}`), `tpm-nonce.hex` (the
-/// quote's qualifying data: the binding digest of this session), `ek-cert.der`,
+/// binding digest the bundle claims, which the quote must sign; `verify` compared the binding
+/// with this session's own values at its `binding.*` steps, so offline the file proves only
+/// that the quote signed it), `ek-cert.der`,
 /// `ima-log.bin` (binary_runtime_measurements), `event-log.bin` (the firmware's TCG event
 /// log), `tee-report.bin`.
 pub fn save(dir: &Path, cmw: &[u8]) -> Result<Vec<String>, String> {
@@ -24,6 +41,19 @@ pub fn save(dir: &Path, cmw: &[u8]) -> Result<Vec<String>, String> {
         written.push(name.to_owned());
         Ok(())
     };
+    // A directory reused from another session must not mix its parts with this one's.
+    for name in NAMES {
+        match std::fs::remove_file(dir.join(name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(format!(
+                    "--save-evidence: removing the old {}: {e}",
+                    dir.join(name).display()
+                ))
+            }
+        }
+    }
     put("evidence.cmw", cmw)?;
     let bundle = Bundle::from_cmw(cmw, MAX_BUNDLE_LEN)
         .map_err(|e| format!("--save-evidence: the evidence does not decode: {e}"))?;
