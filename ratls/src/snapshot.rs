@@ -378,6 +378,12 @@ impl Snapshot {
     /// `ima.changed_file` per approved path measured with another digest, or a single passing
     /// `ima.files` check. Entries in another algorithm than the snapshot's are failures too
     /// (`ima.file_hash_alg`): an unverifiable file is not an approved one.
+    ///
+    /// Every entry of the log is compared, including those past the prefix the quoted PCR 10
+    /// covers: they are unverified (anyone with root can append some), but an extra entry can
+    /// only add a failure here. Nothing here is evidence that the log covers anything: that is
+    /// `ima.coverage`, which counts only the measurements inside the quoted prefix, and a log
+    /// with no measurement passes `ima.files` with "0 measurements".
     pub fn check_ima(&self, log: &Log) -> Vec<Check> {
         let mut checks = Vec::new();
         let mut seen = 0usize;
@@ -423,6 +429,10 @@ impl Snapshot {
                 "ima.files",
                 format!("only the snapshot's {} files", self.files.len()),
                 format!("{seen} measurements, all approved"),
+            )
+            .with_detail(
+                "every PCR-10 entry of the log compared, including any past the quoted prefix; \
+                 how much the quote covers is ima.coverage's to judge",
             ));
         }
         checks

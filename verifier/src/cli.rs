@@ -369,7 +369,9 @@ pub struct VerifyArgs {
 
     /// A Linux IMA measurement log (binary_runtime_measurements or ASCII). With --tpm-quote it
     /// is anchored in the quoted PCR 10 (sha256 bank, else sha1) and its boot_aggregate is
-    /// recomputed from the quoted PCRs 0-9.
+    /// recomputed from the quoted PCRs 0-9 (0-7 for sha1); either fails when --pcrs lacks those
+    /// PCRs. Without --tpm-quote boot_aggregate is not anchored (only --pcr10 anchors the
+    /// replay).
     #[arg(
         long,
         value_name = "FILE",

@@ -335,7 +335,8 @@ fn verify_tpm(args: &VerifyArgs, quote: &Path, policy: &Policy) -> Result<Verdic
 /// `--tpm-quote` with `--event-log` and/or `--ima-log`: the logs are anchored in the quote's PCR
 /// values (`--pcrs`, which `tpm.pcr_digest` ties to the signed quote): the event log replays to
 /// PCRs 0-9 (`boot.eventlog`), the IMA log to PCR 10 (sha256 bank, else sha1: `ima.replay`)
-/// and its boot_aggregate to PCRs 0-9 (`ima.boot_aggregate`).
+/// and its boot_aggregate to PCRs 0-9 (`ima.boot_aggregate`); both fail when the quote's PCR
+/// values lack those PCRs, and `ima.coverage` counts only what the quoted PCR 10 covers.
 fn anchor_logs(
     args: &VerifyArgs,
     policy: &Policy,
@@ -350,18 +351,17 @@ fn anchor_logs(
         verdict.extend(checks);
     }
     if let Some(path) = &args.ima_log {
-        let quoted = pcrs
-            .as_ref()
-            .and_then(ratls::ima::quoted_pcr10);
-        if quoted.is_none() {
-            verdict.push(Check::fail(
-                "ima.replay",
-                "a quoted PCR 10 (in --pcrs) to anchor the IMA log",
-                "none",
-                "quote PCR 10 and give its value in --pcrs",
-            ));
-        }
-        let ima = ratls::ima::verify_anchored(&read(path)?, quoted, pcrs.as_ref(), &policy.ima);
+        // A quote is present (`--tpm-quote`): its PCR values are `--pcrs`, none when absent,
+        // and `verify_anchored` fails `ima.replay` without PCR 10 and `ima.boot_aggregate`
+        // without the boot PCRs of the entry's bank.
+        let quoted_pcrs = pcrs.unwrap_or_default();
+        let quoted = ratls::ima::quoted_pcr10(&quoted_pcrs);
+        let ima = ratls::ima::verify_anchored(
+            &read(path)?,
+            quoted,
+            ratls::ima::ImaQuote::Present(&quoted_pcrs),
+            &policy.ima,
+        );
         verdict.extend(ima.checks);
     }
     Ok(())

@@ -328,24 +328,27 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
             },
         };
         if let Some(log) = log {
-            if quoted_pcr10.is_none() {
-                v.push(Check::fail(
-                    "ima.replay",
-                    "a quoted PCR 10 to anchor the log",
-                    "no TPM quote with sha256 PCR 10",
-                    "",
-                ));
-            }
-            let boot_pcrs = bundle
+            // With a quote, `verify_anchored` fails `ima.replay` itself when it lacks sha256
+            // PCR 10 and `ima.boot_aggregate` when it lacks the boot PCRs; without one, the
+            // log cannot be anchored at all, which a bundle does not accept.
+            let quoted_pcrs = bundle
                 .tpm
                 .as_ref()
                 .map(TpmEvidence::pcr_values);
-            let ima_verdict = crate::ima::verify_anchored(
-                log,
-                quoted_pcr10.clone(),
-                boot_pcrs.as_ref(),
-                &policy.ima,
-            );
+            let quote = match &quoted_pcrs {
+                Some(pcrs) => crate::ima::ImaQuote::Present(pcrs),
+                None => {
+                    v.push(Check::fail(
+                        "ima.replay",
+                        "a TPM quote of sha256 PCR 10 to anchor the log",
+                        "no TPM quote",
+                        "the bundle carries an IMA log but no TPM quote to anchor it in",
+                    ));
+                    crate::ima::ImaQuote::Absent
+                }
+            };
+            let ima_verdict =
+                crate::ima::verify_anchored(log, quoted_pcr10.clone(), quote, &policy.ima);
             v.extend(ima_verdict.checks);
             claims.ima = Some(ima_verdict.claims);
         }

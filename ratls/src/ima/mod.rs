@@ -41,7 +41,7 @@ mod verify;
 
 pub use self::log::{Entry, Escaped, Log, LogFormat, Template};
 pub use self::replay::ReplayMode;
-pub use self::verify::{inspect, quoted_pcr10, verify_anchored, verify_bytes};
+pub use self::verify::{inspect, quoted_pcr10, verify_anchored, verify_bytes, ImaQuote};
 
 /// The PCR the kernel extends IMA measurements into (`CONFIG_IMA_MEASURE_PCR_IDX`).
 pub const IMA_PCR: u32 = 10;

@@ -894,18 +894,30 @@ fn log_with_aggregate(algo: &str, digest: &[u8]) -> Vec<u8> {
     log.to_binary()
 }
 
+/// [`verify_anchored`] against a quote of `pcrs` plus sha256 PCR 10 (the log's full replay).
+fn verify_quoted(bytes: &[u8], pcrs: &crate::tpm::PcrValues) -> crate::verdict::Verdict {
+    let log = Log::parse(bytes).unwrap();
+    let mut pcrs = pcrs.clone();
+    pcrs.insert(
+        HashAlg::Sha256,
+        10,
+        log.replay(HashAlg::Sha256, ReplayMode::PerBankTemplateHash),
+    );
+    verify_anchored(
+        bytes,
+        quoted_pcr10(&pcrs),
+        ImaQuote::Present(&pcrs),
+        &ImaPolicy::default(),
+    )
+}
+
 #[test]
 fn boot_aggregate_is_recomputed_from_the_quoted_boot_pcrs() {
     let policy = ImaPolicy::default();
     // sha256: PCRs 0-9 (kernel 5.8+).
     let good = aggregate(HashAlg::Sha256, 9);
     let pcrs = boot_pcrs(HashAlg::Sha256, 9);
-    let verdict = verify_anchored(
-        &log_with_aggregate("sha256", &good),
-        None,
-        Some(&pcrs),
-        &policy,
-    );
+    let verdict = verify_quoted(&log_with_aggregate("sha256", &good), &pcrs);
     assert!(verdict.is_trusted(), "{verdict}");
     let check = verdict
         .check("ima.boot_aggregate")
@@ -915,12 +927,7 @@ fn boot_aggregate_is_recomputed_from_the_quoted_boot_pcrs() {
 
     // A forged boot_aggregate (here: PCRs 0-7 only, the pre-5.8 value) is refused, naming both.
     let forged = aggregate(HashAlg::Sha256, 7);
-    let verdict = verify_anchored(
-        &log_with_aggregate("sha256", &forged),
-        None,
-        Some(&pcrs),
-        &policy,
-    );
+    let verdict = verify_quoted(&log_with_aggregate("sha256", &forged), &pcrs);
     let check = verdict.first_failure().unwrap();
     assert_eq!(check.step, "ima.boot_aggregate");
     assert_eq!(check.expected, format!("sha256:{}", hex(&good)));
@@ -930,50 +937,100 @@ fn boot_aggregate_is_recomputed_from_the_quoted_boot_pcrs() {
     // sha1: PCRs 0-7 of the sha1 bank; PCRs 8 and 9 do not count.
     let mut pcrs1 = boot_pcrs(HashAlg::Sha1, 9);
     let good1 = aggregate(HashAlg::Sha1, 7);
-    let verdict = verify_anchored(
-        &log_with_aggregate("sha1", &good1),
-        None,
-        Some(&pcrs1),
-        &policy,
-    );
+    let verdict = verify_quoted(&log_with_aggregate("sha1", &good1), &pcrs1);
     assert!(verdict.is_trusted(), "{verdict}");
     pcrs1.insert(HashAlg::Sha1, 9, vec![0xee; 20]);
-    let verdict = verify_anchored(
-        &log_with_aggregate("sha1", &good1),
-        None,
-        Some(&pcrs1),
-        &policy,
-    );
+    let verdict = verify_quoted(&log_with_aggregate("sha1", &good1), &pcrs1);
     assert!(verdict.is_trusted(), "{verdict}");
     pcrs1.insert(HashAlg::Sha1, 3, vec![0xee; 20]);
-    let verdict = verify_anchored(
-        &log_with_aggregate("sha1", &good1),
-        None,
-        Some(&pcrs1),
-        &policy,
-    );
+    let verdict = verify_quoted(&log_with_aggregate("sha1", &good1), &pcrs1);
     assert_eq!(verdict.first_failure().unwrap().step, "ima.boot_aggregate");
 
-    // Not covered by the quote (another bank, or PCR 9 missing): the name check only, said so.
-    for pcrs in [boot_pcrs(HashAlg::Sha1, 9), boot_pcrs(HashAlg::Sha256, 8)] {
-        let verdict = verify_anchored(
-            &log_with_aggregate("sha256", &forged),
-            None,
-            Some(&pcrs),
-            &policy,
+    // A quote that does not cover the entry's bank's PCRs 0-9 (another bank, PCR 9 missing,
+    // PCR 10 alone) fails closed, naming the PCRs it needs and the ones it has.
+    let mut sha1_bank = boot_pcrs(HashAlg::Sha1, 9);
+    sha1_bank.insert(HashAlg::Sha1, 10, vec![0xaa; 20]);
+    for (pcrs, presented) in [
+        (sha1_bank, "quoted: sha1 PCRs 0-10; sha256 PCRs 10"),
+        (boot_pcrs(HashAlg::Sha256, 8), "quoted: sha256 PCRs 0-8, 10"),
+        (crate::tpm::PcrValues::default(), "quoted: sha256 PCRs 10"),
+    ] {
+        let verdict = verify_quoted(&log_with_aggregate("sha256", &good), &pcrs);
+        assert!(!verdict.is_trusted(), "{verdict}");
+        let check = verdict.first_failure().unwrap();
+        assert_eq!(check.step, "ima.boot_aggregate", "{verdict}");
+        assert_eq!(
+            check.expected,
+            "the quote to cover sha256 PCRs 0-9 to recompute boot_aggregate"
         );
-        assert!(verdict.is_trusted(), "{verdict}");
-        let check = verdict
-            .check("ima.boot_aggregate")
-            .unwrap();
-        assert!(check.detail.contains("not anchored"), "{check}");
+        assert_eq!(check.presented, presented);
+        assert!(
+            check
+                .detail
+                .contains("the quote lacks sha256 PCR"),
+            "{check}"
+        );
+        // Every other step passes: this is the only reason for the refusal.
+        assert_eq!(
+            verdict
+                .checks
+                .iter()
+                .filter(|c| !c.ok)
+                .count(),
+            1,
+            "{verdict}"
+        );
     }
+    // The sha1 bank needs PCRs 0-7.
+    let verdict = verify_quoted(
+        &log_with_aggregate("sha1", &good1),
+        &boot_pcrs(HashAlg::Sha256, 9),
+    );
+    let check = verdict.first_failure().unwrap();
+    assert_eq!(check.step, "ima.boot_aggregate");
+    assert_eq!(
+        check.expected,
+        "the quote to cover sha1 PCRs 0-7 to recompute boot_aggregate"
+    );
+    // A boot_aggregate in no TPM bank cannot be recomputed: refused with a quote.
+    let verdict = verify_quoted(&log_with_aggregate("md5", &[1; 16]), &pcrs);
+    let check = verdict.first_failure().unwrap();
+    assert_eq!(check.step, "ima.boot_aggregate");
+    assert_eq!(check.presented, format!("md5:{}", hex([1; 16])));
+
+    // No quote at all (an offline log): the name check only, said so, and it passes.
     let verdict = verify_bytes(&log_with_aggregate("sha256", &forged), None, &policy);
+    assert!(verdict.is_trusted(), "{verdict}");
     assert!(verdict
         .check("ima.boot_aggregate")
         .unwrap()
         .detail
-        .contains("not anchored: no quoted PCRs"));
+        .contains("not anchored: no quote"));
+    // The same with a PCR 10 value given on its own (`--pcr10`): still no quote.
+    let bytes = log_with_aggregate("sha256", &forged);
+    let pcr10 = Log::parse(&bytes)
+        .unwrap()
+        .replay(HashAlg::Sha256, ReplayMode::PerBankTemplateHash);
+    let verdict = verify_bytes(&bytes, Some((HashAlg::Sha256, pcr10)), &policy);
+    assert!(verdict.is_trusted(), "{verdict}");
+    assert!(verdict
+        .check("ima.boot_aggregate")
+        .unwrap()
+        .detail
+        .contains("not anchored"));
+
+    // A quote without PCR 10: ima.replay fails, naming the PCRs the quote has.
+    let verdict = verify_anchored(
+        &log_with_aggregate("sha256", &good),
+        None,
+        ImaQuote::Present(&pcrs),
+        &policy,
+    );
+    assert!(verdict.passed("ima.boot_aggregate"), "{verdict}");
+    let replay = verdict.first_failure().unwrap();
+    assert_eq!(replay.step, "ima.replay", "{verdict}");
+    assert_eq!(replay.expected, "a quoted PCR 10 to anchor the log");
+    assert_eq!(replay.presented, "quoted: sha256 PCRs 0-9");
 }
 
 #[test]
@@ -1025,4 +1082,128 @@ fn a_log_with_nothing_past_boot_aggregate_fails_coverage_unless_allowed() {
     let verdict = verify_bytes(&log.to_binary(), None, &ImaPolicy::default());
     assert!(verdict.passed("ima.coverage"));
     assert_eq!(verdict.first_failure().unwrap().step, "ima.violations");
+}
+
+#[test]
+fn coverage_counts_only_measurements_inside_the_quoted_prefix() {
+    // A VM with no IMA policy: the quote covers boot_aggregate alone. Root then appends entries
+    // copied from another machine's log: ima.replay still matches the prefix, and the appended
+    // entries must not count as coverage.
+    let alg = HashAlg::Sha256;
+    let mut log = Log::new(alg);
+    log.push(
+        10,
+        Template::ImaNg,
+        Some("sha256"),
+        &BOOT_DIGEST,
+        b"boot_aggregate",
+        &[],
+    )
+    .unwrap();
+    let only_boot = log.replay(alg, ReplayMode::PerBankTemplateHash);
+    for i in 1..=3u8 {
+        log.push(
+            10,
+            Template::ImaNg,
+            Some("sha256"),
+            &[i; 32],
+            b"/usr/bin/app",
+            &[],
+        )
+        .unwrap();
+    }
+    log.push(
+        11,
+        Template::ImaNg,
+        Some("sha256"),
+        &[9; 32],
+        b"/other-pcr",
+        &[],
+    )
+    .unwrap();
+    let bytes = log.to_binary();
+    let policy = ImaPolicy::default();
+
+    let mut quote = boot_pcrs(alg, 9);
+    quote.insert(alg, 10, only_boot.clone());
+    for verdict in [
+        verify_bytes(&bytes, Some((alg, only_boot.clone())), &policy),
+        verify_anchored(
+            &bytes,
+            quoted_pcr10(&quote),
+            ImaQuote::Present(&quote),
+            &ImaPolicy::default(),
+        ),
+    ] {
+        assert!(verdict.passed("ima.replay"), "{verdict}");
+        let failed: Vec<_> = verdict
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.step.as_str())
+            .collect();
+        // (verify_anchored also fails boot_aggregate: BOOT_DIGEST is not the recomputed value.)
+        assert!(failed.contains(&"ima.coverage"), "{verdict}");
+        let check = verdict.check("ima.coverage").unwrap();
+        assert_eq!(
+            check.expected,
+            "at least one measurement past boot_aggregate covered by the quote"
+        );
+        assert_eq!(
+            check.presented,
+            "0 covered by the quote, 3 present in the log"
+        );
+        assert!(
+            check.detail.contains(
+                "the quote covers no measurement past boot_aggregate: 0 covered, 3 present"
+            ),
+            "{check}"
+        );
+    }
+    // allow_empty accepts it, still saying so.
+    let allow = ImaPolicy {
+        allow_empty: true,
+        ..ImaPolicy::default()
+    };
+    let verdict = verify_bytes(&bytes, Some((alg, only_boot)), &allow);
+    assert!(verdict.is_trusted(), "{verdict}");
+    let check = verdict.check("ima.coverage").unwrap();
+    assert_eq!(
+        check.presented,
+        "0 covered by the quote, 3 present in the log"
+    );
+    assert!(check.detail.contains("allow_empty"), "{check}");
+
+    // A quote covering boot_aggregate and one file: one measurement counts, two are past it.
+    let two = log.replay_prefix(alg, ReplayMode::PerBankTemplateHash, 2);
+    let verdict = verify_bytes(&bytes, Some((alg, two)), &policy);
+    assert!(verdict.is_trusted(), "{verdict}");
+    let check = verdict.check("ima.coverage").unwrap();
+    assert_eq!(
+        check.presented,
+        "1 covered by the quote, 3 present in the log"
+    );
+    assert!(
+        check
+            .detail
+            .contains("2 measurements past the quoted prefix"),
+        "{check}"
+    );
+
+    // A PCR 10 value that matches no prefix anchors nothing: ima.replay refuses it, and the
+    // coverage count says it is not anchored.
+    let verdict = verify_bytes(&bytes, Some((alg, vec![0x42; 32])), &policy);
+    assert_eq!(verdict.first_failure().unwrap().step, "ima.replay");
+    assert!(verdict
+        .check("ima.coverage")
+        .unwrap()
+        .detail
+        .contains("not anchored: the quoted PCR 10 does not anchor the log"));
+
+    // No quote (an offline log): the whole log counts, and the detail says it is not anchored.
+    let verdict = verify_bytes(&bytes, None, &policy);
+    assert!(verdict.is_trusted(), "{verdict}");
+    let check = verdict.check("ima.coverage").unwrap();
+    assert_eq!(check.presented, "3 measurements");
+    assert!(check.detail.contains("not anchored"), "{check}");
 }

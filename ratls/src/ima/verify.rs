@@ -12,32 +12,52 @@ use crate::verdict::{Check, Claims, Platform, Verdict};
 /// The name of the first measurement the kernel records.
 const BOOT_AGGREGATE: &[u8] = b"boot_aggregate";
 
-/// Verify an IMA measurement log (binary or ASCII), and anchor it in a quoted PCR 10 when one
-/// is given as `(bank, value)`.
+/// The TPM quote an IMA log is verified against, as its caller has it. The distinction matters
+/// for `ima.boot_aggregate` (and `ima.replay`): without any quote they can only say the log is
+/// not anchored; with a quote they must anchor it or fail.
+#[derive(Debug, Clone, Copy)]
+pub enum ImaQuote<'a> {
+    /// No quote at all: an offline IMA log, alone or with a PCR 10 value its caller vouches
+    /// for (`--pcr10`). `ima.boot_aggregate` checks the entry's name only and its detail says
+    /// the value is not anchored.
+    Absent,
+    /// The PCR values of a quote (bound to it by `tpm.pcr_digest`), all banks.
+    /// `ima.boot_aggregate` recomputes `boot_aggregate` from PCRs 0-9 (0-7 for SHA-1) of the
+    /// entry's bank and fails when the quote does not cover them; `ima.replay` fails when no
+    /// PCR 10 value from it is given.
+    Present(&'a PcrValues),
+}
+
+/// Verify an IMA measurement log (binary or ASCII) without a TPM quote ([`ImaQuote::Absent`]),
+/// and anchor it in a PCR 10 value when one is given as `(bank, value)`.
 ///
 /// Steps: `ima.parse`, `ima.template_hash` (every non-violation entry's stored template hash is
 /// the hash of its template data in the log's bank), `ima.violations` (none unless
 /// [`ImaPolicy::allow_violations`]), `ima.boot_aggregate` (the first entry is
 /// `boot_aggregate`; not recomputed here, see [`verify_anchored`]), `ima.coverage` (at least one
-/// PCR-10 measurement past `boot_aggregate`, unless [`ImaPolicy::allow_empty`]), `ima.replay`
-/// (the quoted PCR 10 equals the replay of some non-empty prefix of the PCR-10 entries,
-/// per-bank template hashes tried first, then SHA-1 padded; a quote of the all-zero initial
-/// value covers nothing and is rejected). Without a quote the replay step passes and says the
-/// log is not anchored.
+/// PCR-10 measurement past `boot_aggregate` inside the prefix the PCR 10 value covers, or in
+/// the whole log when no value is given, unless [`ImaPolicy::allow_empty`]), `ima.replay` (the
+/// PCR 10 value equals the replay of some non-empty prefix of the PCR-10 entries, per-bank
+/// template hashes tried first, then SHA-1 padded; the all-zero initial value covers nothing
+/// and is rejected). Without a PCR 10 value the replay step passes and says the log is not
+/// anchored, and the coverage step's detail says its count is not anchored either.
 pub fn verify_bytes(log: &[u8], quoted: Option<(HashAlg, Vec<u8>)>, policy: &ImaPolicy) -> Verdict {
-    verify_anchored(log, quoted, None, policy)
+    verify_anchored(log, quoted, ImaQuote::Absent, policy)
 }
 
-/// [`verify_bytes`], and when `boot_pcrs` (the PCR values of the same quote as PCR 10) cover
-/// the bank of the `boot_aggregate` entry, `ima.boot_aggregate` recomputes it: `H(PCR 0 ‖ … ‖
-/// PCR 9)` of that bank for SHA-256/384/512 (kernels 5.8 and later), `SHA-1(PCR 0 ‖ … ‖ PCR 7)`
-/// for SHA-1 (and the legacy `ima` template), and fails with the recomputed value as expected
-/// and the logged one as presented. When they do not cover it the step checks the name only
-/// and its detail says the value is not anchored.
+/// [`verify_bytes`] against a quote. `quoted` is the PCR 10 value to replay the log to (the
+/// caller picks the bank, see [`quoted_pcr10`]); with [`ImaQuote::Present`] it must come from
+/// that quote, and `None` fails `ima.replay`. With [`ImaQuote::Present`], `ima.boot_aggregate`
+/// recomputes the entry: `H(PCR 0 ‖ … ‖ PCR 9)` of its bank for SHA-256/384/512 (kernels 5.8
+/// and later), `SHA-1(PCR 0 ‖ … ‖ PCR 7)` for SHA-1 (and the legacy `ima` template), and fails
+/// with the recomputed value as expected and the logged one as presented, or, when the quote
+/// does not cover those PCRs, with the PCRs it needs as expected and the quoted ones as
+/// presented. With [`ImaQuote::Absent`] the step checks the name only and its detail says the
+/// value is not anchored.
 pub fn verify_anchored(
     log: &[u8],
     quoted: Option<(HashAlg, Vec<u8>)>,
-    boot_pcrs: Option<&PcrValues>,
+    quote: ImaQuote<'_>,
     policy: &ImaPolicy,
 ) -> Verdict {
     let mut verdict = Verdict::new(Platform::Ima);
@@ -61,18 +81,71 @@ pub fn verify_anchored(
         )),
     );
 
-    let quote = quoted
+    let pcr10 = quoted
         .as_ref()
         .map(|(bank, value)| (*bank, value.as_slice()));
-    let pass = Pass::run(&log, quote);
+    let pass = Pass::run(&log, pcr10);
     verdict.push(template_hash_check(&log, &pass));
     verdict.push(violations_check(&log, policy));
-    verdict.push(boot_aggregate_check(&log, boot_pcrs));
-    verdict.push(coverage_check(&log, policy));
-    let (check, matched) = replay_check(&log, quote, &pass);
-    verdict.push(check);
+    verdict.push(boot_aggregate_check(&log, quote));
+    let (replay, matched) = match (pcr10, quote) {
+        (None, ImaQuote::Present(pcrs)) => (
+            Check::fail(
+                "ima.replay",
+                "a quoted PCR 10 to anchor the log",
+                format!("quoted: {}", describe_pcrs(pcrs)),
+                "the quote gives no PCR 10 value to replay the log to, so the log is not \
+                 anchored in it",
+            ),
+            None,
+        ),
+        _ => replay_check(&log, pcr10, &pass),
+    };
+    let anchor = match matched {
+        Some((n, _)) if replay.ok => Ok(n),
+        _ if pcr10.is_none() && matches!(quote, ImaQuote::Absent) => {
+            Err("no quoted PCR 10 (an offline log)")
+        }
+        _ => Err("the quoted PCR 10 does not anchor the log (ima.replay fails)"),
+    };
+    verdict.push(coverage_check(&log, policy, anchor));
+    verdict.push(replay);
     verdict.claims = Claims::Ima(claims(&log, &pass, matched));
     verdict
+}
+
+/// `sha1 PCRs 0-7, 10; sha256 PCRs 10`, or `no PCRs`.
+fn describe_pcrs(pcrs: &PcrValues) -> String {
+    let banks: Vec<String> = pcrs
+        .banks
+        .iter()
+        .filter(|(_, values)| !values.is_empty())
+        .map(|(bank, values)| {
+            let mut ranges: Vec<(u8, u8)> = Vec::new();
+            for &index in values.keys() {
+                match ranges.last_mut() {
+                    Some((_, last)) if last.checked_add(1) == Some(index) => *last = index,
+                    _ => ranges.push((index, index)),
+                }
+            }
+            let ranges: Vec<String> = ranges
+                .into_iter()
+                .map(|(first, last)| {
+                    if first == last {
+                        first.to_string()
+                    } else {
+                        format!("{first}-{last}")
+                    }
+                })
+                .collect();
+            format!("{bank} PCRs {}", ranges.join(", "))
+        })
+        .collect();
+    if banks.is_empty() {
+        "no PCRs".to_owned()
+    } else {
+        banks.join("; ")
+    }
 }
 
 /// The PCR 10 value to anchor an IMA log in, from a quote's PCR values: the sha256 bank, else
@@ -260,7 +333,7 @@ fn violations_check(log: &Log, policy: &ImaPolicy) -> Check {
     }
 }
 
-fn boot_aggregate_check(log: &Log, boot_pcrs: Option<&PcrValues>) -> Check {
+fn boot_aggregate_check(log: &Log, quote: ImaQuote<'_>) -> Check {
     let step = "ima.boot_aggregate";
     let name = String::from_utf8_lossy(BOOT_AGGREGATE).into_owned();
     let entry = match log.entries().first() {
@@ -277,16 +350,37 @@ fn boot_aggregate_check(log: &Log, boot_pcrs: Option<&PcrValues>) -> Check {
     };
     let algo = entry.file_digest_algo();
     let logged = format!("{algo}:{}", hex(entry.file_digest()));
-    let unanchored = |why: String| {
-        Check::pass(step, name.clone(), name.clone()).with_detail(format!(
-            "{logged}; not anchored: {why}, so only the entry's name was checked"
-        ))
-    };
-    let Some(pcrs) = boot_pcrs else {
-        return unanchored("no quoted PCRs 0-9 to recompute it from".into());
+    let ImaQuote::Present(pcrs) = quote else {
+        return Check::pass(step, name.clone(), name).with_detail(format!(
+            "{logged}; not anchored: no quote to recompute it from (an offline log), so only \
+             the entry's name was checked"
+        ));
     };
     match recompute_boot_aggregate(algo, pcrs) {
-        Err(why) => unanchored(why),
+        Err(Uncomputable::NotABank) => Check::fail(
+            step,
+            "a boot_aggregate in a TPM bank (sha1, sha256, sha384, sha512)",
+            logged,
+            format!(
+                "its algorithm {algo:?} is not a TPM bank, so it cannot be recomputed from the \
+                 quote and the log is not tied to the boot the quote measured"
+            ),
+        ),
+        Err(Uncomputable::Missing {
+            bank,
+            last,
+            missing,
+        }) => Check::fail(
+            step,
+            format!("the quote to cover {bank} PCRs 0-{last} to recompute boot_aggregate"),
+            format!("quoted: {}", describe_pcrs(pcrs)),
+            format!(
+                "the quote lacks {bank} PCR {}: boot_aggregate ({logged}) cannot be recomputed, \
+                 so the log is not tied to the boot the quote measured; quote {bank} PCRs \
+                 0-{last} with PCR 10",
+                missing.join(", ")
+            ),
+        ),
         Ok((bank, count, value)) => {
             let ok = value.as_slice() == entry.file_digest();
             let last = count.saturating_sub(1);
@@ -306,16 +400,28 @@ fn boot_aggregate_check(log: &Log, boot_pcrs: Option<&PcrValues>) -> Check {
     }
 }
 
+/// Why `boot_aggregate` cannot be recomputed from a quote.
+enum Uncomputable {
+    /// The entry's algorithm names no TPM bank.
+    NotABank,
+    /// The quote lacks these PCRs (of `0..=last`) in `bank`.
+    Missing {
+        bank: HashAlg,
+        last: u8,
+        missing: Vec<String>,
+    },
+}
+
 /// `boot_aggregate` from quoted PCRs: the bank named by the entry's algorithm, PCRs 0–7 for
 /// SHA-1 and 0–9 for the others (`ima_calc_boot_aggregate`, kernel 5.8 and later). Returns the
 /// bank, the number of PCRs hashed and the value, or why it cannot be computed.
 fn recompute_boot_aggregate(
     algo: &str,
     pcrs: &PcrValues,
-) -> Result<(HashAlg, usize, Vec<u8>), String> {
+) -> Result<(HashAlg, usize, Vec<u8>), Uncomputable> {
     let bank: HashAlg = algo
         .parse()
-        .map_err(|_| format!("its algorithm {algo:?} is not a TPM bank"))?;
+        .map_err(|_| Uncomputable::NotABank)?;
     let last: u8 = if bank == HashAlg::Sha1 { 7 } else { 9 };
     let mut values = Vec::new();
     let mut missing = Vec::new();
@@ -326,10 +432,11 @@ fn recompute_boot_aggregate(
         }
     }
     if !missing.is_empty() {
-        return Err(format!(
-            "the quote does not cover {bank} PCR {}",
-            missing.join(", ")
-        ));
+        return Err(Uncomputable::Missing {
+            bank,
+            last,
+            missing,
+        });
     }
     Ok((bank, values.len(), bank.digest_all(values)))
 }
@@ -337,28 +444,87 @@ fn recompute_boot_aggregate(
 /// `ima.coverage`: at least one PCR-10 measurement past `boot_aggregate`. A log without one
 /// comes from a kernel with no IMA policy loaded (or one that measured nothing): it vouches for
 /// no file, and "every measured file is approved" would be vacuously true.
-fn coverage_check(log: &Log, policy: &ImaPolicy) -> Check {
+///
+/// `anchor` is the number of leading PCR-10 entries the quoted PCR 10 covers when `ima.replay`
+/// passes: only measurements inside that prefix count, since entries past it are not covered
+/// by the quote (anyone with root can append some) and are no evidence that a policy measures
+/// files. Otherwise (no quote, an offline log; or a quote that anchors nothing, which
+/// `ima.replay` fails) it says why, the whole log is counted and the detail says the count is
+/// not anchored.
+fn coverage_check(log: &Log, policy: &ImaPolicy, anchor: Result<usize, &str>) -> Check {
     let step = "ima.coverage";
-    let expected = "at least one measurement past boot_aggregate";
-    let measured = log
+    let is_measurement =
+        |(index, e): &(usize, &super::Entry)| !(*index == 0 && e.path() == BOOT_AGGREGATE);
+    let present = log
         .entries_for(IMA_PCR)
-        .filter(|(index, e)| !(*index == 0 && e.path() == BOOT_AGGREGATE))
+        .filter(is_measurement)
         .count();
-    if measured > 0 {
-        return Check::pass(step, expected, format!("{measured} measurements"));
+    let prefix = match anchor {
+        Ok(prefix) => prefix,
+        Err(why) => {
+            let expected = "at least one measurement past boot_aggregate";
+            let unanchored =
+                format!("not anchored: {why}, so the count is of the whole log, unverified");
+            if present > 0 {
+                return Check::pass(step, expected, format!("{present} measurements"))
+                    .with_detail(unanchored);
+            }
+            if policy.allow_empty {
+                return Check::pass(step, "any number (allow_empty)", "0 measurements")
+                    .with_detail(format!(
+                        "no measurement past boot_aggregate: no IMA policy appears to be \
+                         loaded; accepted because allow_empty is set; {unanchored}"
+                    ));
+            }
+            return Check::fail(
+                step,
+                expected,
+                "0 measurements",
+                "no PCR-10 measurement past boot_aggregate: no IMA policy appears to be loaded \
+                 (or it measured nothing), so the log vouches for no file; set allow_empty to \
+                 accept",
+            );
+        }
+    };
+    let covered = log
+        .entries_for(IMA_PCR)
+        .take(prefix)
+        .filter(is_measurement)
+        .count();
+    let expected = "at least one measurement past boot_aggregate covered by the quote";
+    let presented = format!("{covered} covered by the quote, {present} present in the log");
+    let outside = present.saturating_sub(covered);
+    if covered > 0 {
+        let check = Check::pass(step, expected, presented);
+        return if outside > 0 {
+            check.with_detail(format!(
+                "{outside} measurements past the quoted prefix are not covered by the quote and \
+                 not counted"
+            ))
+        } else {
+            check
+        };
     }
+    let why = if present == 0 {
+        "the quote covers no measurement past boot_aggregate and the log holds none: no IMA \
+         policy appears to be loaded (or it measured nothing)"
+            .to_owned()
+    } else {
+        format!(
+            "the quote covers no measurement past boot_aggregate: {covered} covered, {present} \
+             present in the log past the quoted prefix, unverified (measured after the quote, or \
+             appended by anyone with root)"
+        )
+    };
     if policy.allow_empty {
-        return Check::pass(step, "any number (allow_empty)", "0 measurements").with_detail(
-            "no measurement past boot_aggregate: no IMA policy appears to be loaded; accepted \
-             because allow_empty is set",
-        );
+        return Check::pass(step, "any number (allow_empty)", presented)
+            .with_detail(format!("{why}; accepted because allow_empty is set"));
     }
     Check::fail(
         step,
         expected,
-        "0 measurements",
-        "no PCR-10 measurement past boot_aggregate: no IMA policy appears to be loaded (or it \
-         measured nothing), so the log vouches for no file; set allow_empty to accept",
+        presented,
+        format!("{why}, so the log vouches for no file; set allow_empty to accept"),
     )
 }
 
