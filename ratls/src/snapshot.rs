@@ -90,9 +90,29 @@ impl FileSet {
     /// Add every IMA measurement of `log` (PCR 10, past `boot_aggregate`, in this set's
     /// algorithm) to the set.
     pub fn add_ima_log(&mut self, log: &Log) {
-        for entry in measured_files(log) {
-            if entry.algo == self.hash_alg.name() {
-                self.insert(entry.path.clone(), &entry.digest);
+        self.add_ima_log_covered(log, usize::MAX);
+    }
+
+    /// [`FileSet::add_ima_log`] limited to the first `covered` PCR-10 entries (the quoted
+    /// prefix, `ImaClaims::quote_prefix`): entries after it are vouched for by nobody (measured
+    /// after the quote, or appended by anyone with root), so a snapshot does not approve them.
+    pub fn add_ima_log_covered(&mut self, log: &Log, covered: usize) {
+        let prefix = log
+            .entries()
+            .iter()
+            .filter(|e| e.pcr() == IMA_PCR)
+            .take(covered);
+        for entry in prefix {
+            if entry.is_violation() || entry.path() == b"boot_aggregate" {
+                continue;
+            }
+            let algo = if entry.file_digest_algo().is_empty() {
+                "sha1"
+            } else {
+                entry.file_digest_algo()
+            };
+            if algo == self.hash_alg.name() {
+                self.insert(entry.path_display().to_string(), entry.file_digest());
             }
         }
     }

@@ -313,7 +313,17 @@ pub async fn snapshot(global: &Global, args: &SnapshotArgs) -> Outcome {
     let mut files = result.files;
     if let Some(ImaEvidence::Log(bytes)) = &bundle.ima {
         let log = Log::parse(bytes).map_err(|e| UsageError(format!("the IMA log: {e}")))?;
-        files.add_ima_log(&log);
+        // Only what the verified quote covers: entries after its prefix are vouched for by
+        // nobody. (The job's result carries the agent's own view of the log and the walk,
+        // which the owner trusts at snapshot time, as the snapshot trusts the VM.)
+        let covered = bundle_claims(&verdict)
+            .and_then(|c| c.ima.as_ref())
+            .and_then(|c| match c {
+                ratls::verdict::Claims::Ima(ima) => ima.quote_prefix,
+                _ => None,
+            })
+            .unwrap_or(0);
+        files.add_ima_log_covered(&log, covered);
     }
     let now = UnixTime::now();
     let mut snapshot = Snapshot::from_evidence(&verdict, &bundle, files, now)
