@@ -40,6 +40,7 @@ W=$(mktemp -d "$CACHE/run.XXXXXX")
 QEMU_PID=
 SWTPM_PID=
 cleanup() {
+    set +e # a process already gone must not stop the rest of the clean-up
     [ -n "$QEMU_PID" ] && kill "$QEMU_PID" 2>/dev/null
     [ -n "$SWTPM_PID" ] && kill "$SWTPM_PID" 2>/dev/null
     wait 2>/dev/null
@@ -50,15 +51,18 @@ trap cleanup EXIT
 trap 'exit 143' TERM INT
 trap 'echo "e2e-qemu: failed at line $LINENO; last console lines:" >&2; tail -n 40 "$W"/console-*.log 2>/dev/null | tail -n 60 >&2' ERR
 
+# Ports below Linux's ephemeral range (32768-60999), so no outgoing connection holds one; a
+# port another process grabs anyway makes QEMU fail at start, and boot() retries with others.
 free_port() {
     local p
     for _ in $(seq 1 100); do
-        p=$(( RANDOM % 20000 + 20000 ))
+        p=$(( RANDOM % 12000 + 20000 ))
         (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo "$p"; return; }
     done
     fail "no free port"
 }
-AGENT_PORT=$(free_port); APP_PORT=$(free_port); OTHER_PORT=$(free_port)
+pick_ports() { AGENT_PORT=$(free_port); APP_PORT=$(free_port); OTHER_PORT=$(free_port); }
+pick_ports
 
 step "vTPM: swtpm with an EK certificate from a local CA (state kept across boots)"
 mkdir -p "$W/ca/state" "$W/tpm"
@@ -114,8 +118,23 @@ truncate -s 96M "$W/disk.img"
 CMDLINE_A="console=ttyS0 panic=-1 rootfstype=ramfs $(cat agent/packaging/kernel-cmdline)"
 RECOVERY=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
-# boot NAME CMDLINE CONTROL: start the guest in the background (waits for nothing).
+# boot NAME CMDLINE CONTROL: start the guest in the background (waits only for QEMU to be up;
+# picks other ports when one of ours was taken in the meantime).
 boot() {
+    local attempt
+    for attempt in 1 2 3 4 5; do
+        start_guest "$@"
+        sleep 2
+        if kill -0 "$QEMU_PID" 2>/dev/null; then return 0; fi
+        wait "$QEMU_PID" 2>/dev/null || true
+        kill "$SWTPM_PID" 2>/dev/null || true; wait "$SWTPM_PID" 2>/dev/null || true
+        grep -q "Could not set up host forwarding" "$W/qemu-$1.err" || { cat "$W/qemu-$1.err" >&2; fail "QEMU did not start"; }
+        echo "port taken ($(cat "$W/qemu-$1.err")); new ports, attempt $((attempt + 1))"
+        pick_ports
+    done
+    fail "QEMU could not forward its ports after 5 attempts"
+}
+start_guest() {
     local name=$1 cmdline=$2 control=$3
     rm -f "$W/swtpm-sock" "$W/ctl.in" "$W/ctl.out"
     swtpm socket --tpm2 --tpmstate dir="$W/tpm" --ctrl type=unixio,path="$W/swtpm-sock" \
@@ -139,7 +158,7 @@ boot() {
         -netdev user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$AGENT_PORT-:5555,hostfwd=tcp:127.0.0.1:$APP_PORT-:8443,hostfwd=tcp:127.0.0.1:$OTHER_PORT-:8444 \
         -device e1000,netdev=n0,romfile= \
         -chardev file,id=con,path="$CONSOLE" -serial chardev:con \
-        -chardev pipe,id=ctl,path="$W/ctl" -serial chardev:ctl &
+        -chardev pipe,id=ctl,path="$W/ctl" -serial chardev:ctl 2> "$W/qemu-$name.err" &
     QEMU_PID=$!
 }
 # wait_for MARKER [SECS]: wait for "=== MARKER" on the console.
@@ -164,7 +183,11 @@ shutdown_guest() {
     SWTPM_PID=
 }
 export HOME=$W/home
-CLI=("$BIN/cosmian_vm" --url "https://127.0.0.1:$AGENT_PORT" --allow-insecure-tls --insecure-sim-root "$W/ark.pem" --timeout 120)
+# The CLI against the agent's forwarded port (a function: the port may change between boots).
+cli() {
+    "$BIN/cosmian_vm" --url "https://127.0.0.1:$AGENT_PORT" --allow-insecure-tls \
+        --insecure-sim-root "$W/ark.pem" --timeout 120 "$@"
+}
 # expect_exit CODE OUTFILE CMD...: run a CLI command, keep its output, check its exit code.
 expect_exit() {
     local code=$1 out=$2; shift 2
@@ -207,18 +230,18 @@ contains "$CONSOLE" "first start: creating the LUKS container /dev/vda"
 contains "$CONSOLE" "LUKS container /dev/vda mounted at /var/lib/cosmian_vm/data"
 TOKEN=$(grep -o 'One-time enrolment token: [A-Za-z0-9_-]*' "$CONSOLE" | tail -n 1 | awk '{print $4}')
 [ -n "$TOKEN" ] || fail "no enrolment token on the console"
-expect_exit 0 "$W/enroll.out" "${CLI[@]}" owner enroll --token "$TOKEN"
-expect_exit 0 "$W/snapshot.out" "${CLI[@]}" snapshot -o "$W/snapshot.json"
+expect_exit 0 "$W/enroll.out" cli owner enroll --token "$TOKEN"
+expect_exit 0 "$W/snapshot.out" cli snapshot -o "$W/snapshot.json"
 cat "$W/snapshot.out"
 
 step "verify against the snapshot: passes"
-expect_exit 0 "$W/verify-pass.out" "${CLI[@]}" verify --snapshot "$W/snapshot.json"
+expect_exit 0 "$W/verify-pass.out" cli verify --snapshot "$W/snapshot.json"
 cat "$W/verify-pass.out"
 
 step "--application: the app behind cosmian_vm_proxy on the agent's key passes; another key fails"
-expect_exit 0 "$W/app-ok.out" "${CLI[@]}" verify --snapshot "$W/snapshot.json" --application "127.0.0.1:$APP_PORT"
+expect_exit 0 "$W/app-ok.out" cli verify --snapshot "$W/snapshot.json" --application "127.0.0.1:$APP_PORT"
 contains "$W/app-ok.out" "the agent's own key"
-expect_exit 1 "$W/app-other.out" "${CLI[@]}" verify --snapshot "$W/snapshot.json" --application "127.0.0.1:$OTHER_PORT"
+expect_exit 1 "$W/app-other.out" cli verify --snapshot "$W/snapshot.json" --application "127.0.0.1:$OTHER_PORT"
 contains "$W/app-other.out" "application  127.0.0.1:$OTHER_PORT FAILED: key not bound to this VM"
 contains "$W/app-other.out" "cert.evidence"
 tail -n 3 "$W/app-other.out"
@@ -228,11 +251,11 @@ SECRET="hunter2-$(head -c 2 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 printf '%s' "$SECRET" > "$W/secret.txt"
 CONF_MARK="cvm-e2e-conf-$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 printf 'listen=8080 %s\n' "$CONF_MARK" > "$W/app.conf"
-expect_exit 0 "$W/secret.out" "${CLI[@]}" secret put demo "$W/secret.txt" --snapshot "$W/snapshot.json"
-expect_exit 0 "$W/init.out" "${CLI[@]}" app init --conf "$W/app.conf" --snapshot "$W/snapshot.json"
+expect_exit 0 "$W/secret.out" cli secret put demo "$W/secret.txt" --snapshot "$W/snapshot.json"
+expect_exit 0 "$W/init.out" cli app init --conf "$W/app.conf" --snapshot "$W/snapshot.json"
 # The new configuration is a change the owner makes: a new snapshot approves it.
-expect_exit 0 "$W/snapshot2.out" "${CLI[@]}" snapshot -o "$W/snapshot.json"
-expect_exit 0 "$W/verify-pass2.out" "${CLI[@]}" verify --snapshot "$W/snapshot.json" --save-evidence "$W/evidence"
+expect_exit 0 "$W/snapshot2.out" cli snapshot -o "$W/snapshot.json"
+expect_exit 0 "$W/verify-pass2.out" cli verify --snapshot "$W/snapshot.json" --save-evidence "$W/evidence"
 # The app did read the secret (its page says how many bytes), through the proxy on the agent's key.
 curl -sk --max-time 60 "https://127.0.0.1:$APP_PORT/" > "$W/app-page.out"
 contains "$W/app-page.out" "secret bytes: ${#SECRET}"
@@ -274,19 +297,19 @@ fi
 
 step "a changed configuration: verify fails naming app.conf"
 printf 'listen=9090 %s-changed\n' "$CONF_MARK" > "$W/app-changed.conf"
-expect_exit 0 "$W/init2.out" "${CLI[@]}" app init --conf "$W/app-changed.conf" --snapshot "$W/snapshot.json"
-expect_exit 1 "$W/verify-conf.out" "${CLI[@]}" verify --snapshot "$W/snapshot.json"
+expect_exit 0 "$W/init2.out" cli app init --conf "$W/app-changed.conf" --snapshot "$W/snapshot.json"
+expect_exit 1 "$W/verify-conf.out" cli verify --snapshot "$W/snapshot.json"
 contains "$W/verify-conf.out" "rejected at ima.changed_file: expected /var/lib/cosmian_vm/data/app/app.conf"
 grep -E "app.conf" "$W/verify-conf.out" | head -n 3
 
 step "a program that is not in the snapshot runs: verify fails naming it"
 guest_run "printf '#!/bin/sh\necho intruder\n' > /root/intruder.sh && chmod 755 /root/intruder.sh && /root/intruder.sh"
-expect_exit 1 "$W/verify-new.out" "${CLI[@]}" verify --snapshot "$W/snapshot.json"
+expect_exit 1 "$W/verify-new.out" cli verify --snapshot "$W/snapshot.json"
 contains "$W/verify-new.out" "ima.unknown_file: expected only files in the snapshot, presented /root/intruder.sh"
 grep -E "intruder" "$W/verify-new.out" | head -n 3
 # Put the approved configuration back (the session cannot verify any more this boot: the
 # changed file and the intruder stay in this boot's log).
-expect_exit 0 "$W/restore.out" "${CLI[@]}" app init --conf "$W/app.conf" --skip-verification
+expect_exit 0 "$W/restore.out" cli app init --conf "$W/app.conf" --skip-verification
 shutdown_guest
 
 step "the raw disk seen from the host: ciphertext only"
@@ -305,8 +328,8 @@ contains "$CONSOLE" "^=== AGENT-RESTARTED"
 contains "$CONSOLE" "LUKS container /dev/vda mounted at /var/lib/cosmian_vm/data"
 contains "$CONSOLE" "owner: SPKI SHA-256 .* (enrolled)"
 if grep -q "One-time enrolment token" "$CONSOLE"; then fail "boot 2 made a new enrolment token: the owner was lost"; fi
-expect_exit 0 "$W/verify-boot2.out" "${CLI[@]}" verify --snapshot "$W/snapshot.json"
-expect_exit 0 "$W/restart-boot2.out" "${CLI[@]}" app restart --snapshot "$W/snapshot.json"
+expect_exit 0 "$W/verify-boot2.out" cli verify --snapshot "$W/snapshot.json"
+expect_exit 0 "$W/restart-boot2.out" cli app restart --snapshot "$W/snapshot.json"
 shutdown_guest
 
 step "boot 3: a changed kernel command line: PCR 9 differs, the TPM refuses the key"
@@ -326,7 +349,7 @@ contains "$CONSOLE" "^=== RECOVERY-MOUNTED"
 contains "$CONSOLE" "unlocked with the password"
 contains "$CONSOLE" "^=== RESEALED"
 contains "$CONSOLE" "^=== AGENT-LISTENING"
-expect_exit 1 "$W/verify-pcr.out" "${CLI[@]}" verify --snapshot "$W/snapshot.json"
+expect_exit 1 "$W/verify-pcr.out" cli verify --snapshot "$W/snapshot.json"
 cat "$W/verify-pcr.out"
 contains "$W/verify-pcr.out" "tpm.policy.pcrs: expected sha256:9="
 contains "$W/verify-pcr.out" "sha256 PCR 9"
@@ -339,9 +362,9 @@ wait_for READY 300
 contains "$CONSOLE" "^=== AGENT-RESTARTED"
 contains "$CONSOLE" "LUKS container /dev/vda mounted at /var/lib/cosmian_vm/data"
 # An intended change: the owner approves the new boot chain with a new snapshot.
-expect_exit 0 "$W/snapshot3.out" "${CLI[@]}" snapshot -o "$W/snapshot-b.json"
-expect_exit 0 "$W/verify-boot4.out" "${CLI[@]}" verify --snapshot "$W/snapshot-b.json"
-expect_exit 1 "$W/verify-boot4-old.out" "${CLI[@]}" verify --snapshot "$W/snapshot.json"
+expect_exit 0 "$W/snapshot3.out" cli snapshot -o "$W/snapshot-b.json"
+expect_exit 0 "$W/verify-boot4.out" cli verify --snapshot "$W/snapshot-b.json"
+expect_exit 1 "$W/verify-boot4-old.out" cli verify --snapshot "$W/snapshot.json"
 contains "$W/verify-boot4-old.out" "rejected at tpm.policy.pcrs"
 shutdown_guest
 
