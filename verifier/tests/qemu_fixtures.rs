@@ -223,3 +223,24 @@ fn a_tampered_kernel_log_quote_or_event_log_is_rejected_at_its_step() {
         "{v:#}"
     );
 }
+
+#[test]
+fn the_vtpm_ek_certificate_chains_to_its_local_ca() {
+    use ratls::pki::Cert;
+    let ek = Cert::from_der_or_pem(&std::fs::read(file("ek-cert.der")).unwrap()).unwrap();
+    let issuer = Cert::from_der_or_pem(&std::fs::read(file("ek-issuer-ca.pem")).unwrap()).unwrap();
+    let root = Cert::from_der_or_pem(&std::fs::read(file("ek-root-ca.pem")).unwrap()).unwrap();
+    // The signatures of the chain (TPM EK certificates carry a critical, TCG directory-name
+    // subjectAltName that the RA-TLS chain checks do not handle; EK chains are not part of the
+    // verification path yet).
+    ek.verify_signed_by(&issuer).unwrap();
+    issuer.verify_signed_by(&root).unwrap();
+    root.verify_signed_by(&root).unwrap();
+    assert!(ek.verify_signed_by(&root).is_err());
+    // Valid a day into the EK certificate's validity (the fixtures do not expire with time).
+    let (not_before, _) = ek.validity();
+    let at = ratls::time::UnixTime::from_secs(not_before.as_secs() + 86_400);
+    for cert in [&ek, &issuer, &root] {
+        cert.check_validity(at).unwrap();
+    }
+}
