@@ -38,7 +38,8 @@ pub struct Cli {
 /// Flags every command accepts (before or after the subcommand).
 #[derive(Debug, Args)]
 pub struct Global {
-    /// The agent: https://HOST or https://HOST:PORT (port 443 by default).
+    /// The agent: https://HOST or https://HOST:PORT (port 5555, the agent's default, when
+    /// omitted).
     #[arg(long, global = true, value_name = "URL", env = "COSMIAN_VM_URL")]
     pub url: Option<String>,
     /// Accept an agent certificate without a WebPKI chain (a self-signed RA-TLS certificate).

@@ -25,8 +25,13 @@ pub struct Target {
     pub port: u16,
 }
 
+/// The port `cosmian_vm_agent` listens on by default (`agent.toml`: `port = 5555`).
+pub const AGENT_PORT: u16 = 5555;
+
 impl Target {
-    /// `https://HOST[:PORT]` (an optional trailing `/`), port 443 by default.
+    /// `https://HOST[:PORT]` (an optional trailing `/`); without a port, the agent's default
+    /// port ([`AGENT_PORT`]), so `--url https://my_app.dev` reaches an agent installed with
+    /// its defaults, as in the Cosmian VM documentation.
     pub fn from_url(url: &str) -> Result<Self, UsageError> {
         let Some(rest) = url.strip_prefix("https://") else {
             return Err(UsageError(format!(
@@ -39,7 +44,7 @@ impl Target {
                 "--url {url}: expected https://HOST[:PORT] with no path, query or user"
             )));
         }
-        Self::parse(rest, 443).map_err(|e| UsageError(format!("--url {url}: {e}")))
+        Self::parse(rest, AGENT_PORT).map_err(|e| UsageError(format!("--url {url}: {e}")))
     }
 
     /// `HOST[:PORT]`, `[IPv6][:PORT]` or a bare IPv6 address; `default_port` when none is given.
@@ -330,12 +335,15 @@ mod tests {
     fn targets_parse_with_default_ports_and_ipv6() {
         let t = Target::from_url("https://vm.example.com:5555/").unwrap();
         assert_eq!((t.host.as_str(), t.port), ("vm.example.com", 5555));
+        // Without a port: the agent's default, as the agent's own configuration has it.
         assert_eq!(
             Target::from_url("https://vm.example.com")
                 .unwrap()
                 .port,
-            443
+            AGENT_PORT
         );
+        let agent_default = include_str!("../../agent/packaging/agent.toml");
+        assert!(agent_default.contains(&format!("\nport = {AGENT_PORT}\n")));
         let t = Target::parse("[::1]:8443", 443).unwrap();
         assert_eq!((t.host.as_str(), t.port), ("::1", 8443));
         assert_eq!(t.authority(), "[::1]:8443");
