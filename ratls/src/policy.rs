@@ -28,9 +28,38 @@ pub struct Policy {
     pub azure: AzurePolicy,
 }
 
+/// A policy that parses but cannot be enforced as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// SEV-SNP ID-block fields pinned without the ID or author key: the host chooses the ID
+    /// block, so these pins prove nothing on their own.
+    #[error(
+        "snp: {} pinned without id_key_digest or author_key_digest: the host chooses the ID \
+         block, so these values prove nothing unless the key that signed it is pinned too",
+        fields.join(", ")
+    )]
+    IdBlockWithoutKey { fields: Vec<&'static str> },
+}
+
 impl Policy {
-    /// Parse a JSON policy document.
+    /// Parse a JSON policy document and [`validate`](Policy::validate) it.
     pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(text)
+        let policy: Self = serde_json::from_str(text)?;
+        policy
+            .validate()
+            .map_err(<serde_json::Error as serde::de::Error>::custom)?;
+        Ok(policy)
+    }
+
+    /// Refuse a policy whose pins cannot mean what they say: SEV-SNP `family_id`, `image_id` or
+    /// `min_guest_svn` without `id_key_digest` or `author_key_digest`.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        let fields = self.snp.unauthenticated_id_block_pins();
+        if fields.is_empty() {
+            Ok(())
+        } else {
+            Err(PolicyError::IdBlockWithoutKey { fields })
+        }
     }
 }

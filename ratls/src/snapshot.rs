@@ -390,6 +390,9 @@ impl Snapshot {
                 supported: SNAPSHOT_VERSION,
             });
         }
+        s.policy
+            .validate()
+            .map_err(|e| SnapshotError::Malformed(format!("policy: {e}")))?;
         Ok(s)
     }
 
@@ -623,6 +626,13 @@ mod tests {
         assert!(matches!(
             Snapshot::from_json(bad.as_bytes()),
             Err(SnapshotError::Version { .. })
+        ));
+        let mut unkeyed = snap.clone();
+        unkeyed.policy.snp.min_guest_svn = Some(1);
+        unkeyed.policy.snp.id_key_digest = None;
+        assert!(matches!(
+            Snapshot::from_json(unkeyed.to_json().as_bytes()),
+            Err(SnapshotError::Malformed(m)) if m.contains("min_guest_svn pinned without")
         ));
         let unknown = json.replacen("{", "{\"extra\": 1,", 1);
         assert!(matches!(

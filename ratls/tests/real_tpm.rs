@@ -120,6 +120,8 @@ fn gce_quotes_verify_with_readme_claims() {
     let ak = Public::parse(&g.ak).unwrap();
     assert_eq!(hex(ak.name()), GCE_AK_NAME);
     assert_eq!(ak.object_attributes, 0x0005_0072);
+    // fixedTPM, fixedParent, sensitiveDataOrigin, restricted, sign: what `tpm.ak` requires.
+    assert!(ak.ak_attribute_problems().is_empty());
     assert_eq!(ak.type_name(), "rsa-2048");
 
     let policy = TpmPolicy {

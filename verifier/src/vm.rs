@@ -1108,8 +1108,10 @@ mod tests {
 
     #[test]
     fn pinned_values_win_over_the_base_policy_and_defaults_do_not() {
-        let base =
-            Policy::from_json(r#"{"snp": {"measurement": "aa", "min_guest_svn": 3}}"#).unwrap();
+        let base = Policy::from_json(
+            r#"{"snp": {"measurement": "aa", "min_guest_svn": 3, "id_key_digest": "cc"}}"#,
+        )
+        .unwrap();
         let mut pinned = Policy::default();
         pinned.snp.measurement = Some("bb".into());
         let merged = merge_policy(&base, &pinned).unwrap();

@@ -582,6 +582,19 @@ fn check_ak(
             ),
         ));
     }
+    let problems = parsed.ak_attribute_problems();
+    if !problems.is_empty() {
+        return Err(bad(
+            "TPM attestation key",
+            format!(
+                "the key at {raw:#010x} was not generated in this TPM or can be duplicated \
+                 ({} clear; attributes {:#010x}), so verifiers refuse its quotes; it was left \
+                 alone: choose another AK handle",
+                problems.join(", "),
+                parsed.object_attributes
+            ),
+        ));
+    }
     if parsed.object_attributes & USER_WITH_AUTH == 0 {
         return Err(bad(
             "TPM attestation key",

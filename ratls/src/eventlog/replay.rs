@@ -27,9 +27,13 @@ pub enum ReplayError {
 
 impl EventLog {
     /// The value a PCR starts from before any event is extended into it, under the TPM PC
-    /// Client rules: zeros, except PCR 0 after a `StartupLocality` event with locality 3 or 4,
+    /// Client rules: zeros, except PCRs 17 to 22 (the DRTM PCRs, reset by locality 4), which
+    /// start as all `0xFF`, and PCR 0 after a `StartupLocality` event with locality 3 or 4,
     /// which starts as `00…03` or `00…04`.
     pub fn initial_value(&self, bank: HashAlg, index: u32) -> Vec<u8> {
+        if (17..=22).contains(&index) {
+            return vec![0xFF; bank.digest_len()];
+        }
         let mut value = vec![0; bank.digest_len()];
         if let (0, Some(locality @ (3 | 4))) = (index, self.startup_locality()) {
             if let Some(last) = value.last_mut() {

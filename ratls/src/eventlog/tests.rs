@@ -994,3 +994,40 @@ fn boot_events_list_pcrs_0_to_9_with_sha256_digests() {
         None
     );
 }
+
+#[test]
+fn drtm_pcrs_start_from_all_ff() {
+    let mut bytes = header(&TWO);
+    for pcr in [16, 17, 22, 23] {
+        bytes.extend(measure(pcr, 0x8000_0007, &[SHA1, SHA256], b"drtm"));
+    }
+    let log = EventLog::parse(&bytes).unwrap();
+    for (alg, bank) in [(SHA1, HashAlg::Sha1), (SHA256, HashAlg::Sha256)] {
+        let len = bank.digest_len();
+        let digest = [sha(alg, b"drtm")];
+        let replayed = log.replay(bank).unwrap();
+        for pcr in 17..=22 {
+            assert_eq!(log.initial_value(bank, pcr), vec![0xFF; len], "PCR {pcr}");
+        }
+        for pcr in [0, 16, 23] {
+            assert_eq!(log.initial_value(bank, pcr), vec![0; len], "PCR {pcr}");
+        }
+        for pcr in [17, 22] {
+            assert_eq!(replayed[&pcr], extend_chain(alg, vec![0xFF; len], &digest));
+        }
+        for pcr in [16, 23] {
+            assert_eq!(replayed[&pcr], extend_chain(alg, vec![0; len], &digest));
+        }
+        // An index the log never extends keeps its initial value.
+        assert_eq!(
+            log.replay_selected(bank, &[18])
+                .unwrap()[&18],
+            vec![0xFF; len]
+        );
+        // The generic replay starts every index from zeros.
+        assert_eq!(
+            log.replay_from_zero(bank).unwrap()[&17],
+            extend_chain(alg, vec![0; len], &digest)
+        );
+    }
+}

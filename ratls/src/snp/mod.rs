@@ -81,6 +81,28 @@ pub struct SnpPolicy {
     pub products: Vec<Product>,
 }
 
+impl SnpPolicy {
+    /// The ID-block pins (`family_id`, `image_id`, `min_guest_svn`) this policy sets without
+    /// pinning the key that signed the ID block (`id_key_digest` or `author_key_digest`); empty
+    /// when there are none or the key is pinned. The host chooses the ID block at launch, so
+    /// without the key pinned these values prove nothing: [`crate::Policy::validate`] refuses
+    /// such a policy and the SNP verification fails `tee.policy.id_block`.
+    pub fn unauthenticated_id_block_pins(&self) -> Vec<&'static str> {
+        if self.id_key_digest.is_some() || self.author_key_digest.is_some() {
+            return Vec::new();
+        }
+        [
+            ("family_id", self.family_id.is_some()),
+            ("image_id", self.image_id.is_some()),
+            ("min_guest_svn", self.min_guest_svn.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| name)
+        .collect()
+    }
+}
+
 /// What a report says. Hex is lower case.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SnpClaims {

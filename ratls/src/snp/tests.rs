@@ -114,6 +114,44 @@ fn builtin_anchors_match_their_pins() {
 }
 
 #[test]
+fn id_block_pins_need_the_id_or_author_key() {
+    use crate::policy::{Policy, PolicyError};
+    for (json, fields) in [
+        (r#"{"snp": {"family_id": "00"}}"#, vec!["family_id"]),
+        (r#"{"snp": {"image_id": "00"}}"#, vec!["image_id"]),
+        (r#"{"snp": {"min_guest_svn": 1}}"#, vec!["min_guest_svn"]),
+        (
+            r#"{"snp": {"family_id": "00", "image_id": "00", "min_guest_svn": 0}}"#,
+            vec!["family_id", "image_id", "min_guest_svn"],
+        ),
+    ] {
+        let error = Policy::from_json(json)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(&format!(
+                "snp: {} pinned without id_key_digest or author_key_digest",
+                fields.join(", ")
+            )),
+            "{error}"
+        );
+        let policy: Policy = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            policy.validate(),
+            Err(PolicyError::IdBlockWithoutKey { fields })
+        );
+    }
+    for json in [
+        r#"{"snp": {"family_id": "00", "min_guest_svn": 1, "id_key_digest": "00"}}"#,
+        r#"{"snp": {"image_id": "00", "author_key_digest": "00"}}"#,
+        r#"{"snp": {"measurement": "00"}}"#,
+        "{}",
+    ] {
+        assert!(Policy::from_json(json).is_ok(), "{json}");
+    }
+}
+
+#[test]
 fn policy_json_rejects_unknown_keys() {
     assert!(serde_json::from_str::<SnpPolicy>(r#"{"allow_debugg": true}"#).is_err());
     let p: SnpPolicy = serde_json::from_str(r#"{"vmpl": 2, "products": ["Genoa"]}"#).unwrap();

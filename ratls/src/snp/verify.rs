@@ -641,6 +641,22 @@ fn check_policy(
             reported.to_string(),
         ));
     }
+    let unauthenticated = policy.unauthenticated_id_block_pins();
+    if !unauthenticated.is_empty() {
+        v.push(Check::fail(
+            "tee.policy.id_block",
+            format!(
+                "{} pinned together with id_key_digest or author_key_digest",
+                unauthenticated.join(", ")
+            ),
+            format!(
+                "a policy pinning {} and neither id_key_digest nor author_key_digest",
+                unauthenticated.join(", ")
+            ),
+            "the host chooses the ID block at launch, so its family_id, image_id and guest SVN \
+             prove nothing unless the key that signed it is pinned: the policy is refused",
+        ));
+    }
     if let Some(min) = policy.min_guest_svn {
         v.push(Check::expect(
             "tee.policy.min_guest_svn",

@@ -9,7 +9,7 @@
 //! | `tpm.magic` | `TPM_GENERATED_VALUE` (0xff544347) |
 //! | `tpm.type` | `TPM_ST_ATTEST_QUOTE` (0x8018) |
 //! | `tpm.signature` | the signature over the `TPMS_ATTEST` bytes under the AK (RSASSA, RSAPSS, ECDSA P-256/P-384), scheme consistent with the AK |
-//! | `tpm.ak` | the AK is a restricted signing key, and matches the policy's pin if any |
+//! | `tpm.ak` | the AK is a restricted signing key with fixedTPM, fixedParent and sensitiveDataOrigin, and matches the policy's pin if any |
 //! | `tpm.qualifying_data` | `extraData` equals the expected nonce |
 //! | `tpm.pcr_selection` | the quoted banks/PCRs equal the policy's, and the presented PCR values cover exactly them |
 //! | `tpm.pcr_digest` | `pcrDigest` equals the hash of the presented PCR values |

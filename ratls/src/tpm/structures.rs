@@ -45,12 +45,28 @@ pub const TPM_ECC_NIST_P256: u16 = 0x0003;
 /// `TPM_ECC_NIST_P384`.
 pub const TPM_ECC_NIST_P384: u16 = 0x0004;
 
+/// `TPMA_OBJECT.fixedTPM`: the key cannot be duplicated out of this TPM's hierarchy.
+pub const TPMA_OBJECT_FIXED_TPM: u32 = 1 << 1;
+/// `TPMA_OBJECT.fixedParent`: the key cannot be duplicated to another parent.
+pub const TPMA_OBJECT_FIXED_PARENT: u32 = 1 << 4;
+/// `TPMA_OBJECT.sensitiveDataOrigin`: the TPM generated the private key itself.
+pub const TPMA_OBJECT_SENSITIVE_DATA_ORIGIN: u32 = 1 << 5;
 /// `TPMA_OBJECT.restricted`.
 pub const TPMA_OBJECT_RESTRICTED: u32 = 1 << 16;
 /// `TPMA_OBJECT.decrypt`.
 pub const TPMA_OBJECT_DECRYPT: u32 = 1 << 17;
 /// `TPMA_OBJECT.sign` (`sign/encrypt`).
 pub const TPMA_OBJECT_SIGN: u32 = 1 << 18;
+/// The attributes an attestation key must have set, with their names: restricted signing, and
+/// generated inside the TPM and never duplicable (without these a key may have been made or
+/// copied outside a TPM, and its signature proves nothing about one).
+pub const AK_REQUIRED_ATTRIBUTES: [(u32, &str); 5] = [
+    (TPMA_OBJECT_FIXED_TPM, "fixedTPM"),
+    (TPMA_OBJECT_FIXED_PARENT, "fixedParent"),
+    (TPMA_OBJECT_SENSITIVE_DATA_ORIGIN, "sensitiveDataOrigin"),
+    (TPMA_OBJECT_RESTRICTED, "restricted"),
+    (TPMA_OBJECT_SIGN, "sign"),
+];
 /// The attributes of a typical attestation key: fixedTPM, fixedParent, sensitiveDataOrigin,
 /// userWithAuth, restricted, sign.
 pub const AK_ATTRIBUTES: u32 = 0x0005_0072;
@@ -718,6 +734,22 @@ impl Public {
     pub fn is_restricted_signing(&self) -> bool {
         let a = self.object_attributes;
         a & TPMA_OBJECT_SIGN != 0 && a & TPMA_OBJECT_RESTRICTED != 0 && a & TPMA_OBJECT_DECRYPT == 0
+    }
+
+    /// What keeps this key from being an attestation key: each attribute of
+    /// [`AK_REQUIRED_ATTRIBUTES`] it lacks (`fixedTPM`, …), and `decrypt` when set. Empty for a
+    /// valid AK.
+    pub fn ak_attribute_problems(&self) -> Vec<&'static str> {
+        let a = self.object_attributes;
+        let mut problems: Vec<&'static str> = AK_REQUIRED_ATTRIBUTES
+            .iter()
+            .filter(|(bit, _)| a & bit == 0)
+            .map(|(_, name)| *name)
+            .collect();
+        if a & TPMA_OBJECT_DECRYPT != 0 {
+            problems.push("decrypt set");
+        }
+        problems
     }
 
     /// The RSA modulus length in bytes, for an RSA key.

@@ -592,7 +592,48 @@ fn ak_must_be_restricted_signing_and_match_pins() {
         ["tpm.ak"]
     );
 
+    // Not generated in the TPM, or duplicable: each of fixedTPM, fixedParent and
+    // sensitiveDataOrigin is required, and a failure names what is missing.
+    for (bit, name) in [
+        (TPMA_OBJECT_FIXED_TPM, "fixedTPM"),
+        (TPMA_OBJECT_FIXED_PARENT, "fixedParent"),
+        (TPMA_OBJECT_SENSITIVE_DATA_ORIGIN, "sensitiveDataOrigin"),
+    ] {
+        assert_eq!(bit & AK_ATTRIBUTES, bit, "{name}");
+        let v = run(AK_ATTRIBUTES & !bit, &none);
+        assert_eq!(failed(&v), ["tpm.ak"], "{v}");
+        let c = v.check("tpm.ak").unwrap();
+        assert!(c.expected.contains("0x00050032"), "{c:?}");
+        assert!(c.expected.contains(name), "{c:?}");
+        assert_eq!(
+            c.presented,
+            format!("attributes 0x{:08x}", AK_ATTRIBUTES & !bit)
+        );
+        assert!(
+            c.detail
+                .contains(&format!("{name} clear")),
+            "{c:?}"
+        );
+    }
+    let v = run(
+        AK_ATTRIBUTES & !(TPMA_OBJECT_FIXED_TPM | TPMA_OBJECT_SENSITIVE_DATA_ORIGIN),
+        &none,
+    );
+    let c = v.check("tpm.ak").unwrap();
+    assert!(
+        c.detail
+            .contains("fixedTPM clear, sensitiveDataOrigin clear"),
+        "{c:?}"
+    );
+    assert_eq!(
+        Public::parse(&key.ak(None, AK_ATTRIBUTES | TPMA_OBJECT_DECRYPT))
+            .unwrap()
+            .ak_attribute_problems(),
+        ["decrypt set"]
+    );
+
     let ak = Public::parse(&key.ak(None, AK_ATTRIBUTES)).unwrap();
+    assert!(ak.ak_attribute_problems().is_empty());
     let pinned = TpmPolicy {
         ak_name: Some(hex(ak.name())),
         ak_sha256: Some(hex(HashAlg::Sha256.digest(ak.as_bytes()))),

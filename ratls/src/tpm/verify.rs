@@ -6,7 +6,8 @@ use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
 
 use super::structures::{
     strip_leading_zeros, Attest, Attested, EccCurve, KeyScheme, PublicKey, SigScheme, SigValue,
-    Signature, TPM_ALG_NULL, TPM_ALG_RSASSA, TPM_GENERATED_VALUE, TPM_ST_ATTEST_QUOTE,
+    Signature, AK_REQUIRED_ATTRIBUTES, TPMA_OBJECT_DECRYPT, TPM_ALG_NULL, TPM_ALG_RSASSA,
+    TPM_GENERATED_VALUE, TPM_ST_ATTEST_QUOTE,
 };
 use super::{PcrValues, Public, QuoteInput, TpmClaims, TpmKeyClaims, TpmPolicy};
 use crate::codec::{ParseError, Reader};
@@ -495,15 +496,36 @@ fn ak_check(ak: &Result<Public, ParseError>, policy: &TpmPolicy) -> Check {
     let name = hex(ak.name());
     let sha256 = hex(HashAlg::Sha256.digest(ak.as_bytes()));
     let attrs = format!("attributes 0x{:08x}", ak.object_attributes);
-    if !ak.is_restricted_signing() {
+    let problems = ak.ak_attribute_problems();
+    if !problems.is_empty() {
+        let required = AK_REQUIRED_ATTRIBUTES
+            .iter()
+            .fold(0, |mask, (bit, _)| mask | bit);
+        let names: Vec<&str> = AK_REQUIRED_ATTRIBUTES
+            .iter()
+            .map(|(_, name)| *name)
+            .collect();
         return Check::fail(
             STEP,
-            "restricted signing key (sign, restricted, not decrypt)",
+            format!(
+                "attributes with 0x{required:08x} set ({}) and decrypt (0x{TPMA_OBJECT_DECRYPT:08x}) \
+                 clear",
+                names.join(", ")
+            ),
             attrs,
-            "the AK is not a restricted signing key: it could sign a forged TPMS_ATTEST",
+            format!(
+                "the AK is not a TPM-resident restricted signing key ({}): a key not restricted \
+                 could sign a forged TPMS_ATTEST, and one without fixedTPM, fixedParent or \
+                 sensitiveDataOrigin may have been made or copied outside a TPM",
+                problems
+                    .iter()
+                    .map(|p| if p.contains(' ') { (*p).to_owned() } else { format!("{p} clear") })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         );
     }
-    let mut expected = vec!["restricted signing key".to_owned()];
+    let mut expected = vec!["restricted signing key generated in the TPM".to_owned()];
     let mut presented = vec![attrs];
     let mut problems = Vec::new();
     if let Some(pin) = &policy.ak_name {

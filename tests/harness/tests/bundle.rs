@@ -420,6 +420,20 @@ fn the_event_log_replays_to_the_quote_and_a_changed_command_line_is_named() {
     )
     .unwrap();
     assert_eq!(snapshot.boot_events.len(), 11);
+    // The derived policy pins the ID key alongside the guest SVN, so it loads back.
+    assert!(snapshot.policy.validate().is_ok());
+    if snapshot
+        .policy
+        .snp
+        .min_guest_svn
+        .is_some()
+    {
+        assert!(snapshot
+            .policy
+            .snp
+            .id_key_digest
+            .is_some());
+    }
     assert!(
         snapshot
             .check_boot_events(Some(&good_log))

@@ -458,6 +458,45 @@ fn configured_fields_appear_and_policy_pins_check_them() {
         ["tee.policy.min_tcb", "tee.policy.measurement"],
         "{v}"
     );
+
+    // ID-block pins that match but without the ID key pinned prove nothing: the host chose
+    // the ID block. A policy built in code that way fails `tee.policy.id_block`.
+    let unkeyed = SnpPolicy {
+        family_id: Some(hex::encode([0xfa; 16])),
+        image_id: Some(hex::encode([0x1d; 16])),
+        min_guest_svn: Some(7),
+        ..SnpPolicy::default()
+    };
+    let v = verify_with(&raw, &unkeyed, Some(root.as_bytes()));
+    assert_eq!(failed_steps(&v), ["tee.policy.id_block"], "{v}");
+    let c = v.check("tee.policy.id_block").unwrap();
+    assert!(
+        c.expected
+            .contains("family_id, image_id, min_guest_svn pinned together with id_key_digest"),
+        "{c:?}"
+    );
+    assert!(
+        c.presented
+            .contains("neither id_key_digest"),
+        "{c:?}"
+    );
+    // With either key pinned, the same pins are checked and pass.
+    for keyed in [
+        SnpPolicy {
+            id_key_digest: Some(hex::encode(id_key_digest)),
+            ..unkeyed.clone()
+        },
+        SnpPolicy {
+            author_key_digest: Some(hex::encode([0; 48])),
+            ..unkeyed.clone()
+        },
+    ] {
+        let v = verify_with(&raw, &keyed, Some(root.as_bytes()));
+        assert!(v.is_trusted(), "{v}");
+        assert!(v.check("tee.policy.id_block").is_none());
+        assert!(v.passed("tee.policy.family_id"));
+        assert!(v.passed("tee.policy.image_id"));
+    }
 }
 
 #[test]
