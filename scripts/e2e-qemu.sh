@@ -374,11 +374,10 @@ expect_exit 1 "$W/verify-boot4-old.out" cli verify --snapshot "$W/snapshot.json"
 contains "$W/verify-boot4-old.out" "rejected at tpm.policy.pcrs"
 shutdown_guest
 
-# A graceful stop that hung once under a loaded host (the restart after it works, which is what
-# the scenarios need); reported loudly, with the threads' wait channels, until it is understood.
+# The agent must stop on SIGTERM (the guest's init, a shell, ignores SIGTERM and its children
+# inherit that until they set a handler: an agent that set its own too late never stopped).
 if grep -q "^=== AGENT-STOP-HUNG" "$W"/console-*.log; then
-    echo "e2e-qemu: WARNING: the agent did not stop on SIGTERM within 60 s in:" >&2
-    grep -l "^=== AGENT-STOP-HUNG" "$W"/console-*.log >&2
     grep -h "^=== thread" "$W"/console-*.log | sort | uniq -c >&2
+    fail "the agent did not stop on SIGTERM within 60 s ($(grep -l "^=== AGENT-STOP-HUNG" "$W"/console-*.log))"
 fi
 step "e2e-qemu: every scenario passed in $(( $(date +%s) - start_time ))s"

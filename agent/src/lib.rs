@@ -33,6 +33,11 @@ use crate::owner::Owner;
 /// Run the agent with `config` until SIGTERM or SIGINT. `preinit` is false when
 /// `COSMIAN_VM_PREINIT=0`.
 pub async fn run(config: Config, preinit: bool) -> Result<(), StartError> {
+    // The stop signals are watched from the first moment, long before the port is bound: a
+    // SIGTERM sent while the agent starts, or as soon as its port accepts connections, must
+    // stop it. (A process inherits an ignored SIGTERM from a shell that ignores it, until a
+    // handler is set: the signal was then lost and the agent never stopped.)
+    let stop = StopSignal::watch();
     let cfg = config.clone();
     let (machine, served, owner_cfg) = tokio::task::spawn_blocking(move || {
         let a = &cfg.agent;
@@ -106,7 +111,7 @@ pub async fn run(config: Config, preinit: bool) -> Result<(), StartError> {
         listener,
         TlsAcceptor::from(Arc::new(tls)),
         state.clone(),
-        stop_signal(),
+        stop.recv(),
     )
     .await;
     state.job.cancel();
@@ -126,20 +131,43 @@ fn owner_from_cert(path: &PathBuf) -> Result<[u8; 32], StartError> {
     Ok(ratls::digest::sha256(cert.spki_der()))
 }
 
-/// SIGTERM or SIGINT.
-async fn stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+/// SIGTERM or SIGINT, watched from [`StopSignal::watch`] on.
+struct StopSignal {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignal {
+    /// Install the handlers now (must run inside the runtime).
+    fn watch() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        let watch = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("cosmian_vm_agent: cannot watch {name} ({e})");
+                None
             }
-        }
-        Err(e) => {
-            eprintln!("cosmian_vm_agent: cannot watch SIGTERM ({e}); stopping on SIGINT only");
-            let _ = tokio::signal::ctrl_c().await;
+        };
+        Self {
+            term: watch(SignalKind::terminate(), "SIGTERM"),
+            int: watch(SignalKind::interrupt(), "SIGINT"),
         }
     }
-    eprintln!("cosmian_vm_agent: stop signal received; finishing in-flight requests");
+
+    /// The first of the two.
+    async fn recv(mut self) {
+        async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            () = next(&mut self.term) => {}
+            () = next(&mut self.int) => {}
+        }
+        eprintln!("cosmian_vm_agent: stop signal received; finishing in-flight requests");
+    }
 }

@@ -759,3 +759,49 @@ fn bad_requests_then_sigterm() {
     };
     assert_eq!(status.code(), Some(0), "{status}");
 }
+
+/// A SIGTERM sent while the agent starts, by a parent that ignores SIGTERM (a shell as a
+/// guest's init: the ignore is inherited until a handler is set), still stops it once it is up.
+/// The handler used to be set only when the server loop first ran: such a signal was lost and
+/// the agent never stopped (seen in the QEMU guest).
+#[test]
+fn a_sigterm_during_start_from_a_parent_that_ignores_it_still_stops_the_agent() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut agent = Agent::start("sigterm-early");
+    let _ = agent.child.kill();
+    let _ = agent.child.wait();
+    let conf = agent.data_dir().join("agent.toml");
+    let mut child = Command::new("sh")
+        .args(["-c", "trap '' TERM; exec \"$0\" --config \"$1\""])
+        .arg(env!("CARGO_BIN_EXE_cosmian_vm_agent"))
+        .arg(&conf)
+        .env("TSS2_LOG", "all+none")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first line the agent prints comes from run(), after the runtime started.
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("cosmian_vm_agent:"), "{first}");
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    std::thread::spawn(move || for _ in lines {});
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the agent did not stop on a SIGTERM sent while it started");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0), "{status}");
+}
