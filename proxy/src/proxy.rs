@@ -110,6 +110,12 @@ impl Drop for Open {
 }
 
 pub async fn run(s: Settings) -> Result<(), String> {
+    // Signals are watched from the first moment, before the attesters, the certificate and the
+    // listener: a SIGTERM sent while the proxy starts must stop it (a parent that ignores
+    // SIGTERM passes the ignore on until a handler is set, and the signal was then lost).
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
     let metrics = Arc::new(Metrics::default());
     if let Some(p) = &s.policy {
         let pinned = crate::opts::pins(&p.policy);
@@ -273,9 +279,6 @@ pub async fn run(s: Settings) -> Result<(), String> {
             },
         ));
     }
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
-    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
     {
         let metrics = metrics.clone();
         let rotating = rotating.clone();
