@@ -202,15 +202,6 @@ contains() { grep -q -- "$2" "$1" || { cat "$1" >&2; fail "$1 does not contain '
 # hex_of FILE: the file as one lower-case hex string.
 hex_of() { od -An -tx1 -v "$1" | tr -d ' \n'; }
 sha256_of_text() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
-# guest_digest PATH: sha256 of a guest file, computed in the guest (console "=== DIGEST path hex").
-guest_digest() {
-    local before; before=$(grep -c '^=== RUN-DONE' "$CONSOLE" || true)
-    guest run "echo \"=== DIGEST $1 \$(sha256sum $1 | cut -d' ' -f1)\""
-    for _ in $(seq 300); do
-        [ "$(grep -c '^=== RUN-DONE' "$CONSOLE")" -gt "$before" ] && break; sleep 0.2
-    done
-    grep "^=== DIGEST $1 " "$CONSOLE" | tail -n 1 | tr -d '\r' | awk '{print $4}'
-}
 # guest_run CMD: run a shell command in the guest and wait for it.
 guest_run() {
     local before; before=$(grep -c '^=== RUN-DONE' "$CONSOLE" || true)
@@ -219,6 +210,11 @@ guest_run() {
         [ "$(grep -c '^=== RUN-DONE' "$CONSOLE")" -gt "$before" ] && return 0; sleep 0.2
     done
     fail "the guest did not finish: $1"
+}
+# guest_digest PATH: sha256 of a guest file, computed in the guest (console "=== DIGEST path hex").
+guest_digest() {
+    guest_run "echo \"=== DIGEST $1 \$(sha256sum $1 | cut -d' ' -f1)\""
+    grep "^=== DIGEST $1 " "$CONSOLE" | tail -n 1 | tr -d '\r' | awk '{print $4}'
 }
 
 step "boot 1: first start (LUKS2 container created on /dev/vda through dm-crypt, owner, snapshot)"

@@ -207,25 +207,9 @@ pub fn first_start(cfg: &AgentConfig, preinit: bool) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Give `path` to `uid` (without opening it: IMA measures at open, by the owner it sees then).
-/// A symbolic link is refused: following it would give away (and then read) whatever file it
-/// points to.
+/// [`crate::fsutil::give_to`], as a start error.
 fn give_to(path: &Path, uid: u32) -> Result<(), StartError> {
-    if path
-        .symlink_metadata()
-        .is_ok_and(|m| m.file_type().is_symlink())
-    {
-        return Err(err(format!(
-            "{} is a symbolic link: expected a regular file (refusing to follow it)",
-            path.display()
-        )));
-    }
-    std::os::unix::fs::lchown(path, Some(uid), None).map_err(|e| {
-        err(format!(
-            "giving {} to the unmeasured uid {uid} (agent.unmeasured_uid): {e}",
-            path.display()
-        ))
-    })
+    crate::fsutil::give_to(path, uid).map_err(err)
 }
 
 /// The first bytes of every LUKS header (v1 and v2).
@@ -263,36 +247,33 @@ fn container_present(luks: &crate::config::LuksConfig) -> Result<bool, StartErro
     }
     // Either header copy counts: a host that wipes only the primary must not make the agent
     // take the device for blank (and format it over the VM's data when a recovery password
-    // file is there).
-    let read_at = |offset: u64| -> std::io::Result<[u8; 6]> {
-        use std::io::{Seek as _, SeekFrom};
-        let mut f = std::fs::File::open(path)?;
-        f.seek(SeekFrom::Start(offset))?;
+    // file is there). One open, its size read once.
+    use std::io::{Seek as _, SeekFrom};
+    let fail = |e: std::io::Error| err(format!("LUKS container: reading {}: {e}", path.display()));
+    let mut device = std::fs::File::open(path).map_err(fail)?;
+    let len = device
+        .seek(SeekFrom::End(0))
+        .map_err(fail)?;
+    let mut magic_at = |offset: u64| -> Result<[u8; 6], StartError> {
         let mut magic = [0u8; 6];
-        f.read_exact(&mut magic)?;
+        device
+            .seek(SeekFrom::Start(offset))
+            .and_then(|_| device.read_exact(&mut magic))
+            .map_err(fail)?;
         Ok(magic)
     };
-    let fail = |e: std::io::Error| err(format!("LUKS container: reading {}: {e}", path.display()));
-    if &read_at(0).map_err(fail)? == LUKS_MAGIC {
+    if &magic_at(0)? == LUKS_MAGIC {
         return Ok(true);
     }
     for offset in LUKS2_SECONDARY_OFFSETS {
-        if meta_len(path).is_some_and(|len| len < offset + 6) {
+        if len < offset + 6 {
             break;
         }
-        if &read_at(offset).map_err(fail)? == LUKS2_SECONDARY_MAGIC {
+        if &magic_at(offset)? == LUKS2_SECONDARY_MAGIC {
             return Ok(true);
         }
     }
     Ok(false)
-}
-
-/// The size of a block device (seek to its end), when it can be read.
-fn meta_len(path: &Path) -> Option<u64> {
-    use std::io::{Seek as _, SeekFrom};
-    std::fs::File::open(path)
-        .and_then(|mut f| f.seek(SeekFrom::End(0)))
-        .ok()
 }
 
 /// Create the container when it does not exist yet (`cosmian_fstool create --tpm-seal`, the

@@ -97,12 +97,10 @@ impl Owner {
         dir: &Path,
         file_uid: Option<u32>,
     ) -> Result<Self, String> {
-        let token_uid = file_uid;
         let path = dir.join(OWNER_FILE);
         if let (Some(uid), true) = (file_uid, path.exists()) {
             // Before reading it: a record written as root's must not be measured now.
-            std::os::unix::fs::lchown(&path, Some(uid), None)
-                .map_err(|e| format!("giving {} to uid {uid}: {e}", path.display()))?;
+            crate::fsutil::give_to(&path, uid)?;
         }
         let enrolled = match std::fs::read(&path) {
             Ok(bytes) => {
@@ -150,7 +148,7 @@ impl Owner {
                     &token_path,
                     format!("{token}\n").as_bytes(),
                     SECRET_MODE,
-                    token_uid,
+                    file_uid,
                 )
                 .map_err(|e| format!("writing {}: {e}", token_path.display()))?;
                 *lock(&owner.token) = Some(ratls::digest::sha256(token.as_bytes()));

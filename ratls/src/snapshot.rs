@@ -97,22 +97,9 @@ impl FileSet {
     /// prefix, `ImaClaims::quote_prefix`): entries after it are vouched for by nobody (measured
     /// after the quote, or appended by anyone with root), so a snapshot does not approve them.
     pub fn add_ima_log_covered(&mut self, log: &Log, covered: usize) {
-        let prefix = log
-            .entries()
-            .iter()
-            .filter(|e| e.pcr() == IMA_PCR)
-            .take(covered);
-        for entry in prefix {
-            if entry.is_violation() || entry.path() == b"boot_aggregate" {
-                continue;
-            }
-            let algo = if entry.file_digest_algo().is_empty() {
-                "sha1"
-            } else {
-                entry.file_digest_algo()
-            };
-            if algo == self.hash_alg.name() {
-                self.insert(entry.path_display().to_string(), entry.file_digest());
+        for entry in measured_files_in(log, covered) {
+            if entry.algo == self.hash_alg.name() {
+                self.insert(entry.path, &entry.digest);
             }
         }
     }
@@ -532,9 +519,16 @@ pub struct MeasuredFile {
 /// violations (which the IMA verifier judges on their own). Paths are shown escaped (a newline
 /// in a name cannot forge a line).
 pub fn measured_files(log: &Log) -> Vec<MeasuredFile> {
+    measured_files_in(log, usize::MAX)
+}
+
+/// [`measured_files`] among the first `covered` PCR-10 entries of `log`.
+fn measured_files_in(log: &Log, covered: usize) -> Vec<MeasuredFile> {
     log.entries()
         .iter()
-        .filter(|e| e.pcr() == IMA_PCR && !e.is_violation() && e.path() != b"boot_aggregate")
+        .filter(|e| e.pcr() == IMA_PCR)
+        .take(covered)
+        .filter(|e| !e.is_violation() && e.path() != b"boot_aggregate")
         .map(|e| MeasuredFile {
             path: e.path_display().to_string(),
             algo: if e.file_digest_algo().is_empty() {

@@ -234,5 +234,6 @@ pub fn simulate_boot_with_event_log(
         log.event(9, EventType::EVENT_TAG, &digests, &tagged_event(id, tag));
         extend(9, &digests)?;
     }
-    std::fs::write(event_log, log.as_bytes()).map_err(io(event_log))
+    crate::fsutil::write_atomic(event_log, log.as_bytes(), crate::fsutil::PUBLIC_MODE)
+        .map_err(io(event_log))
 }
