@@ -556,6 +556,7 @@ fn azure(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
             .map(|v| v.as_bytes().to_vec()),
         vlek: None,
         chain: Some(ratls_test::read_real(&dir, "ask_ark_genoa.pem")),
+        crl: None,
     };
     let nonce = hex::decode(
         "0218488bae25d2509232bf676f1a66a30d7372add909109b36016ef136f2938ca05475f8b46094de6b64270ea35d950f",

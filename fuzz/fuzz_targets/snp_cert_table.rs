@@ -45,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
         vcek,
         vlek,
         chain,
+        ..
     } = evidence
     else {
         panic!("snp_guest::evidence must produce SEV-SNP evidence");
@@ -53,6 +54,7 @@ fuzz_target!(|data: &[u8]| {
         vcek: vcek.map(|b| b.into_vec()),
         vlek: vlek.map(|b| b.into_vec()),
         chain: chain.map(|b| b.into_vec()),
+        crl: None,
     };
     let now = UnixTime::from_secs(NOW);
     // Against AMD's pinned roots nothing simulated may pass.

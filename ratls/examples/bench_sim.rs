@@ -82,6 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         vcek: Some(ca.vcek_der().to_vec()),
         vlek: None,
         chain: Some(ca.chain_pem().into_bytes()),
+        crl: None,
     };
     let root = ca.ark_pem();
     let now = UnixTime::now();

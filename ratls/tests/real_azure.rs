@@ -82,6 +82,7 @@ fn sample(dir: &Path) -> Sample {
             ),
             vlek: None,
             chain: Some(read_real(dir, "ask_ark_genoa.pem")),
+            crl: None,
         },
         attest: bytes_of(&evidence["quote"]["message"]),
         signature: bytes_of(&evidence["quote"]["signature"]),
@@ -445,6 +446,7 @@ fn azure_bundle(s: &Sample, ak_public: &[u8]) -> Bundle {
             hcl_report: s.hcl.clone().into(),
             vcek: s.certs.vcek.clone().map(Into::into),
             chain: s.certs.chain.clone().map(Into::into),
+            crl: None,
         }),
         tpm: Some(TpmEvidence {
             attest: s.attest.clone().into(),

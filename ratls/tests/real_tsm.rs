@@ -122,6 +122,7 @@ fn certs(evidence: &TeeEvidence) -> CertInput {
             vcek: vcek.as_ref().map(|b| b.to_vec()),
             vlek: vlek.as_ref().map(|b| b.to_vec()),
             chain: chain.as_ref().map(|b| b.to_vec()),
+            crl: None,
         },
         other => panic!("not SEV-SNP evidence: {other:?}"),
     }
@@ -171,6 +172,7 @@ fn snp_patched_report_carries_the_host_certs_and_fails_at_the_signature() {
         vcek,
         vlek,
         chain,
+        ..
     } = &evidence
     else {
         panic!("{evidence:?}");

@@ -181,6 +181,7 @@ fn verify_snp(
             .as_deref()
             .map(read)
             .transpose()?,
+        crl: None,
     };
     Ok(ratls::snp::verify_bytes(
         &read(report)?,
@@ -276,6 +277,7 @@ fn verify_azure(
             .as_deref()
             .map(read)
             .transpose()?,
+        crl: None,
     };
     Ok(ratls::azure::verify_snp(
         &hcl,

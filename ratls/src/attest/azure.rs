@@ -275,6 +275,7 @@ impl TeeAttester for AzureTee {
                 hcl_report,
                 vcek: None,
                 chain: None,
+                crl: None,
             },
         })
     }

@@ -370,6 +370,7 @@ pub fn evidence(
         vcek: certs.vcek.map(ByteBuf::from),
         vlek: certs.vlek.map(ByteBuf::from),
         chain: certs.chain.map(ByteBuf::from),
+        crl: None,
     })
 }
 

@@ -62,6 +62,9 @@ pub enum TeeEvidence {
         vcek: Option<ByteBuf>,
         vlek: Option<ByteBuf>,
         chain: Option<ByteBuf>,
+        /// AMD's CRL for the product (KDS), when the attester or the collateral plane has it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        crl: Option<ByteBuf>,
     },
     /// A TDX quote (v4/v5) and, when the attester has it, the PCS collateral (JSON).
     Tdx {
@@ -73,6 +76,9 @@ pub enum TeeEvidence {
         hcl_report: ByteBuf,
         vcek: Option<ByteBuf>,
         chain: Option<ByteBuf>,
+        /// AMD's CRL for the product (KDS), when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        crl: Option<ByteBuf>,
     },
     /// Azure CVM on TDX: the HCL report (TD report + runtime data); the quote comes from the host.
     AzureTdx {

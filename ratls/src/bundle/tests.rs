@@ -18,6 +18,7 @@ fn sample() -> Bundle {
             vcek: Some(ByteBuf::from(vec![1, 2, 3])),
             vlek: None,
             chain: None,
+            crl: None,
         }),
         tpm: Some(TpmEvidence {
             attest: ByteBuf::from(vec![0xff, 0x54, 0x43, 0x47]),

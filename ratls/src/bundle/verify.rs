@@ -498,11 +498,13 @@ fn verify_tee(
             vcek,
             vlek,
             chain,
+            crl,
         } => {
             let certs = crate::snp::CertInput {
                 vcek: vcek.as_ref().map(|b| b.to_vec()),
                 vlek: vlek.as_ref().map(|b| b.to_vec()),
                 chain: chain.as_ref().map(|b| b.to_vec()),
+                crl: crl.as_ref().map(|b| b.to_vec()),
             };
             let verdict = crate::snp::verify_bytes(report, &certs, &policy.snp, expect.now);
             (verdict, snp_report_data(report))
@@ -516,6 +518,7 @@ fn verify_tee(
                 vcek: Some(vcek.to_vec()),
                 vlek: None,
                 chain: Some(chain.to_vec()),
+                crl: None,
             };
             let verdict = crate::snp::verify_simulated(
                 report,
@@ -549,11 +552,13 @@ fn verify_tee(
             hcl_report,
             vcek,
             chain,
+            crl,
         } => {
             let certs = crate::snp::CertInput {
                 vcek: vcek.as_ref().map(|b| b.to_vec()),
                 vlek: None,
                 chain: chain.as_ref().map(|b| b.to_vec()),
+                crl: crl.as_ref().map(|b| b.to_vec()),
             };
             // The quote is verified with the bundle's other TPM evidence: not here.
             let (mut verdict, ak) = crate::azure::verify_snp_with_ak(

@@ -655,6 +655,7 @@ fn snp(
         chain: carried_chain
             .map(String::into_bytes)
             .or_else(|| inputs.snp_chain.map(<[u8]>::to_vec)),
+        crl: None,
     };
     let mut tee = match inputs.insecure_sim_root {
         Some(root) => {

@@ -44,6 +44,9 @@ pub struct CertInput {
     /// The ASK (or ASVK) then the ARK, as AMD KDS serves `cert_chain`. When absent, the built-in
     /// chain for the product named by the VCEK/VLEK issuer is used.
     pub chain: Option<Vec<u8>>,
+    /// AMD's certificate revocation list for the product (KDS `crl`, signed by the ARK), when
+    /// known: checked by `tee.crl`.
+    pub crl: Option<Vec<u8>>,
 }
 
 /// A minimum TCB, component by component.

@@ -98,6 +98,7 @@ fn the_hcl_report_is_read_from_nv_in_chunks() {
         hcl_report,
         vcek,
         chain,
+        ..
     } = &evidence
     else {
         panic!("not azure-snp: {evidence:?}")
@@ -132,6 +133,7 @@ fn the_hcl_report_is_read_from_nv_in_chunks() {
         ),
         vlek: None,
         chain: Some(read_real(&dir, "ask_ark_genoa.pem")),
+        crl: None,
     };
     let now = UnixTime::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
     let v = azure::verify_snp(hcl_report, &certs, None, &Policy::default(), now, None);

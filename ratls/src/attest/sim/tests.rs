@@ -33,6 +33,7 @@ fn certs(ca: &SimCa) -> CertInput {
         vcek: Some(ca.vcek_der().to_vec()),
         vlek: None,
         chain: Some(ca.chain_pem().into_bytes()),
+        crl: None,
     }
 }
 

@@ -247,6 +247,7 @@ fn evidence_checks_report_data_vmpl_and_table() {
             vcek: v,
             vlek,
             chain,
+            ..
         } => {
             assert_eq!(r.as_slice(), &report(&rd, 0)[..]);
             assert_eq!(v.unwrap().as_slice(), &vcek[..]);
