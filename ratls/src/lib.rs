@@ -73,6 +73,8 @@ pub mod azure;
 pub mod binding;
 pub mod bundle;
 pub mod codec;
+#[cfg(feature = "collateral")]
+pub mod collateral;
 pub mod digest;
 pub mod eventlog;
 pub mod foreign;

@@ -1,0 +1,392 @@
+//! The collateral plane (feature `collateral`): what a verifier needs from AMD and Intel besides
+//! the evidence itself, fetched, cached and handed to the verifiers.
+//!
+//! | item | source | cache key (what it certifies) | valid until |
+//! | --- | --- | --- | --- |
+//! | VCEK | AMD KDS `GET /vcek/v1/{product}/{hwid}?blSPL=..` | product, chip id, reported TCB | `notAfter` |
+//! | SEV-SNP CRL | AMD KDS `GET /{vcek,vlek}/v1/{product}/crl` | product, key kind | `nextUpdate` |
+//! | VCEK on Azure | Azure THIM (`thim_url`, inside the VM only) | the host's current VCEK | `notAfter` |
+//! | TDX TCB info | Intel PCS v4 / PCCS `GET /tdx/certification/v4/tcb?fmspc=` + `TCB-Info-Issuer-Chain` | FMSPC | `nextUpdate` |
+//! | TDX QE identity | `GET /tdx/certification/v4/qe/identity` + `SGX-Enclave-Identity-Issuer-Chain` | TD_QE | `nextUpdate` |
+//! | PCK CRL | `GET /sgx/certification/v4/pckcrl?ca=..&encoding=der` + `SGX-PCK-CRL-Issuer-Chain` | CA (platform, processor) | `nextUpdate` |
+//! | Intel root CA CRL | PCCS `GET /sgx/certification/v4/rootcacrl`, else Intel's `IntelSGXRootCA.der` | the root CA | `nextUpdate` |
+//!
+//! Rules:
+//! - Nothing fetched is trusted for being fetched: the verifiers check every signature, chain to
+//!   the pinned AMD/Intel roots, and every validity window, exactly as for collateral that came
+//!   with the evidence or from a file. The plane only fills in what the evidence lacks.
+//! - An item is served from the cache while it is valid and further than
+//!   [`CollateralConfig::refresh_ahead`] from its expiry; inside that margin it is refetched,
+//!   and if that fails the cached copy is used until it expires.
+//! - HTTP 429/503 are retried after `Retry-After` when the wait is within
+//!   [`CollateralConfig::max_retry_wait`]; every response has a timeout and a size cap.
+//! - [`CollateralConfig::offline`]: the cache and the files given on the command line only.
+//!   Missing items then fail at a named step (`collateral.vcek`, `collateral.tdx`).
+//! - Time is the verification time ("as of"), so old evidence is checked against what was
+//!   valid then.
+//!
+//! [`CollateralClient::complete`] fills a bundle's [`TeeEvidence`] in place and returns the
+//! steps it took as [`Check`]s, for the verdict. Blocking: async callers use `spawn_blocking`.
+
+mod amd;
+mod cache;
+mod http;
+mod intel;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use self::cache::{Cache, Entry};
+use crate::attest::{AttestError, TeeAttester, TeeKind};
+use crate::binding::ReportData;
+use crate::bundle::TeeEvidence;
+use crate::time::UnixTime;
+use crate::verdict::Check;
+
+/// AMD's Key Distribution Service.
+pub const DEFAULT_KDS_URL: &str = "https://kdsintf.amd.com";
+/// Intel's Provisioning Certification Service (API v4); a PCCS has the same API.
+pub const DEFAULT_PCS_URL: &str = "https://api.trustedservices.intel.com";
+/// Where Intel publishes the SGX root CA's CRL (the root certificate's CRL distribution point).
+pub const DEFAULT_INTEL_ROOT_CRL_URL: &str =
+    "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der";
+/// Azure's Trusted Hardware Identity Management endpoint (reachable from inside an Azure VM).
+pub const DEFAULT_THIM_URL: &str = "http://169.254.169.254/metadata/THIM/amd/certification";
+
+/// Where collateral comes from and how hard the plane tries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollateralConfig {
+    /// AMD KDS base URL.
+    pub kds_url: String,
+    /// Intel PCS v4 or PCCS base URL (without `/sgx/certification/v4`).
+    pub pcs_url: String,
+    /// The Intel root CA CRL, when the PCS does not serve it (Intel's PCS does not; a PCCS does).
+    pub intel_root_crl_url: String,
+    /// Azure THIM (used by [`CollateralClient::thim_vcek`], inside an Azure VM).
+    pub thim_url: String,
+    /// The on-disk cache; `None`: no cache (every item is downloaded).
+    pub cache_dir: Option<PathBuf>,
+    /// Use the cache and given files only: no network.
+    pub offline: bool,
+    /// The whole exchange of one request (connect, headers, body).
+    pub timeout: Duration,
+    /// The largest response body accepted.
+    pub max_response: usize,
+    /// Refetch items this close to their expiry.
+    pub refresh_ahead: Duration,
+    /// The longest `Retry-After` waited out.
+    pub max_retry_wait: Duration,
+    /// Attempts per request when the server answers 429/503.
+    pub max_attempts: u32,
+}
+
+impl Default for CollateralConfig {
+    fn default() -> Self {
+        Self {
+            kds_url: DEFAULT_KDS_URL.to_owned(),
+            pcs_url: DEFAULT_PCS_URL.to_owned(),
+            intel_root_crl_url: DEFAULT_INTEL_ROOT_CRL_URL.to_owned(),
+            thim_url: DEFAULT_THIM_URL.to_owned(),
+            cache_dir: default_cache_dir(),
+            offline: false,
+            timeout: Duration::from_secs(20),
+            max_response: 2 * 1024 * 1024,
+            refresh_ahead: Duration::from_secs(24 * 3600),
+            max_retry_wait: Duration::from_secs(60),
+            max_attempts: 4,
+        }
+    }
+}
+
+/// `$XDG_CACHE_HOME/cosmian_vm/collateral`, else `~/.cache/cosmian_vm/collateral`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })?;
+    Some(
+        base.join("cosmian_vm")
+            .join("collateral"),
+    )
+}
+
+/// Why an item could not be obtained.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum CollateralError {
+    #[error("{url}: {why}")]
+    Http { url: String, why: String },
+    #[error("{url}: HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("{url}: HTTP {status}: {why}")]
+    RateLimited {
+        url: String,
+        status: u16,
+        why: String,
+    },
+    #[error("{url}: response larger than {limit} bytes, cut off")]
+    TooLarge { url: String, limit: usize },
+    #[error("{url}: not found (HTTP 404)")]
+    NotFound { url: String },
+    #[error("{url}: unusable response: {why}")]
+    Malformed { url: String, why: String },
+    #[error("offline: {what} is not in the cache ({cache}) and was not given")]
+    Offline { what: String, cache: String },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Where an item came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Downloaded now.
+    Fetched,
+    /// From the cache.
+    Cache,
+    /// From the cache because the refresh failed (the copy is still valid).
+    CacheAfterFailedRefresh(String),
+}
+
+/// Requests made and cache hits, for tests and the benchmark.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub fetched: AtomicU64,
+    pub cache_hits: AtomicU64,
+}
+
+/// The collateral plane's client. Cheap to share (`Arc`); blocking.
+#[derive(Debug)]
+pub struct CollateralClient {
+    cfg: CollateralConfig,
+    cache: Option<Cache>,
+    http: Option<http::Http>,
+    stats: Stats,
+}
+
+/// Checks a response (body, kept headers) and says when it expires (seconds since the epoch).
+pub(crate) type Validate<'a> =
+    &'a dyn Fn(&[u8], &[(String, String)]) -> Result<Option<u64>, String>;
+
+/// One item to obtain.
+pub(crate) struct Item<'a> {
+    /// Human name ("VCEK for Milan chip 0a1b…").
+    pub what: String,
+    /// Cache key.
+    pub key: String,
+    pub url: String,
+    pub request_headers: &'a [(&'a str, &'a str)],
+    /// Checks the response and says when it expires (seconds since the epoch).
+    pub validate: Validate<'a>,
+}
+
+impl CollateralClient {
+    pub fn new(cfg: CollateralConfig) -> Self {
+        let cache = cfg.cache_dir.clone().map(Cache::new);
+        let http = (!cfg.offline).then(|| http::Http::new(&cfg));
+        Self {
+            cfg,
+            cache,
+            http,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &CollateralConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> (u64, u64) {
+        (
+            self.stats
+                .fetched
+                .load(Ordering::Relaxed),
+            self.stats
+                .cache_hits
+                .load(Ordering::Relaxed),
+        )
+    }
+
+    /// Obtain one item: cache, network, or the cached copy when the refresh fails.
+    pub(crate) fn obtain(
+        &self,
+        item: &Item<'_>,
+        now: UnixTime,
+    ) -> Result<(Entry, Origin), CollateralError> {
+        let now = now.as_secs();
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(&item.key));
+        let ahead = self.cfg.refresh_ahead.as_secs();
+        let still_valid = |e: &Entry| e.expires_at.is_none_or(|exp| now < exp);
+        if let Some(entry) = &cached {
+            let fresh = entry
+                .expires_at
+                .is_none_or(|exp| now.saturating_add(ahead) < exp);
+            if fresh || self.cfg.offline {
+                self.stats
+                    .cache_hits
+                    .fetch_add(1, Ordering::Relaxed);
+                return Ok((entry.clone(), Origin::Cache));
+            }
+        }
+        let Some(http) = &self.http else {
+            return Err(CollateralError::Offline {
+                what: item.what.clone(),
+                cache: self.cache_name(),
+            });
+        };
+        let fetched = http
+            .get(&item.url, item.request_headers)
+            .and_then(|r| {
+                r.ok_or_else(|| CollateralError::NotFound {
+                    url: item.url.clone(),
+                })
+            })
+            .and_then(|r| {
+                let expires = (item.validate)(&r.body, &r.headers).map_err(|why| {
+                    CollateralError::Malformed {
+                        url: item.url.clone(),
+                        why,
+                    }
+                })?;
+                Ok((r, expires))
+            });
+        match fetched {
+            Ok((response, expires_at)) => {
+                self.stats
+                    .fetched
+                    .fetch_add(1, Ordering::Relaxed);
+                let mut entry = Entry::new(
+                    &item.url,
+                    UnixTime::now().as_secs(),
+                    expires_at,
+                    response.body,
+                );
+                entry.headers = response.headers;
+                if let Some(cache) = &self.cache {
+                    // A cache that cannot be written costs a download next time, nothing more.
+                    let _ = cache.put(&item.key, &entry);
+                }
+                Ok((entry, Origin::Fetched))
+            }
+            Err(e) => match cached {
+                Some(entry) if still_valid(&entry) => {
+                    self.stats
+                        .cache_hits
+                        .fetch_add(1, Ordering::Relaxed);
+                    Ok((entry, Origin::CacheAfterFailedRefresh(e.to_string())))
+                }
+                _ => Err(e),
+            },
+        }
+    }
+
+    fn cache_name(&self) -> String {
+        self.cache.as_ref().map_or_else(
+            || "no cache directory".to_owned(),
+            |c| c.dir().display().to_string(),
+        )
+    }
+
+    /// Fill in what `tee` lacks (the VCEK and CRL of an SEV-SNP report, the PCS collateral of a
+    /// TDX quote) and return the steps taken, as checks for the verdict: a failed one when an
+    /// item the verification cannot do without could not be obtained.
+    pub fn complete(&self, tee: &mut TeeEvidence, now: UnixTime) -> Vec<Check> {
+        match tee {
+            TeeEvidence::SevSnp {
+                report,
+                vcek,
+                vlek,
+                crl,
+                ..
+            } => amd::complete(self, report, vcek, vlek.is_some(), crl, now),
+            TeeEvidence::AzureSnp {
+                hcl_report,
+                vcek,
+                crl,
+                ..
+            } => match crate::azure::HclReport::parse(hcl_report) {
+                Ok(hcl) => match &hcl.hw_report {
+                    crate::azure::HwReport::Snp(report) => {
+                        amd::complete(self, report.as_bytes(), vcek, false, crl, now)
+                    }
+                    crate::azure::HwReport::Tdx(_) => Vec::new(),
+                },
+                // The verifier reports the parse error at its own step.
+                Err(_) => Vec::new(),
+            },
+            TeeEvidence::Tdx { quote, collateral } => intel::complete(self, quote, collateral, now),
+            TeeEvidence::AzureTdx {
+                quote: Some(quote),
+                collateral,
+                ..
+            } => intel::complete(self, quote, collateral, now),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The VCEK, its chain and TCB from Azure THIM (inside an Azure VM only).
+    pub fn thim_vcek(&self, now: UnixTime) -> Result<amd::ThimCerts, CollateralError> {
+        amd::thim(self, now)
+    }
+}
+
+pub use self::amd::ThimCerts;
+
+/// A [`TeeAttester`] whose evidence leaves with the collateral it needs (the agent's optional
+/// fetching: the VM then serves the VCEK, the CRL or the PCS collateral with its evidence, and
+/// the verifier needs no network; it still checks every signature and pins the roots).
+/// When an item cannot be obtained the evidence goes out without it and the verifier fetches it.
+#[derive(Debug)]
+pub struct WithCollateral {
+    inner: Arc<dyn TeeAttester>,
+    client: Arc<CollateralClient>,
+    /// Use Azure THIM for the VCEK (Azure SEV-SNP VMs).
+    thim: bool,
+}
+
+impl WithCollateral {
+    pub fn new(inner: Arc<dyn TeeAttester>, client: Arc<CollateralClient>) -> Self {
+        let thim = inner.kind() == TeeKind::AzureSnp;
+        Self {
+            inner,
+            client,
+            thim,
+        }
+    }
+}
+
+impl TeeAttester for WithCollateral {
+    fn kind(&self) -> TeeKind {
+        self.inner.kind()
+    }
+
+    fn attest(&self, report_data: &ReportData) -> Result<TeeEvidence, AttestError> {
+        let mut evidence = self.inner.attest(report_data)?;
+        let now = UnixTime::now();
+        if self.thim {
+            if let TeeEvidence::AzureSnp { vcek, chain, .. } = &mut evidence {
+                if vcek.is_none() {
+                    if let Ok(certs) = self.client.thim_vcek(now) {
+                        *vcek = Some(certs.vcek.into());
+                        *chain = Some(certs.chain.into());
+                    }
+                }
+            }
+        }
+        // Best effort: the checks only matter to a verifier, which redoes what is missing.
+        let _ = self.client.complete(&mut evidence, now);
+        Ok(evidence)
+    }
+
+    fn binds_report_data(&self) -> bool {
+        self.inner.binds_report_data()
+    }
+}
