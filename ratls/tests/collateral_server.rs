@@ -13,21 +13,17 @@
     clippy::indexing_slicing
 )]
 
-use std::collections::HashMap;
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::{Request, Response};
 use ratls::bundle::TeeEvidence;
 use ratls::collateral::{CollateralClient, CollateralConfig};
 use ratls::snp::{AttestationReport, CertInput, SnpPolicy};
 use ratls::tdx::TdxPolicy;
 use ratls::{UnixTime, Verdict};
+use ratls_test::collateral_server::{
+    serve_tdx, Server, Tdx, PCK_CRL_PATH, QE_PATH, ROOT_CRL_PATH, TCB_PATH,
+};
 use ratls_test::{read_real, real_testdata};
 use serde_bytes::ByteBuf;
 
@@ -35,222 +31,6 @@ const TDX_V4: &str = "tdx/v4-emr-phala-collateral";
 const MILAN: &str = "sev-snp/milan-vcek-virtee";
 const GENOA_AZURE: &str = "sev-snp/genoa-azure-vtpm-trustee";
 const TDX_NOW: &str = "2025-07-01T00:00:00Z";
-
-type Headers = Vec<(String, String)>;
-
-#[derive(Default)]
-struct State {
-    /// path?query → (headers, body)
-    routes: HashMap<String, (Headers, Vec<u8>)>,
-    /// path?query → requests seen
-    hits: HashMap<String, u32>,
-    /// path?query → how many 429s to answer first (with Retry-After: 1)
-    throttle: HashMap<String, u32>,
-    /// path?query → seconds to stall before answering
-    stall: HashMap<String, u64>,
-}
-
-struct Server {
-    addr: SocketAddr,
-    state: Arc<Mutex<State>>,
-    _runtime: tokio::runtime::Runtime,
-}
-
-impl Server {
-    fn start() -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let state = Arc::new(Mutex::new(State::default()));
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shared = state.clone();
-        runtime.spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let state = shared.clone();
-                tokio::spawn(async move {
-                    let service =
-                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                            let state = state.clone();
-                            async move { Ok::<_, Infallible>(answer(&state, &req).await) }
-                        });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Self {
-            addr,
-            state,
-            _runtime: runtime,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn route(&self, path: &str, headers: Vec<(String, String)>, body: Vec<u8>) {
-        self.state
-            .lock()
-            .unwrap()
-            .routes
-            .insert(path.to_owned(), (headers, body));
-    }
-
-    fn hits(&self, path: &str) -> u32 {
-        self.state
-            .lock()
-            .unwrap()
-            .hits
-            .get(path)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    fn total_hits(&self) -> u32 {
-        self.state
-            .lock()
-            .unwrap()
-            .hits
-            .values()
-            .sum()
-    }
-}
-
-async fn answer(
-    state: &Mutex<State>,
-    req: &Request<hyper::body::Incoming>,
-) -> Response<Full<Bytes>> {
-    let key = match req.uri().query() {
-        Some(q) => format!("{}?{q}", req.uri().path()),
-        None => req.uri().path().to_owned(),
-    };
-    let (throttled, stall, found) = {
-        let mut s = state.lock().unwrap();
-        *s.hits.entry(key.clone()).or_default() += 1;
-        let throttled = match s.throttle.get_mut(&key) {
-            Some(n) if *n > 0 => {
-                *n -= 1;
-                true
-            }
-            _ => false,
-        };
-        (
-            throttled,
-            s.stall.get(&key).copied(),
-            s.routes.get(&key).cloned(),
-        )
-    };
-    if throttled {
-        return Response::builder()
-            .status(429)
-            .header("Retry-After", "1")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-    }
-    if let Some(secs) = stall {
-        tokio::time::sleep(Duration::from_secs(secs)).await;
-    }
-    match found {
-        Some((headers, body)) => {
-            let mut response = Response::builder().status(200);
-            for (name, value) in headers {
-                response = response.header(name, value);
-            }
-            response
-                .body(Full::new(Bytes::from(body)))
-                .unwrap()
-        }
-        None => Response::builder()
-            .status(404)
-            .body(Full::new(Bytes::new()))
-            .unwrap(),
-    }
-}
-
-/// Intel's header encoding: every byte outside the URL-unreserved set as %XX.
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-struct Tdx {
-    quote: Vec<u8>,
-    collateral: serde_json::Value,
-}
-
-const TCB_PATH: &str = "/tdx/certification/v4/tcb?fmspc=B0C06F000000";
-const QE_PATH: &str = "/tdx/certification/v4/qe/identity";
-const PCK_CRL_PATH: &str = "/sgx/certification/v4/pckcrl?ca=platform&encoding=der";
-const ROOT_CRL_PATH: &str = "/IntelSGXRootCA.der";
-
-/// Serve the v4 sample's collateral the way Intel PCS v4 does.
-fn serve_tdx(server: &Server, dir: &Path) -> Tdx {
-    let c: serde_json::Value = serde_json::from_slice(&read_real(dir, "collateral.json")).unwrap();
-    let s = |k: &str| c[k].as_str().unwrap().to_owned();
-    server.route(
-        TCB_PATH,
-        vec![
-            (
-                "TCB-Info-Issuer-Chain".into(),
-                percent_encode(&s("tcb_info_issuer_chain")),
-            ),
-            ("Content-Type".into(), "application/json".into()),
-        ],
-        format!(
-            "{{\"tcbInfo\":{},\"signature\":\"{}\"}}",
-            s("tcb_info"),
-            s("tcb_info_signature")
-        )
-        .into_bytes(),
-    );
-    server.route(
-        QE_PATH,
-        vec![(
-            "SGX-Enclave-Identity-Issuer-Chain".into(),
-            percent_encode(&s("qe_identity_issuer_chain")),
-        )],
-        format!(
-            "{{\"enclaveIdentity\":{},\"signature\":\"{}\"}}",
-            s("qe_identity"),
-            s("qe_identity_signature")
-        )
-        .into_bytes(),
-    );
-    server.route(
-        PCK_CRL_PATH,
-        vec![(
-            "SGX-PCK-CRL-Issuer-Chain".into(),
-            percent_encode(&s("pck_crl_issuer_chain")),
-        )],
-        hex::decode(s("pck_crl")).unwrap(),
-    );
-    server.route(
-        ROOT_CRL_PATH,
-        vec![],
-        hex::decode(s("root_ca_crl")).unwrap(),
-    );
-    Tdx {
-        quote: read_real(dir, "tdx_quote.bin"),
-        collateral: c,
-    }
-}
 
 fn milan_vcek_path(report: &AttestationReport) -> String {
     // README: reported TCB = bootloader 3, TEE 0, SNP 8, microcode 115.
@@ -427,12 +207,7 @@ fn an_expired_or_expiring_cache_entry_is_refetched() {
     assert_eq!(server.hits(TCB_PATH), 3);
 
     // A refresh that fails falls back on the still-valid cached copy.
-    server
-        .state
-        .lock()
-        .unwrap()
-        .routes
-        .remove(TCB_PATH);
+    server.remove(TCB_PATH);
     let mut tee = tdx_evidence(&t);
     let checks = complete(&ahead, &mut tee, now);
     assert!(
@@ -453,12 +228,7 @@ fn a_429_with_retry_after_is_waited_out() {
     };
     let server = Server::start();
     let t = serve_tdx(&server, &dir);
-    server
-        .state
-        .lock()
-        .unwrap()
-        .throttle
-        .insert(TCB_PATH.into(), 2);
+    server.throttle(TCB_PATH, 2);
     let cache = temp_dir("429");
     let client = CollateralClient::new(config(&server, &cache));
     let started = Instant::now();
@@ -470,12 +240,7 @@ fn a_429_with_retry_after_is_waited_out() {
     assert!(tdx_verdict(&tee, at(TDX_NOW)).is_trusted());
 
     // A Retry-After beyond what the verifier waits fails at once, naming the URL.
-    server
-        .state
-        .lock()
-        .unwrap()
-        .throttle
-        .insert(QE_PATH.into(), 9);
+    server.throttle(QE_PATH, 9);
     let impatient = CollateralClient::new(CollateralConfig {
         max_retry_wait: Duration::ZERO,
         cache_dir: None,
@@ -537,16 +302,11 @@ fn a_tampered_collateral_byte_fails_at_the_signature_step() {
     };
     let server = Server::start();
     let t = serve_tdx(&server, &dir);
-    let body = {
-        let s = server.state.lock().unwrap();
-        String::from_utf8(s.routes[TCB_PATH].1.clone()).unwrap()
-    };
+    let (headers, body) = server.get(TCB_PATH).unwrap();
+    let body = String::from_utf8(body).unwrap();
     // One byte of the signed TCB info: a TCB level's date.
     assert!(body.contains("\"tcbDate\":\"2024-03-13"));
     let tampered = body.replacen("\"tcbDate\":\"2024-03-13", "\"tcbDate\":\"2024-03-14", 1);
-    let headers = server.state.lock().unwrap().routes[TCB_PATH]
-        .0
-        .clone();
     server.route(TCB_PATH, headers, tampered.into_bytes());
     let cache = temp_dir("tamper");
     let client = CollateralClient::new(config(&server, &cache));
@@ -579,12 +339,7 @@ fn oversized_and_slow_responses_are_cut_off() {
     assert!(checks[0].detail.contains("larger than"), "{checks:?}");
 
     serve_tdx(&server, &dir);
-    server
-        .state
-        .lock()
-        .unwrap()
-        .stall
-        .insert(QE_PATH.into(), 6);
+    server.stall(QE_PATH, 6);
     let started = Instant::now();
     let checks = complete(&client, &mut tdx_evidence(&t), at(TDX_NOW));
     assert!(!checks[0].ok);

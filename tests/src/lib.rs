@@ -6,6 +6,8 @@
 //!   otherwise print a loud SKIPPED line.
 //! - [`Mutations`]: deterministic truncations, bit flips, byte overwrites and oversized variants
 //!   of a sample, for "never panics, always a typed error" tests.
+//! - [`collateral_server::Server`]: a local AMD KDS / Intel PCS v4 serving the real captured
+//!   collateral at the real paths (hyper), for the collateral-plane tests.
 //! - [`swtpm::Swtpm`]: a real software TPM per test, on a free port pair, killed on drop. The
 //!   helpers that need `ratls` itself (the IMA simulator) live in the dev-only crate
 //!   `ratls-harness` (`tests/harness/`), since `ratls` dev-depends on this crate.
@@ -14,6 +16,7 @@
 
 use std::path::PathBuf;
 
+pub mod collateral_server;
 pub mod swtpm;
 
 /// The environment variable that points at the real-evidence tree.

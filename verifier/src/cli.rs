@@ -71,6 +71,56 @@ pub struct Global {
     /// Seconds to wait for the network (connect, each request).
     #[arg(long, global = true, value_name = "SECS", default_value_t = 30)]
     pub timeout: u64,
+    /// Where AMD/Intel collateral fetched for verification is cached (default
+    /// ~/.cache/cosmian_vm/collateral). Items are kept until their nextUpdate/notAfter.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "COSMIAN_VM_COLLATERAL_DIR",
+        help_heading = "Collateral"
+    )]
+    pub collateral_dir: Option<PathBuf>,
+    /// Fetch no collateral: use only the cache and the files given (--vcek, --collateral ...);
+    /// evidence lacking collateral then fails at collateral.vcek / collateral.tdx.
+    #[arg(
+        long,
+        global = true,
+        env = "COSMIAN_VM_OFFLINE",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        help_heading = "Collateral"
+    )]
+    pub offline: bool,
+    /// AMD Key Distribution Service base URL (VCEKs, CRLs).
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "COSMIAN_VM_KDS_URL",
+        default_value = ratls::collateral::DEFAULT_KDS_URL,
+        help_heading = "Collateral"
+    )]
+    pub kds_url: String,
+    /// Intel PCS v4 or your PCCS base URL (TDX TCB info, QE identity, PCK CRL).
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "COSMIAN_VM_PCS_URL",
+        default_value = ratls::collateral::DEFAULT_PCS_URL,
+        help_heading = "Collateral"
+    )]
+    pub pcs_url: String,
+    /// Where Intel's SGX root CA CRL is fetched when the PCS does not serve it (a PCCS does, at
+    /// /sgx/certification/v4/rootcacrl).
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        default_value = ratls::collateral::DEFAULT_INTEL_ROOT_CRL_URL,
+        help_heading = "Collateral"
+    )]
+    pub intel_root_crl_url: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -279,6 +329,15 @@ pub struct VerifyArgs {
         help_heading = "SEV-SNP"
     )]
     pub vcek: Option<PathBuf>,
+    /// AMD's CRL for the report's product (DER or PEM, as KDS serves
+    /// /vcek/v1/{product}/crl); fetched from --kds-url when not given.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "snp_source",
+        help_heading = "SEV-SNP"
+    )]
+    pub crl: Option<PathBuf>,
     /// The VLEK certificate (DER or PEM).
     #[arg(
         long,
@@ -302,13 +361,9 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "FILE", help_heading = "Azure")]
     pub azure_hcl: Option<PathBuf>,
 
-    /// An Intel TDX quote (v4 or v5).
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "collateral",
-        help_heading = "TDX"
-    )]
+    /// An Intel TDX quote (v4 or v5). Its collateral is --collateral, else fetched from
+    /// --pcs-url (or the cache).
+    #[arg(long, value_name = "FILE", help_heading = "TDX")]
     pub tdx_quote: Option<PathBuf>,
     /// Intel PCS collateral (JSON: tcb_info, qe_identity, CRLs, issuer chains, signatures).
     #[arg(

@@ -27,8 +27,9 @@ pub async fn connect(global: &Global, args: &ConnectArgs) -> Outcome {
         None => ratls::Policy::default(),
     };
     let tls = TlsSettings::from_global(global)?;
-    let mut policy =
-        AttestationPolicy::new(base, role).with_max_age(Duration::from_secs(args.max_age));
+    let mut policy = AttestationPolicy::new(base, role)
+        .with_max_age(Duration::from_secs(args.max_age))
+        .with_collateral(crate::collateral::client(global));
     if let Some(ark) = read_sim_root(global)? {
         ratls::tls::danger::trust_simulated_root(&mut policy, &ark);
     }

@@ -34,10 +34,11 @@ pub fn verify(args: &VerifyArgs, global: &Global) -> Result<ExitCode, UsageError
         }
         None => Policy::default(),
     };
+    let collateral = crate::collateral::client(global);
     let verdict = if let Some(hcl) = &args.azure_hcl {
-        verify_azure(args, hcl, &policy, now)?
+        verify_azure(args, &collateral, hcl, &policy, now)?
     } else if let Some(report) = &args.snp_report {
-        verify_snp(args, report, &policy, now)?
+        verify_snp(args, &collateral, report, &policy, now)?
     } else if let (Some(_), Some(_)) = (&args.tdx_quote, &args.tpm_quote) {
         return Err(UsageError(
             "--tdx-quote and --tpm-quote go together only with --azure-hcl (an Azure TDX VM); \
@@ -45,16 +46,34 @@ pub fn verify(args: &VerifyArgs, global: &Global) -> Result<ExitCode, UsageError
                 .into(),
         ));
     } else if let Some(quote) = &args.tdx_quote {
-        let Some(collateral) = &args.collateral else {
-            return Err(UsageError("--tdx-quote needs --collateral".into()));
+        let mut tee = ratls::bundle::TeeEvidence::Tdx {
+            quote: read(quote)?.into(),
+            collateral: args
+                .collateral
+                .as_deref()
+                .map(read)
+                .transpose()?
+                .map(Into::into),
         };
-        ratls::tdx::verify_bytes(&read(quote)?, &read(collateral)?, &policy.tdx, now)
+        let steps = collateral.complete(&mut tee, now);
+        let ratls::bundle::TeeEvidence::Tdx {
+            quote,
+            collateral: found,
+        } = &tee
+        else {
+            return Err(UsageError("internal: TDX evidence changed kind".into()));
+        };
+        let verdict = match found {
+            Some(c) => ratls::tdx::verify_bytes(quote, c, &policy.tdx, now),
+            None => Verdict::new(ratls::verdict::Platform::Tdx),
+        };
+        crate::collateral::prepend(steps, verdict)
     } else if let Some(quote) = &args.tpm_quote {
         let mut verdict = verify_tpm(args, quote, &policy)?;
         anchor_logs(args, &policy, &mut verdict)?;
         verdict
     } else if let Some(bundle) = &args.bundle {
-        verify_bundle(args, global, bundle, &policy, now)?
+        verify_bundle(args, global, collateral.as_ref(), bundle, &policy, now)?
     } else if let Some(log) = &args.ima_log {
         let quoted = quoted_pcr10(args)?;
         ratls::ima::verify_bytes(&read(log)?, quoted, &policy.ima)
@@ -161,33 +180,39 @@ fn freshness(args: &VerifyArgs) -> Result<Option<Check>, UsageError> {
 
 fn verify_snp(
     args: &VerifyArgs,
+    collateral: &ratls::collateral::CollateralClient,
     report: &Path,
     policy: &Policy,
     now: UnixTime,
 ) -> Result<Verdict, UsageError> {
-    let certs = ratls::snp::CertInput {
-        vcek: args
-            .vcek
-            .as_deref()
-            .map(read)
-            .transpose()?,
-        vlek: args
-            .vlek
-            .as_deref()
-            .map(read)
-            .transpose()?,
-        chain: args
-            .cert_chain
-            .as_deref()
-            .map(read)
-            .transpose()?,
-        crl: None,
+    let opt = |p: &Option<std::path::PathBuf>| p.as_deref().map(read).transpose();
+    let mut tee = ratls::bundle::TeeEvidence::SevSnp {
+        report: read_maybe_hex(report)?.into(),
+        vcek: opt(&args.vcek)?.map(Into::into),
+        vlek: opt(&args.vlek)?.map(Into::into),
+        chain: opt(&args.cert_chain)?.map(Into::into),
+        crl: opt(&args.crl)?.map(Into::into),
     };
-    Ok(ratls::snp::verify_bytes(
-        &read(report)?,
-        &certs,
-        &policy.snp,
-        now,
+    let steps = collateral.complete(&mut tee, now);
+    let ratls::bundle::TeeEvidence::SevSnp {
+        report,
+        vcek,
+        vlek,
+        chain,
+        crl,
+    } = tee
+    else {
+        return Err(UsageError("internal: SEV-SNP evidence changed kind".into()));
+    };
+    let certs = ratls::snp::CertInput {
+        vcek: vcek.map(|b| b.into_vec()),
+        vlek: vlek.map(|b| b.into_vec()),
+        chain: chain.map(|b| b.into_vec()),
+        crl: crl.map(|b| b.into_vec()),
+    };
+    Ok(crate::collateral::prepend(
+        steps,
+        ratls::snp::verify_bytes(&report, &certs, &policy.snp, now),
     ))
 }
 
@@ -195,6 +220,7 @@ fn verify_snp(
 /// verified with the AK the report vouches for.
 fn verify_azure(
     args: &VerifyArgs,
+    collateral: &ratls::collateral::CollateralClient,
     hcl_path: &Path,
     policy: &Policy,
     now: UnixTime,
@@ -240,24 +266,39 @@ fn verify_azure(
             .as_deref()
             .map(read)
             .transpose()?;
-        let collateral = args
+        let mut found = args
             .collateral
             .as_deref()
             .map(read)
-            .transpose()?;
+            .transpose()?
+            .map(Into::into);
+        let mut steps = Vec::new();
+        if let Some(q) = &quote_bytes {
+            let mut tee = ratls::bundle::TeeEvidence::Tdx {
+                quote: q.clone().into(),
+                collateral: found.take(),
+            };
+            steps = collateral.complete(&mut tee, now);
+            if let ratls::bundle::TeeEvidence::Tdx { collateral: c, .. } = tee {
+                found = c;
+            }
+        }
         let td_quote = quote_bytes
             .as_deref()
             .map(|q| ratls::azure::TdQuote {
                 quote: q,
-                collateral: collateral.as_deref(),
+                collateral: found.as_deref().map(|c| c.as_slice()),
             });
-        return Ok(ratls::azure::verify_tdx(
-            &hcl,
-            td_quote.as_ref(),
-            quote.as_ref(),
-            policy,
-            now,
-            nonce.as_deref(),
+        return Ok(crate::collateral::prepend(
+            steps,
+            ratls::azure::verify_tdx(
+                &hcl,
+                td_quote.as_ref(),
+                quote.as_ref(),
+                policy,
+                now,
+                nonce.as_deref(),
+            ),
         ));
     }
     if args.tdx_quote.is_some() {
@@ -265,27 +306,29 @@ fn verify_azure(
             "--tdx-quote is for an HCL report that carries a TDX report; this one does not".into(),
         ));
     }
-    let certs = ratls::snp::CertInput {
-        vcek: args
-            .vcek
-            .as_deref()
-            .map(read)
-            .transpose()?,
-        vlek: None,
-        chain: args
-            .cert_chain
-            .as_deref()
-            .map(read)
-            .transpose()?,
-        crl: None,
+    let opt = |p: &Option<std::path::PathBuf>| p.as_deref().map(read).transpose();
+    let mut tee = ratls::bundle::TeeEvidence::AzureSnp {
+        hcl_report: hcl.clone().into(),
+        vcek: opt(&args.vcek)?.map(Into::into),
+        chain: opt(&args.cert_chain)?.map(Into::into),
+        crl: opt(&args.crl)?.map(Into::into),
     };
-    Ok(ratls::azure::verify_snp(
-        &hcl,
-        &certs,
-        quote.as_ref(),
-        policy,
-        now,
-        nonce.as_deref(),
+    let steps = collateral.complete(&mut tee, now);
+    let ratls::bundle::TeeEvidence::AzureSnp {
+        vcek, chain, crl, ..
+    } = tee
+    else {
+        return Err(UsageError("internal: Azure evidence changed kind".into()));
+    };
+    let certs = ratls::snp::CertInput {
+        vcek: vcek.map(|b| b.into_vec()),
+        vlek: None,
+        chain: chain.map(|b| b.into_vec()),
+        crl: crl.map(|b| b.into_vec()),
+    };
+    Ok(crate::collateral::prepend(
+        steps,
+        ratls::azure::verify_snp(&hcl, &certs, quote.as_ref(), policy, now, nonce.as_deref()),
     ))
 }
 
@@ -372,6 +415,7 @@ fn anchor_logs(
 fn verify_bundle(
     args: &VerifyArgs,
     global: &Global,
+    collateral: &ratls::collateral::CollateralClient,
     bundle: &Path,
     policy: &Policy,
     now: UnixTime,
@@ -411,6 +455,7 @@ fn verify_bundle(
     expect.max_age_secs = args.max_age;
     expect.insecure_sim_root = sim_root.as_deref();
     expect.ima_log = ima_log.as_deref();
+    expect.collateral = Some(collateral);
     if sim_root.is_some() {
         eprintln!(
             "WARNING: --insecure-sim-root: evidence from the simulated TEE will be accepted; \

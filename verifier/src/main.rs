@@ -8,6 +8,7 @@
 
 mod agent;
 mod cli;
+mod collateral;
 mod connect;
 mod evidence;
 mod files;

@@ -46,6 +46,7 @@ struct Ctx {
     tls: TlsSettings,
     json: bool,
     sim_root: Option<Vec<u8>>,
+    collateral: Arc<ratls::collateral::CollateralClient>,
 }
 
 impl Ctx {
@@ -65,13 +66,15 @@ impl Ctx {
             tls,
             json: global.json,
             sim_root,
+            collateral: crate::collateral::client(global),
         })
     }
 
     /// A policy for the agent's evidence on top of `base`, trusting the simulated root when
     /// given and `simulated_ok`.
     fn agent_policy(&self, base: Policy, simulated_ok: bool) -> AttestationPolicy {
-        let mut policy = AttestationPolicy::new(base, Role::agent());
+        let mut policy =
+            AttestationPolicy::new(base, Role::agent()).with_collateral(self.collateral.clone());
         if let (Some(ark), true) = (&self.sim_root, simulated_ok) {
             ratls::tls::danger::trust_simulated_root(&mut policy, ark);
         }
@@ -656,7 +659,8 @@ async fn check_application(
     let now = UnixTime::now();
     let mut rejections = Vec::new();
     for role in [Role::server(), Role::agent()] {
-        let mut policy = AttestationPolicy::new(snapshot.policy.clone(), role.clone());
+        let mut policy = AttestationPolicy::new(snapshot.policy.clone(), role.clone())
+            .with_collateral(ctx.collateral.clone());
         if let (Some(ark), true) = (&ctx.sim_root, snapshot.simulated) {
             ratls::tls::danger::trust_simulated_root(&mut policy, ark);
         }

@@ -15,8 +15,14 @@ use std::process::{Command, Output};
 use ratls_test::real_testdata;
 use serde_json::Value;
 
+/// The CLI, offline (these tests give every file; nothing is fetched from AMD or Intel).
 fn cosmian_vm(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cosmian_vm"))
+        .env("COSMIAN_VM_OFFLINE", "true")
+        .env(
+            "COSMIAN_VM_COLLATERAL_DIR",
+            std::env::temp_dir().join("cosmian-vm-cli-tests-empty-cache"),
+        )
         .args(args)
         .output()
         .expect("run cosmian_vm")

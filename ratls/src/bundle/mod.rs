@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 pub use self::verify::{
-    verify, verify_bundle, BindingLevel, BundleClaims, Expectations, Freshness, ImaDeferred,
+    verify, verify_bundle, BindingLevel, BundleClaims, CollateralSource, Expectations, Freshness,
+    ImaDeferred,
 };
 use crate::attest::{AttestError, EventLogSource, ImaSource, TeeAttester, TpmAttester};
 use crate::binding::BindingClaims;

@@ -33,6 +33,14 @@ pub enum Freshness {
     Challenge,
 }
 
+/// Fills in what TEE evidence lacks before it is verified: the VCEK and CRL of an SEV-SNP
+/// report, the Intel collateral of a TDX quote (`ratls::collateral`, feature `collateral`).
+/// Whatever it adds is verified like the rest (signatures, pinned roots, validity windows); the
+/// steps it took come back as checks (`collateral.*`) for the verdict.
+pub trait CollateralSource: Send + Sync + std::fmt::Debug {
+    fn complete(&self, tee: &mut TeeEvidence, now: UnixTime) -> Vec<Check>;
+}
+
 /// What the verifier knows on its own, independently of the attester.
 #[derive(Debug, Clone)]
 pub struct Expectations<'a> {
@@ -64,6 +72,8 @@ pub struct Expectations<'a> {
     /// Without it such a bundle's event log is recorded in the claims (`event_log_deferred`)
     /// and not replayed: the boot PCRs themselves are still quoted and checked by the policy.
     pub event_log: Option<&'a [u8]>,
+    /// Where missing TEE collateral comes from; `None`: only what the bundle carries.
+    pub collateral: Option<&'a dyn CollateralSource>,
     /// Which parts must be present.
     pub require_tee: bool,
     pub require_tpm: bool,
@@ -85,6 +95,7 @@ impl<'a> Expectations<'a> {
             ima_log: None,
             defer_ima_log: false,
             event_log: None,
+            collateral: None,
             require_tee: true,
             require_tpm: true,
             require_ima: true,
@@ -222,8 +233,21 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
         event_log_deferred: None,
     };
 
-    // TEE evidence, and its report_data against the expected binding.
-    if let Some(tee) = &bundle.tee {
+    // TEE evidence (completed by the collateral plane when the verifier has one), and its
+    // report_data against the expected binding.
+    let completed = match (&bundle.tee, expect.collateral) {
+        (Some(tee), Some(source)) => {
+            let mut tee = tee.clone();
+            let steps = source.complete(&mut tee, expect.now);
+            v.extend(steps);
+            Some(tee)
+        }
+        _ => None,
+    };
+    if let Some(tee) = completed
+        .as_ref()
+        .or(bundle.tee.as_ref())
+    {
         let (tee_verdict, report_data) = verify_tee(tee, bundle.tpm.as_ref(), policy, expect);
         v.simulated |= tee_verdict.simulated;
         v.extend(tee_verdict.checks);

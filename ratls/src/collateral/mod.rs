@@ -340,6 +340,12 @@ impl CollateralClient {
 
 pub use self::amd::ThimCerts;
 
+impl crate::bundle::CollateralSource for CollateralClient {
+    fn complete(&self, tee: &mut TeeEvidence, now: UnixTime) -> Vec<Check> {
+        CollateralClient::complete(self, tee, now)
+    }
+}
+
 /// A [`TeeAttester`] whose evidence leaves with the collateral it needs (the agent's optional
 /// fetching: the VM then serves the VCEK, the CRL or the PCS collateral with its evidence, and
 /// the verifier needs no network; it still checks every signature and pins the roots).

@@ -33,6 +33,8 @@ pub struct AttestationPolicy {
     /// deferred until the log is fetched (fresh mode carries it inline and checks it).
     pub require_ima: bool,
     pub(crate) insecure_sim_root: Option<Vec<u8>>,
+    /// Where missing TEE collateral comes from (see [`with_collateral`](Self::with_collateral)).
+    pub(crate) collateral: Option<std::sync::Arc<dyn crate::bundle::CollateralSource>>,
     digest: [u8; 32],
 }
 
@@ -46,6 +48,7 @@ struct DigestInput<'a> {
     max_skew_secs: u64,
     require: [bool; 3],
     insecure_sim_root: Option<String>,
+    collateral: bool,
 }
 
 impl AttestationPolicy {
@@ -60,6 +63,7 @@ impl AttestationPolicy {
             require_tpm: true,
             require_ima: true,
             insecure_sim_root: None,
+            collateral: None,
             digest: [0; 32],
         };
         p.refresh_digest();
@@ -90,6 +94,17 @@ impl AttestationPolicy {
         self
     }
 
+    /// Complete peers' TEE evidence from `source` (the collateral plane: VCEKs and CRLs from
+    /// AMD KDS, TDX collateral from Intel PCS/PCCS) before verifying it.
+    pub fn with_collateral(
+        mut self,
+        source: std::sync::Arc<dyn crate::bundle::CollateralSource>,
+    ) -> Self {
+        self.collateral = Some(source);
+        self.refresh_digest();
+        self
+    }
+
     /// Whether simulated evidence can be trusted under this policy.
     pub fn trusts_simulation(&self) -> bool {
         self.insecure_sim_root.is_some()
@@ -114,6 +129,7 @@ impl AttestationPolicy {
                 .insecure_sim_root
                 .as_deref()
                 .map(|r| crate::hexfmt::hex(crate::digest::sha256(r))),
+            collateral: self.collateral.is_some(),
         };
         // Invariant: serialising plain data to JSON cannot fail; a failure would only make every
         // lookup miss (the digest of the empty string), never make two policies collide usefully.
@@ -127,6 +143,7 @@ impl AttestationPolicy {
         e.max_age_secs = self.max_age.as_secs();
         e.max_skew_secs = self.max_skew.as_secs();
         e.insecure_sim_root = self.insecure_sim_root.as_deref();
+        e.collateral = self.collateral.as_deref();
         e.require_tee = self.require_tee;
         e.require_tpm = self.require_tpm;
         e.require_ima = self.require_ima;
