@@ -14,7 +14,7 @@ use ring::signature::{
 
 use crate::{measure, Measurement};
 
-fn real(sub: &str) -> std::path::PathBuf {
+pub(crate) fn real(sub: &str) -> std::path::PathBuf {
     ratls_test::real_testdata(sub)
         .unwrap_or_else(|| panic!("benchmarks need the real evidence ({sub})"))
 }
@@ -24,9 +24,10 @@ fn at(text: &str) -> UnixTime {
 }
 
 /// The groups, in run order.
-pub const GROUPS: [&str; 9] = [
+pub const GROUPS: [&str; 10] = [
     "snp",
     "tdx",
+    "collateral",
     "tpm",
     "ima",
     "azure",
@@ -41,9 +42,10 @@ type Group = fn(&dyn Fn(u64) -> u64) -> Vec<Measurement>;
 
 /// The groups named in `only` (every group when empty).
 pub fn run(scale: &dyn Fn(u64) -> u64, only: &[String]) -> Vec<Vec<Measurement>> {
-    let group: [Group; 9] = [
+    let group: [Group; 10] = [
         snp,
         tdx,
+        crate::collateral::run,
         tpm,
         ima,
         azure,

@@ -337,8 +337,19 @@ fn oversized_and_slow_responses_are_cut_off() {
     let checks = complete(&client, &mut tdx_evidence(&t), at(TDX_NOW));
     assert!(!checks[0].ok);
     assert!(checks[0].detail.contains("larger than"), "{checks:?}");
-
+    // The same client does not ask again for a while (FAILURE_TTL): a proxy verifying many
+    // peers must not hammer the service.
+    let before = server.hits(PCK_CRL_PATH);
     serve_tdx(&server, &dir);
+    let checks = complete(&client, &mut tdx_evidence(&t), at(TDX_NOW));
+    assert!(!checks[0].ok && checks[0].detail.contains("larger than"));
+    assert_eq!(server.hits(PCK_CRL_PATH), before);
+
+    // A stalled response is cut off by the timeout (a new client: nothing remembered).
+    let client = CollateralClient::new(CollateralConfig {
+        cache_dir: None,
+        ..config(&server, Path::new("/nonexistent"))
+    });
     server.stall(QE_PATH, 6);
     let started = Instant::now();
     let checks = complete(&client, &mut tdx_evidence(&t), at(TDX_NOW));

@@ -33,9 +33,10 @@ mod cache;
 mod http;
 mod intel;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 pub use self::cache::{Cache, Entry};
@@ -167,7 +168,22 @@ pub struct CollateralClient {
     cache: Option<Cache>,
     http: Option<http::Http>,
     stats: Stats,
+    /// Entries already read or fetched by this client (the disk cache's hot copy).
+    memo: Mutex<HashMap<String, Entry>>,
+    /// Items that could not be obtained, and until when (wall clock) not to ask again.
+    failed: Mutex<HashMap<String, (u64, CollateralError)>>,
+    /// Assembled TDX collateral by (FMSPC, CA), with the earliest expiry of its parts.
+    pub(crate) tdx_memo: Mutex<HashMap<(String, String), AssembledTdx>>,
+    /// (FMSPC, CA) by SHA-256 of a quote's PCK chain, so a warm verification parses no X.509.
+    pub(crate) pck_ids: Mutex<HashMap<[u8; 32], (String, &'static str)>>,
 }
+
+/// Assembled TDX collateral JSON and the earliest `nextUpdate` of its parts.
+pub(crate) type AssembledTdx = (Vec<u8>, Option<u64>);
+
+/// How long a failed item is not asked for again by the same client (a proxy or agent verifying
+/// many peers must not hammer KDS/PCS for a CRL it does not serve).
+pub const FAILURE_TTL: Duration = Duration::from_secs(300);
 
 /// Checks a response (body, kept headers) and says when it expires (seconds since the epoch).
 pub(crate) type Validate<'a> =
@@ -194,6 +210,10 @@ impl CollateralClient {
             cache,
             http,
             stats: Stats::default(),
+            memo: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashMap::new()),
+            tdx_memo: Mutex::new(HashMap::new()),
+            pck_ids: Mutex::new(HashMap::new()),
         }
     }
 
@@ -219,10 +239,25 @@ impl CollateralClient {
         now: UnixTime,
     ) -> Result<(Entry, Origin), CollateralError> {
         let now = now.as_secs();
-        let cached = self
-            .cache
-            .as_ref()
-            .and_then(|c| c.get(&item.key));
+        let remembered = self
+            .memo
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&item.key)
+            .cloned();
+        let cached = match remembered {
+            Some(entry) => Some(entry),
+            None => {
+                let from_disk = self
+                    .cache
+                    .as_ref()
+                    .and_then(|c| c.get(&item.key));
+                if let Some(entry) = &from_disk {
+                    self.remember(&item.key, entry);
+                }
+                from_disk
+            }
+        };
         let ahead = self.cfg.refresh_ahead.as_secs();
         let still_valid = |e: &Entry| e.expires_at.is_none_or(|exp| now < exp);
         if let Some(entry) = &cached {
@@ -242,6 +277,18 @@ impl CollateralClient {
                 cache: self.cache_name(),
             });
         };
+        let wall = UnixTime::now().as_secs();
+        if cached.is_none() {
+            let failed = self
+                .failed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some((until, error)) = failed.get(&item.url) {
+                if wall < *until {
+                    return Err(error.clone());
+                }
+            }
+        }
         let fetched = http
             .get(&item.url, item.request_headers)
             .and_then(|r| {
@@ -263,17 +310,13 @@ impl CollateralClient {
                 self.stats
                     .fetched
                     .fetch_add(1, Ordering::Relaxed);
-                let mut entry = Entry::new(
-                    &item.url,
-                    UnixTime::now().as_secs(),
-                    expires_at,
-                    response.body,
-                );
+                let mut entry = Entry::new(&item.url, wall, expires_at, response.body);
                 entry.headers = response.headers;
                 if let Some(cache) = &self.cache {
                     // A cache that cannot be written costs a download next time, nothing more.
                     let _ = cache.put(&item.key, &entry);
                 }
+                self.remember(&item.key, &entry);
                 Ok((entry, Origin::Fetched))
             }
             Err(e) => match cached {
@@ -283,9 +326,25 @@ impl CollateralClient {
                         .fetch_add(1, Ordering::Relaxed);
                     Ok((entry, Origin::CacheAfterFailedRefresh(e.to_string())))
                 }
-                _ => Err(e),
+                _ => {
+                    self.failed
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(
+                            item.url.clone(),
+                            (wall.saturating_add(FAILURE_TTL.as_secs()), e.clone()),
+                        );
+                    Err(e)
+                }
             },
         }
+    }
+
+    fn remember(&self, key: &str, entry: &Entry) {
+        self.memo
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.to_owned(), entry.clone());
     }
 
     fn cache_name(&self) -> String {
