@@ -10,6 +10,7 @@ mod agent;
 mod cli;
 mod collateral;
 mod connect;
+mod doc_examples;
 mod evidence;
 mod files;
 mod net;
