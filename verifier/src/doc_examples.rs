@@ -1,4 +1,4 @@
-//! The command lines in the README, `docs/cli.md` and `docs/deploying.md` parse as written (every fenced
+//! The command lines in `docs/cli.md` and `docs/deploying.md` parse as written (every fenced
 //! `cosmian_vm …` line, `\` continuations joined, `# comments` dropped, each `[optional]` part
 //! both left out and given), and the agent's default port is the one the CLI assumes.
 
@@ -9,8 +9,7 @@ use clap::Parser;
 
 use crate::cli::Cli;
 
-const DOCS: [(&str, &str); 3] = [
-    ("README.md", include_str!("../../README.md")),
+const DOCS: [(&str, &str); 2] = [
     ("docs/cli.md", include_str!("../../docs/cli.md")),
     ("docs/deploying.md", include_str!("../../docs/deploying.md")),
 ];
