@@ -732,3 +732,101 @@ fn azure_tdx_trusts_the_td_report_only_through_a_matching_quote() {
     assert!(failed(&v).contains(&"tee.collateral.parse"));
     assert!(v.passed("azure.td_report"));
 }
+
+/// On Azure TDX the agent's evidence gets the host's quote over the paravisor's TD report from
+/// Azure's quote endpoint, and the quote's Intel collateral, through the collateral plane
+/// (`WithCollateral`); both then verify as above. A local server stands in for Azure's
+/// `acc/tdquote` and Intel PCS (the real quote and the real PCS responses).
+#[cfg(feature = "collateral")]
+#[test]
+fn azure_tdx_agent_evidence_gets_the_host_quote_and_its_collateral() {
+    use std::sync::Arc;
+
+    use base64::Engine as _;
+    use ratls::attest::{AttestError, TeeAttester, TeeKind};
+    use ratls::binding::ReportData;
+    use ratls::collateral::{CollateralClient, CollateralConfig, WithCollateral};
+    use ratls_test::collateral_server::{serve_tdx, Server};
+
+    let Some(tdx_dir) = real_testdata("tdx/v4-emr-phala-collateral") else {
+        return;
+    };
+    let Some(dir) = real_testdata(AZURE) else {
+        return;
+    };
+    let server = Server::start();
+    let sample = serve_tdx(&server, &tdx_dir);
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    server.route(
+        "/acc/tdquote",
+        vec![],
+        serde_json::to_vec(&serde_json::json!({ "quote": b64.encode(&sample.quote) })).unwrap(),
+    );
+    let parsed = ratls::tdx::Quote::parse(&sample.quote).unwrap();
+    let var = HclReport::parse(&read_real(&dir, "derived-hcl-report.bin"))
+        .unwrap()
+        .var_data
+        .to_vec();
+    let hcl = tdx_hcl(&td_report_from(&parsed.report), &var);
+
+    #[derive(Debug)]
+    struct Paravisor(Vec<u8>);
+    impl TeeAttester for Paravisor {
+        fn kind(&self) -> TeeKind {
+            TeeKind::AzureTdx
+        }
+        fn attest(&self, _: &ReportData) -> Result<TeeEvidence, AttestError> {
+            Ok(TeeEvidence::AzureTdx {
+                hcl_report: self.0.clone().into(),
+                quote: None,
+                collateral: None,
+            })
+        }
+        fn binds_report_data(&self) -> bool {
+            false
+        }
+    }
+    let client = CollateralClient::new(CollateralConfig {
+        kds_url: server.url(),
+        pcs_url: server.url(),
+        intel_root_crl_url: format!("{}/IntelSGXRootCA.der", server.url()),
+        azure_tdquote_url: format!("{}/acc/tdquote", server.url()),
+        cache_dir: None,
+        ..CollateralConfig::default()
+    });
+    let tee = WithCollateral::new(Arc::new(Paravisor(hcl.clone())), Arc::new(client));
+    assert!(!tee.binds_report_data());
+    let evidence = tee
+        .attest(&ReportData::for_raw_nonce(b"azure-tdx").unwrap())
+        .unwrap();
+    let TeeEvidence::AzureTdx {
+        quote: Some(quote),
+        collateral: Some(collateral),
+        ..
+    } = &evidence
+    else {
+        panic!("no quote or collateral: {evidence:?}")
+    };
+    assert_eq!(quote.as_slice(), &sample.quote[..]);
+    assert_eq!(server.hits("/acc/tdquote"), 1);
+    let td_quote = azure::TdQuote {
+        quote,
+        collateral: Some(collateral),
+    };
+    let v = azure::verify_tdx(
+        &hcl,
+        Some(&td_quote),
+        None,
+        &Policy::default(),
+        at("2025-07-01T00:00:00Z"),
+        None,
+    );
+    for step in [
+        "azure.td_quote",
+        "tee.signature",
+        "tee.tcb",
+        "azure.td_report",
+    ] {
+        assert!(v.passed(step), "{step}: {v}");
+    }
+}

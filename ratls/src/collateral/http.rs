@@ -151,6 +151,39 @@ impl Http {
     }
 }
 
+impl Http {
+    /// POST a JSON body to `url` and read the JSON answer (status 200 only; no retries: the
+    /// caller is an attester that retries on its own schedule).
+    pub fn post_json(&self, url: &str, body: &[u8]) -> Result<Vec<u8>, CollateralError> {
+        let mut response = self
+            .agent
+            .post(url)
+            .header("Content-Type", "application/json")
+            .send(body)
+            .map_err(|e| CollateralError::Http {
+                url: url.to_owned(),
+                why: e.to_string(),
+            })?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(CollateralError::Status {
+                url: url.to_owned(),
+                status,
+            });
+        }
+        let limit = u64::try_from(self.max_response).unwrap_or(u64::MAX);
+        response
+            .body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(|e| CollateralError::Http {
+                url: url.to_owned(),
+                why: format!("reading the body: {e}"),
+            })
+    }
+}
+
 /// `Retry-After`: delta-seconds, or an HTTP-date (RFC 9110), turned into a wait from now.
 pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();

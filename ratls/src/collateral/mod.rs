@@ -55,6 +55,8 @@ pub const DEFAULT_INTEL_ROOT_CRL_URL: &str =
     "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der";
 /// Azure's Trusted Hardware Identity Management endpoint (reachable from inside an Azure VM).
 pub const DEFAULT_THIM_URL: &str = "http://169.254.169.254/metadata/THIM/amd/certification";
+/// Azure's TD quote endpoint: a TD report in, the host's quote over it out (inside the VM).
+pub const DEFAULT_AZURE_TDQUOTE_URL: &str = "http://169.254.169.254/acc/tdquote";
 
 /// Where collateral comes from and how hard the plane tries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +69,8 @@ pub struct CollateralConfig {
     pub intel_root_crl_url: String,
     /// Azure THIM (used by [`CollateralClient::thim_vcek`], inside an Azure VM).
     pub thim_url: String,
+    /// Azure's TD quote endpoint ([`CollateralClient::azure_td_quote`], inside an Azure VM).
+    pub azure_tdquote_url: String,
     /// The on-disk cache; `None`: no cache (every item is downloaded).
     pub cache_dir: Option<PathBuf>,
     /// Use the cache and given files only: no network.
@@ -90,6 +94,7 @@ impl Default for CollateralConfig {
             pcs_url: DEFAULT_PCS_URL.to_owned(),
             intel_root_crl_url: DEFAULT_INTEL_ROOT_CRL_URL.to_owned(),
             thim_url: DEFAULT_THIM_URL.to_owned(),
+            azure_tdquote_url: DEFAULT_AZURE_TDQUOTE_URL.to_owned(),
             cache_dir: default_cache_dir(),
             offline: false,
             timeout: Duration::from_secs(20),
@@ -391,6 +396,40 @@ impl CollateralClient {
         }
     }
 
+    /// The host's TDX quote over `td_report` (the HCL report's 1024-byte TD report), from
+    /// Azure's quote endpoint (inside an Azure TDX VM only): `POST {"report": base64url}` →
+    /// `{"quote": base64url}`.
+    pub fn azure_td_quote(&self, td_report: &[u8]) -> Result<Vec<u8>, CollateralError> {
+        use base64::Engine as _;
+        let url = self.cfg.azure_tdquote_url.clone();
+        let Some(http) = &self.http else {
+            return Err(CollateralError::Offline {
+                what: "the TD quote (Azure)".to_owned(),
+                cache: "never cached: a quote is made per report".to_owned(),
+            });
+        };
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let body = serde_json::to_vec(&serde_json::json!({ "report": b64.encode(td_report) }))
+            .map_err(|e| CollateralError::Malformed {
+                url: url.clone(),
+                why: e.to_string(),
+            })?;
+        let answer = http.post_json(&url, &body)?;
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            quote: String,
+        }
+        let malformed = |why: String| CollateralError::Malformed {
+            url: url.clone(),
+            why,
+        };
+        let answer: Answer =
+            serde_json::from_slice(&answer).map_err(|e| malformed(format!("JSON: {e}")))?;
+        let text = answer.quote.trim_end_matches('=');
+        b64.decode(text)
+            .map_err(|e| malformed(format!("quote is not base64url: {e}")))
+    }
+
     /// The VCEK, its chain and TCB from Azure THIM (inside an Azure VM only).
     pub fn thim_vcek(&self, now: UnixTime) -> Result<amd::ThimCerts, CollateralError> {
         amd::thim(self, now)
@@ -404,6 +443,11 @@ impl crate::bundle::CollateralSource for CollateralClient {
         CollateralClient::complete(self, tee, now)
     }
 }
+
+/// Where the hardware report starts in an HCL report (after the 32-byte header).
+const HCL_HW_REPORT_OFFSET: usize = 0x20;
+/// Size of a TDX `TDREPORT_STRUCT`.
+const TD_REPORT_LEN: usize = 1024;
 
 /// A [`TeeAttester`] whose evidence leaves with the collateral it needs (the agent's optional
 /// fetching: the VM then serves the VCEK, the CRL or the PCS collateral with its evidence, and
@@ -436,6 +480,25 @@ impl TeeAttester for WithCollateral {
     fn attest(&self, report_data: &ReportData) -> Result<TeeEvidence, AttestError> {
         let mut evidence = self.inner.attest(report_data)?;
         let now = UnixTime::now();
+        if let TeeEvidence::AzureTdx {
+            hcl_report,
+            quote: quote @ None,
+            ..
+        } = &mut evidence
+        {
+            // The paravisor's TD report sits right after the HCL header; the host quotes it.
+            let td_report = crate::azure::HclReport::parse(hcl_report)
+                .ok()
+                .filter(|h| matches!(h.hw_report, crate::azure::HwReport::Tdx(_)))
+                .and_then(|_| {
+                    hcl_report.get(HCL_HW_REPORT_OFFSET..HCL_HW_REPORT_OFFSET + TD_REPORT_LEN)
+                });
+            if let Some(td_report) = td_report {
+                if let Ok(q) = self.client.azure_td_quote(td_report) {
+                    *quote = Some(q.into());
+                }
+            }
+        }
         if self.thim {
             if let TeeEvidence::AzureSnp { vcek, chain, .. } = &mut evidence {
                 if vcek.is_none() {
