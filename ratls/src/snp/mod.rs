@@ -9,6 +9,7 @@
 //! | `tee.chain.ask` / `tee.chain.asvk` | the intermediate is signed by that ARK |
 //! | `tee.chain.vcek` / `tee.chain.vlek` | the endorsement key certificate is signed by the intermediate |
 //! | `tee.chain.validity` | every certificate is inside its validity window at the given time |
+//! | `tee.crl` | AMD's CRL (when given, or required by the policy): signed by the chain's ARK, issued under its name, current (`thisUpdate <= now < nextUpdate`), listing neither the ASK/ASVK nor the VCEK/VLEK |
 //! | `tee.signing_key` | the report's SIGNING_KEY names the kind of key that was given |
 //! | `tee.signature` | ECDSA P-384/SHA-384 over bytes 0..0x2A0 under the VCEK/VLEK |
 //! | `tee.tcb` | the certificate's TCB extensions equal the report's `reported_tcb` |
@@ -82,6 +83,9 @@ pub struct SnpPolicy {
     pub image_id: Option<String>,
     /// Restrict to these products (`Milan`, `Genoa`, `Turin`); empty = any pinned product.
     pub products: Vec<Product>,
+    /// Fail `tee.crl` when no CRL is given. Without it a missing CRL only shows in the claims
+    /// (`revocation: "not checked: no CRL"`); a CRL that is given is always checked.
+    pub require_crl: bool,
 }
 
 impl SnpPolicy {
@@ -142,6 +146,8 @@ pub struct SnpClaims {
     /// e.g. `1.52 build 4`.
     pub firmware: String,
     pub committed_firmware: String,
+    /// Whether AMD's CRL was checked: `checked: CRL of <thisUpdate>`, `not checked: no CRL`, …
+    pub revocation: String,
 }
 
 impl SnpClaims {
@@ -182,6 +188,7 @@ impl SnpClaims {
             cpuid: report.cpuid,
             firmware: report.current_version.to_string(),
             committed_firmware: report.committed_version.to_string(),
+            revocation: "not checked: report parsed only".to_owned(),
         }
     }
 }

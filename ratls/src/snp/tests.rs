@@ -158,3 +158,243 @@ fn policy_json_rejects_unknown_keys() {
     assert_eq!(p.vmpl, 2);
     assert!(!p.allow_debug);
 }
+
+/// `tee.crl` on the simulated chain: CRLs built by the simulated CA (signed by its ARK, or not).
+#[cfg(feature = "sim")]
+mod crl {
+    use std::sync::{Arc, OnceLock};
+    use std::time::{Duration, SystemTime};
+
+    use crate::attest::sim::{SimCa, SimTee};
+    use crate::binding::ReportData;
+    use crate::snp::{CertInput, SnpPolicy};
+    use crate::time::UnixTime;
+    use crate::verdict::{Claims, Verdict};
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn ca() -> Arc<SimCa> {
+        static CA: OnceLock<Arc<SimCa>> = OnceLock::new();
+        CA.get_or_init(|| Arc::new(SimCa::generate().unwrap()))
+            .clone()
+    }
+
+    fn report() -> Vec<u8> {
+        static REPORT: OnceLock<Vec<u8>> = OnceLock::new();
+        REPORT
+            .get_or_init(|| {
+                SimTee::new(ca())
+                    .unwrap()
+                    .report(&ReportData::from_raw_for_tests([7; 64]))
+                    .unwrap()
+            })
+            .clone()
+    }
+
+    fn verify_policy(crl: Option<Vec<u8>>, policy: &SnpPolicy) -> Verdict {
+        let ca = ca();
+        let certs = CertInput {
+            vcek: Some(ca.vcek_der().to_vec()),
+            vlek: None,
+            chain: Some(ca.chain_pem().into_bytes()),
+            crl,
+        };
+        let root = ca.ark_pem();
+        crate::snp::verify_simulated(
+            &report(),
+            &certs,
+            policy,
+            UnixTime::now(),
+            Some(root.as_bytes()),
+        )
+    }
+
+    fn verify(crl: Option<Vec<u8>>) -> Verdict {
+        verify_policy(crl, &SnpPolicy::default())
+    }
+
+    fn revocation(v: &Verdict) -> String {
+        match &v.claims {
+            Claims::Snp(c) => c.revocation.clone(),
+            other => panic!("not SNP claims: {other:?}"),
+        }
+    }
+
+    fn current(revoked: &[&[u8]]) -> Vec<u8> {
+        let now = SystemTime::now();
+        ca().crl(revoked, now - HOUR, now + 24 * HOUR)
+            .unwrap()
+    }
+
+    fn crl_failure(v: &Verdict) -> &crate::verdict::Check {
+        assert!(!v.is_trusted(), "{v}");
+        let check = v
+            .check("tee.crl")
+            .expect("a tee.crl check");
+        assert!(!check.ok, "{v}");
+        assert_eq!(
+            v.first_failure()
+                .map(|c| c.step.as_str()),
+            Some("tee.crl"),
+            "{v}"
+        );
+        check
+    }
+
+    #[test]
+    fn no_crl_is_not_checked_unless_required() {
+        let v = verify(None);
+        assert!(v.is_trusted(), "{v}");
+        assert!(v.check("tee.crl").is_none());
+        assert_eq!(revocation(&v), "not checked: no CRL");
+
+        let required = SnpPolicy {
+            require_crl: true,
+            ..SnpPolicy::default()
+        };
+        let v = verify_policy(None, &required);
+        let check = crl_failure(&v);
+        assert!(check.expected.contains("CRL for Genoa"), "{check:?}");
+        assert_eq!(check.presented, "no CRL given");
+    }
+
+    #[test]
+    fn empty_crl_passes_and_is_claimed() {
+        let v = verify(Some(current(&[])));
+        assert!(v.is_trusted(), "{v}");
+        assert!(v.passed("tee.crl"));
+        assert!(
+            revocation(&v).starts_with("checked: CRL of "),
+            "{}",
+            revocation(&v)
+        );
+        // PEM is accepted too.
+        let pem = pem::encode(&pem::Pem::new("X509 CRL", current(&[])));
+        assert!(verify(Some(pem.into_bytes())).is_trusted());
+        // A CRL listing someone else passes.
+        let v = verify(Some(current(&[&[0x12, 0x34]])));
+        assert!(v.is_trusted(), "{v}");
+    }
+
+    #[test]
+    fn revoked_vcek_or_ask_fails() {
+        let ca = ca();
+        let vcek = ca.vcek_serial().unwrap();
+        let v = verify(Some(current(&[&vcek])));
+        let check = crl_failure(&v);
+        assert!(
+            check
+                .presented
+                .contains("REVOKED: VCEK"),
+            "{check:?}"
+        );
+        assert!(
+            check
+                .expected
+                .contains(&crate::hexfmt::hex(&vcek)),
+            "{check:?}"
+        );
+        assert!(revocation(&v).starts_with("REVOKED"));
+
+        let ask = ca.ask_serial().unwrap();
+        let v = verify(Some(current(&[&[1], &ask])));
+        let check = crl_failure(&v);
+        assert!(check.presented.contains("REVOKED: ASK"), "{check:?}");
+    }
+
+    #[test]
+    fn tampered_expired_or_forged_crls_fail() {
+        // One signature byte flipped (the signature is the last bytes of the DER).
+        let mut tampered = current(&[]);
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        let check = crl_failure(&verify(Some(tampered))).clone();
+        assert!(
+            check
+                .detail
+                .contains("signature does not verify"),
+            "{check:?}"
+        );
+
+        // Expired: nextUpdate in the past.
+        let now = SystemTime::now();
+        let expired = ca()
+            .crl(&[], now - 48 * HOUR, now - HOUR)
+            .unwrap();
+        let check = crl_failure(&verify(Some(expired))).clone();
+        assert!(check.presented.contains("nextUpdate"), "{check:?}");
+        // Not yet valid.
+        let future = ca()
+            .crl(&[], now + HOUR, now + 48 * HOUR)
+            .unwrap();
+        crl_failure(&verify(Some(future)));
+
+        // Signed by another key (the ASK's) under the ARK's name.
+        let forged = ca()
+            .crl_signed_by_ask(&[], now - HOUR, now + HOUR)
+            .unwrap();
+        let check = crl_failure(&verify(Some(forged))).clone();
+        assert!(check.detail.contains("does not verify"), "{check:?}");
+    }
+
+    #[test]
+    fn garbage_and_truncated_crls_fail_cleanly() {
+        let good = current(&[]);
+        for bad in [
+            Vec::new(),
+            b"not a CRL".to_vec(),
+            good[..good.len() / 2].to_vec(),
+            good[..good.len() - 1].to_vec(),
+            [good.clone(), vec![0]].concat(),
+            b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n".to_vec(),
+            b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".to_vec(),
+        ] {
+            let v = verify(Some(bad.clone()));
+            let check = crl_failure(&v);
+            assert!(!check.detail.is_empty(), "{check:?}");
+            assert_eq!(revocation(&v), "not checked: the CRL was refused");
+        }
+        // Every truncation and single-byte corruption: no panic, never trusted.
+        for cut in (0..good.len()).step_by(7) {
+            assert!(!verify(Some(good[..cut].to_vec())).is_trusted());
+        }
+        for i in (0..good.len()).step_by(13) {
+            let mut bad = good.clone();
+            bad[i] ^= 0x80;
+            assert!(!verify(Some(bad)).is_trusted(), "byte {i}");
+        }
+    }
+}
+
+/// AMD's Milan VCEKs carry serial 0 (an INTEGER 0 encoded as one zero byte); a CRL listing
+/// serial 0 must match them, and one listing another serial must not.
+#[cfg(feature = "sim")]
+#[test]
+fn serial_zero_matches_on_crls() {
+    use std::time::{Duration, SystemTime};
+    let Some(dir) = ratls_test::real_testdata("sev-snp/milan-vcek-virtee") else {
+        return;
+    };
+    let vcek =
+        crate::pki::Cert::from_der_or_pem(&std::fs::read(dir.join("vcek_milan.der")).unwrap())
+            .unwrap();
+    assert_eq!(vcek.serial(), b"");
+    assert_eq!(vcek.serial_hex(), "0");
+    let ca = crate::attest::sim::SimCa::generate().unwrap();
+    let now = SystemTime::now();
+    let hour = Duration::from_secs(3600);
+    let zero = crate::pki::Crl::from_der(
+        &ca.crl(&[&[]], now - hour, now + hour)
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(zero.lists(vcek.serial()));
+    assert!(zero.lists(&[0]));
+    let other = crate::pki::Crl::from_der(
+        &ca.crl(&[&[1]], now - hour, now + hour)
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(!other.lists(vcek.serial()));
+    assert!(other.lists(&[0, 1]));
+}

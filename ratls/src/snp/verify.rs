@@ -7,7 +7,7 @@ use super::report::{AttestationReport, SigningKey, TcbVersion};
 use super::{CertInput, SnpClaims, SnpPolicy};
 use crate::codec::Reader;
 use crate::hexfmt::{self, hex};
-use crate::pki::Cert;
+use crate::pki::{Cert, Crl};
 use crate::time::UnixTime;
 use crate::verdict::{Check, Claims, Platform, Verdict};
 
@@ -105,8 +105,16 @@ fn verify_anchored(
             == Some(Product::Turin);
     let reported = report.reported_tcb.decode(turin);
 
+    let mut revocation = match (&certs.crl, &chain) {
+        (None, _) => "not checked: no CRL".to_owned(),
+        (Some(_), None) => "not checked: no valid certificate chain".to_owned(),
+        (Some(_), Some(_)) => String::new(),
+    };
     match &chain {
         Some(chain) => {
+            if let Some(checked) = check_crl(&mut v, certs.crl.as_deref(), chain, policy, now) {
+                revocation = checked;
+            }
             check_signing_key(&mut v, report, chain.vlek);
             check_signature(&mut v, report, &chain.leaf);
             check_tcb(&mut v, &chain.leaf, &reported, turin);
@@ -121,13 +129,133 @@ fn verify_anchored(
         )),
     }
     check_policy(&mut v, report, &reported, product, policy);
-    v.claims = Claims::Snp(Box::new(SnpClaims::from_report(report, product)));
+    let mut claims = SnpClaims::from_report(report, product);
+    claims.revocation = revocation;
+    v.claims = Claims::Snp(Box::new(claims));
     v
+}
+
+/// `tee.crl`: AMD's CRL for the product, signed by the chain's ARK and issued under its name,
+/// current at `now`, lists neither the intermediate (ASK/ASVK) nor the endorsement key
+/// (VCEK/VLEK). Without a CRL the step is recorded only when the policy requires one. Returns
+/// the revocation claim when a CRL was given ("checked: …" or why it was refused).
+fn check_crl(
+    v: &mut Verdict,
+    crl: Option<&[u8]>,
+    chain: &Chain,
+    policy: &SnpPolicy,
+    now: UnixTime,
+) -> Option<String> {
+    const STEP: &str = "tee.crl";
+    let product = chain.product;
+    let (mid_name, leaf_name) = if chain.vlek {
+        ("ASVK", "VLEK")
+    } else {
+        ("ASK", "VCEK")
+    };
+    let kind = if chain.vlek { "vlek" } else { "vcek" };
+    let Some(bytes) = crl else {
+        if policy.require_crl {
+            v.push(Check::fail(
+                STEP,
+                format!("AMD's CRL for {product} (KDS /{kind}/v1/{product}/crl), signed by ARK-{product}"),
+                "no CRL given",
+                "the policy sets require_crl: give AMD KDS's CRL for the product so that \
+                 revocation of the ASK/ASVK and VCEK/VLEK can be checked",
+            ));
+        }
+        return None;
+    };
+    let refused = |v: &mut Verdict, expected: String, presented: String, detail: String| {
+        v.push(Check::fail(STEP, expected, presented, detail));
+        Some("not checked: the CRL was refused".to_owned())
+    };
+    let crl = match Crl::from_der_or_pem(bytes) {
+        Ok(crl) => crl,
+        Err(e) => {
+            return refused(
+                v,
+                format!("a DER X.509 CRL for {product} signed by ARK-{product}"),
+                format!("{} bytes that do not parse as a CRL", bytes.len()),
+                e.to_string(),
+            )
+        }
+    };
+    let ark = &chain.ark;
+    if !crl.issued_by_name(ark) {
+        return refused(
+            v,
+            format!("a CRL issued by the ARK [{}]", ark.subject_name()),
+            format!("a CRL issued by [{}]", crl.issuer_name()),
+            "the CRL belongs to another authority (another product's ARK?)".into(),
+        );
+    }
+    if let Err(e) = crl.verify_signed_by(ark) {
+        return refused(
+            v,
+            format!(
+                "a CRL signed by the key of {} (RSASSA-PSS/SHA-384)",
+                ark.subject_cn()
+            ),
+            format!(
+                "a CRL of {} whose signature does not verify",
+                crl.this_update()
+            ),
+            e.to_string(),
+        );
+    }
+    let window = match crl.next_update() {
+        Some(next) => format!("thisUpdate {} .. nextUpdate {next}", crl.this_update()),
+        None => format!("thisUpdate {}, no nextUpdate", crl.this_update()),
+    };
+    if !crl.is_current(now) {
+        return refused(
+            v,
+            format!("a CRL current at {now} (thisUpdate <= now < nextUpdate)"),
+            window,
+            "fetch a fresh CRL from AMD KDS (or verify old evidence with --at)".into(),
+        );
+    }
+    let mut listed = Vec::new();
+    for (name, cert) in [(mid_name, &chain.mid), (leaf_name, &chain.leaf)] {
+        if crl.lists(cert.serial()) {
+            listed.push(format!(
+                "{name} {} serial {}",
+                cert.subject_cn(),
+                cert.serial_hex()
+            ));
+        }
+    }
+    let expected = format!(
+        "{mid_name} serial {} and {leaf_name} serial {} not listed by the CRL of ARK-{product}",
+        chain.mid.serial_hex(),
+        chain.leaf.serial_hex()
+    );
+    if !listed.is_empty() {
+        v.push(Check::fail(
+            STEP,
+            expected,
+            format!("REVOKED: {}", listed.join(", ")),
+            format!("CRL {window}, {} entries", crl.revoked_count()),
+        ));
+        return Some(format!("REVOKED: {}", listed.join(", ")));
+    }
+    v.push(
+        Check::pass(
+            STEP,
+            expected,
+            format!("not listed ({} entries)", crl.revoked_count()),
+        )
+        .with_detail(format!("CRL {window}")),
+    );
+    Some(format!("checked: CRL of {}", crl.this_update()))
 }
 
 struct Chain {
     product: Product,
     vlek: bool,
+    ark: Cert,
+    mid: Cert,
     leaf: Cert,
 }
 
@@ -393,6 +521,8 @@ fn check_chain(
     Some(Chain {
         product,
         vlek,
+        ark: ark.clone(),
+        mid: mid.clone(),
         leaf,
     })
 }
