@@ -1,4 +1,5 @@
 use super::*;
+use crate::snp::floors;
 
 fn blank_report(version: u32) -> Vec<u8> {
     let mut raw = vec![0u8; REPORT_LEN];
@@ -397,4 +398,146 @@ fn serial_zero_matches_on_crls() {
     .unwrap();
     assert!(!other.lists(vcek.serial()));
     assert!(other.lists(&[0, 1]));
+}
+
+#[test]
+fn builtin_floors_parse_and_name_their_source() {
+    let all = floors::all().unwrap();
+    for product in Product::ALL {
+        assert!(all.iter().any(|f| f.product == product), "{product}");
+    }
+    let milan = floors::floor(Product::Milan)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        milan.describe(),
+        "AMD floor for Milan from AMD-SB-3019 (2025-02-03)"
+    );
+    assert!(milan.min_tcb.unwrap().microcode > 115);
+    // The simulated TEE's default TCB (Genoa 10/0/23/84) is above Genoa's floor.
+    let genoa = floors::floor(Product::Genoa)
+        .unwrap()
+        .unwrap()
+        .min_tcb
+        .unwrap();
+    assert!(genoa.microcode <= 84 && genoa.snp <= 23 && genoa.bootloader <= 10);
+}
+
+#[test]
+fn policy_knobs_parse_and_unknown_flags_are_refused() {
+    let p: SnpPolicy = serde_json::from_str(
+        r#"{"tcb_floor": "none", "check_launch_tcb": false, "require_smt_off": true,
+            "require_single_socket": true, "require_ciphertext_hiding": true,
+            "platform_info_required": ["ECC_EN", "ALIAS_CHECK_COMPLETE"],
+            "platform_info_forbidden": ["RAPL_DIS"], "require_crl": true}"#,
+    )
+    .unwrap();
+    assert_eq!(p.tcb_floor, TcbFloor::None);
+    assert!(serde_json::from_str::<SnpPolicy>(r#"{"platform_info_required": ["SMT"]}"#).is_err());
+    assert!(serde_json::from_str::<SnpPolicy>(r#"{"tcb_floor": "off"}"#).is_err());
+    // check_launch_tcb without any minimum is refused when loaded.
+    let err =
+        crate::Policy::from_json(r#"{"snp": {"tcb_floor": "none", "check_launch_tcb": true}}"#)
+            .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("check_launch_tcb"),
+        "{err}"
+    );
+    assert!(crate::Policy::from_json(r#"{"snp": {"check_launch_tcb": true}}"#).is_ok());
+    assert_eq!(
+        PlatformFlag::describe(0x25),
+        "SMT_EN|ECC_EN|ALIAS_CHECK_COMPLETE"
+    );
+    assert_eq!(PlatformFlag::describe(0), "none");
+}
+
+/// The platform knobs on the simulated TEE (PLATFORM_INFO 0x25: SMT_EN, ECC_EN,
+/// ALIAS_CHECK_COMPLETE; guest policy 0x30000: SMT allowed, not single-socket).
+#[cfg(feature = "sim")]
+#[test]
+fn platform_knobs_on_the_simulated_tee() {
+    use crate::attest::sim::{SimCa, SimTee};
+    use crate::binding::ReportData;
+    use std::sync::Arc;
+
+    let ca = Arc::new(SimCa::generate().unwrap());
+    let certs = CertInput {
+        vcek: Some(ca.vcek_der().to_vec()),
+        vlek: None,
+        chain: Some(ca.chain_pem().into_bytes()),
+        crl: None,
+    };
+    let root = ca.ark_pem();
+    let report = |policy: u64| {
+        SimTee::new(ca.clone())
+            .unwrap()
+            .with_policy(policy)
+            .report(&ReportData::from_raw_for_tests([1; 64]))
+            .unwrap()
+    };
+    let verify = |raw: &[u8], policy: &SnpPolicy| {
+        crate::snp::verify_simulated(
+            raw,
+            &certs,
+            policy,
+            crate::time::UnixTime::now(),
+            Some(root.as_bytes()),
+        )
+    };
+    let default = report(SimTee::DEFAULT_POLICY);
+    let v = verify(&default, &SnpPolicy::default());
+    assert!(v.is_trusted(), "{v}");
+    assert!(v
+        .check("tee.tcb")
+        .unwrap()
+        .expected
+        .contains("AMD floor for Genoa"));
+
+    let strict = SnpPolicy {
+        check_launch_tcb: true,
+        require_smt_off: true,
+        require_single_socket: true,
+        require_ciphertext_hiding: true,
+        platform_info_required: vec![PlatformFlag::ECC_EN, PlatformFlag::TSME_EN],
+        platform_info_forbidden: vec![PlatformFlag::SMT_EN],
+        ..SnpPolicy::default()
+    };
+    let v = verify(&default, &strict);
+    let failed: Vec<&str> = v
+        .failures()
+        .map(|c| c.step.as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            "tee.policy.smt",
+            "tee.policy.single_socket",
+            "tee.policy.ciphertext_hiding",
+            "tee.policy.platform_info"
+        ],
+        "{v}"
+    );
+    assert!(v.passed("tee.policy.launch_tcb"));
+    let info = v
+        .check("tee.policy.platform_info")
+        .unwrap();
+    assert!(info.detail.contains("missing TSME_EN"), "{info:?}");
+    assert!(
+        info.detail
+            .contains("forbidden but set SMT_EN"),
+        "{info:?}"
+    );
+    assert!(info.presented.contains("0x25"), "{info:?}");
+
+    // A guest policy with SMT forbidden (bit 16 clear), single socket (20) and ciphertext
+    // hiding (24) satisfies those three.
+    let hardened = report((SimTee::DEFAULT_POLICY & !(1 << 16)) | (1 << 20) | (1 << 24));
+    let relaxed = SnpPolicy {
+        platform_info_required: vec![PlatformFlag::ECC_EN],
+        platform_info_forbidden: vec![PlatformFlag::RAPL_DIS],
+        ..strict
+    };
+    let v = verify(&hardened, &relaxed);
+    assert!(v.is_trusted(), "{v}");
 }
