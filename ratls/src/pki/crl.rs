@@ -171,9 +171,7 @@ impl Crl {
     /// Whether the certificate with this serial magnitude (see [`Cert::serial`]) is listed.
     pub fn lists(&self, serial: &[u8]) -> bool {
         let serial = serial_magnitude(serial);
-        self.revoked
-            .iter()
-            .any(|r| *r == serial)
+        self.revoked.contains(&serial)
     }
 
     /// Verify that `issuer`'s key signed this CRL (the outer signatureAlgorithm must equal the
