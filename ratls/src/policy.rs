@@ -40,6 +40,11 @@ pub enum PolicyError {
         fields.join(", ")
     )]
     IdBlockWithoutKey { fields: Vec<&'static str> },
+    /// `check_launch_tcb` with no minimum to compare with (`tcb_floor` "none", no `min_tcb`).
+    #[error(
+        "snp: check_launch_tcb needs a minimum TCB: set min_tcb, or keep tcb_floor \"default\""
+    )]
+    LaunchTcbWithoutMinimum,
 }
 
 impl Policy {
@@ -56,10 +61,15 @@ impl Policy {
     /// `min_guest_svn` without `id_key_digest` or `author_key_digest`.
     pub fn validate(&self) -> Result<(), PolicyError> {
         let fields = self.snp.unauthenticated_id_block_pins();
-        if fields.is_empty() {
-            Ok(())
-        } else {
-            Err(PolicyError::IdBlockWithoutKey { fields })
+        if !fields.is_empty() {
+            return Err(PolicyError::IdBlockWithoutKey { fields });
         }
+        if self.snp.check_launch_tcb
+            && self.snp.min_tcb.is_none()
+            && self.snp.tcb_floor == crate::snp::TcbFloor::None
+        {
+            return Err(PolicyError::LaunchTcbWithoutMinimum);
+        }
+        Ok(())
     }
 }

@@ -47,6 +47,21 @@ fn genoa(dir: &Path) -> (Vec<u8>, CertInput) {
     )
 }
 
+/// The 2023 Milan sample (bootloader 3, TEE 0, SNP 8, microcode 115) is below AMD's default
+/// floor for Milan: tests that verify it as genuine accept its TCB explicitly.
+fn milan_2023() -> SnpPolicy {
+    SnpPolicy {
+        min_tcb: Some(snp::MinTcb {
+            fmc: None,
+            bootloader: 3,
+            tee: 0,
+            snp: 8,
+            microcode: 115,
+        }),
+        ..Default::default()
+    }
+}
+
 fn claims(v: &ratls::Verdict) -> &snp::SnpClaims {
     match &v.claims {
         Claims::Snp(c) => c,
@@ -60,12 +75,7 @@ fn milan_vcek_report_verifies_with_readme_claims() {
         return;
     };
     let (report, certs) = milan(&dir);
-    let v = snp::verify_bytes(
-        &report,
-        &certs,
-        &SnpPolicy::default(),
-        at("2026-01-01T00:00:00Z"),
-    );
+    let v = snp::verify_bytes(&report, &certs, &milan_2023(), at("2026-01-01T00:00:00Z"));
     assert!(v.is_trusted(), "{v}");
     for step in [
         "tee.parse",
@@ -117,18 +127,89 @@ fn milan_vcek_report_verifies_with_readme_claims() {
 }
 
 #[test]
+fn milan_2023_is_below_the_default_floor() {
+    let Some(dir) = real_testdata("sev-snp/milan-vcek-virtee") else {
+        return;
+    };
+    let (report, certs) = milan(&dir);
+    let now = at("2026-01-01T00:00:00Z");
+    let v = snp::verify_bytes(&report, &certs, &SnpPolicy::default(), now);
+    assert!(!v.is_trusted(), "{v}");
+    let failed: Vec<&str> = v
+        .failures()
+        .map(|c| c.step.as_str())
+        .collect();
+    assert_eq!(failed, ["tee.tcb"], "{v}");
+    let tcb = v.check("tee.tcb").unwrap();
+    assert!(
+        tcb.expected
+            .contains("AMD floor for Milan from AMD-SB-3019 (2025-02-03)"),
+        "{tcb:?}"
+    );
+    assert_eq!(
+        tcb.presented,
+        "reported_tcb bootloader 3, tee 0, snp 8, microcode 115"
+    );
+    assert!(tcb.detail.contains("below"), "{tcb:?}");
+
+    // An explicit min_tcb replaces the floor, and says so.
+    let v = snp::verify_bytes(&report, &certs, &milan_2023(), now);
+    assert!(v.is_trusted(), "{v}");
+    assert!(v
+        .check("tee.tcb")
+        .unwrap()
+        .expected
+        .contains("policy min_tcb"));
+    // tcb_floor "none" turns the floor off.
+    let none = SnpPolicy {
+        tcb_floor: snp::TcbFloor::None,
+        ..Default::default()
+    };
+    let v = snp::verify_bytes(&report, &certs, &none, now);
+    assert!(v.is_trusted(), "{v}");
+    assert!(v
+        .check("tee.tcb")
+        .unwrap()
+        .expected
+        .contains("tcb_floor"));
+    // Launch TCB against the same minimum.
+    let launch = SnpPolicy {
+        check_launch_tcb: true,
+        ..milan_2023()
+    };
+    let v = snp::verify_bytes(&report, &certs, &launch, now);
+    assert!(v.passed("tee.policy.launch_tcb"), "{v}");
+    let launch_newer = SnpPolicy {
+        check_launch_tcb: true,
+        min_tcb: Some(snp::MinTcb {
+            fmc: None,
+            bootloader: 3,
+            tee: 0,
+            snp: 8,
+            microcode: 116,
+        }),
+        ..Default::default()
+    };
+    let v = snp::verify_bytes(&report, &certs, &launch_newer, now);
+    assert!(!v.passed("tee.policy.launch_tcb"), "{v}");
+    // SMT: the Milan platform has SMT_EN (platform_info 0x1) and the guest allows SMT.
+    let smt = SnpPolicy {
+        require_smt_off: true,
+        ..milan_2023()
+    };
+    let v = snp::verify_bytes(&report, &certs, &smt, now);
+    let check = v.check("tee.policy.smt").unwrap();
+    assert!(!check.ok && check.presented.contains("SMT ON"), "{check:?}");
+}
+
+#[test]
 fn milan_verifies_with_the_builtin_chain() {
     let Some(dir) = real_testdata("sev-snp/milan-vcek-virtee") else {
         return;
     };
     let (report, mut certs) = milan(&dir);
     certs.chain = None;
-    let v = snp::verify_bytes(
-        &report,
-        &certs,
-        &SnpPolicy::default(),
-        at("2026-01-01T00:00:00Z"),
-    );
+    let v = snp::verify_bytes(&report, &certs, &milan_2023(), at("2026-01-01T00:00:00Z"));
     assert!(v.is_trusted(), "{v}");
     assert_eq!(v.check("tee.chain.ark").unwrap().detail, "chain built in");
 }
@@ -146,6 +227,12 @@ fn genoa_azure_report_verifies_with_readme_claims() {
         at("2026-01-01T00:00:00Z"),
     );
     assert!(v.is_trusted(), "{v}");
+    // Genoa's floor (microcode 72) is met by microcode 84.
+    assert!(v
+        .check("tee.tcb")
+        .unwrap()
+        .expected
+        .contains("AMD floor for Genoa from AMD-SB-3019"));
     let c = claims(&v);
     assert_eq!(c.version, 3);
     assert_eq!(c.product, Some(snp::Product::Genoa));
@@ -207,7 +294,7 @@ fn policy_pins_and_refusals_name_the_step() {
     let f = check(
         SnpPolicy {
             measurement: Some("00".repeat(48)),
-            ..Default::default()
+            ..milan_2023()
         },
         "tee.policy.measurement",
     );
@@ -215,7 +302,7 @@ fn policy_pins_and_refusals_name_the_step() {
     check(
         SnpPolicy {
             vmpl: 1,
-            ..Default::default()
+            ..milan_2023()
         },
         "tee.policy.vmpl",
     );
@@ -228,21 +315,21 @@ fn policy_pins_and_refusals_name_the_step() {
                 snp: 9,
                 microcode: 115,
             }),
-            ..Default::default()
+            ..milan_2023()
         },
         "tee.policy.min_tcb",
     );
     check(
         SnpPolicy {
             products: vec![snp::Product::Genoa],
-            ..Default::default()
+            ..milan_2023()
         },
         "tee.policy.product",
     );
     check(
         SnpPolicy {
             host_data: Some("zz".into()),
-            ..Default::default()
+            ..milan_2023()
         },
         "tee.policy.host_data",
     );
@@ -255,7 +342,7 @@ fn policy_pins_and_refusals_name_the_step() {
                 "7A1E5C266C0108DBC9BB94FA926951320940915D0AAFB42464BD88B579EA158D3E1A0DC39B2C60BD95B9C480CD81841F"
                     .into(),
             ),
-            ..Default::default()
+            ..milan_2023()
         },
         now,
     );
@@ -275,7 +362,7 @@ fn tampering_is_caught_at_the_named_step() {
     )
     .unwrap();
     let now = at("2026-01-01T00:00:00Z");
-    let policy = SnpPolicy::default();
+    let policy = milan_2023();
 
     // One measurement byte changed: the signature no longer verifies.
     let mut m = raw.clone();
@@ -367,7 +454,7 @@ fn mutated_reports_never_panic_and_never_pass() {
     for (what, bytes) in mutations.iter() {
         let parsed = AttestationReport::parse(bytes);
         parse_errors += usize::from(parsed.is_err());
-        let v = snp::verify_bytes(bytes, &certs, &SnpPolicy::default(), now);
+        let v = snp::verify_bytes(bytes, &certs, &milan_2023(), now);
         if v.is_trusted() {
             // The unsigned tail must be zero, so only the original bytes can be trusted.
             assert_eq!(bytes.len(), raw.len(), "{what}");
@@ -384,7 +471,7 @@ fn mutated_reports_never_panic_and_never_pass() {
                 vcek: Some(bytes.to_vec()),
                 ..certs.clone()
             },
-            &SnpPolicy::default(),
+            &milan_2023(),
             now,
         );
         assert!(

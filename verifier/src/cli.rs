@@ -194,6 +194,11 @@ pub struct AgentVerifyArgs {
     /// certificate, IMA log, event log, TEE report), whatever the verdict.
     #[arg(long, value_name = "DIR")]
     pub save_evidence: Option<PathBuf>,
+    /// Keep no state between verifications: neither read nor write
+    /// `<snapshot>.last-verify.json` (the TPM counters of the last verified quote, used to
+    /// report reboots and to refuse a TPM whose counters went back: step `tpm.counters`).
+    #[arg(long)]
+    pub no_state: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -16,6 +16,7 @@ mod files;
 mod net;
 mod output;
 mod save;
+mod state;
 mod vm;
 
 use std::process::ExitCode;

@@ -524,6 +524,12 @@ struct VerifyReport<'a> {
     #[serde(flatten)]
     session: &'a SessionCheck,
     applications: Vec<AppResult>,
+    /// The reboots since the last verification of this VM (resetCount grew), when any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reboot: Option<crate::state::Reboot>,
+    /// What the comparison with `<snapshot>.last-verify.json` found, or why none was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tpm_state: Option<String>,
 }
 
 /// `cosmian_vm verify --snapshot FILE [--application HOST[:PORT]]...`.
@@ -537,7 +543,8 @@ pub async fn verify(global: &Global, args: &AgentVerifyArgs) -> Outcome {
         .collect::<Result<Vec<_>, _>>()?;
     let policy = snapshot_policy(&ctx, &snapshot);
     let mut session = ctx.open(&policy, None).await?;
-    let check = check_session(&mut session, &snapshot, &policy).await?;
+    let mut check = check_session(&mut session, &snapshot, &policy).await?;
+    let counters = compare_counters(args, &mut check);
     if let Some(dir) = &args.save_evidence {
         match crate::save::save(dir, &check.cmw) {
             Ok(names) => eprintln!("evidence saved in {}: {}", dir.display(), names.join(", ")),
@@ -549,6 +556,7 @@ pub async fn verify(global: &Global, args: &AgentVerifyArgs) -> Outcome {
         results.push(check_application(&ctx, app, &check, &snapshot).await);
     }
     let verified = check.ok() && results.iter().all(|r| r.ok);
+    let tpm_state = counters.record(verified);
     let unreachable_only = check.ok()
         && results
             .iter()
@@ -561,6 +569,11 @@ pub async fn verify(global: &Global, args: &AgentVerifyArgs) -> Outcome {
         first_failure: check.first_failure().cloned(),
         session: &check,
         applications: results,
+        reboot: counters
+            .comparison
+            .as_ref()
+            .and_then(crate::state::Comparison::reboot),
+        tpm_state,
     };
     if ctx.json {
         output::print_json(&report);
@@ -572,6 +585,9 @@ pub async fn verify(global: &Global, args: &AgentVerifyArgs) -> Outcome {
             &check.evidence,
             &check.listed(),
         );
+        if let Some(note) = &report.tpm_state {
+            text.push_str(&format!("  tpm state: {note}\n"));
+        }
         for app in &report.applications {
             text.push_str(&output::application_line(
                 &app.application,
@@ -588,6 +604,91 @@ pub async fn verify(global: &Global, args: &AgentVerifyArgs) -> Outcome {
     } else {
         EXIT_REJECTED
     }))
+}
+
+/// The comparison of the quote's TPM counters with the last verification of the same VM, and
+/// what to record once the verdict is known.
+struct CounterState {
+    path: Option<PathBuf>,
+    comparison: Option<crate::state::Comparison>,
+    /// The state to write when the whole verification passes.
+    next: Option<crate::state::LastVerify>,
+    /// Why no comparison was made (`--no-state`, no TPM quote, unreadable state).
+    note: Option<String>,
+}
+
+impl CounterState {
+    /// Write the new state when everything verified; return the note for the report.
+    fn record(&self, verified: bool) -> Option<String> {
+        let mut note = self
+            .comparison
+            .as_ref()
+            .map(crate::state::Comparison::note)
+            .or_else(|| self.note.clone());
+        if let (true, Some(path), Some(next)) = (verified, &self.path, &self.next) {
+            if let Err(e) = crate::state::store(path, next) {
+                let warning = format!("state not saved: {e}");
+                eprintln!("warning: {warning}");
+                note = Some(note.map_or(warning.clone(), |n| format!("{n}; {warning}")));
+            }
+        }
+        note
+    }
+}
+
+/// `tpm.counters`: compare the quote's resetCount / restartCount / clock with
+/// `<snapshot>.last-verify.json` (unless `--no-state`), adding the check to the session's.
+fn compare_counters(args: &AgentVerifyArgs, check: &mut SessionCheck) -> CounterState {
+    use crate::state;
+    let mut out = CounterState {
+        path: None,
+        comparison: None,
+        next: None,
+        note: None,
+    };
+    if args.no_state {
+        out.note = Some("not kept (--no-state)".into());
+        return out;
+    }
+    let claims = bundle_claims(&check.evidence);
+    let tpm = claims
+        .and_then(|c| c.tpm.as_ref())
+        .and_then(|t| match t {
+            Claims::Tpm(t) => Some(t),
+            _ => None,
+        });
+    let (Some(tpm), Some(ak)) = (
+        tpm,
+        check
+            .agent_ak_sha256()
+            .map(str::to_owned),
+    ) else {
+        out.note = Some("no TPM quote: reboots and counters not tracked".into());
+        return out;
+    };
+    let counters = state::Counters::of(tpm);
+    let path = state::path_for(&args.snapshot);
+    let last = match state::load(&path) {
+        Ok(last) => last,
+        Err(e) => {
+            check.snapshot_checks.push(Check::fail(
+                state::STEP,
+                "a readable state file of the last verification",
+                counters.to_string(),
+                format!("{e}: remove it (the counters then start over) or pass --no-state"),
+            ));
+            out.note = Some(format!("state file unreadable: {e}"));
+            return out;
+        }
+    };
+    let comparison = state::compare(last.as_ref(), &ak, &counters);
+    check
+        .snapshot_checks
+        .push(comparison.check(last.as_ref(), &counters));
+    out.next = Some(state::LastVerify::new(&ak, counters, UnixTime::now()));
+    out.path = Some(path);
+    out.comparison = Some(comparison);
+    out
 }
 
 /// Is `app`'s TLS key the VM's? The agent's own key, or an RA-TLS certificate whose evidence

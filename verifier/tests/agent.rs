@@ -725,6 +725,7 @@ fn snapshot_verify_applications_and_admin_calls() {
     assert_eq!(v["simulated"], true);
     assert_eq!(v["evidence"]["claims"]["binding"], "session");
     assert_eq!(v["agent_spki_sha256"], agent_spki);
+    tpm_counters_state(&run, &snap, &v);
     // The snapshot of a simulated TEE needs the simulated root to verify.
     let out = cli.run(&[
         "--url",
@@ -970,6 +971,135 @@ fn snapshot_verify_applications_and_admin_calls() {
     );
 
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `<snapshot>.last-verify.json`: written by the verifications above, compared with the next
+/// quote's counters (`tpm.counters`), never updated by a failed verification, ignored with
+/// `--no-state`. The earlier state is edited to stand for an earlier boot, a later TPM state
+/// (a roll-back) and another TPM.
+fn tpm_counters_state(run: &dyn Fn(&[&str]) -> Output, snap: &str, last_json: &Value) {
+    let state_path = PathBuf::from(format!("{snap}.last-verify.json"));
+    let read_state = || -> Value {
+        serde_json::from_slice(&std::fs::read(&state_path).expect("state file written")).unwrap()
+    };
+    let state = read_state();
+    let tpm = &last_json["evidence"]["claims"]["tpm"];
+    assert_eq!(state["reset_count"], tpm["reset_count"], "{state}");
+    assert_eq!(state["restart_count"], tpm["restart_count"]);
+    assert_eq!(
+        state["ak_sha256"],
+        last_json["evidence"]["claims"]["ak_sha256"]
+    );
+    // The JSON verification above was the second: same boot.
+    assert!(
+        last_json["tpm_state"]
+            .as_str()
+            .unwrap()
+            .starts_with("no reboot since the last verification"),
+        "{}",
+        last_json["tpm_state"]
+    );
+    assert!(last_json.get("reboot").is_none());
+    let counters = last_json["snapshot_checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["step"] == "tpm.counters")
+        .expect("a tpm.counters check");
+    assert_eq!(counters["ok"], true);
+    let reset = state["reset_count"].as_u64().unwrap();
+    let clock = state["clock"].as_u64().unwrap();
+    let write = |edit: &dyn Fn(&mut Value)| {
+        let mut s = state.clone();
+        edit(&mut s);
+        std::fs::write(&state_path, s.to_string()).unwrap();
+    };
+
+    // A later clock in the same boot: rolled back (or replayed), named with both values; the
+    // state file is left as it was.
+    write(&|s| s["clock"] = (clock + 1_000_000_000).into());
+    let out = run(&["--json", "verify", "--snapshot", snap]);
+    assert_eq!(code(&out), 1);
+    let v = json_out(&out);
+    assert_eq!(v["first_failure"]["step"], "tpm.counters", "{v}");
+    let detail = v["first_failure"]["detail"]
+        .as_str()
+        .unwrap();
+    assert!(
+        detail.contains(&format!("{}", clock + 1_000_000_000)),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("rolled back or this evidence is a replay"),
+        "{detail}"
+    );
+    assert_eq!(read_state()["clock"], clock + 1_000_000_000);
+    // A higher resetCount recorded: rolled back.
+    write(&|s| s["reset_count"] = (reset + 1).into());
+    let out = run(&["verify", "--snapshot", snap]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stdout(&out).contains("rejected at tpm.counters"),
+        "{}",
+        stdout(&out)
+    );
+    // --no-state: neither read nor written.
+    let out = run(&["--json", "verify", "--no-state", "--snapshot", snap]);
+    assert_eq!(code(&out), 0);
+    assert_eq!(json_out(&out)["tpm_state"], "not kept (--no-state)");
+    assert_eq!(read_state()["reset_count"], reset + 1);
+    // Another TPM recorded: noted, and the state starts over with this one.
+    write(&|s| s["ak_sha256"] = "00".repeat(32).into());
+    let out = run(&["--json", "verify", "--snapshot", snap]);
+    assert_eq!(code(&out), 0);
+    let v = json_out(&out);
+    assert!(v["tpm_state"]
+        .as_str()
+        .unwrap()
+        .contains("another TPM"));
+    assert_eq!(read_state()["ak_sha256"], state["ak_sha256"]);
+    // An earlier boot recorded: the VM rebooted since; reported, still verified.
+    if reset == 0 {
+        eprintln!("resetCount is 0 on this swtpm: the reboot case is covered by the unit tests");
+    } else {
+        write(&|s| {
+            s["reset_count"] = (reset - 1).into();
+            s["clock"] = (clock + 5).into();
+            s["restart_count"] = 7.into();
+        });
+        let out = run(&["--json", "verify", "--snapshot", snap]);
+        assert_eq!(code(&out), 0);
+        let v = json_out(&out);
+        assert_eq!(v["reboot"]["reboots"], 1, "{v}");
+        assert!(v["reboot"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("the VM rebooted 1 time since the last verification ("));
+        let out = run(&["verify", "--snapshot", snap]);
+        assert_eq!(code(&out), 0);
+        assert!(
+            stdout(&out).contains("tpm state: no reboot since"),
+            "{}",
+            stdout(&out)
+        );
+    }
+    // A state file that is not one: fails closed, says what to do.
+    std::fs::write(&state_path, b"not json").unwrap();
+    let out = run(&["--json", "verify", "--snapshot", snap]);
+    assert_eq!(code(&out), 1);
+    let v = json_out(&out);
+    assert_eq!(v["first_failure"]["step"], "tpm.counters");
+    assert!(v["first_failure"]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("--no-state"));
+    std::fs::remove_file(&state_path).unwrap();
+    let out = run(&["--json", "verify", "--snapshot", snap]);
+    assert_eq!(code(&out), 0);
+    assert!(json_out(&out)["tpm_state"]
+        .as_str()
+        .unwrap()
+        .starts_with("first verification"));
 }
 
 fn fresh_app(port: u16) -> String {

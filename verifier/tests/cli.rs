@@ -90,6 +90,12 @@ fn snp_trusted_then_rejected_after_expiry() {
     let Some(dir) = real_testdata("sev-snp/milan-vcek-virtee") else {
         return;
     };
+    // The 2023 sample's TCB (3/0/8/115) is below AMD's default floor for Milan: accepted here
+    // through an explicit policy minimum.
+    let milan_2023 = tmp(
+        "milan-2023.json",
+        br#"{"snp": {"min_tcb": {"bootloader": 3, "tee": 0, "snp": 8, "microcode": 115}}}"#,
+    );
     let args = [
         "evidence",
         "verify",
@@ -103,6 +109,8 @@ fn snp_trusted_then_rejected_after_expiry() {
         &p(&dir, "vcek_milan.der"),
         "--cert-chain",
         &p(&dir, "cert_chain_milan"),
+        "--policy",
+        milan_2023.to_str().unwrap(),
     ];
     let out = cosmian_vm(&args);
     assert_eq!(
@@ -135,6 +143,22 @@ fn snp_trusted_then_rejected_after_expiry() {
         .as_str()
         .unwrap()
         .starts_with("d447b55d"));
+
+    // Without it, the default floor rejects the sample at tee.tcb and names its source.
+    let out = cosmian_vm(&args[..args.len() - 2]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(failed_steps(&v), ["tee.tcb"]);
+    let tcb = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["step"] == "tee.tcb")
+        .unwrap();
+    assert!(tcb["expected"]
+        .as_str()
+        .unwrap()
+        .contains("AMD floor for Milan from AMD-SB-3019"));
 
     let mut late = args;
     late[5] = "2031-01-01T00:00:00Z";
@@ -815,6 +839,10 @@ fn raw_evidence_without_a_nonce_is_not_fresh_unless_waived() {
     let Some(dir) = real_testdata("sev-snp/milan-vcek-virtee") else {
         return;
     };
+    let milan_2023 = tmp(
+        "milan-2023-fresh.json",
+        br#"{"snp": {"min_tcb": {"bootloader": 3, "tee": 0, "snp": 8, "microcode": 115}}}"#,
+    );
     let base = [
         "evidence",
         "verify",
@@ -827,6 +855,8 @@ fn raw_evidence_without_a_nonce_is_not_fresh_unless_waived() {
         &p(&dir, "vcek_milan.der"),
         "--cert-chain",
         &p(&dir, "cert_chain_milan"),
+        "--policy",
+        milan_2023.to_str().unwrap(),
     ];
     // No --report-data: genuine, but not fresh: rejected at `freshness`.
     let out = cosmian_vm(&base);

@@ -31,8 +31,11 @@ use crate::digest::HashAlg;
 use crate::hexfmt::hex;
 use crate::time::UnixTime;
 
+mod crl;
 #[cfg(test)]
 mod tests;
+
+pub use self::crl::{Crl, MAX_CRL_LEN};
 
 /// Largest certificate we agree to parse (AMD's RSA-4096 certificates are ~1.6 KiB).
 pub const MAX_CERT_LEN: usize = 16 * 1024;
@@ -64,6 +67,9 @@ pub enum CertError {
     /// The bytes are not a DER X.509 certificate, or one of its fields is malformed.
     #[error("not a valid DER X.509 certificate: {reason}")]
     Parse { reason: String },
+    /// The bytes are not a DER X.509 certificate revocation list.
+    #[error("not a valid DER X.509 CRL: {reason}")]
+    CrlParse { reason: String },
     /// Bytes follow the certificate's outer SEQUENCE.
     #[error("{count} trailing bytes after the certificate")]
     TrailingBytes { count: usize },
@@ -262,6 +268,8 @@ pub struct Cert {
     key: Vec<u8>,
     /// The DER SubjectPublicKeyInfo (what binding claims hash).
     spki: Vec<u8>,
+    /// The serial number's big-endian magnitude, leading zero bytes removed (serial 0 is empty).
+    serial: Vec<u8>,
 }
 
 #[derive(Clone)]
@@ -443,8 +451,20 @@ impl Cert {
             key_algorithm: key_algorithm(&spki.algorithm),
             key: spki.subject_public_key.data.to_vec(),
             spki: spki.raw.to_vec(),
+            serial: crl::serial_magnitude(cert.raw_serial()),
             subject,
         })
+    }
+
+    /// The serial number as a big-endian magnitude without leading zero bytes (empty for the
+    /// serial 0 that AMD's Milan VCEKs carry).
+    pub fn serial(&self) -> &[u8] {
+        &self.serial
+    }
+
+    /// The serial number in lower-case hex (`0` for serial 0).
+    pub fn serial_hex(&self) -> String {
+        crl::serial_text(&self.serial)
     }
 
     /// The DER encoding.

@@ -81,6 +81,11 @@ impl GuestPolicy {
     pub fn single_socket_required(self) -> bool {
         self.0 & (1 << 20) != 0
     }
+
+    /// Bit 24 (CIPHERTEXT_HIDING_DRAM, ABI 1.57+): the guest requires ciphertext hiding.
+    pub fn ciphertext_hiding_required(self) -> bool {
+        self.0 & (1 << 24) != 0
+    }
 }
 
 /// A TCB_VERSION as the report carries it; its layout depends on the product.

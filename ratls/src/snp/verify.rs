@@ -4,10 +4,10 @@ use ring::signature::{UnparsedPublicKey, ECDSA_P384_SHA384_FIXED};
 
 use super::anchors::{self, Product};
 use super::report::{AttestationReport, SigningKey, TcbVersion};
-use super::{CertInput, SnpClaims, SnpPolicy};
+use super::{floors, CertInput, MinTcb, PlatformFlag, SnpClaims, SnpPolicy, TcbFloor};
 use crate::codec::Reader;
 use crate::hexfmt::{self, hex};
-use crate::pki::Cert;
+use crate::pki::{Cert, Crl};
 use crate::time::UnixTime;
 use crate::verdict::{Check, Claims, Platform, Verdict};
 
@@ -105,11 +105,20 @@ fn verify_anchored(
             == Some(Product::Turin);
     let reported = report.reported_tcb.decode(turin);
 
+    let mut applied_min = None;
+    let mut revocation = match (&certs.crl, &chain) {
+        (None, _) => "not checked: no CRL".to_owned(),
+        (Some(_), None) => "not checked: no valid certificate chain".to_owned(),
+        (Some(_), Some(_)) => String::new(),
+    };
     match &chain {
         Some(chain) => {
+            if let Some(checked) = check_crl(&mut v, certs.crl.as_deref(), chain, policy, now) {
+                revocation = checked;
+            }
             check_signing_key(&mut v, report, chain.vlek);
             check_signature(&mut v, report, &chain.leaf);
-            check_tcb(&mut v, &chain.leaf, &reported, turin);
+            applied_min = check_tcb(&mut v, &chain.leaf, &reported, turin, chain.product, policy);
             check_chip_id(&mut v, report, &chain.leaf, chain.vlek);
             check_product(&mut v, report, chain.product);
         }
@@ -121,13 +130,134 @@ fn verify_anchored(
         )),
     }
     check_policy(&mut v, report, &reported, product, policy);
-    v.claims = Claims::Snp(Box::new(SnpClaims::from_report(report, product)));
+    check_platform(&mut v, report, turin, applied_min.as_ref(), policy);
+    let mut claims = SnpClaims::from_report(report, product);
+    claims.revocation = revocation;
+    v.claims = Claims::Snp(Box::new(claims));
     v
+}
+
+/// `tee.crl`: AMD's CRL for the product, signed by the chain's ARK and issued under its name,
+/// current at `now`, lists neither the intermediate (ASK/ASVK) nor the endorsement key
+/// (VCEK/VLEK). Without a CRL the step is recorded only when the policy requires one. Returns
+/// the revocation claim when a CRL was given ("checked: …" or why it was refused).
+fn check_crl(
+    v: &mut Verdict,
+    crl: Option<&[u8]>,
+    chain: &Chain,
+    policy: &SnpPolicy,
+    now: UnixTime,
+) -> Option<String> {
+    const STEP: &str = "tee.crl";
+    let product = chain.product;
+    let (mid_name, leaf_name) = if chain.vlek {
+        ("ASVK", "VLEK")
+    } else {
+        ("ASK", "VCEK")
+    };
+    let kind = if chain.vlek { "vlek" } else { "vcek" };
+    let Some(bytes) = crl else {
+        if policy.require_crl {
+            v.push(Check::fail(
+                STEP,
+                format!("AMD's CRL for {product} (KDS /{kind}/v1/{product}/crl), signed by ARK-{product}"),
+                "no CRL given",
+                "the policy sets require_crl: give AMD KDS's CRL for the product so that \
+                 revocation of the ASK/ASVK and VCEK/VLEK can be checked",
+            ));
+        }
+        return None;
+    };
+    let refused = |v: &mut Verdict, expected: String, presented: String, detail: String| {
+        v.push(Check::fail(STEP, expected, presented, detail));
+        Some("not checked: the CRL was refused".to_owned())
+    };
+    let crl = match Crl::from_der_or_pem(bytes) {
+        Ok(crl) => crl,
+        Err(e) => {
+            return refused(
+                v,
+                format!("a DER X.509 CRL for {product} signed by ARK-{product}"),
+                format!("{} bytes that do not parse as a CRL", bytes.len()),
+                e.to_string(),
+            )
+        }
+    };
+    let ark = &chain.ark;
+    if !crl.issued_by_name(ark) {
+        return refused(
+            v,
+            format!("a CRL issued by the ARK [{}]", ark.subject_name()),
+            format!("a CRL issued by [{}]", crl.issuer_name()),
+            "the CRL belongs to another authority (another product's ARK?)".into(),
+        );
+    }
+    if let Err(e) = crl.verify_signed_by(ark) {
+        return refused(
+            v,
+            format!(
+                "a CRL signed by the key of {} (RSASSA-PSS/SHA-384)",
+                ark.subject_cn()
+            ),
+            format!(
+                "a CRL of {} whose signature does not verify",
+                crl.this_update()
+            ),
+            e.to_string(),
+        );
+    }
+    let window = match crl.next_update() {
+        Some(next) => format!("thisUpdate {} .. nextUpdate {next}", crl.this_update()),
+        None => format!("thisUpdate {}, no nextUpdate", crl.this_update()),
+    };
+    if !crl.is_current(now) {
+        return refused(
+            v,
+            format!("a CRL current at {now} (thisUpdate <= now < nextUpdate)"),
+            window,
+            "fetch a fresh CRL from AMD KDS (or verify old evidence with --at)".into(),
+        );
+    }
+    let mut listed = Vec::new();
+    for (name, cert) in [(mid_name, &chain.mid), (leaf_name, &chain.leaf)] {
+        if crl.lists(cert.serial()) {
+            listed.push(format!(
+                "{name} {} serial {}",
+                cert.subject_cn(),
+                cert.serial_hex()
+            ));
+        }
+    }
+    let expected = format!(
+        "{mid_name} serial {} and {leaf_name} serial {} not listed by the CRL of ARK-{product}",
+        chain.mid.serial_hex(),
+        chain.leaf.serial_hex()
+    );
+    if !listed.is_empty() {
+        v.push(Check::fail(
+            STEP,
+            expected,
+            format!("REVOKED: {}", listed.join(", ")),
+            format!("CRL {window}, {} entries", crl.revoked_count()),
+        ));
+        return Some(format!("REVOKED: {}", listed.join(", ")));
+    }
+    v.push(
+        Check::pass(
+            STEP,
+            expected,
+            format!("not listed ({} entries)", crl.revoked_count()),
+        )
+        .with_detail(format!("CRL {window}")),
+    );
+    Some(format!("checked: CRL of {}", crl.this_update()))
 }
 
 struct Chain {
     product: Product,
     vlek: bool,
+    ark: Cert,
+    mid: Cert,
     leaf: Cert,
 }
 
@@ -393,6 +523,8 @@ fn check_chain(
     Some(Chain {
         product,
         vlek,
+        ark: ark.clone(),
+        mid: mid.clone(),
         leaf,
     })
 }
@@ -455,7 +587,62 @@ fn check_signature(v: &mut Verdict, report: &AttestationReport, leaf: &Cert) {
     });
 }
 
-fn check_tcb(v: &mut Verdict, leaf: &Cert, reported: &TcbVersion, turin: bool) {
+/// The minimum `reported_tcb` must reach: the policy's `min_tcb`, else AMD's floor for the
+/// product (unless `tcb_floor` is `none`). `Ok(None)`: no minimum applies; `Err`: the built-in
+/// floors cannot be read (fail closed).
+struct Minimum {
+    tcb: Option<TcbVersion>,
+    /// e.g. `policy min_tcb`, `AMD floor for Milan from AMD-SB-3019 (2025-02-03)`.
+    source: String,
+}
+
+fn minimum(policy: &SnpPolicy, product: Product) -> Result<Minimum, String> {
+    let to_tcb = |min: &MinTcb| TcbVersion {
+        fmc: min.fmc,
+        bootloader: min.bootloader,
+        tee: min.tee,
+        snp: min.snp,
+        microcode: min.microcode,
+    };
+    if let Some(min) = &policy.min_tcb {
+        return Ok(Minimum {
+            tcb: Some(to_tcb(min)),
+            source: "policy min_tcb".into(),
+        });
+    }
+    if policy.tcb_floor == TcbFloor::None {
+        return Ok(Minimum {
+            tcb: None,
+            source: "no minimum (policy tcb_floor \"none\")".into(),
+        });
+    }
+    Ok(match floors::floor(product)? {
+        Some(floor) => Minimum {
+            tcb: floor.min_tcb.as_ref().map(to_tcb),
+            source: if floor.min_tcb.is_some() {
+                floor.describe()
+            } else {
+                format!("no AMD floor known for {product}")
+            },
+        },
+        None => Minimum {
+            tcb: None,
+            source: format!("no AMD floor known for {product}"),
+        },
+    })
+}
+
+/// `tee.tcb`: the certificate's TCB extensions equal `reported_tcb`, and `reported_tcb` is at
+/// least the minimum that applies (AMD's floor for the product by default; the policy's
+/// `min_tcb`, also checked as `tee.policy.min_tcb`, replaces it).
+fn check_tcb(
+    v: &mut Verdict,
+    leaf: &Cert,
+    reported: &TcbVersion,
+    turin: bool,
+    product: Product,
+    policy: &SnpPolicy,
+) -> Option<TcbVersion> {
     let read = |oid| -> Result<u8, String> {
         let value = leaf
             .extension_value(oid)
@@ -475,20 +662,73 @@ fn check_tcb(v: &mut Verdict, leaf: &Cert, reported: &TcbVersion, turin: bool) {
             microcode: read(OID_UCODE_SPL)?,
         })
     })();
-    match cert_tcb {
-        Ok(cert_tcb) => v.push(Check::expect(
-            "tee.tcb",
-            cert_tcb == *reported,
-            format!("certificate TCB {cert_tcb}"),
-            format!("reported_tcb {reported}"),
-        )),
-        Err(e) => v.push(Check::fail(
-            "tee.tcb",
-            "certificate TCB extensions",
-            "unreadable",
-            e,
-        )),
+    let cert_tcb = match cert_tcb {
+        Ok(cert_tcb) => cert_tcb,
+        Err(e) => {
+            v.push(Check::fail(
+                "tee.tcb",
+                "certificate TCB extensions",
+                "unreadable",
+                e,
+            ));
+            return None;
+        }
+    };
+    let minimum = match minimum(policy, product) {
+        Ok(minimum) => minimum,
+        Err(e) => {
+            v.push(Check::fail(
+                "tee.tcb",
+                format!("certificate TCB {cert_tcb}, at least AMD's floor for {product}"),
+                format!("reported_tcb {reported}"),
+                e,
+            ));
+            return None;
+        }
+    };
+    let bound = cert_tcb == *reported;
+    // The policy's min_tcb has its own step (tee.policy.min_tcb): not failed twice here.
+    let from_policy = policy.min_tcb.is_some();
+    let floor_ok = from_policy
+        || minimum
+            .tcb
+            .as_ref()
+            .is_none_or(|min| reported.at_least(min));
+    let expected = match (&minimum.tcb, from_policy) {
+        (Some(min), true) => format!(
+            "certificate TCB {cert_tcb}; minimum {min} from policy min_tcb (tee.policy.min_tcb)"
+        ),
+        (Some(min), false) => format!(
+            "certificate TCB {cert_tcb}; at least {min} ({})",
+            minimum.source
+        ),
+        (None, _) => format!("certificate TCB {cert_tcb}; {}", minimum.source),
+    };
+    let mut problems = Vec::new();
+    if !bound {
+        problems.push(format!(
+            "the VCEK/VLEK certifies {cert_tcb} but the report claims {reported}"
+        ));
     }
+    if !floor_ok {
+        problems.push(format!(
+            "reported_tcb {reported} is below the {} (a platform without AMD's fixes); set \
+             snp.min_tcb to accept an explicit older minimum, or tcb_floor \"none\"",
+            minimum.source
+        ));
+    }
+    let check = Check::expect(
+        "tee.tcb",
+        bound && floor_ok,
+        expected,
+        format!("reported_tcb {reported}"),
+    );
+    v.push(if problems.is_empty() {
+        check
+    } else {
+        check.with_detail(problems.join("; "))
+    });
+    minimum.tcb
 }
 
 fn check_chip_id(v: &mut Verdict, report: &AttestationReport, leaf: &Cert, vlek: bool) {
@@ -694,6 +934,139 @@ fn check_policy(
         if let Some(expected) = expected {
             v.push(pin_check(step, expected, presented));
         }
+    }
+}
+
+/// The optional platform requirements: launch TCB, SMT, single socket, ciphertext hiding,
+/// PLATFORM_INFO flags.
+fn check_platform(
+    v: &mut Verdict,
+    report: &AttestationReport,
+    turin: bool,
+    minimum: Option<&TcbVersion>,
+    policy: &SnpPolicy,
+) {
+    let gp = report.policy;
+    let info = report.platform_info;
+    let flags = PlatformFlag::describe(info);
+    if policy.check_launch_tcb {
+        let launch = report.launch_tcb.decode(turin);
+        match minimum {
+            Some(min) => v.push(Check::expect(
+                "tee.policy.launch_tcb",
+                launch.at_least(min),
+                format!("launch_tcb at least {min} (the minimum applied to reported_tcb)"),
+                format!("launch_tcb {launch}"),
+            )),
+            None => v.push(Check::fail(
+                "tee.policy.launch_tcb",
+                "a minimum TCB to compare launch_tcb with (policy min_tcb or AMD's floor)",
+                format!("launch_tcb {launch}; no minimum applies"),
+                "check_launch_tcb needs min_tcb, or an AMD floor for the product, and a \
+                 verified chain",
+            )),
+        }
+    }
+    if policy.require_smt_off {
+        let platform_off = !PlatformFlag::SMT_EN.is_set(info);
+        let guest_forbids = !gp.smt_allowed();
+        v.push(Check::expect(
+            "tee.policy.smt",
+            platform_off || guest_forbids,
+            "SMT off: PLATFORM_INFO SMT_EN clear, or guest policy bit 16 clear",
+            format!(
+                "PLATFORM_INFO {info:#x} ({flags}): SMT {}; guest policy {:#x}: SMT {}",
+                if platform_off { "off" } else { "ON" },
+                gp.0,
+                if guest_forbids {
+                    "forbidden"
+                } else {
+                    "allowed"
+                }
+            ),
+        ));
+    }
+    if policy.require_single_socket {
+        v.push(Check::expect(
+            "tee.policy.single_socket",
+            gp.single_socket_required(),
+            "guest policy SINGLE_SOCKET (bit 20) set",
+            format!(
+                "guest policy {:#x}: SINGLE_SOCKET {}",
+                gp.0,
+                if gp.single_socket_required() {
+                    "set"
+                } else {
+                    "clear"
+                }
+            ),
+        ));
+    }
+    if policy.require_ciphertext_hiding {
+        let platform = PlatformFlag::CIPHERTEXT_HIDING_EN.is_set(info);
+        let guest = gp.ciphertext_hiding_required();
+        v.push(Check::expect(
+            "tee.policy.ciphertext_hiding",
+            platform || guest,
+            "PLATFORM_INFO CIPHERTEXT_HIDING_EN (bit 4) set, or guest policy bit 24 set",
+            format!(
+                "PLATFORM_INFO {info:#x} ({flags}); guest policy {:#x}: ciphertext hiding {}",
+                gp.0,
+                if guest { "required" } else { "not required" }
+            ),
+        ));
+    }
+    if !policy.platform_info_required.is_empty()
+        || !policy
+            .platform_info_forbidden
+            .is_empty()
+    {
+        let missing: Vec<&str> = policy
+            .platform_info_required
+            .iter()
+            .filter(|f| !f.is_set(info))
+            .map(|f| f.name())
+            .collect();
+        let present: Vec<&str> = policy
+            .platform_info_forbidden
+            .iter()
+            .filter(|f| f.is_set(info))
+            .map(|f| f.name())
+            .collect();
+        let names = |list: &[PlatformFlag]| {
+            list.iter()
+                .map(|f| f.name())
+                .collect::<Vec<_>>()
+                .join("|")
+        };
+        let mut expected = Vec::new();
+        if !policy.platform_info_required.is_empty() {
+            expected.push(format!("set: {}", names(&policy.platform_info_required)));
+        }
+        if !policy
+            .platform_info_forbidden
+            .is_empty()
+        {
+            expected.push(format!("clear: {}", names(&policy.platform_info_forbidden)));
+        }
+        let check = Check::expect(
+            "tee.policy.platform_info",
+            missing.is_empty() && present.is_empty(),
+            format!("PLATFORM_INFO {}", expected.join("; ")),
+            format!("PLATFORM_INFO {info:#x} ({flags})"),
+        );
+        let mut problems = Vec::new();
+        if !missing.is_empty() {
+            problems.push(format!("missing {}", missing.join(", ")));
+        }
+        if !present.is_empty() {
+            problems.push(format!("forbidden but set {}", present.join(", ")));
+        }
+        v.push(if problems.is_empty() {
+            check
+        } else {
+            check.with_detail(problems.join("; "))
+        });
     }
 }
 

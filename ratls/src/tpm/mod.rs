@@ -8,7 +8,7 @@
 //! | `tpm.parse` | the quote, the signature and the AK parse (a failure names the input) |
 //! | `tpm.magic` | `TPM_GENERATED_VALUE` (0xff544347) |
 //! | `tpm.type` | `TPM_ST_ATTEST_QUOTE` (0x8018) |
-//! | `tpm.signature` | the signature over the `TPMS_ATTEST` bytes under the AK (RSASSA, RSAPSS, ECDSA P-256/P-384), scheme consistent with the AK |
+//! | `tpm.signature` | the signature over the `TPMS_ATTEST` bytes under the AK (RSASSA, RSAPSS with any salt length: recovered from the signature as EMSA-PSS-VERIFY allows, since TPMs sign with the largest salt that fits, ECDSA P-256/P-384), scheme consistent with the AK |
 //! | `tpm.ak` | the AK is a restricted signing key with fixedTPM, fixedParent and sensitiveDataOrigin, and matches the policy's pin if any |
 //! | `tpm.qualifying_data` | `extraData` equals the expected nonce |
 //! | `tpm.pcr_selection` | the quoted banks/PCRs equal the policy's, and the presented PCR values cover exactly them |
@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::HashAlg;
 
+pub mod pss;
 pub mod structures;
 mod verify;
 

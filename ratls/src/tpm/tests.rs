@@ -1161,3 +1161,54 @@ fn inspect_reports_without_verifying() {
     assert!(json.get("pcrs").is_none());
     assert!(inspect_attest(&[1, 2, 3]).is_err());
 }
+
+/// A quote signed as genuine TPMs sign RSASSA-PSS (the largest salt that fits), and in FIPS
+/// mode (salt = hash length), and with no salt: every one verifies through `tpm.signature`;
+/// the same signature over another quote does not.
+#[test]
+fn rsapss_quotes_verify_whatever_the_salt_length() {
+    use super::pss::tests::{key, public, sign};
+    let (sel, pcrs) = selection(&[(HashAlg::Sha256, &[0, 1])]);
+    for bits in [2048, 3072] {
+        let key = key(bits);
+        let (n, _) = public(key);
+        let em_len = (bits - 1).div_ceil(8);
+        for (hash, alg_id) in [(HashAlg::Sha256, 0x000b), (HashAlg::Sha384, 0x000c)] {
+            // pcrDigest is computed with the signing hash.
+            let digest = digest_of(&sel, &pcrs, hash);
+            let attest = quote(b"nonce", sel.clone(), digest.clone()).to_bytes();
+            let other = quote(b"other", sel.clone(), digest).to_bytes();
+            let ak = rsa_ak(Some((TPM_ALG_RSAPSS, alg_id)), AK_ATTRIBUTES, &n, 0);
+            let max = em_len - hash.digest_len() - 2;
+            for salt in [0, hash.digest_len(), max] {
+                let value = sign(key, hash, salt, &attest);
+                let sig = Signature {
+                    scheme: SigScheme::RsaPss,
+                    hash,
+                    value: SigValue::Rsa(value),
+                }
+                .to_bytes();
+                let input = QuoteInput {
+                    attest: &attest,
+                    signature: &sig,
+                    ak_public: &ak,
+                    nonce: Some(b"nonce".to_vec()),
+                    pcrs: Some(pcrs.clone()),
+                };
+                let v = verify(&input, &TpmPolicy::default());
+                assert!(v.is_trusted(), "{bits} {hash:?} salt {salt}: {v}");
+                let v = verify(
+                    &QuoteInput {
+                        attest: &other,
+                        nonce: Some(b"other".to_vec()),
+                        ..input.clone()
+                    },
+                    &TpmPolicy::default(),
+                );
+                assert_eq!(failed(&v), ["tpm.signature"], "{v}");
+                let detail = &v.check("tpm.signature").unwrap().detail;
+                assert!(detail.contains("RSASSA-PSS"), "{detail}");
+            }
+        }
+    }
+}

@@ -385,13 +385,24 @@ fn verify_rsa(
         exponent.to_be_bytes()
     };
     let e = strip_leading_zeros(&e_bytes);
+    if sig.len() != modulus.len() {
+        return Err(format!(
+            "signature is {} bytes, the AK modulus {} bytes",
+            sig.len(),
+            modulus.len()
+        ));
+    }
     let params: &signature::RsaParameters = match (scheme, hash) {
         (SigScheme::RsaSsa, HashAlg::Sha256) => &signature::RSA_PKCS1_2048_8192_SHA256,
         (SigScheme::RsaSsa, HashAlg::Sha384) => &signature::RSA_PKCS1_2048_8192_SHA384,
         (SigScheme::RsaSsa, HashAlg::Sha512) => &signature::RSA_PKCS1_2048_8192_SHA512,
-        (SigScheme::RsaPss, HashAlg::Sha256) => &signature::RSA_PSS_2048_8192_SHA256,
-        (SigScheme::RsaPss, HashAlg::Sha384) => &signature::RSA_PSS_2048_8192_SHA384,
-        (SigScheme::RsaPss, HashAlg::Sha512) => &signature::RSA_PSS_2048_8192_SHA512,
+        // Genuine TPMs sign PSS with the largest salt that fits (or, in FIPS mode, the hash
+        // length): verified with the salt length the encoded message carries.
+        (SigScheme::RsaPss, HashAlg::Sha256 | HashAlg::Sha384 | HashAlg::Sha512) => {
+            return super::pss::verify(n, e, hash, message, sig)
+                .map(|_salt| ())
+                .map_err(|e| format!("RSASSA-PSS signature does not verify under the AK: {e}"));
+        }
         _ => {
             return Err(format!(
                 "{}-{} is not accepted (SHA-256, SHA-384 or SHA-512 only)",
@@ -400,23 +411,9 @@ fn verify_rsa(
             ))
         }
     };
-    if sig.len() != modulus.len() {
-        return Err(format!(
-            "signature is {} bytes, the AK modulus {} bytes",
-            sig.len(),
-            modulus.len()
-        ));
-    }
     RsaPublicKeyComponents { n, e }
         .verify(params, message, sig)
-        .map_err(|_| {
-            let pss = if scheme == SigScheme::RsaPss {
-                " (RSA-PSS is verified with salt length = hash length)"
-            } else {
-                ""
-            };
-            format!("signature does not verify under the AK{pss}")
-        })
+        .map_err(|_| "signature does not verify under the AK".to_owned())
 }
 
 fn verify_ecdsa(

@@ -450,6 +450,90 @@ impl SimCa {
         self.tcb
     }
 
+    /// The ASK's serial number (big-endian magnitude, as [`Cert::serial`] gives it).
+    pub fn ask_serial(&self) -> Result<Vec<u8>, AttestError> {
+        serial_of("ASK", &self.ask.der)
+    }
+
+    /// The VCEK's serial number (big-endian magnitude, as [`Cert::serial`] gives it).
+    pub fn vcek_serial(&self) -> Result<Vec<u8>, AttestError> {
+        serial_of("VCEK", &self.vcek.der)
+    }
+
+    /// A CRL as AMD's KDS serves it (`/vcek/v1/{product}/crl`): version 2, issued under the ARK's
+    /// name and signed by the ARK with RSASSA-PSS/SHA-384 (salt 48), listing `revoked` (serial
+    /// magnitudes), valid `this_update .. next_update`.
+    pub fn crl(
+        &self,
+        revoked: &[&[u8]],
+        this_update: SystemTime,
+        next_update: SystemTime,
+    ) -> Result<Vec<u8>, AttestError> {
+        self.crl_signed_with(&self.ark.pkcs8, revoked, this_update, next_update)
+    }
+
+    /// The same CRL (ARK's name as issuer) but signed with the ASK's key: what a forger
+    /// without the ARK key could produce (negative tests).
+    pub fn crl_signed_by_ask(
+        &self,
+        revoked: &[&[u8]],
+        this_update: SystemTime,
+        next_update: SystemTime,
+    ) -> Result<Vec<u8>, AttestError> {
+        self.crl_signed_with(&self.ask.pkcs8, revoked, this_update, next_update)
+    }
+
+    fn crl_signed_with(
+        &self,
+        signer_pkcs8: &[u8],
+        revoked: &[&[u8]],
+        this_update: SystemTime,
+        next_update: SystemTime,
+    ) -> Result<Vec<u8>, AttestError> {
+        use x509_cert::crl::{CertificateList, RevokedCert, TbsCertList};
+        let what = "simulated CRL";
+        let rng = SystemRandom::new();
+        let key = rsa_key_pair(signer_pkcs8)?;
+        let algorithm = AlgorithmIdentifierOwned {
+            oid: OID_RSASSA_PSS,
+            parameters: Some(Any::from_der(&PSS_SHA384_PARAMS).map_err(|e| backend(what, e))?),
+        };
+        let revoked = revoked
+            .iter()
+            .map(|serial| {
+                let serial: &[u8] = if serial.is_empty() { &[0] } else { serial };
+                Ok(RevokedCert::<x509_cert::certificate::Rfc5280> {
+                    serial_number: SerialNumber::<x509_cert::certificate::Rfc5280>::new(serial)
+                        .map_err(|e| backend(what, e))?,
+                    revocation_date: time(this_update)?,
+                    crl_entry_extensions: None,
+                })
+            })
+            .collect::<Result<Vec<_>, AttestError>>()?;
+        let tbs = TbsCertList {
+            version: Version::V2,
+            signature: algorithm.clone(),
+            issuer: sim_name(&format!("ARK-{PRODUCT}"))?,
+            this_update: time(this_update)?,
+            next_update: Some(time(next_update)?),
+            revoked_certificates: (!revoked.is_empty()).then_some(revoked),
+            crl_extensions: None,
+        };
+        let tbs_der = tbs
+            .to_der()
+            .map_err(|e| backend(what, e))?;
+        let mut signature = vec![0u8; key.public().modulus_len()];
+        key.sign(&RSA_PSS_SHA384, &rng, &tbs_der, &mut signature)
+            .map_err(|e| backend(what, e))?;
+        CertificateList {
+            tbs_cert_list: tbs,
+            signature_algorithm: algorithm,
+            signature: BitString::from_bytes(&signature).map_err(|e| backend(what, e))?,
+        }
+        .to_der()
+        .map_err(|e| backend(what, e))
+    }
+
     /// Sign `message` with the VCEK: ECDSA P-384 with SHA-384, r || s big-endian.
     pub(super) fn sign(&self, rng: &SystemRandom, message: &[u8]) -> Result<[u8; 96], AttestError> {
         let signature = self
@@ -527,6 +611,12 @@ fn issue(rng: &SystemRandom, issuer_key: &RsaKeyPair, t: Template) -> Result<Vec
     }
     .to_der()
     .map_err(|e| backend(what, e))
+}
+
+fn serial_of(name: &str, der: &[u8]) -> Result<Vec<u8>, AttestError> {
+    Cert::from_der(der)
+        .map(|c| c.serial().to_vec())
+        .map_err(|e| backend("simulated certificate", format!("{name}: {e}")))
 }
 
 /// A name shaped like AMD's (OU, C, L, ST, O, CN) with the simulated organisation.
