@@ -605,10 +605,7 @@ pub enum ConfigError {
          swtpm:host=H,port=P, mssim:host=H,port=P, tabrmd)"
     )]
     BadTpm { given: String },
-    #[error(
-        "TEE auto-detection: {error}. Name the TEE (sev-snp, tdx, azure-snp, azure-tdx), or none \
-         for TPM-only evidence"
-    )]
+    #[error("TEE auto-detection: {error}. Name the TEE (sev-snp, tdx, azure-snp, azure-tdx)")]
     NoTeeDetected { error: AttestError },
     #[error(
         "tee = sev-snp: neither interface is there ({why}); an SEV-SNP guest needs configfs-tsm \
