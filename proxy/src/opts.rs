@@ -266,8 +266,6 @@ pub struct Settings {
     pub drain_timeout: Duration,
 }
 
-/// The default TPM (the kernel's resource manager).
-
 /// Read the configuration file (if any), merge, and check everything. On failure: every
 /// problem found, one line each.
 pub fn settings(side: Side, flags: Flags) -> Result<Settings, Vec<String>> {
