@@ -55,7 +55,8 @@ pub fn open_attesters(cfg: &AgentConfig) -> Result<Machine, StartError> {
         .open()
         .map_err(|e| match e {
             ConfigError::NoTeeDetected { .. } => err(format!(
-                "tee = \"auto\": {e} (set tee in agent.toml; tee = \"sim\" for tests only)"
+                "tee = \"auto\": {e}; set tee in agent.toml (sev-snp, tdx, azure-snp, azure-tdx; \
+                 \"sim\" for tests only)"
             )),
             ConfigError::SimNotBuilt => err(format!("agent.tee: {e}")),
             e => err(e),

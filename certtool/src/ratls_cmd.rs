@@ -86,12 +86,13 @@ fn open_attester(args: &GenerateArgs) -> Result<Arc<Attester>, Failure> {
     let opened = config.open().map_err(|e| {
         Failure::usage(match e {
             ConfigError::NoTeeDetected { .. } => format!(
-                "--tee auto: {e} (name the TEE with --tee; --tee none for a TPM-only certificate)"
+                "--tee auto: {e}; name the TEE with --tee (--tee none for a TPM-only certificate)"
             ),
             ConfigError::NoAttester => {
                 "no attester: --tee none and --tpm none leave nothing to put in the certificate"
                     .to_owned()
             }
+            ConfigError::Tpm { .. } => format!("--tpm: {e}"),
             ConfigError::AzureNeedsTpm { tee } => {
                 format!("--tee {tee} reads the vTPM: it needs --tpm")
             }

@@ -21,7 +21,8 @@ use rustls::sign::CertifiedKey;
 /// Open the TPM, the IMA log and the TEE; print what was opened and the warnings.
 pub fn open_attester(a: &AttesterConfig) -> Result<Arc<Attester>, String> {
     let opened = a.open().map_err(|e| match e {
-        ConfigError::NoTeeDetected { .. } => format!("--tee auto: {e} (name the TEE with --tee)"),
+        ConfigError::NoTeeDetected { .. } => format!("--tee auto: {e}; name the TEE with --tee"),
+        ConfigError::Tpm { .. } => format!("--tpm: {e}"),
         e => format!("--tee {}: {e}", a.tee),
     })?;
     for note in &opened.notes {

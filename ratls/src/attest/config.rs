@@ -198,8 +198,12 @@ impl AttesterConfig {
         let kind = match self.tee {
             TeeChoice::None => return Ok(None),
             TeeChoice::Auto => {
-                let found = detect_interface(&self.probe_paths())
-                    .map_err(|error| ConfigError::NoTeeDetected { error })?;
+                let found = detect_interface(&self.probe_paths()).map_err(|e| match e {
+                    AttestError::Unavailable { why, .. } => ConfigError::NoTeeDetected { why },
+                    other => ConfigError::NoTeeDetected {
+                        why: other.to_string(),
+                    },
+                })?;
                 return Ok(Some(Selection::detected(found)));
             }
             TeeChoice::Kind(kind) => kind,
@@ -605,8 +609,8 @@ pub enum ConfigError {
          swtpm:host=H,port=P, mssim:host=H,port=P, tabrmd)"
     )]
     BadTpm { given: String },
-    #[error("TEE auto-detection: {error}. Name the TEE (sev-snp, tdx, azure-snp, azure-tdx)")]
-    NoTeeDetected { error: AttestError },
+    #[error("TEE auto-detection found none it can use: {why}")]
+    NoTeeDetected { why: String },
     #[error(
         "tee = sev-snp: neither interface is there ({why}); an SEV-SNP guest needs configfs-tsm \
          (Linux 6.7+, CONFIG_TSM_REPORTS) or the sev-guest driver ({SEV_GUEST_DEVICE})"
