@@ -217,7 +217,7 @@ impl AttesterConfig {
             }))
         };
         match kind {
-            TeeKind::Sim => selection(TeeInterface::Simulated, "asked for (tee = sim)".into()),
+            TeeKind::Sim => selection(TeeInterface::Simulated, "asked for".into()),
             TeeKind::AzureSnp | TeeKind::AzureTdx => selection(
                 TeeInterface::AzureVtpm,
                 "the HCL report in vTPM NV index 0x01400001".into(),
@@ -543,7 +543,9 @@ impl Selection {
 
     /// One line for the log: `TEE detected: …` or `TEE: sev-snp through …`.
     pub fn describe(&self) -> String {
-        if self.detected {
+        if self.interface == TeeInterface::Simulated {
+            format!("TEE: {} (the simulated TEE, asked for)", self.kind)
+        } else if self.detected {
             format!(
                 "TEE detected: {} (through {})",
                 self.why,
