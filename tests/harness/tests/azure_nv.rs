@@ -20,11 +20,11 @@ use std::time::Duration;
 use ratls::attest::azure::{AzureTee, AK_HANDLE, HCL_REPORT_NV_INDEX, USER_DATA_NV_INDEX};
 use ratls::attest::config::{AttesterConfig, ConfigError, Note, TeeChoice};
 use ratls::attest::detect::TeeInterface;
-use ratls::attest::tpm::{AK_MISSING, DEFAULT_AK_HANDLE};
+use ratls::attest::tpm::{ReconnectingTpm, AK_MISSING, DEFAULT_AK_HANDLE, RECONNECT_INTERVAL};
 use ratls::attest::{AttestError, TeeAttester, TeeKind, TpmAttester};
 use ratls::azure::{self, HclReport, HwReport, ReportType};
 use ratls::binding::ReportData;
-use ratls::binding::{BindingClaims, Role};
+use ratls::binding::{BindingClaims, QualifyingData, Role};
 use ratls::bundle::TeeEvidence;
 use ratls::digest::HashAlg;
 use ratls::tpm::{self, QuoteInput, TpmPolicy};
@@ -407,4 +407,43 @@ fn attester_config_on_azure_without_the_paravisors_ak_creates_nothing() {
     // Nothing was created but the key this test provisioned.
     assert!(persisted(&swtpm, AK_HANDLE));
     assert!(!persisted(&swtpm, DEFAULT_AK_HANDLE));
+}
+
+#[test]
+fn the_paravisors_ak_is_not_recreated_on_reconnection() {
+    let Some(mut swtpm) = Swtpm::start() else {
+        return;
+    };
+    azure_ak(&swtpm).unwrap();
+    let tcti = swtpm.tcti();
+    let tpm = ReconnectingTpm::open_existing(&tcti, AK_HANDLE).unwrap();
+    let nonce = QualifyingData::for_raw_nonce(b"reconnect").unwrap();
+    tpm.quote(&nonce, &[HashAlg::Sha256], &[0])
+        .unwrap();
+    // A reboot during which the key goes away (a re-provisioned vTPM, say).
+    swtpm.restart();
+    if swtpm.tcti() != tcti {
+        eprintln!("SKIPPED: swtpm came back on another port");
+        return;
+    }
+    TssTpm::open_existing(&tcti, AK_HANDLE)
+        .unwrap()
+        .remove_ak()
+        .unwrap();
+    // The dead connection fails and is dropped; the next attempt reconnects without creating.
+    assert!(tpm
+        .quote(&nonce, &[HashAlg::Sha256], &[0])
+        .is_err());
+    std::thread::sleep(RECONNECT_INTERVAL + Duration::from_millis(100));
+    match tpm.quote(&nonce, &[HashAlg::Sha256], &[0]) {
+        Err(AttestError::Unavailable { why, .. }) => {
+            assert!(why.contains("never created here"), "{why}");
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    drop(tpm);
+    assert!(
+        !persisted(&swtpm, AK_HANDLE),
+        "nothing created at 0x81000003"
+    );
 }
