@@ -318,9 +318,21 @@ impl AttesterConfig {
             }));
         }
         let tee = match &selection {
-            Some(s) => Some(self.open_tee(s, tpm.as_ref(), &mut notes)?),
+            Some(s) => Some(self.open_tee(s, tpm.as_ref())?),
             None => None,
         };
+        if let (Some(TeeKind::Sim), Some(dir)) = (kind, &self.sim.dir) {
+            notes.push(Note::Warning(format!(
+                "!!! SIMULATED TEE !!! tee = sim: reports are signed by a key generated on this \
+                 machine ({}) and prove NOTHING about the hardware. For tests only.{}",
+                dir.join("ark.pem").display(),
+                if self.sim.debug {
+                    " Guest policy: DEBUG."
+                } else {
+                    ""
+                }
+            )));
+        }
         if tee.is_none() && tpm.is_none() {
             return Err(ConfigError::NoAttester);
         }
@@ -414,7 +426,6 @@ impl AttesterConfig {
         &self,
         s: &Selection,
         tpm: Option<&Arc<ReconnectingTpm>>,
-        notes: &mut Vec<Note>,
     ) -> Result<Arc<dyn TeeAttester>, ConfigError> {
         let kind = s.kind;
         let failed = |error| ConfigError::Tee {
@@ -430,14 +441,13 @@ impl AttesterConfig {
             TeeInterface::SevGuestDevice => {
                 #[cfg(all(feature = "sev-guest", target_os = "linux"))]
                 {
-                    let _ = notes;
                     super::snp_guest::SevGuest::open()
                         .map(|t| Arc::new(t) as Arc<dyn TeeAttester>)
                         .map_err(failed)
                 }
                 #[cfg(not(all(feature = "sev-guest", target_os = "linux")))]
                 {
-                    let _ = (notes, failed);
+                    let _ = failed;
                     Err(ConfigError::NotBuilt {
                         what: "the SEV-SNP guest device (/dev/sev-guest)",
                         feature: "sev-guest",
@@ -448,7 +458,6 @@ impl AttesterConfig {
                 let tpm = tpm.ok_or(ConfigError::AzureNeedsTpm { tee: kind })?;
                 #[cfg(feature = "azure")]
                 {
-                    let _ = notes;
                     let tee = super::azure::AzureTee::open_shared(tpm.clone()).map_err(failed)?;
                     if tee.kind() != kind {
                         return Err(ConfigError::AzureKindMismatch {
@@ -460,7 +469,7 @@ impl AttesterConfig {
                 }
                 #[cfg(not(feature = "azure"))]
                 {
-                    let _ = (tpm, notes, failed);
+                    let _ = (tpm, failed);
                     Err(ConfigError::NotBuilt {
                         what: "the Azure attester",
                         feature: "azure",
@@ -470,11 +479,11 @@ impl AttesterConfig {
             TeeInterface::Simulated => {
                 #[cfg(feature = "sim")]
                 {
-                    self.open_sim(notes).map_err(failed)
+                    self.open_sim().map_err(failed)
                 }
                 #[cfg(not(feature = "sim"))]
                 {
-                    let _ = (notes, failed);
+                    let _ = failed;
                     Err(ConfigError::SimNotBuilt)
                 }
             }
@@ -482,7 +491,7 @@ impl AttesterConfig {
     }
 
     #[cfg(feature = "sim")]
-    fn open_sim(&self, notes: &mut Vec<Note>) -> Result<Arc<dyn TeeAttester>, AttestError> {
+    fn open_sim(&self) -> Result<Arc<dyn TeeAttester>, AttestError> {
         use super::sim::{SimCa, SimTee};
         let dir = self
             .sim
@@ -497,16 +506,6 @@ impl AttesterConfig {
         if self.sim.debug {
             tee = tee.with_policy(SimTee::DEFAULT_POLICY | SimTee::POLICY_DEBUG);
         }
-        notes.push(Note::Warning(format!(
-            "!!! SIMULATED TEE !!! tee = sim: reports are signed by a key generated on this \
-             machine ({}) and prove NOTHING about the hardware. For tests only.{}",
-            dir.join("ark.pem").display(),
-            if self.sim.debug {
-                " Guest policy: DEBUG."
-            } else {
-                ""
-            }
-        )));
         Ok(Arc::new(tee))
     }
 }
