@@ -11,6 +11,7 @@
 //! tpm_device = "/dev/tpmrm0"             # or a TCTI: "swtpm:host=127.0.0.1,port=2321"
 //! data_dir = "/var/lib/cosmian_vm"
 //! tee = "auto"                           # auto | sev-snp | tdx | azure-snp | azure-tdx | sim
+//! # ak_handle = 0x81010002               # the AK's persistent handle (default; Azure: 0x81000003)
 //!
 //! [app]
 //! service_type = "systemd"               # systemd | supervisor | standalone
@@ -21,7 +22,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ratls::attest::TeeKind;
+pub use ratls::attest::config::TeeChoice;
+use ratls::attest::config::{tcti_of, DEFAULT_TPM_DEVICE};
 use serde::Deserialize;
 
 /// The configuration file's default location.
@@ -89,6 +91,9 @@ pub struct AgentConfig {
     pub tpm_tcti: String,
     pub data_dir: PathBuf,
     pub tee: TeeChoice,
+    /// The TPM attestation key's persistent handle (`ak_handle`); `None`: the default
+    /// (0x81010002), or the paravisor's key (0x81000003) on Azure.
+    pub ak_handle: Option<u32>,
     pub ima_log: PathBuf,
     /// The firmware's TCG event log (`event_log`), carried in the evidence when it exists.
     pub event_log: PathBuf,
@@ -128,14 +133,6 @@ pub struct LuksConfig {
     pub mountpoint: PathBuf,
     /// The `cosmian_fstool` program (found on PATH by default).
     pub fstool: PathBuf,
-}
-
-/// `tee = ...`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TeeChoice {
-    /// Detect (`ratls::attest::detect`); the simulated TEE is never picked.
-    Auto,
-    Kind(TeeKind),
 }
 
 /// `[app]`.
@@ -194,6 +191,7 @@ struct RawAgent {
     tpm_device: Option<String>,
     data_dir: Option<PathBuf>,
     tee: Option<String>,
+    ak_handle: Option<u32>,
     ima_log: Option<PathBuf>,
     event_log: Option<PathBuf>,
     rotation_period_secs: Option<u64>,
@@ -276,23 +274,32 @@ impl Config {
         };
         let tpm_device = a
             .tpm_device
-            .unwrap_or_else(|| "/dev/tpmrm0".to_owned());
-        let tpm_tcti = tcti_of(&tpm_device).ok_or_else(|| {
-            invalid(
-                "agent.tpm_device",
-                format!(
-                    "{tpm_device:?} is neither a device path (/dev/tpmrm0) nor a TCTI string \
-                     (device:PATH, swtpm:host=H,port=P, mssim:host=H,port=P)"
-                ),
-            )
-        })?;
+            .unwrap_or_else(|| DEFAULT_TPM_DEVICE.to_owned());
+        let tpm_tcti =
+            tcti_of(&tpm_device).map_err(|e| invalid("agent.tpm_device", e.to_string()))?;
         let tee = match a.tee.as_deref() {
-            None | Some("auto") => TeeChoice::Auto,
-            Some(name) => TeeChoice::Kind(
-                name.parse()
-                    .map_err(|e: String| invalid("agent.tee", format!("{e}, or auto")))?,
-            ),
+            None => TeeChoice::Auto,
+            Some(name) => match name.parse() {
+                Ok(TeeChoice::None) => {
+                    return Err(invalid(
+                        "agent.tee",
+                        "\"none\": the agent always attests with a TEE (auto, sev-snp, tdx, \
+                         azure-snp, azure-tdx, or sim for tests)"
+                            .into(),
+                    ))
+                }
+                Ok(choice) => choice,
+                Err(e) => return Err(invalid("agent.tee", e.to_string())),
+            },
         };
+        if let Some(handle) = a.ak_handle {
+            if !(0x8100_0000..=0x81FF_FFFF).contains(&handle) {
+                return Err(invalid(
+                    "agent.ak_handle",
+                    format!("{handle:#x} is not a persistent handle (0x81000000..=0x81ffffff)"),
+                ));
+            }
+        }
         let rotation = a.rotation_period_secs.unwrap_or(3600);
         if rotation == 0 {
             return Err(invalid(
@@ -502,6 +509,7 @@ impl Config {
             ),
             tpm_tcti,
             tee,
+            ak_handle: a.ak_handle,
             ima_log: under(
                 a.ima_log
                     .unwrap_or_else(|| PathBuf::from(ratls::attest::ImaFile::SECURITYFS)),
@@ -573,20 +581,6 @@ impl Config {
             }
         };
         Ok(Self { agent, app })
-    }
-}
-
-/// `tpm_device` as a TCTI string: a path becomes `device:PATH`; a TCTI string stays.
-fn tcti_of(device: &str) -> Option<String> {
-    if device.starts_with('/') {
-        Some(format!("device:{device}"))
-    } else if ["device:", "swtpm:", "mssim:", "tabrmd"]
-        .iter()
-        .any(|p| device.starts_with(p))
-    {
-        Some(device.to_owned())
-    } else {
-        None
     }
 }
 

@@ -5,12 +5,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ratls::attest::detect::{detect_interface, DetectPaths, TeeInterface};
-use ratls::attest::tpm::{ReconnectingTpm, DEFAULT_AK_HANDLE};
-use ratls::attest::tsm::{ConfigfsTsm, SnpTsm, TdxTsm, DEFAULT_REPORT_DIR};
-use ratls::attest::{
-    Attester, EventLogFile, ImaFile, ImaSource, TeeAttester, TeeKind, TpmAttester,
-};
+use ratls::attest::config::{AttesterConfig, ConfigError};
+use ratls::attest::tpm::ReconnectingTpm;
+use ratls::attest::{Attester, TeeKind};
 use ratls::binding::Role;
 use ratls::tls::cert::{issue_with_key, CertParams, IssueError, IssuedCert};
 use ratls::tls::{CertSource, RotatingCert};
@@ -18,7 +15,7 @@ use ratls::UnixTime;
 use rustls::server::ResolvesServerCert;
 use rustls::sign::CertifiedKey;
 
-use crate::config::{AgentConfig, TeeChoice};
+use crate::config::AgentConfig;
 use crate::fsutil::{write_atomic_owned, PUBLIC_MODE, SECRET_MODE};
 use crate::tls::StaticCert;
 
@@ -40,113 +37,42 @@ pub struct Machine {
     pub tee: Option<TeeKind>,
 }
 
-/// Open the TPM (creating the AK on first use), the IMA log and the TEE named by the
-/// configuration.
-pub fn open_attesters(cfg: &AgentConfig) -> Result<Machine, StartError> {
-    let (tee, kind) = open_tee(cfg)?;
-    let tpm = ReconnectingTpm::open(&cfg.tpm_tcti, DEFAULT_AK_HANDLE)
-        .map_err(|e| err(format!("TPM on {}: {e}", cfg.tpm_tcti)))?;
-    eprintln!(
-        "cosmian_vm_agent: TPM on {}: attestation key at {:#010x} {}",
-        cfg.tpm_tcti,
-        DEFAULT_AK_HANDLE,
-        if tpm.ak_created() {
-            "created (first start)"
-        } else {
-            "loaded"
-        }
-    );
-    let ima: Option<Arc<dyn ImaSource>> = if cfg.ima_log.exists() {
-        Some(Arc::new(ImaFile(cfg.ima_log.clone())))
-    } else {
-        eprintln!(
-            "cosmian_vm_agent: WARNING: no IMA log at {}: evidence will carry none, and \
-             verifiers that require IMA will refuse it",
-            cfg.ima_log.display()
-        );
-        None
-    };
-    let tpm = Arc::new(tpm);
-    let mut attester = Attester::new(Some(tee), Some(tpm.clone() as Arc<dyn TpmAttester>), ima);
-    if cfg.event_log.exists() {
-        attester = attester.with_event_log(Arc::new(EventLogFile(cfg.event_log.clone())));
-    } else {
-        eprintln!(
-            "cosmian_vm_agent: WARNING: no firmware event log at {}: evidence will carry none \
-             (boot PCRs are still quoted; snapshots record no boot events)",
-            cfg.event_log.display()
-        );
-    }
-    Ok(Machine {
-        attester: Arc::new(attester),
-        tpm,
-        tee: Some(kind),
-    })
+/// What `agent.toml` says about the attesters, as the library's set-up takes it.
+pub fn attester_config(cfg: &AgentConfig) -> AttesterConfig {
+    let mut a = AttesterConfig::new(cfg.tee);
+    a.tpm_tcti = Some(cfg.tpm_tcti.clone());
+    a.ak_handle = cfg.ak_handle;
+    a.ima_log = Some(cfg.ima_log.clone());
+    a.event_log = Some(cfg.event_log.clone());
+    a.sim.dir = Some(cfg.data_dir.join("sim"));
+    a
 }
 
-fn open_tee(cfg: &AgentConfig) -> Result<(Arc<dyn TeeAttester>, TeeKind), StartError> {
-    let kind = match cfg.tee {
-        TeeChoice::Kind(kind) => kind,
-        TeeChoice::Auto => {
-            let tcti = cfg.tpm_tcti.clone();
-            let paths = DetectPaths::default().with_azure_probe(move || {
-                ratls::attest::azure::AzureTee::open(&tcti)
-                    .ok()
-                    .map(|t| t.kind())
-            });
-            let found = detect_interface(&paths).map_err(|e| {
-                err(format!(
-                    "tee = \"auto\": {e} (set tee in agent.toml; tee = \"sim\" for tests only)"
-                ))
-            })?;
-            eprintln!("cosmian_vm_agent: TEE detected: {}", found.why);
-            if found.interface == TeeInterface::SevGuestDevice {
-                return Err(err(
-                    "the SEV-SNP guest is only reachable through /dev/sev-guest, which this build \
-                     does not speak (feature sev-guest); enable configfs-tsm (Linux 6.7+)",
-                ));
-            }
-            found.kind
-        }
-    };
-    let tee: Arc<dyn TeeAttester> = match kind {
-        TeeKind::Sim => {
-            let dir = cfg.data_dir.join("sim");
-            let ca = ratls::attest::sim::SimCa::load_or_generate(&dir)
-                .map_err(|e| err(format!("simulated TEE CA in {}: {e}", dir.display())))?;
-            let tee = ratls::attest::sim::SimTee::new(Arc::new(ca))
-                .map_err(|e| err(format!("simulated TEE: {e}")))?;
-            eprintln!(
-                "cosmian_vm_agent: !!! SIMULATED TEE !!! tee = \"sim\": reports are signed by a key \
-                 generated on this machine ({}/ark.pem) and prove NOTHING about the hardware. \
-                 For tests only.",
-                dir.display()
-            );
-            Arc::new(tee)
-        }
-        TeeKind::SevSnp => Arc::new(SnpTsm::new(ConfigfsTsm::new(PathBuf::from(
-            DEFAULT_REPORT_DIR,
-        )))),
-        TeeKind::Tdx => Arc::new(TdxTsm::new(ConfigfsTsm::new(PathBuf::from(
-            DEFAULT_REPORT_DIR,
-        )))),
-        TeeKind::AzureSnp | TeeKind::AzureTdx => {
-            let tee = ratls::attest::azure::AzureTee::open(&cfg.tpm_tcti)
-                .map_err(|e| err(format!("tee = \"{kind}\": {e}")))?;
-            if tee.kind() != kind {
-                return Err(err(format!(
-                    "tee = \"{kind}\" but the vTPM's HCL report says {}",
-                    tee.kind()
-                )));
-            }
-            Arc::new(tee)
-        }
-        other => return Err(err(format!("tee = \"{other}\" is not supported"))),
-    };
-    if kind != TeeKind::Sim {
-        eprintln!("cosmian_vm_agent: TEE: {kind}");
+/// Open the TPM (creating the AK on first use, except on Azure where the paravisor's is used),
+/// the IMA log, the event log and the TEE named by the configuration.
+pub fn open_attesters(cfg: &AgentConfig) -> Result<Machine, StartError> {
+    let opened = attester_config(cfg)
+        .open()
+        .map_err(|e| match e {
+            ConfigError::NoTeeDetected { .. } => err(format!(
+                "tee = \"auto\": {e}; set tee in agent.toml (sev-snp, tdx, azure-snp, azure-tdx; \
+                 \"sim\" for tests only)"
+            )),
+            ConfigError::SimNotBuilt => err(format!("agent.tee: {e}")),
+            e => err(e),
+        })?;
+    for note in &opened.notes {
+        eprintln!("cosmian_vm_agent: {note}");
     }
-    Ok((tee, kind))
+    let tee = opened.tee_kind();
+    let tpm = opened
+        .tpm
+        .ok_or_else(|| err("the agent needs a TPM (tpm_device)"))?;
+    Ok(Machine {
+        attester: opened.attester,
+        tpm,
+        tee,
+    })
 }
 
 /// What the agent serves: the resolver, the served key's DER SPKI, and the rotating certificate

@@ -1,14 +1,11 @@
 //! `ratls generate|verify|fetch`.
 
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ratls::attest::detect::{detect_interface, DetectPaths, TeeInterface};
-use ratls::attest::tpm::{TssTpm, DEFAULT_AK_HANDLE};
-use ratls::attest::tsm::{ConfigfsTsm, SnpTsm, TdxTsm, DEFAULT_REPORT_DIR};
-use ratls::attest::{Attester, ImaFile, ImaSource, TeeAttester, TeeKind, TpmAttester};
+use ratls::attest::config::{tcti_of, AttesterConfig, ConfigError, TeeChoice};
+use ratls::attest::Attester;
 use ratls::binding::Role;
 use ratls::tls::cert::{issue, CertParams};
 use ratls::tls::{AttestationPolicy, AttestedServerVerifier, Mode};
@@ -30,42 +27,7 @@ pub fn generate(args: &GenerateArgs) -> Result<u8, Failure> {
         .clone()
         .or_else(|| args.sans.first().cloned())
         .unwrap_or_default();
-    let tcti = match args.tpm.as_str() {
-        "none" => None,
-        dev => Some(tcti_of(dev).ok_or_else(|| {
-            Failure::usage(format!(
-                "--tpm {dev:?}: expected a device path, a TCTI (device:, swtpm:, mssim:, tabrmd) \
-                 or none"
-            ))
-        })?),
-    };
-    let tee = open_tee(&args.tee, tcti.as_deref(), &args.sim_dir)?;
-    let tpm = match &tcti {
-        Some(tcti) => {
-            let tpm = TssTpm::open(tcti, DEFAULT_AK_HANDLE)
-                .map_err(|e| Failure::usage(format!("TPM on {tcti}: {e}")))?;
-            Some(Arc::new(tpm) as Arc<dyn TpmAttester>)
-        }
-        None => None,
-    };
-    let ima: Option<Arc<dyn ImaSource>> = if args.ima_log.as_os_str() == "none" {
-        None
-    } else if args.ima_log.exists() {
-        Some(Arc::new(ImaFile(args.ima_log.clone())))
-    } else {
-        eprintln!(
-            "cosmian_certtool: WARNING: no IMA log at {}: the evidence carries none, and \
-             verifiers that require IMA will refuse it",
-            args.ima_log.display()
-        );
-        None
-    };
-    if tee.is_none() && tpm.is_none() {
-        return Err(Failure::usage(
-            "no attester: --tee none and --tpm none leave nothing to put in the certificate",
-        ));
-    }
-    let attester = Attester::new(tee, tpm, ima);
+    let attester = open_attester(args)?;
     let mut params = CertParams::new(role, cn, args.sans.clone());
     params.validity = Duration::from_secs(args.days.saturating_mul(86_400));
     let issued = issue(&attester, &params, UnixTime::now())
@@ -98,93 +60,49 @@ pub fn generate(args: &GenerateArgs) -> Result<u8, Failure> {
     Ok(EXIT_OK)
 }
 
-/// The agent's `tpm_device` convention: a path becomes `device:PATH`, TCTIs pass through.
-fn tcti_of(device: &str) -> Option<String> {
-    if device.starts_with('/') {
-        Some(format!("device:{device}"))
-    } else if ["device:", "swtpm:", "mssim:", "tabrmd"]
-        .iter()
-        .any(|p| device.starts_with(p))
-    {
-        Some(device.to_owned())
-    } else {
+/// What `--tee`, `--tpm`, `--ima-log` and `--sim-dir` say, as the library's set-up takes it.
+fn attester_config(args: &GenerateArgs) -> Result<AttesterConfig, Failure> {
+    let tee = args
+        .tee
+        .parse::<TeeChoice>()
+        .map_err(|e| Failure::usage(format!("--tee: {e}")))?;
+    let mut a = AttesterConfig::new(tee);
+    a.tpm_tcti = match args.tpm.as_str() {
+        "none" => None,
+        dev => Some(tcti_of(dev).map_err(|e| Failure::usage(format!("--tpm: {e}, or none")))?),
+    };
+    a.ima_log = if args.ima_log.as_os_str() == "none" {
         None
-    }
+    } else {
+        Some(args.ima_log.clone())
+    };
+    a.sim.dir = Some(args.sim_dir.clone());
+    Ok(a)
 }
 
-/// The TEE attester named by `--tee` (as the agent opens it).
-fn open_tee(
-    choice: &str,
-    tcti: Option<&str>,
-    sim_dir: &std::path::Path,
-) -> Result<Option<Arc<dyn TeeAttester>>, Failure> {
-    let kind = match choice {
-        "none" => return Ok(None),
-        "auto" => {
-            let tcti = tcti.map(str::to_owned);
-            let paths = DetectPaths::default().with_azure_probe(move || {
-                let tcti = tcti.as_deref()?;
-                ratls::attest::azure::AzureTee::open(tcti)
-                    .ok()
-                    .map(|t| t.kind())
-            });
-            let found = detect_interface(&paths).map_err(|e| {
-                Failure::usage(format!(
-                    "--tee auto: {e} (name the TEE with --tee; --tee none for a TPM-only \
-                     certificate)"
-                ))
-            })?;
-            eprintln!("cosmian_certtool: TEE detected: {}", found.why);
-            if found.interface == TeeInterface::SevGuestDevice {
-                return Err(Failure::usage(
-                    "the SEV-SNP guest is only reachable through /dev/sev-guest, which this \
-                     build does not speak; enable configfs-tsm (Linux 6.7+)",
-                ));
+/// This machine's attesters; what was opened and the warnings go to stderr.
+fn open_attester(args: &GenerateArgs) -> Result<Arc<Attester>, Failure> {
+    let config = attester_config(args)?;
+    let opened = config.open().map_err(|e| {
+        Failure::usage(match e {
+            ConfigError::NoTeeDetected { .. } => format!(
+                "--tee auto: {e}; name the TEE with --tee (--tee none for a TPM-only certificate)"
+            ),
+            ConfigError::NoAttester => {
+                "no attester: --tee none and --tpm none leave nothing to put in the certificate"
+                    .to_owned()
             }
-            found.kind
-        }
-        name => name
-            .parse::<TeeKind>()
-            .map_err(|e| Failure::usage(format!("--tee: {e} (or auto, none)")))?,
-    };
-    let tee: Arc<dyn TeeAttester> = match kind {
-        TeeKind::Sim => {
-            let ca = ratls::attest::sim::SimCa::load_or_generate(sim_dir).map_err(|e| {
-                Failure::usage(format!("simulated TEE CA in {}: {e}", sim_dir.display()))
-            })?;
-            let tee = ratls::attest::sim::SimTee::new(Arc::new(ca))
-                .map_err(|e| Failure::usage(format!("simulated TEE: {e}")))?;
-            eprintln!(
-                "cosmian_certtool: !!! SIMULATED TEE !!! its reports are signed by a key \
-                 generated on this machine ({}/ark.pem) and prove NOTHING about the hardware. \
-                 For tests only.",
-                sim_dir.display()
-            );
-            Arc::new(tee)
-        }
-        TeeKind::SevSnp => Arc::new(SnpTsm::new(ConfigfsTsm::new(PathBuf::from(
-            DEFAULT_REPORT_DIR,
-        )))),
-        TeeKind::Tdx => Arc::new(TdxTsm::new(ConfigfsTsm::new(PathBuf::from(
-            DEFAULT_REPORT_DIR,
-        )))),
-        TeeKind::AzureSnp | TeeKind::AzureTdx => {
-            let tcti = tcti.ok_or_else(|| {
-                Failure::usage(format!("--tee {kind} reads the vTPM: it needs --tpm"))
-            })?;
-            let tee = ratls::attest::azure::AzureTee::open(tcti)
-                .map_err(|e| Failure::usage(format!("--tee {kind}: {e}")))?;
-            if tee.kind() != kind {
-                return Err(Failure::usage(format!(
-                    "--tee {kind} but the vTPM's HCL report says {}",
-                    tee.kind()
-                )));
+            ConfigError::Tpm { .. } => format!("--tpm: {e}"),
+            ConfigError::AzureNeedsTpm { tee } => {
+                format!("--tee {tee} reads the vTPM: it needs --tpm")
             }
-            Arc::new(tee)
-        }
-        other => return Err(Failure::usage(format!("--tee {other} is not supported"))),
-    };
-    Ok(Some(tee))
+            e => format!("--tee {}: {e}", config.tee),
+        })
+    })?;
+    for note in &opened.notes {
+        eprintln!("cosmian_certtool: {note}");
+    }
+    Ok(opened.attester)
 }
 
 /// `ratls verify`: the certificate's evidence under the policy, offline.

@@ -191,6 +191,73 @@ fn generate_refuses_bad_input() {
 }
 
 #[test]
+fn tee_selection_refuses_clearly_and_never_simulates() {
+    let dir = scratch("tee-selection");
+    let out = dir.to_str().unwrap();
+    // No TEE on this machine: auto is refused (and says the simulation is never picked).
+    let no_tee = [
+        "/sys/kernel/config/tsm/report",
+        "/dev/sev-guest",
+        "/dev/tdx_guest",
+    ]
+    .iter()
+    .all(|p| !Path::new(p).exists());
+    if no_tee {
+        let o = certtool(&[
+            "ratls", "generate", "--san", "x", "--tee", "auto", "--tpm", "none", "--out", out,
+        ]);
+        assert_eq!(o.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            stderr.contains("--tee auto") && stderr.contains("never picked automatically"),
+            "{stderr}"
+        );
+    }
+    // Azure needs the vTPM.
+    let o = certtool(&[
+        "ratls",
+        "generate",
+        "--san",
+        "x",
+        "--tee",
+        "azure-snp",
+        "--tpm",
+        "none",
+        "--out",
+        out,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("it needs --tpm"));
+    // A TPM that is not an Azure vTPM: said so, and no key is created at 0x81000003.
+    if let Some(swtpm) = Swtpm::start() {
+        let tcti = swtpm.tcti();
+        let o = certtool(&[
+            "ratls",
+            "generate",
+            "--san",
+            "x",
+            "--tee",
+            "azure-snp",
+            "--tpm",
+            &tcti,
+            "--out",
+            out,
+        ]);
+        assert_eq!(o.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(stderr.contains("not an Azure confidential VM"), "{stderr}");
+        assert!(matches!(
+            ratls_harness::TssTpm::open_existing(&tcti, 0x8100_0003),
+            Err(ratls::attest::AttestError::Unavailable { .. })
+        ));
+    }
+    assert!(std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .is_none());
+}
+
+#[test]
 fn fetch_saves_the_exact_chain() {
     // A CA, an intermediate and a leaf; the server presents leaf + intermediate.
     let ca_key = rcgen::KeyPair::generate().unwrap();

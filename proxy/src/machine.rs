@@ -1,17 +1,14 @@
 //! This machine's attesters (TEE, TPM, IMA) from the settings, and the certificates the proxy
 //! presents: a rotating RA-TLS certificate, or a given certificate reloaded on SIGHUP.
 //!
-//! The attester set-up follows the agent's (`agent/src/machine.rs`), trimmed to what the proxy
-//! needs.
+//! The attesters are opened by the library's one set-up (`ratls::attest::config`).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use ratls::attest::detect::{detect_interface, DetectPaths, TeeInterface};
-use ratls::attest::tpm::{TssTpm, DEFAULT_AK_HANDLE};
-use ratls::attest::tsm::{ConfigfsTsm, SnpTsm, TdxTsm, DEFAULT_REPORT_DIR};
-use ratls::attest::{Attester, ImaFile, ImaSource, TeeAttester, TeeKind, TpmAttester};
+use ratls::attest::config::{AttesterConfig, ConfigError};
+use ratls::attest::Attester;
 use ratls::binding::Role;
 use ratls::tls::cert::CertParams;
 use ratls::tls::fresh::KeyHolder;
@@ -21,102 +18,17 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use crate::opts::{AttesterSettings, TeeChoice};
-
-/// Open the TPM, the IMA log and the TEE.
-pub fn open_attester(s: &AttesterSettings) -> Result<Arc<Attester>, String> {
-    let tee = open_tee(s)?;
-    let tpm = TssTpm::open(&s.tpm_tcti, DEFAULT_AK_HANDLE)
-        .map_err(|e| format!("TPM on {}: {e}", s.tpm_tcti))?;
-    let ima: Option<Arc<dyn ImaSource>> = if s.ima_log.exists() {
-        Some(Arc::new(ImaFile(s.ima_log.clone())))
-    } else {
-        eprintln!(
-            "cosmian_vm_proxy: WARNING: no IMA log at {}: evidence will carry none, and \
-             verifiers that require IMA will refuse it",
-            s.ima_log.display()
-        );
-        None
-    };
-    Ok(Arc::new(Attester::new(
-        Some(tee),
-        Some(Arc::new(tpm) as Arc<dyn TpmAttester>),
-        ima,
-    )))
-}
-
-fn open_tee(s: &AttesterSettings) -> Result<Arc<dyn TeeAttester>, String> {
-    let kind = match s.tee {
-        TeeChoice::None => return Err("--tee none: no TEE attester".into()),
-        TeeChoice::Kind(kind) => kind,
-        TeeChoice::Auto => {
-            let tcti = s.tpm_tcti.clone();
-            let paths = DetectPaths::default().with_azure_probe(move || {
-                ratls::attest::azure::AzureTee::open(&tcti)
-                    .ok()
-                    .map(|t| t.kind())
-            });
-            let found = detect_interface(&paths)
-                .map_err(|e| format!("--tee auto: {e} (name the TEE with --tee)"))?;
-            if found.interface == TeeInterface::SevGuestDevice {
-                return Err(
-                    "the SEV-SNP guest is only reachable through /dev/sev-guest, which \
-                            this build does not speak; enable configfs-tsm (Linux 6.7+)"
-                        .into(),
-                );
-            }
-            found.kind
-        }
-    };
-    let tee: Arc<dyn TeeAttester> = match kind {
-        TeeKind::Sim => {
-            let dir = s
-                .sim_dir
-                .clone()
-                .ok_or("--tee sim needs --sim-dir")?;
-            let ca = ratls::attest::sim::SimCa::load_or_generate(&dir)
-                .map_err(|e| format!("simulated TEE CA in {}: {e}", dir.display()))?;
-            let mut tee = ratls::attest::sim::SimTee::new(Arc::new(ca))
-                .map_err(|e| format!("simulated TEE: {e}"))?;
-            if s.sim_debug {
-                tee = tee.with_policy(
-                    ratls::attest::sim::SimTee::DEFAULT_POLICY
-                        | ratls::attest::sim::SimTee::POLICY_DEBUG,
-                );
-            }
-            eprintln!(
-                "cosmian_vm_proxy: !!! SIMULATED TEE !!! reports are signed by a key generated on \
-                 this machine ({}/ark.pem) and prove NOTHING about the hardware. Tests only.{}",
-                dir.display(),
-                if s.sim_debug {
-                    " Guest policy: DEBUG."
-                } else {
-                    ""
-                }
-            );
-            Arc::new(tee)
-        }
-        TeeKind::SevSnp => Arc::new(SnpTsm::new(ConfigfsTsm::new(PathBuf::from(
-            DEFAULT_REPORT_DIR,
-        )))),
-        TeeKind::Tdx => Arc::new(TdxTsm::new(ConfigfsTsm::new(PathBuf::from(
-            DEFAULT_REPORT_DIR,
-        )))),
-        TeeKind::AzureSnp | TeeKind::AzureTdx => {
-            let tee = ratls::attest::azure::AzureTee::open(&s.tpm_tcti)
-                .map_err(|e| format!("--tee {kind}: {e}"))?;
-            if tee.kind() != kind {
-                return Err(format!(
-                    "--tee {kind} but the vTPM's HCL report says {}",
-                    tee.kind()
-                ));
-            }
-            Arc::new(tee)
-        }
-        #[allow(unreachable_patterns)]
-        other => return Err(format!("--tee {other} is not supported")),
-    };
-    Ok(tee)
+/// Open the TPM, the IMA log and the TEE; print what was opened and the warnings.
+pub fn open_attester(a: &AttesterConfig) -> Result<Arc<Attester>, String> {
+    let opened = a.open().map_err(|e| match e {
+        ConfigError::NoTeeDetected { .. } => format!("--tee auto: {e}; name the TEE with --tee"),
+        ConfigError::Tpm { .. } => format!("--tpm: {e}"),
+        e => format!("--tee {}: {e}", a.tee),
+    })?;
+    for note in &opened.notes {
+        eprintln!("cosmian_vm_proxy: {note}");
+    }
+    Ok(opened.attester)
 }
 
 /// A rotating RA-TLS certificate for `role`.

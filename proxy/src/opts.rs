@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use ratls::attest::config::{tcti_of, AttesterConfig, TeeChoice, DEFAULT_TPM_DEVICE};
 use ratls::attest::TeeKind;
 use ratls::tls::AttestationPolicy;
 use serde::Deserialize;
@@ -224,26 +225,6 @@ pub enum Metadata {
     None,
 }
 
-/// The TEE to open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TeeChoice {
-    Auto,
-    Kind(TeeKind),
-    /// No attesters at all: a plain TLS proxy serving `--cert/--key` that declines attestation
-    /// requests (the baseline of the benchmarks, or a machine without a TPM).
-    None,
-}
-
-/// How this side attests itself.
-#[derive(Debug, Clone)]
-pub struct AttesterSettings {
-    pub tee: TeeChoice,
-    pub sim_dir: Option<PathBuf>,
-    pub sim_debug: bool,
-    pub tpm_tcti: String,
-    pub ima_log: PathBuf,
-}
-
 /// A target: what to dial and the host part (server name, loopback check).
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -259,7 +240,10 @@ pub struct Settings {
     pub target: Target,
     pub cert: Option<(PathBuf, PathBuf)>,
     pub rotation: Duration,
-    pub attester: Option<AttesterSettings>,
+    /// How this side attests itself. `tee` [`TeeChoice::None`] means no attesters at all: a
+    /// plain TLS proxy serving `--cert/--key` that declines attestation requests (the baseline
+    /// of the benchmarks, or a machine without a TPM).
+    pub attester: Option<AttesterConfig>,
     /// The peer's policy: the server's (client mode) or the client's (mutual server mode).
     pub policy: Option<AttestationPolicy>,
     pub server_name: String,
@@ -281,9 +265,6 @@ pub struct Settings {
     pub handshake_timeout: Duration,
     pub drain_timeout: Duration,
 }
-
-/// The default TPM (the kernel's resource manager).
-const DEFAULT_TPM: &str = "/dev/tpmrm0";
 
 /// Read the configuration file (if any), merge, and check everything. On failure: every
 /// problem found, one line each.
@@ -538,18 +519,15 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
             }
         }
     }
-    let tee = match f.tee.as_deref().unwrap_or("auto") {
-        "auto" => Some(TeeChoice::Auto),
-        "none" => Some(TeeChoice::None),
-        "sev-snp" => Some(TeeChoice::Kind(TeeKind::SevSnp)),
-        "tdx" => Some(TeeChoice::Kind(TeeKind::Tdx)),
-        "azure-snp" => Some(TeeChoice::Kind(TeeKind::AzureSnp)),
-        "azure-tdx" => Some(TeeChoice::Kind(TeeKind::AzureTdx)),
-        "sim" => Some(TeeChoice::Kind(TeeKind::Sim)),
-        other => {
-            errs.push(format!(
-                "--tee {other}: expected auto, none, sev-snp, tdx, azure-snp, azure-tdx or sim"
-            ));
+    let tee = match f
+        .tee
+        .as_deref()
+        .unwrap_or("auto")
+        .parse::<TeeChoice>()
+    {
+        Ok(tee) => Some(tee),
+        Err(e) => {
+            errs.push(format!("--tee: {e}"));
             None
         }
     };
@@ -559,6 +537,12 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
             "--tee none is for server mode with --cert/--key: without attesters there is no RA-TLS certificate and nothing to attest with"
                 .into(),
         );
+    }
+    if attests && is_sim && !cfg!(feature = "sim") {
+        errs.push(format!(
+            "--tee sim: {}",
+            ratls::attest::config::ConfigError::SimNotBuilt
+        ));
     }
     if attests && is_sim && f.sim_dir.is_none() {
         errs.push("--tee sim needs --sim-dir DIR (where the simulated CA lives)".into());
@@ -572,25 +556,27 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
     let tpm_text = f
         .tpm
         .clone()
-        .unwrap_or_else(|| DEFAULT_TPM.into());
-    let tpm_tcti = tcti_of(&tpm_text);
-    if attests && tpm_tcti.is_none() {
-        errs.push(format!(
-            "--tpm {tpm_text}: neither a device path (/dev/tpmrm0) nor a TCTI string \
-             (device:, swtpm:, mssim:, tabrmd)"
-        ));
-    }
+        .unwrap_or_else(|| DEFAULT_TPM_DEVICE.into());
+    let tpm_tcti = match tcti_of(&tpm_text) {
+        Ok(tcti) => Some(tcti),
+        Err(e) => {
+            if attests {
+                errs.push(format!("--tpm: {e}"));
+            }
+            None
+        }
+    };
     let attester = match (attests, tee, tpm_tcti) {
-        (true, Some(tee), Some(tpm_tcti)) => Some(AttesterSettings {
-            tee,
-            sim_dir: f.sim_dir.clone(),
-            sim_debug: f.sim_debug,
-            tpm_tcti,
-            ima_log: f
-                .ima_log
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(ratls::attest::ImaFile::SECURITYFS)),
-        }),
+        (true, Some(tee), Some(tpm_tcti)) => {
+            let mut a = AttesterConfig::new(tee);
+            a.tpm_tcti = Some(tpm_tcti);
+            a.sim.dir = f.sim_dir.clone();
+            a.sim.debug = f.sim_debug;
+            if let Some(ima_log) = &f.ima_log {
+                a.ima_log = Some(ima_log.clone());
+            }
+            Some(a)
+        }
         _ => None,
     };
 
@@ -809,20 +795,6 @@ fn is_loopback_host(host: &str) -> bool {
     match host.parse::<IpAddr>() {
         Ok(ip) => ip.is_loopback(),
         Err(_) => host.eq_ignore_ascii_case("localhost"),
-    }
-}
-
-/// A device path becomes `device:PATH`; a TCTI string stays.
-fn tcti_of(device: &str) -> Option<String> {
-    if device.starts_with('/') {
-        Some(format!("device:{device}"))
-    } else if ["device:", "swtpm:", "mssim:", "tabrmd"]
-        .iter()
-        .any(|p| device.starts_with(p))
-    {
-        Some(device.to_owned())
-    } else {
-        None
     }
 }
 

@@ -138,7 +138,7 @@ pub async fn run(s: Settings) -> Result<(), String> {
         }
     }
     let attester = match &s.attester {
-        Some(a) if a.tee == crate::opts::TeeChoice::None => {
+        Some(a) if a.tee == ratls::attest::config::TeeChoice::None => {
             eprintln!(
                 "{NAME}: --tee none: no attesters; serving the given certificate and declining \
                  every attestation request"

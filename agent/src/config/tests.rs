@@ -115,6 +115,67 @@ fn tcti_strings_and_tee_names() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("agent.tpm_device"), "{e}");
+    let e = parse("[agent]\ntee = \"none\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("agent.tee") && e.contains("always attests"),
+        "{e}"
+    );
+    for (name, kind) in [
+        ("sev-snp", TeeKind::SevSnp),
+        ("tdx", TeeKind::Tdx),
+        ("azure-snp", TeeKind::AzureSnp),
+        ("azure-tdx", TeeKind::AzureTdx),
+    ] {
+        let c = parse(&format!("[agent]\ntee = \"{name}\"\n")).unwrap();
+        assert_eq!(c.agent.tee, TeeChoice::Kind(kind));
+    }
+    assert_eq!(
+        parse("[agent]\ntee = \"auto\"\n")
+            .unwrap()
+            .agent
+            .tee,
+        TeeChoice::Auto
+    );
+}
+
+#[test]
+fn ak_handle_is_optional_and_checked() {
+    assert_eq!(
+        parse("[agent]\n")
+            .unwrap()
+            .agent
+            .ak_handle,
+        None
+    );
+    let c = parse("[agent]\nak_handle = 0x81010003\n").unwrap();
+    assert_eq!(c.agent.ak_handle, Some(0x8101_0003));
+    let e = parse("[agent]\nak_handle = 0x01400001\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("agent.ak_handle") && e.contains("persistent"),
+        "{e}"
+    );
+    // What the agent hands to the library's set-up.
+    let c =
+        parse("[agent]\ntpm_device = \"/dev/tpm0\"\ntee = \"azure-snp\"\nevent_log = \"ev.bin\"\n")
+            .unwrap();
+    let a = crate::machine::attester_config(&c.agent);
+    assert_eq!(a.tpm_tcti.as_deref(), Some("device:/dev/tpm0"));
+    assert_eq!(a.tee, TeeChoice::Kind(TeeKind::AzureSnp));
+    assert_eq!(
+        a.ak_handle_for(Some(TeeKind::AzureSnp))
+            .unwrap()
+            .0,
+        0x8100_0003
+    );
+    assert_eq!(
+        a.event_log,
+        Some(PathBuf::from("/var/lib/cosmian_vm/ev.bin"))
+    );
+    assert_eq!(a.sim.dir, Some(PathBuf::from("/var/lib/cosmian_vm/sim")));
 }
 
 #[test]

@@ -47,6 +47,7 @@ use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::Marshall;
 use tss_esapi::Context;
 
+use super::tpm::ReconnectingTpm;
 use super::{AttestError, TeeAttester, TeeKind};
 use crate::azure::{HclReport, ReportType, MAX_HCL_LEN};
 use crate::binding::ReportData;
@@ -72,7 +73,15 @@ pub struct AzureTee {
     kind: TeeKind,
     user_data: bool,
     refresh_timeout: Duration,
-    ctx: Mutex<Context>,
+    conn: Conn,
+}
+
+/// How the vTPM is reached: a connection of our own, or the TPM attester's (one connection for
+/// both, which a single-connection TPM such as swtpm needs, and which keeps the quote and the
+/// report on the same vTPM).
+enum Conn {
+    Own(Mutex<Context>),
+    Shared(Arc<ReconnectingTpm>),
 }
 
 impl fmt::Debug for AzureTee {
@@ -82,6 +91,7 @@ impl fmt::Debug for AzureTee {
             .field("kind", &self.kind)
             .field("user_data", &self.user_data)
             .field("refresh_timeout", &self.refresh_timeout)
+            .field("shared", &matches!(self.conn, Conn::Shared(_)))
             .finish_non_exhaustive()
     }
 }
@@ -116,12 +126,23 @@ impl AzureTee {
             what: "TPM",
             why: format!("cannot connect through TCTI {tcti:?}: {e}"),
         })?;
+        Self::with_conn(tcti, Conn::Own(Mutex::new(ctx)))
+    }
+
+    /// The same, through the connection of `tpm` (the attester quoting with the paravisor's AK
+    /// at [`AK_HANDLE`]) instead of a connection of its own.
+    pub fn open_shared(tpm: Arc<ReconnectingTpm>) -> Result<Self, AttestError> {
+        let tcti = tpm.tcti().to_owned();
+        Self::with_conn(&tcti, Conn::Shared(tpm))
+    }
+
+    fn with_conn(tcti: &str, conn: Conn) -> Result<Self, AttestError> {
         let mut tee = Self {
             tcti: tcti.to_owned(),
             kind: TeeKind::AzureSnp,
             user_data: false,
             refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
-            ctx: Mutex::new(ctx),
+            conn,
         };
         let report = tee.read_report()?;
         tee.kind = kind_of(&report)?;
@@ -148,77 +169,32 @@ impl AzureTee {
 
     /// The HCL report as NV index 0x01400001 holds it (padding included), unparsed.
     pub fn read_report(&self) -> Result<Vec<u8>, AttestError> {
-        let mut ctx = self.lock();
-        read_nv(&mut ctx, HCL_REPORT_NV_INDEX, MAX_HCL_LEN)
+        self.with_ctx(|ctx| read_nv(ctx, HCL_REPORT_NV_INDEX, MAX_HCL_LEN))
     }
 
     /// Write `data` to NV index 0x01400002, defining it (64 bytes, owner read/write) when it is
     /// missing. On Azure this makes the paravisor refresh the HCL report.
     pub fn write_user_data(&self, data: &[u8; USER_DATA_LEN]) -> Result<(), AttestError> {
-        let mut ctx = self.lock();
-        let nv =
-            NvIndexTpmHandle::new(USER_DATA_NV_INDEX).map_err(backend("NV index 0x01400002"))?;
-        if !nv_defined(&mut ctx, USER_DATA_NV_INDEX)? {
-            let attributes = NvIndexAttributesBuilder::new()
-                .with_owner_write(true)
-                .with_owner_read(true)
-                .with_auth_write(true)
-                .with_auth_read(true)
-                .with_nv_index_type(NvIndexType::Ordinary)
-                .build()
-                .map_err(backend("NV index 0x01400002 attributes"))?;
-            let public = NvPublicBuilder::new()
-                .with_nv_index(nv)
-                .with_index_name_algorithm(HashingAlgorithm::Sha256)
-                .with_index_attributes(attributes)
-                .with_data_area_size(USER_DATA_LEN)
-                .build()
-                .map_err(backend("NV index 0x01400002 public area"))?;
-            let defined = ctx
-                .execute_with_session(Some(AuthSession::Password), |ctx| {
-                    ctx.nv_define_space(Provision::Owner, None, public)
-                })
-                .map_err(backend("TPM2_NV_DefineSpace (0x01400002)"))?;
-            let _ = ctx.tr_close(&mut ObjectHandle::from(defined));
-        }
-        let mut object = ctx
-            .execute_without_session(|ctx| ctx.tr_from_tpm_public(TpmHandle::NvIndex(nv)))
-            .map_err(backend("NV index 0x01400002"))?;
-        let buffer = MaxNvBuffer::try_from(data.to_vec()).map_err(backend("NV user data"))?;
-        let result = ctx
-            .execute_with_session(Some(AuthSession::Password), |ctx| {
-                ctx.nv_write(NvAuth::Owner, NvIndexHandle::from(object), buffer, 0)
-            })
-            .map_err(backend("TPM2_NV_Write (0x01400002)"));
-        let _ = ctx.tr_close(&mut object);
-        result
+        self.with_ctx(|ctx| write_user_data(ctx, data))
     }
 
     /// The public area (`TPMT_PUBLIC`) of the vTPM AK at [`AK_HANDLE`].
     pub fn ak_public(&self) -> Result<Vec<u8>, AttestError> {
-        let mut ctx = self.lock();
-        let handle = PersistentTpmHandle::new(AK_HANDLE).map_err(backend("AK handle"))?;
-        let mut object = ctx
-            .execute_without_session(|ctx| ctx.tr_from_tpm_public(TpmHandle::Persistent(handle)))
-            .map_err(|e| AttestError::Unavailable {
-                what: "Azure vTPM attestation key",
-                why: format!("nothing usable at {AK_HANDLE:#010x}: {e}"),
-            })?;
-        let read = ctx
-            .execute_without_session(|ctx| ctx.read_public(object.into()))
-            .map_err(backend("TPM2_ReadPublic (vTPM AK)"));
-        let _ = ctx.tr_close(&mut object);
-        let (public, _, _) = read?;
-        public
-            .marshall()
-            .map_err(backend("TPMT_PUBLIC marshalling"))
+        self.with_ctx(ak_public)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Context> {
-        // TPM commands are atomic: a panic while holding the lock leaves nothing half-done.
-        self.ctx
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    /// Run `f` on the vTPM connection.
+    fn with_ctx<R>(
+        &self,
+        f: impl FnOnce(&mut Context) -> Result<R, AttestError>,
+    ) -> Result<R, AttestError> {
+        match &self.conn {
+            // TPM commands are atomic: a panic while holding the lock leaves nothing half-done.
+            Conn::Own(ctx) => f(&mut ctx
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)),
+            Conn::Shared(tpm) => tpm.with_context(f),
+        }
     }
 
     /// Write the user data, then read until the report carries it (or the timeout passes).
@@ -283,6 +259,64 @@ impl TeeAttester for AzureTee {
     fn binds_report_data(&self) -> bool {
         false
     }
+}
+
+/// Write `data` to NV index 0x01400002, defining it when missing ([`AzureTee::write_user_data`]).
+fn write_user_data(ctx: &mut Context, data: &[u8; USER_DATA_LEN]) -> Result<(), AttestError> {
+    let nv = NvIndexTpmHandle::new(USER_DATA_NV_INDEX).map_err(backend("NV index 0x01400002"))?;
+    if !nv_defined(ctx, USER_DATA_NV_INDEX)? {
+        let attributes = NvIndexAttributesBuilder::new()
+            .with_owner_write(true)
+            .with_owner_read(true)
+            .with_auth_write(true)
+            .with_auth_read(true)
+            .with_nv_index_type(NvIndexType::Ordinary)
+            .build()
+            .map_err(backend("NV index 0x01400002 attributes"))?;
+        let public = NvPublicBuilder::new()
+            .with_nv_index(nv)
+            .with_index_name_algorithm(HashingAlgorithm::Sha256)
+            .with_index_attributes(attributes)
+            .with_data_area_size(USER_DATA_LEN)
+            .build()
+            .map_err(backend("NV index 0x01400002 public area"))?;
+        let defined = ctx
+            .execute_with_session(Some(AuthSession::Password), |ctx| {
+                ctx.nv_define_space(Provision::Owner, None, public)
+            })
+            .map_err(backend("TPM2_NV_DefineSpace (0x01400002)"))?;
+        let _ = ctx.tr_close(&mut ObjectHandle::from(defined));
+    }
+    let mut object = ctx
+        .execute_without_session(|ctx| ctx.tr_from_tpm_public(TpmHandle::NvIndex(nv)))
+        .map_err(backend("NV index 0x01400002"))?;
+    let buffer = MaxNvBuffer::try_from(data.to_vec()).map_err(backend("NV user data"))?;
+    let result = ctx
+        .execute_with_session(Some(AuthSession::Password), |ctx| {
+            ctx.nv_write(NvAuth::Owner, NvIndexHandle::from(object), buffer, 0)
+        })
+        .map_err(backend("TPM2_NV_Write (0x01400002)"));
+    let _ = ctx.tr_close(&mut object);
+    result
+}
+
+/// The public area of the key at [`AK_HANDLE`] ([`AzureTee::ak_public`]).
+fn ak_public(ctx: &mut Context) -> Result<Vec<u8>, AttestError> {
+    let handle = PersistentTpmHandle::new(AK_HANDLE).map_err(backend("AK handle"))?;
+    let mut object = ctx
+        .execute_without_session(|ctx| ctx.tr_from_tpm_public(TpmHandle::Persistent(handle)))
+        .map_err(|e| AttestError::Unavailable {
+            what: "Azure vTPM attestation key",
+            why: format!("nothing usable at {AK_HANDLE:#010x}: {e}"),
+        })?;
+    let read = ctx
+        .execute_without_session(|ctx| ctx.read_public(object.into()))
+        .map_err(backend("TPM2_ReadPublic (vTPM AK)"));
+    let _ = ctx.tr_close(&mut object);
+    let (public, _, _) = read?;
+    public
+        .marshall()
+        .map_err(backend("TPMT_PUBLIC marshalling"))
 }
 
 /// AzureSnp or AzureTdx, from a report that must parse.

@@ -118,6 +118,20 @@ pub enum TeeInterface {
     SevGuestDevice,
     /// The vTPM's HCL report (the Azure attester).
     AzureVtpm,
+    /// The simulated TEE (`SimTee`, feature `sim`): only when asked for, never detected.
+    Simulated,
+}
+
+impl TeeInterface {
+    /// How the interface is named in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ConfigfsTsm => "configfs-tsm",
+            Self::SevGuestDevice => "/dev/sev-guest",
+            Self::AzureVtpm => "the Azure vTPM (HCL report in NV)",
+            Self::Simulated => "the simulated TEE",
+        }
+    }
 }
 
 /// What [`detect_interface`] found.

@@ -9,7 +9,8 @@
 //! | `sim` | `SimTee`: the simulated TEE | `sim` |
 //! | `tpm` | `TssTpm`: TPM quotes through tss-esapi | `tpm` |
 //!
-//! [`detect`] implements `tee = "auto"`.
+//! [`detect`] implements `tee = "auto"`; `config` (feature `tpm`) opens a whole machine's
+//! attesters from configuration (`AttesterConfig`).
 //!
 //! Verification never depends on anything in this module being compiled in: the types here are
 //! what an attester produces, the [`bundle`](crate::bundle) module is what travels, and the
@@ -18,6 +19,9 @@
 use core::fmt;
 use std::sync::Arc;
 
+// One attester set-up from configuration (the agent's, the proxy's, certtool's).
+#[cfg(feature = "tpm")]
+pub mod config;
 pub mod detect;
 // The IMA simulator and a simulated boot on a (software) TPM, for the demo and the tests.
 #[cfg(all(feature = "tpm", feature = "sim"))]

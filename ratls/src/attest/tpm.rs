@@ -73,6 +73,10 @@ use crate::tpm::structures::{Attest, Public as ParsedPublic};
 /// another handle.
 pub const DEFAULT_AK_HANDLE: u32 = 0x8101_0002;
 
+/// The `what` of the [`AttestError::Unavailable`] that [`TssTpm::open_existing`] returns when
+/// the handle is empty.
+pub const AK_MISSING: &str = "TPM attestation key";
+
 /// The kernel's TPM resource manager.
 pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
 
@@ -154,6 +158,18 @@ impl TssTpm {
     /// on it; [`AttestError::BadResponse`] when `ak_handle` is not a persistent handle or holds
     /// something other than a usable AK; [`AttestError::Backend`] for a failing TPM command.
     pub fn open(tcti: &str, ak_handle: u32) -> Result<Self, AttestError> {
+        Self::open_with(tcti, ak_handle, true)
+    }
+
+    /// Connect through `tcti` and load the AK already persisted at `ak_handle`; never create
+    /// one. For a key someone else provisions (Azure's paravisor AK at 0x81000003): an empty
+    /// handle is [`AttestError::Unavailable`] with `what` = [`AK_MISSING`], and the TPM is left
+    /// as it was.
+    pub fn open_existing(tcti: &str, ak_handle: u32) -> Result<Self, AttestError> {
+        Self::open_with(tcti, ak_handle, false)
+    }
+
+    fn open_with(tcti: &str, ak_handle: u32, create: bool) -> Result<Self, AttestError> {
         let conf = TctiNameConf::from_str(tcti).map_err(|e| AttestError::Unavailable {
             what: "TPM",
             why: format!(
@@ -175,6 +191,14 @@ impl TssTpm {
         let (ak, ak_public, ak_created) = if persistent_exists(&mut ctx, ak_handle)? {
             let (ak, public) = load_ak(&mut ctx, persistent)?;
             (ak, public, false)
+        } else if !create {
+            return Err(AttestError::Unavailable {
+                what: AK_MISSING,
+                why: format!(
+                    "no key at persistent handle {ak_handle:#010x} (TPM on {tcti}); it is \
+                     provisioned by the platform and never created here"
+                ),
+            });
         } else {
             match create_ak(&mut ctx, persistent) {
                 Ok((ak, public)) => (ak, public, true),
@@ -295,6 +319,16 @@ impl TssTpm {
             })
             .map(|_| ())
             .map_err(backend("TPM2_EvictControl (remove the AK)"))
+    }
+
+    /// Run `f` on this connection's context, holding the lock (other NV reads on the same TPM:
+    /// the Azure HCL report).
+    #[cfg(feature = "azure")]
+    pub(crate) fn with_context<R>(
+        &self,
+        f: impl FnOnce(&mut Context) -> Result<R, AttestError>,
+    ) -> Result<R, AttestError> {
+        f(&mut self.lock().ctx)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -778,11 +812,14 @@ pub const RECONNECT_INTERVAL: std::time::Duration = std::time::Duration::from_se
 /// [`AttestError::Unavailable`] naming the last error, and `health` reports it.
 ///
 /// The AK is loaded again from its persistent handle; if the TPM lost it (a TPM reset to
-/// factory state) a new AK is created, which verifiers pinning the old one then refuse.
+/// factory state) a new AK is created, which verifiers pinning the old one then refuse (with
+/// [`open_existing`](Self::open_existing) nothing is created: the calls keep failing).
 pub struct ReconnectingTpm {
     tcti: String,
     ak_handle: u32,
     ak_created: bool,
+    /// Whether a missing AK is created (on open and on reconnection).
+    create: bool,
     current: Mutex<Connection>,
 }
 
@@ -806,10 +843,21 @@ impl fmt::Debug for ReconnectingTpm {
 impl ReconnectingTpm {
     /// Open the TPM now (it must answer at start); later failures reconnect.
     pub fn open(tcti: &str, ak_handle: u32) -> Result<Self, AttestError> {
-        let tpm = TssTpm::open(tcti, ak_handle)?;
+        Self::open_with(tcti, ak_handle, true)
+    }
+
+    /// [`open`](Self::open) with an AK that must already exist, on open and on every
+    /// reconnection ([`TssTpm::open_existing`]): Azure's paravisor AK.
+    pub fn open_existing(tcti: &str, ak_handle: u32) -> Result<Self, AttestError> {
+        Self::open_with(tcti, ak_handle, false)
+    }
+
+    fn open_with(tcti: &str, ak_handle: u32, create: bool) -> Result<Self, AttestError> {
+        let tpm = TssTpm::open_with(tcti, ak_handle, create)?;
         Ok(Self {
             tcti: tcti.to_owned(),
             ak_handle,
+            create,
             ak_created: tpm.ak_created(),
             current: Mutex::new(Connection {
                 tpm: Some(Arc::new(tpm)),
@@ -824,6 +872,16 @@ impl ReconnectingTpm {
     /// Whether the first open created the AK.
     pub fn ak_created(&self) -> bool {
         self.ak_created
+    }
+
+    /// The TCTI string this TPM is reached through.
+    pub fn tcti(&self) -> &str {
+        &self.tcti
+    }
+
+    /// The persistent handle of the AK.
+    pub fn ak_handle(&self) -> u32 {
+        self.ak_handle
     }
 
     /// How many times the connection was opened again.
@@ -860,6 +918,18 @@ impl ReconnectingTpm {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Run `f` on the live connection's context ([`TssTpm::with_context`]); a transport or
+    /// backend failure drops the connection, as a failed quote does.
+    #[cfg(feature = "azure")]
+    pub(crate) fn with_context<R>(
+        &self,
+        f: impl FnOnce(&mut Context) -> Result<R, AttestError>,
+    ) -> Result<R, AttestError> {
+        let tpm = self.connection()?;
+        tpm.with_context(f)
+            .inspect_err(|e| self.failed(&tpm, e))
+    }
+
     /// The live connection, reconnecting when it is gone and an attempt is due.
     fn connection(&self) -> Result<Arc<TssTpm>, AttestError> {
         let mut c = self.lock();
@@ -878,7 +948,7 @@ impl ReconnectingTpm {
         }
         c.last_attempt = std::time::Instant::now();
         // Opening blocks for a few milliseconds; callers are on blocking threads already.
-        match TssTpm::open(&self.tcti, self.ak_handle) {
+        match TssTpm::open_with(&self.tcti, self.ak_handle, self.create) {
             Ok(tpm) => {
                 let tpm = Arc::new(tpm);
                 c.tpm = Some(tpm.clone());

@@ -6,15 +6,26 @@
 
 use std::str::FromStr;
 
-use ratls::attest::azure::HCL_REPORT_NV_INDEX;
+use ratls::attest::azure::{AK_HANDLE, HCL_REPORT_NV_INDEX};
 use tss_esapi::attributes::NvIndexAttributesBuilder;
+use tss_esapi::attributes::ObjectAttributesBuilder;
 use tss_esapi::constants::{CapabilityType, NvIndexType, PropertyTag};
-use tss_esapi::handles::{NvIndexHandle, NvIndexTpmHandle, ObjectHandle, TpmHandle};
-use tss_esapi::interface_types::algorithm::HashingAlgorithm;
-use tss_esapi::interface_types::resource_handles::{NvAuth, Provision};
+use tss_esapi::handles::{
+    NvIndexHandle, NvIndexTpmHandle, ObjectHandle, PersistentTpmHandle, TpmHandle,
+};
+use tss_esapi::interface_types::algorithm::{
+    HashingAlgorithm, PublicAlgorithm, RsaSchemeAlgorithm,
+};
+use tss_esapi::interface_types::dynamic_handles::Persistent;
+use tss_esapi::interface_types::key_bits::RsaKeyBits;
+use tss_esapi::interface_types::resource_handles::{Hierarchy, NvAuth, Provision};
 use tss_esapi::interface_types::session_handles::AuthSession;
-use tss_esapi::structures::{CapabilityData, MaxNvBuffer, NvPublicBuilder};
+use tss_esapi::structures::{
+    CapabilityData, MaxNvBuffer, NvPublicBuilder, PublicBuilder, PublicKeyRsa,
+    PublicRsaParametersBuilder, RsaExponent, RsaScheme, SymmetricDefinitionObject,
+};
 use tss_esapi::tcti_ldr::TctiNameConf;
+use tss_esapi::traits::Marshall;
 use tss_esapi::Context;
 
 use crate::Swtpm;
@@ -123,4 +134,64 @@ pub fn read_nv(swtpm: &Swtpm, index: u32) -> Result<Vec<u8>, String> {
 /// As [`define_and_write_nv`].
 pub fn azure_vtpm(swtpm: &Swtpm, hcl: &[u8]) -> Result<(), String> {
     define_and_write_nv(swtpm, HCL_REPORT_NV_INDEX, hcl.len(), hcl)
+}
+
+/// The paravisor's attestation key as Azure provisions it: an RSA-2048 restricted signing key
+/// (RSASSA with SHA-256, `fixedTPM | fixedParent | sensitiveDataOrigin | userWithAuth |
+/// restricted | sign`), a primary of the endorsement hierarchy made persistent at
+/// [`AK_HANDLE`] (0x81000003). Returns its `TPMT_PUBLIC`.
+///
+/// # Errors
+/// A TPM command failed (the handle is already taken, for one).
+pub fn azure_ak(swtpm: &Swtpm) -> Result<Vec<u8>, String> {
+    let attributes = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_sensitive_data_origin(true)
+        .with_user_with_auth(true)
+        .with_restricted(true)
+        .with_sign_encrypt(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let scheme = RsaScheme::create(RsaSchemeAlgorithm::RsaSsa, Some(HashingAlgorithm::Sha256))
+        .map_err(|e| e.to_string())?;
+    let parameters = PublicRsaParametersBuilder::new()
+        .with_symmetric(SymmetricDefinitionObject::Null)
+        .with_scheme(scheme)
+        .with_key_bits(RsaKeyBits::Rsa2048)
+        .with_exponent(RsaExponent::default())
+        .with_is_signing_key(true)
+        .with_is_decryption_key(false)
+        .with_restricted(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let template = PublicBuilder::new()
+        .with_public_algorithm(PublicAlgorithm::Rsa)
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(attributes)
+        .with_rsa_parameters(parameters)
+        .with_rsa_unique_identifier(PublicKeyRsa::default())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut ctx = context(swtpm)?;
+    let created = ctx
+        .execute_with_session(Some(AuthSession::Password), |ctx| {
+            ctx.create_primary(Hierarchy::Endorsement, template, None, None, None, None)
+        })
+        .map_err(|e| format!("TPM2_CreatePrimary (RSA AK): {e}"))?;
+    let public = created
+        .out_public
+        .marshall()
+        .map_err(|e| e.to_string())?;
+    let handle = PersistentTpmHandle::new(AK_HANDLE).map_err(|e| e.to_string())?;
+    let persisted = ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
+        ctx.evict_control(
+            Provision::Owner,
+            created.key_handle.into(),
+            Persistent::Persistent(handle),
+        )
+    });
+    let _ = ctx.flush_context(created.key_handle.into());
+    persisted.map_err(|e| format!("TPM2_EvictControl to {AK_HANDLE:#010x}: {e}"))?;
+    Ok(public)
 }
