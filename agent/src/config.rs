@@ -112,6 +112,9 @@ pub struct AgentConfig {
     /// owns (`agent/packaging/ima-policy`), so their digests never reach the public IMA log.
     /// `None` (`unmeasured_uid = -1`): files stay root's.
     pub unmeasured_uid: Option<u32>,
+    /// `[collateral] fetch = true`: where the agent fetches its evidence's collateral (the
+    /// cache under `data_dir/collateral` unless `cache_dir` says otherwise); `None`: it does not.
+    pub collateral: Option<ratls::collateral::CollateralConfig>,
 }
 
 /// The default [`AgentConfig::unmeasured_uid`]: the uid of `dont_measure fowner=` in the
@@ -179,6 +182,23 @@ struct RawConfig {
     #[serde(default)]
     agent: RawAgent,
     app: Option<RawApp>,
+    collateral: Option<RawCollateral>,
+}
+
+/// `[collateral]`: the agent fetches the collateral of its own evidence and serves it inside
+/// the evidence (off by default: verifiers fetch it themselves).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCollateral {
+    #[serde(default)]
+    fetch: bool,
+    kds_url: Option<String>,
+    pcs_url: Option<String>,
+    intel_root_crl_url: Option<String>,
+    thim_url: Option<String>,
+    azure_tdquote_url: Option<String>,
+    cache_dir: Option<PathBuf>,
+    timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -494,9 +514,29 @@ impl Config {
                 )
             })?),
         };
+        let collateral = raw
+            .collateral
+            .filter(|c| c.fetch)
+            .map(|c| {
+                ratls::collateral::CollateralSettings {
+                    kds_url: c.kds_url,
+                    pcs_url: c.pcs_url,
+                    intel_root_crl_url: c.intel_root_crl_url,
+                    thim_url: c.thim_url,
+                    azure_tdquote_url: c.azure_tdquote_url,
+                    collateral_dir: Some(under(
+                        c.cache_dir
+                            .unwrap_or_else(|| PathBuf::from("collateral")),
+                    )),
+                    offline: false,
+                    timeout: c.timeout_secs,
+                }
+                .config(None)
+            });
         let agent = AgentConfig {
             luks,
             unmeasured_uid,
+            collateral,
             host,
             port: a.port.unwrap_or(5555),
             ssl_certificate: under(

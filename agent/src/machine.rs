@@ -68,11 +68,28 @@ pub fn open_attesters(cfg: &AgentConfig) -> Result<Machine, StartError> {
     let tpm = opened
         .tpm
         .ok_or_else(|| err("the agent needs a TPM (tpm_device)"))?;
-    Ok(Machine {
-        attester: opened.attester,
-        tpm,
-        tee,
-    })
+    let attester = match (&cfg.collateral, &opened.attester.tee) {
+        (Some(collateral), Some(inner)) => {
+            eprintln!(
+                "cosmian_vm_agent: collateral: fetched for our own evidence and served with it                  (KDS {}, PCS {}, cache {})",
+                collateral.kds_url,
+                collateral.pcs_url,
+                collateral
+                    .cache_dir
+                    .as_deref()
+                    .map_or_else(|| "none".to_owned(), |d| d.display().to_string())
+            );
+            let client = Arc::new(ratls::collateral::CollateralClient::new(collateral.clone()));
+            let mut attester = (*opened.attester).clone();
+            attester.tee = Some(Arc::new(ratls::collateral::WithCollateral::new(
+                inner.clone(),
+                client,
+            )));
+            Arc::new(attester)
+        }
+        _ => opened.attester,
+    };
+    Ok(Machine { attester, tpm, tee })
 }
 
 /// What the agent serves: the resolver, the served key's DER SPKI, and the rotating certificate

@@ -160,6 +160,23 @@ pub struct VerifyArgs {
     /// Print the verdict as JSON.
     #[arg(long)]
     pub json: bool,
+    /// AMD KDS base URL: the VCEK and CRL SEV-SNP evidence lacks
+    /// [default: https://kdsintf.amd.com].
+    #[arg(long, value_name = "URL", help_heading = "Collateral")]
+    pub kds_url: Option<String>,
+    /// Intel PCS v4 or PCCS base URL: the collateral a TDX quote lacks
+    /// [default: https://api.trustedservices.intel.com].
+    #[arg(long, value_name = "URL", help_heading = "Collateral")]
+    pub pcs_url: Option<String>,
+    /// Intel's SGX root CA CRL when the PCS does not serve it.
+    #[arg(long, value_name = "URL", help_heading = "Collateral")]
+    pub intel_root_crl_url: Option<String>,
+    /// Where fetched collateral is cached [default: ~/.cache/cosmian_vm/collateral].
+    #[arg(long, value_name = "DIR", help_heading = "Collateral")]
+    pub collateral_dir: Option<PathBuf>,
+    /// Fetch no collateral: the cache only.
+    #[arg(long, help_heading = "Collateral")]
+    pub offline: bool,
 }
 
 #[derive(Debug, Args)]

@@ -124,8 +124,17 @@ pub fn verify(args: &VerifyArgs) -> Result<u8, Failure> {
         }
         None => ratls::Policy::default(),
     };
-    let mut policy =
-        AttestationPolicy::new(base, role).with_max_age(Duration::from_secs(args.max_age));
+    let collateral = ratls::collateral::CollateralSettings {
+        kds_url: args.kds_url.clone(),
+        pcs_url: args.pcs_url.clone(),
+        intel_root_crl_url: args.intel_root_crl_url.clone(),
+        collateral_dir: args.collateral_dir.clone(),
+        offline: args.offline,
+        ..Default::default()
+    };
+    let mut policy = AttestationPolicy::new(base, role)
+        .with_max_age(Duration::from_secs(args.max_age))
+        .with_collateral(collateral.client(None));
     if let Some(path) = &args.insecure_sim_root {
         let ark = std::fs::read(path)
             .map_err(|e| Failure::usage(format!("--insecure-sim-root {}: {e}", path.display())))?;

@@ -137,6 +137,24 @@ pub struct Flags {
     /// On SIGTERM, wait at most SECS for open connections to finish [default: 30].
     #[arg(long, value_name = "SECS")]
     pub drain_timeout: Option<u64>,
+    /// AMD KDS base URL: the VCEKs and CRLs peers' SEV-SNP evidence lacks
+    /// [default: https://kdsintf.amd.com].
+    #[arg(long, value_name = "URL")]
+    pub kds_url: Option<String>,
+    /// Intel PCS v4 or PCCS base URL: the collateral peers' TDX quotes lack
+    /// [default: https://api.trustedservices.intel.com].
+    #[arg(long, value_name = "URL")]
+    pub pcs_url: Option<String>,
+    /// Intel's SGX root CA CRL when the PCS does not serve it [default: Intel's CRL
+    /// distribution point].
+    #[arg(long, value_name = "URL")]
+    pub intel_root_crl_url: Option<String>,
+    /// Where fetched collateral is cached [default: ~/.cache/cosmian_vm/collateral].
+    #[arg(long, value_name = "DIR")]
+    pub collateral_dir: Option<PathBuf>,
+    /// Fetch no collateral: the cache only.
+    #[arg(long)]
+    pub offline: bool,
     /// A TOML file with the same keys as the flags; flags win.
     #[arg(long, value_name = "FILE")]
     #[serde(skip)]
@@ -197,6 +215,15 @@ impl Flags {
             drain_timeout: self
                 .drain_timeout
                 .or(file.drain_timeout),
+            kds_url: self.kds_url.or(file.kds_url),
+            pcs_url: self.pcs_url.or(file.pcs_url),
+            intel_root_crl_url: self
+                .intel_root_crl_url
+                .or(file.intel_root_crl_url),
+            collateral_dir: self
+                .collateral_dir
+                .or(file.collateral_dir),
+            offline: self.offline || file.offline,
             config: self.config,
         }
     }
@@ -456,7 +483,9 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
         errs.push("--insecure-sim-root needs --policy (it changes what the policy trusts)".into());
     }
     let policy = match (&f.policy, wants_policy) {
-        (Some(path), true) => match load_policy(side, path, f.insecure_sim_root.as_deref()) {
+        (Some(path), true) => match load_policy(side, path, f.insecure_sim_root.as_deref())
+            .map(|p| p.with_collateral(collateral(f)))
+        {
             Ok(p) => Some(p),
             Err(e) => {
                 errs.push(e);
@@ -701,6 +730,19 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
         }),
         _ => Err(errs),
     }
+}
+
+/// The collateral plane peers' evidence is completed from (VCEKs, CRLs, TDX collateral).
+fn collateral(f: &Flags) -> std::sync::Arc<ratls::collateral::CollateralClient> {
+    ratls::collateral::CollateralSettings {
+        kds_url: f.kds_url.clone(),
+        pcs_url: f.pcs_url.clone(),
+        intel_root_crl_url: f.intel_root_crl_url.clone(),
+        collateral_dir: f.collateral_dir.clone(),
+        offline: f.offline,
+        ..Default::default()
+    }
+    .client(None)
 }
 
 fn load_policy(

@@ -3,29 +3,24 @@
 //! quote's Intel collateral) so the VM needs no egress. Everything fetched is verified like the
 //! rest; the steps taken appear in the verdict as `collateral.*`.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use ratls::collateral::{CollateralClient, CollateralConfig};
+use ratls::collateral::CollateralClient;
 use ratls::{Check, Verdict};
+use std::sync::Arc;
 
 use crate::cli::Global;
 
 /// The client for this command line.
 pub fn client(global: &Global) -> Arc<CollateralClient> {
-    let defaults = CollateralConfig::default();
-    Arc::new(CollateralClient::new(CollateralConfig {
-        kds_url: global.kds_url.clone(),
-        pcs_url: global.pcs_url.clone(),
-        intel_root_crl_url: global.intel_root_crl_url.clone(),
-        cache_dir: global
-            .collateral_dir
-            .clone()
-            .or(defaults.cache_dir.clone()),
+    ratls::collateral::CollateralSettings {
+        kds_url: Some(global.kds_url.clone()),
+        pcs_url: Some(global.pcs_url.clone()),
+        intel_root_crl_url: Some(global.intel_root_crl_url.clone()),
+        collateral_dir: global.collateral_dir.clone(),
         offline: global.offline,
-        timeout: Duration::from_secs(global.timeout.max(1)),
-        ..defaults
-    }))
+        timeout: Some(global.timeout),
+        ..Default::default()
+    }
+    .client(None)
 }
 
 /// `verdict` with the collateral steps first (they happened first).

@@ -354,3 +354,32 @@ fn limits_and_a_provisioned_owner() {
         assert!(e.to_string().contains(key), "{bad}: {e}");
     }
 }
+
+#[test]
+fn collateral_fetching_is_off_unless_asked_for() {
+    let c = parse("[agent]\n").unwrap();
+    assert_eq!(c.agent.collateral, None);
+    let c = parse("[agent]\n[collateral]\nfetch = false\nkds_url = \"http://kds\"\n").unwrap();
+    assert_eq!(c.agent.collateral, None);
+    let c = parse(
+        r#"
+[agent]
+data_dir = "/srv/vm"
+[collateral]
+fetch = true
+pcs_url = "https://pccs.internal:8081"
+thim_url = "http://thim.test/x"
+timeout_secs = 7
+"#,
+    )
+    .unwrap();
+    let got = c.agent.collateral.unwrap();
+    assert_eq!(got.pcs_url, "https://pccs.internal:8081");
+    assert_eq!(got.kds_url, ratls::collateral::DEFAULT_KDS_URL);
+    assert_eq!(got.thim_url, "http://thim.test/x");
+    assert_eq!(got.cache_dir, Some(PathBuf::from("/srv/vm/collateral")));
+    assert_eq!(got.timeout, Duration::from_secs(7));
+    assert!(!got.offline);
+    let e = parse("[agent]\n[collateral]\nfetch = true\nkds = \"x\"\n").unwrap_err();
+    assert!(e.to_string().contains("kds"), "{e}");
+}

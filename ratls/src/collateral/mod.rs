@@ -106,6 +106,70 @@ impl Default for CollateralConfig {
     }
 }
 
+/// The collateral plane as a configuration file or flags give it: every field optional (the
+/// defaults of [`CollateralConfig`] apply). The agent's `[collateral]` table, the proxy's flags
+/// and TOML keys, certtool's and the CLI's flags all map into it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CollateralSettings {
+    pub kds_url: Option<String>,
+    pub pcs_url: Option<String>,
+    pub intel_root_crl_url: Option<String>,
+    pub thim_url: Option<String>,
+    pub azure_tdquote_url: Option<String>,
+    /// The cache directory (`--collateral-dir`).
+    #[serde(alias = "cache-dir")]
+    pub collateral_dir: Option<PathBuf>,
+    pub offline: bool,
+    /// Per-request timeout in seconds.
+    pub timeout: Option<u64>,
+}
+
+impl CollateralSettings {
+    /// The configuration: these settings over the defaults, the cache in `default_cache` when
+    /// none is set (`None`: the per-user default, [`default_cache_dir`]).
+    pub fn config(&self, default_cache: Option<PathBuf>) -> CollateralConfig {
+        let d = CollateralConfig::default();
+        CollateralConfig {
+            kds_url: self
+                .kds_url
+                .clone()
+                .unwrap_or(d.kds_url),
+            pcs_url: self
+                .pcs_url
+                .clone()
+                .unwrap_or(d.pcs_url),
+            intel_root_crl_url: self
+                .intel_root_crl_url
+                .clone()
+                .unwrap_or(d.intel_root_crl_url),
+            thim_url: self
+                .thim_url
+                .clone()
+                .unwrap_or(d.thim_url),
+            azure_tdquote_url: self
+                .azure_tdquote_url
+                .clone()
+                .unwrap_or(d.azure_tdquote_url),
+            cache_dir: self
+                .collateral_dir
+                .clone()
+                .or(default_cache)
+                .or(d.cache_dir),
+            offline: self.offline,
+            timeout: self
+                .timeout
+                .map_or(d.timeout, |s| Duration::from_secs(s.max(1))),
+            ..d
+        }
+    }
+
+    /// A client for these settings.
+    pub fn client(&self, default_cache: Option<PathBuf>) -> Arc<CollateralClient> {
+        Arc::new(CollateralClient::new(self.config(default_cache)))
+    }
+}
+
 /// `$XDG_CACHE_HOME/cosmian_vm/collateral`, else `~/.cache/cosmian_vm/collateral`.
 pub fn default_cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
