@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use ratls::bundle::TeeEvidence;
 use ratls::collateral::{CollateralClient, CollateralConfig};
-use ratls::snp::{self, AttestationReport, CertInput, SnpPolicy};
+use ratls::snp::{self, CertInput, SnpPolicy};
 use ratls::tdx::{self, TdxPolicy};
 use ratls::UnixTime;
-use ratls_test::collateral_server::{serve_tdx, Server};
+use ratls_test::collateral_server::{serve_milan, serve_tdx, Server};
 use serde_bytes::ByteBuf;
 
 use crate::{measure, Measurement};
@@ -31,18 +31,8 @@ pub fn run(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
     let server = Server::start();
     let sample = serve_tdx(&server, &tdx_dir);
     let given = ratls_test::read_real(&tdx_dir, "collateral.json");
-    let report_hex = ratls_test::read_real(&snp_dir, "report_milan.hex");
-    let report = hex::decode(String::from_utf8_lossy(&report_hex).trim()).expect("report hex");
-    let parsed = AttestationReport::parse(&report).expect("report parses");
+    let report = serve_milan(&server, &snp_dir);
     let vcek = ratls_test::read_real(&snp_dir, "vcek_milan.der");
-    server.route(
-        &format!(
-            "/vcek/v1/Milan/{}?blSPL=03&teeSPL=00&snpSPL=08&ucodeSPL=115",
-            hex::encode(parsed.chip_id)
-        ),
-        vec![],
-        vcek.clone(),
-    );
     let cache = std::env::temp_dir().join(format!("ratls-bench-collateral-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&cache);
     let tdx_now = UnixTime::parse_rfc3339("2025-07-01T00:00:00Z").expect("time");

@@ -22,7 +22,8 @@ use ratls::snp::{AttestationReport, CertInput, SnpPolicy};
 use ratls::tdx::TdxPolicy;
 use ratls::{UnixTime, Verdict};
 use ratls_test::collateral_server::{
-    serve_tdx, Server, Tdx, PCK_CRL_PATH, QE_PATH, ROOT_CRL_PATH, TCB_PATH,
+    milan_vcek_path, serve_milan, serve_tdx, Server, Tdx, PCK_CRL_PATH, QE_PATH, ROOT_CRL_PATH,
+    TCB_PATH,
 };
 use ratls_test::{read_real, real_testdata};
 use serde_bytes::ByteBuf;
@@ -31,26 +32,6 @@ const TDX_V4: &str = "tdx/v4-emr-phala-collateral";
 const MILAN: &str = "sev-snp/milan-vcek-virtee";
 const GENOA_AZURE: &str = "sev-snp/genoa-azure-vtpm-trustee";
 const TDX_NOW: &str = "2025-07-01T00:00:00Z";
-
-fn milan_vcek_path(report: &AttestationReport) -> String {
-    // README: reported TCB = bootloader 3, TEE 0, SNP 8, microcode 115.
-    format!(
-        "/vcek/v1/Milan/{}?blSPL=03&teeSPL=00&snpSPL=08&ucodeSPL=115",
-        hex::encode(report.chip_id)
-    )
-}
-
-fn milan(server: &Server, dir: &Path) -> Vec<u8> {
-    let text = read_real(dir, "report_milan.hex");
-    let report = hex::decode(String::from_utf8(text).unwrap().trim()).unwrap();
-    let parsed = AttestationReport::parse(&report).unwrap();
-    server.route(
-        &milan_vcek_path(&parsed),
-        vec![],
-        read_real(dir, "vcek_milan.der"),
-    );
-    report
-}
 
 fn config(server: &Server, cache: &Path) -> CollateralConfig {
     CollateralConfig {
@@ -78,6 +59,16 @@ fn temp_dir(name: &str) -> PathBuf {
 
 fn at(text: &str) -> UnixTime {
     UnixTime::parse_rfc3339(text).unwrap()
+}
+
+fn snp_evidence(report: Vec<u8>) -> TeeEvidence {
+    TeeEvidence::SevSnp {
+        report: ByteBuf::from(report),
+        vcek: None,
+        vlek: None,
+        chain: None,
+        crl: None,
+    }
 }
 
 fn tdx_evidence(t: &Tdx) -> TeeEvidence {
@@ -265,7 +256,7 @@ fn offline_with_an_empty_cache_fails_at_a_named_step() {
     };
     let server = Server::start();
     let t = serve_tdx(&server, &dir);
-    let report = milan(&server, &milan_dir);
+    let report = serve_milan(&server, &milan_dir);
     let cache = temp_dir("offline");
     let client = CollateralClient::new(CollateralConfig {
         offline: true,
@@ -278,13 +269,7 @@ fn offline_with_an_empty_cache_fails_at_a_named_step() {
     assert!(!checks[0].ok);
     assert!(checks[0].detail.contains("offline"), "{checks:?}");
 
-    let mut tee = TeeEvidence::SevSnp {
-        report: ByteBuf::from(report),
-        vcek: None,
-        vlek: None,
-        chain: None,
-        crl: None,
-    };
+    let mut tee = snp_evidence(report);
     let checks = complete(&client, &mut tee, UnixTime::now());
     assert_eq!(checks[0].step, "collateral.vcek");
     assert!(
@@ -364,18 +349,11 @@ fn an_snp_report_gets_its_vcek_from_kds() {
         return;
     };
     let server = Server::start();
-    let report = milan(&server, &dir);
-    let parsed = AttestationReport::parse(&report).unwrap();
+    let report = serve_milan(&server, &dir);
     let cache = temp_dir("snp");
     let now = at("2026-01-01T00:00:00Z");
     let client = CollateralClient::new(config(&server, &cache));
-    let mut tee = TeeEvidence::SevSnp {
-        report: ByteBuf::from(report.clone()),
-        vcek: None,
-        vlek: None,
-        chain: None,
-        crl: None,
-    };
+    let mut tee = snp_evidence(report.clone());
     let checks = complete(&client, &mut tee, now);
     assert_eq!(checks[0].step, "collateral.vcek");
     assert!(checks[0].ok, "{checks:?}");
@@ -386,7 +364,7 @@ fn an_snp_report_gets_its_vcek_from_kds() {
         vcek.as_deref().unwrap(),
         &read_real(&dir, "vcek_milan.der")[..]
     );
-    assert_eq!(server.hits(&milan_vcek_path(&parsed)), 1);
+    assert_eq!(server.hits(&milan_vcek_path(&report)), 1);
     // No CRL is served here: asked for, not required by the default policy.
     assert_eq!(server.hits("/vcek/v1/Milan/crl"), 1);
 
@@ -416,32 +394,20 @@ fn an_snp_report_gets_its_vcek_from_kds() {
 
     // The VCEK is cached by chip and TCB: a second verifier asks only for the CRL again.
     let second = CollateralClient::new(config(&server, &cache));
-    let mut tee = TeeEvidence::SevSnp {
-        report: ByteBuf::from(report),
-        vcek: None,
-        vlek: None,
-        chain: None,
-        crl: None,
-    };
+    let mut tee = snp_evidence(report.clone());
     assert!(complete(&second, &mut tee, now)[0].ok);
-    assert_eq!(server.hits(&milan_vcek_path(&parsed)), 1);
+    assert_eq!(server.hits(&milan_vcek_path(&report)), 1);
 
     // A tampered VCEK byte (in its signature) fails the chain.
     let mut der = read_real(&dir, "vcek_milan.der");
     let last = der.len() - 5;
     der[last] ^= 1;
-    server.route(&milan_vcek_path(&parsed), vec![], der.clone());
+    server.route(&milan_vcek_path(&report), vec![], der.clone());
     let fresh = CollateralClient::new(CollateralConfig {
         cache_dir: None,
         ..config(&server, &cache)
     });
-    let mut tee = TeeEvidence::SevSnp {
-        report: ByteBuf::from(hex_report(&dir)),
-        vcek: None,
-        vlek: None,
-        chain: None,
-        crl: None,
-    };
+    let mut tee = snp_evidence(report.clone());
     assert!(complete(&fresh, &mut tee, now)[0].ok);
     let TeeEvidence::SevSnp { report, vcek, .. } = &tee else {
         panic!()
@@ -458,11 +424,6 @@ fn an_snp_report_gets_its_vcek_from_kds() {
     assert!(!v.is_trusted());
     assert_eq!(v.first_failure().unwrap().step, "tee.chain.vcek", "{v}");
     std::fs::remove_dir_all(&cache).unwrap();
-}
-
-fn hex_report(dir: &Path) -> Vec<u8> {
-    let text = read_real(dir, "report_milan.hex");
-    hex::decode(String::from_utf8(text).unwrap().trim()).unwrap()
 }
 
 #[test]

@@ -288,3 +288,27 @@ pub fn serve_tdx(server: &Server, dir: &Path) -> Tdx {
         collateral: c,
     }
 }
+
+/// Where a report's chip id sits (AMD SEV-SNP ABI, ATTESTATION_REPORT).
+const CHIP_ID: std::ops::Range<usize> = 0x1A0..0x1E0;
+
+/// KDS's path for the Milan sample's VCEK: its chip id and, from its README, reported TCB
+/// bootloader 3, TEE 0, SNP 8, microcode 115.
+pub fn milan_vcek_path(report: &[u8]) -> String {
+    format!(
+        "/vcek/v1/Milan/{}?blSPL=03&teeSPL=00&snpSPL=08&ucodeSPL=115",
+        hex::encode(&report[CHIP_ID])
+    )
+}
+
+/// Serve the Milan sample's VCEK where KDS does; returns the raw report.
+pub fn serve_milan(server: &Server, dir: &Path) -> Vec<u8> {
+    let text = String::from_utf8(read_real(dir, "report_milan.hex")).unwrap();
+    let report = hex::decode(text.trim()).unwrap();
+    server.route(
+        &milan_vcek_path(&report),
+        vec![],
+        read_real(dir, "vcek_milan.der"),
+    );
+    report
+}

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use ratls_test::collateral_server::{serve_tdx, Server, TCB_PATH};
+use ratls_test::collateral_server::{milan_vcek_path, serve_milan, serve_tdx, Server, TCB_PATH};
 use ratls_test::real_testdata;
 use serde_json::Value;
 
@@ -123,19 +123,8 @@ fn an_snp_report_gets_its_vcek_with_only_the_kds_url() {
         return;
     };
     let server = Server::start();
-    let text = std::fs::read_to_string(dir.join("report_milan.hex")).unwrap();
-    let report = hex::decode(text.trim()).unwrap();
-    let chip = hex::encode(
-        ratls::snp::AttestationReport::parse(&report)
-            .unwrap()
-            .chip_id,
-    );
-    let path = format!("/vcek/v1/Milan/{chip}?blSPL=03&teeSPL=00&snpSPL=08&ucodeSPL=115");
-    server.route(
-        &path,
-        vec![],
-        std::fs::read(dir.join("vcek_milan.der")).unwrap(),
-    );
+    let report = serve_milan(&server, &dir);
+    let path = milan_vcek_path(&report);
     let cache = cache_dir("snp");
     let out = cosmian_vm(
         &server,
