@@ -161,11 +161,11 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub json: bool,
     /// AMD KDS base URL: the VCEK and CRL SEV-SNP evidence lacks
-    /// [default: https://kdsintf.amd.com].
+    /// [default: `https://kdsintf.amd.com`].
     #[arg(long, value_name = "URL", help_heading = "Collateral")]
     pub kds_url: Option<String>,
     /// Intel PCS v4 or PCCS base URL: the collateral a TDX quote lacks
-    /// [default: https://api.trustedservices.intel.com].
+    /// [default: `https://api.trustedservices.intel.com`].
     #[arg(long, value_name = "URL", help_heading = "Collateral")]
     pub pcs_url: Option<String>,
     /// Intel's SGX root CA CRL when the PCS does not serve it.

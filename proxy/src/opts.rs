@@ -138,11 +138,11 @@ pub struct Flags {
     #[arg(long, value_name = "SECS")]
     pub drain_timeout: Option<u64>,
     /// AMD KDS base URL: the VCEKs and CRLs peers' SEV-SNP evidence lacks
-    /// [default: https://kdsintf.amd.com].
+    /// [default: `https://kdsintf.amd.com`].
     #[arg(long, value_name = "URL")]
     pub kds_url: Option<String>,
     /// Intel PCS v4 or PCCS base URL: the collateral peers' TDX quotes lack
-    /// [default: https://api.trustedservices.intel.com].
+    /// [default: `https://api.trustedservices.intel.com`].
     #[arg(long, value_name = "URL")]
     pub pcs_url: Option<String>,
     /// Intel's SGX root CA CRL when the PCS does not serve it [default: Intel's CRL
