@@ -733,17 +733,32 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
 }
 
 /// The collateral plane peers' evidence is completed from (VCEKs, CRLs, TDX collateral).
+///
+/// It runs inside the handshake of the peer whose evidence lacks collateral, so a cold fetch
+/// holds that handshake: the timeout is short and a `Retry-After` is waited out only briefly
+/// (the next handshake tries again once the failure is forgotten); the download budget keeps
+/// peers with made-up chip ids from turning the proxy against KDS.
 fn collateral(f: &Flags) -> std::sync::Arc<ratls::collateral::CollateralClient> {
-    ratls::collateral::CollateralSettings {
+    let cfg = ratls::collateral::CollateralSettings {
         kds_url: f.kds_url.clone(),
         pcs_url: f.pcs_url.clone(),
         intel_root_crl_url: f.intel_root_crl_url.clone(),
         collateral_dir: f.collateral_dir.clone(),
         offline: f.offline,
+        timeout: Some(PROXY_COLLATERAL_TIMEOUT_SECS),
         ..Default::default()
     }
-    .client(None)
+    .config(None);
+    std::sync::Arc::new(ratls::collateral::CollateralClient::new(
+        ratls::collateral::CollateralConfig {
+            max_retry_wait: Duration::from_secs(2),
+            ..cfg
+        },
+    ))
 }
+
+/// Per-request timeout of the proxy's collateral downloads (they hold a handshake).
+const PROXY_COLLATERAL_TIMEOUT_SECS: u64 = 10;
 
 fn load_policy(
     side: Side,

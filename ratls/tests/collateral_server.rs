@@ -496,3 +496,90 @@ fn azure_thim_serves_the_vcek_inside_the_vm() {
     assert_eq!(server.hits("/metadata/THIM/amd/certification"), 1);
     std::fs::remove_dir_all(&cache).unwrap();
 }
+
+/// Peers choose the evidence a verifier completes: made-up chip ids must not turn the verifier
+/// into a KDS hammer (a download budget), and a TDX quote must carry a PCK chain that verifies to
+/// Intel's root before anything is fetched for it.
+#[test]
+fn peers_cannot_make_the_verifier_fetch_at_will() {
+    let Some(milan_dir) = real_testdata(MILAN) else {
+        return;
+    };
+    let Some(tdx_dir) = real_testdata(TDX_V4) else {
+        return;
+    };
+    let server = Server::start();
+    let report = serve_milan(&server, &milan_dir);
+    let client = CollateralClient::new(CollateralConfig {
+        max_fetches_per_minute: 4,
+        cache_dir: None,
+        ..config(&server, Path::new("/nonexistent"))
+    });
+    let now = at("2026-01-01T00:00:00Z");
+    let fake = |n: u8| {
+        let mut r = report.clone();
+        r[0x1A0] ^= n; // another chip id: KDS knows no such chip
+        snp_evidence(r)
+    };
+    // A v2 report is looked up as Milan, then Genoa: two downloads each.
+    for n in [1, 2] {
+        let checks = complete(&client, &mut fake(n), now);
+        assert!(
+            !checks[0].ok && checks[0].detail.contains("404"),
+            "{checks:?}"
+        );
+    }
+    assert_eq!(server.total_hits(), 4);
+    let checks = complete(&client, &mut fake(3), now);
+    assert_eq!(checks[0].step, "collateral.vcek");
+    assert!(
+        !checks[0].ok && checks[0].detail.contains("budget"),
+        "{checks:?}"
+    );
+    assert_eq!(
+        server.total_hits(),
+        4,
+        "the budget was spent: nothing asked"
+    );
+
+    // A TDX quote whose PCK chain was tampered with: nothing fetched, a named failure.
+    let t = serve_tdx(&server, &tdx_dir);
+    let fresh = CollateralClient::new(CollateralConfig {
+        cache_dir: None,
+        ..config(&server, Path::new("/nonexistent"))
+    });
+    let begin = t
+        .quote
+        .windows(27)
+        .position(|w| w == b"-----BEGIN CERTIFICATE-----")
+        .unwrap();
+    let mut quote = t.quote.clone();
+    let at_byte = begin + 28 + 400; // inside the leaf's base64
+    quote[at_byte] = if quote[at_byte] == b'A' { b'B' } else { b'A' };
+    let before = server.total_hits();
+    let mut tee = TeeEvidence::Tdx {
+        quote: ByteBuf::from(quote),
+        collateral: None,
+    };
+    let checks = complete(&fresh, &mut tee, at(TDX_NOW));
+    assert_eq!(checks[0].step, "collateral.tdx");
+    assert!(!checks[0].ok, "{checks:?}");
+    assert!(
+        checks[0]
+            .expected
+            .contains("Intel SGX root"),
+        "{checks:?}"
+    );
+    assert_eq!(server.total_hits(), before);
+}
+
+#[test]
+fn in_memory_maps_are_bounded() {
+    use ratls::collateral::MAX_MEMO_ENTRIES;
+    let map = std::sync::Mutex::new(std::collections::HashMap::new());
+    for i in 0..=MAX_MEMO_ENTRIES {
+        ratls::collateral::bounded_insert(&map, i, ());
+    }
+    let len = map.lock().unwrap().len();
+    assert!(len <= MAX_MEMO_ENTRIES && len >= 1, "{len}");
+}

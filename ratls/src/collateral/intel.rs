@@ -112,30 +112,40 @@ pub(crate) fn complete(
         .cloned();
     let (fmspc, ca) = match known {
         Some(ids) => ids,
-        None => match dcap_qvl::quote::Quote::parse(quote).and_then(|q| {
-            Ok((
-                dcap_qvl::intel::quote_fmspc(&q)?,
-                dcap_qvl::intel::quote_ca(&q)?,
-            ))
-        }) {
-            Ok((fmspc, ca)) => {
-                let ids = (hex(fmspc).to_uppercase(), ca.as_id_str());
-                client
-                    .pck_ids
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(chain_id, ids.clone());
-                ids
-            }
-            Err(e) => {
+        None => {
+            // Only a PCK chain that verifies to Intel's pinned root makes us fetch anything: a
+            // peer cannot send us to PCS for made-up FMSPCs.
+            let chain =
+                crate::tdx::chain::check_pck_chain(parsed.signature_data.pck_chain_pem, now);
+            if let Err(e) = &chain.result {
                 return vec![Check::fail(
                     STEP,
-                    "the quote's FMSPC and PCK CA (from its PCK certificate)",
-                    "unreadable",
-                    format!("cannot tell which collateral to fetch: {e:#}"),
-                )]
+                    "a quote whose PCK chain verifies to the Intel SGX root CA",
+                    "a PCK chain that does not",
+                    format!("no collateral fetched for it: {e}"),
+                )];
             }
-        },
+            match dcap_qvl::quote::Quote::parse(quote).and_then(|q| {
+                Ok((
+                    dcap_qvl::intel::quote_fmspc(&q)?,
+                    dcap_qvl::intel::quote_ca(&q)?,
+                ))
+            }) {
+                Ok((fmspc, ca)) => {
+                    let ids = (hex(fmspc).to_uppercase(), ca.as_id_str());
+                    super::bounded_insert(&client.pck_ids, chain_id, ids.clone());
+                    ids
+                }
+                Err(e) => {
+                    return vec![Check::fail(
+                        STEP,
+                        "the quote's FMSPC and PCK CA (from its PCK certificate)",
+                        "unreadable",
+                        format!("cannot tell which collateral to fetch: {e:#}"),
+                    )]
+                }
+            }
+        }
     };
     let expected = format!("Intel collateral for FMSPC {fmspc} (PCK {ca} CA)");
     let memo_key = (fmspc.clone(), ca.to_owned());
@@ -158,11 +168,7 @@ pub(crate) fn complete(
     }
     match fetch(client, &fmspc, ca, now) {
         Ok((json, origins, expires)) => {
-            client
-                .tdx_memo
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(memo_key, (json.clone(), expires));
+            super::bounded_insert(&client.tdx_memo, memo_key, (json.clone(), expires));
             *collateral = Some(ByteBuf::from(json));
             vec![Check::pass(STEP, expected, origins)]
         }

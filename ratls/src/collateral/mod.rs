@@ -85,6 +85,11 @@ pub struct CollateralConfig {
     pub max_retry_wait: Duration,
     /// Attempts per request when the server answers 429/503.
     pub max_attempts: u32,
+    /// Downloads allowed per minute (a token bucket of this size, refilled continuously). A
+    /// verifier facing unauthenticated peers (the proxy with attested clients) completes
+    /// evidence those peers chose: without a budget, reports with made-up chip ids would make
+    /// it ask KDS again and again.
+    pub max_fetches_per_minute: u32,
 }
 
 impl Default for CollateralConfig {
@@ -102,6 +107,7 @@ impl Default for CollateralConfig {
             refresh_ahead: Duration::from_secs(24 * 3600),
             max_retry_wait: Duration::from_secs(60),
             max_attempts: 4,
+            max_fetches_per_minute: 60,
         }
     }
 }
@@ -208,6 +214,10 @@ pub enum CollateralError {
     Malformed { url: String, why: String },
     #[error("offline: {what} is not in the cache ({cache}) and was not given")]
     Offline { what: String, cache: String },
+    #[error(
+        "{url}: not asked: this verifier's download budget ({per_minute} per minute) is spent"
+    )]
+    Budget { url: String, per_minute: u32 },
     #[error("{0}")]
     Unsupported(String),
 }
@@ -245,6 +255,24 @@ pub struct CollateralClient {
     pub(crate) tdx_memo: Mutex<HashMap<(String, String), AssembledTdx>>,
     /// (FMSPC, CA) by SHA-256 of a quote's PCK chain, so a warm verification parses no X.509.
     pub(crate) pck_ids: Mutex<HashMap<[u8; 32], (String, &'static str)>>,
+    /// The download budget: tokens left and when they were last counted.
+    budget: Mutex<(f64, std::time::Instant)>,
+}
+
+/// The most entries each in-memory map holds; past it the map starts over (the disk cache
+/// stays), so peers choosing what is looked up cannot grow the verifier's memory.
+pub const MAX_MEMO_ENTRIES: usize = 4096;
+
+/// Insert into a bounded in-memory map ([`MAX_MEMO_ENTRIES`]): past the bound the map starts
+/// over. Public for the tests.
+pub fn bounded_insert<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, V>>, key: K, value: V) {
+    let mut map = map
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if map.len() >= MAX_MEMO_ENTRIES && !map.contains_key(&key) {
+        map.clear();
+    }
+    map.insert(key, value);
 }
 
 /// Assembled TDX collateral JSON and the earliest `nextUpdate` of its parts.
@@ -272,6 +300,7 @@ pub(crate) struct Item<'a> {
 
 impl CollateralClient {
     pub fn new(cfg: CollateralConfig) -> Self {
+        let cfg_budget = cfg.max_fetches_per_minute;
         let cache = cfg.cache_dir.clone().map(Cache::new);
         let http = (!cfg.offline).then(|| http::Http::new(&cfg));
         Self {
@@ -283,6 +312,7 @@ impl CollateralClient {
             failed: Mutex::new(HashMap::new()),
             tdx_memo: Mutex::new(HashMap::new()),
             pck_ids: Mutex::new(HashMap::new()),
+            budget: Mutex::new((f64::from(cfg_budget), std::time::Instant::now())),
         }
     }
 
@@ -358,8 +388,9 @@ impl CollateralClient {
                 }
             }
         }
-        let fetched = http
-            .get(&item.url, item.request_headers)
+        let fetched = self
+            .spend_budget(&item.url)
+            .and_then(|()| http.get(&item.url, item.request_headers))
             .and_then(|r| {
                 r.ok_or_else(|| CollateralError::NotFound {
                     url: item.url.clone(),
@@ -396,13 +427,14 @@ impl CollateralClient {
                     Ok((entry, Origin::CacheAfterFailedRefresh(e.to_string())))
                 }
                 _ => {
-                    self.failed
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .insert(
+                    // A spent budget is not the item's fault: ask again when there is budget.
+                    if !matches!(e, CollateralError::Budget { .. }) {
+                        bounded_insert(
+                            &self.failed,
                             item.url.clone(),
                             (wall.saturating_add(FAILURE_TTL.as_secs()), e.clone()),
                         );
+                    }
                     Err(e)
                 }
             },
@@ -410,10 +442,30 @@ impl CollateralClient {
     }
 
     fn remember(&self, key: &str, entry: &Entry) {
-        self.memo
+        bounded_insert(&self.memo, key.to_owned(), entry.clone());
+    }
+
+    /// Take one download from the budget, or say it is spent.
+    fn spend_budget(&self, url: &str) -> Result<(), CollateralError> {
+        let per_minute = self.cfg.max_fetches_per_minute;
+        let mut budget = self
+            .budget
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key.to_owned(), entry.clone());
+            .unwrap_or_else(PoisonError::into_inner);
+        let (tokens, last) = &mut *budget;
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(*last).as_secs_f64() * f64::from(per_minute) / 60.0;
+        *tokens = (*tokens + refill).min(f64::from(per_minute));
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(CollateralError::Budget {
+                url: url.to_owned(),
+                per_minute,
+            })
+        }
     }
 
     fn cache_name(&self) -> String {

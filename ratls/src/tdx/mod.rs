@@ -23,7 +23,7 @@
 //! `tee.collateral.crl`, `tee.td_attributes`, `tee.tcb`, else `tee.collateral`); the message only
 //! picks the name, the decision is always "failed".
 
-mod chain;
+pub(crate) mod chain;
 pub mod quote;
 mod verify;
 
