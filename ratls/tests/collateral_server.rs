@@ -581,5 +581,5 @@ fn in_memory_maps_are_bounded() {
         ratls::collateral::bounded_insert(&map, i, ());
     }
     let len = map.lock().unwrap().len();
-    assert!(len <= MAX_MEMO_ENTRIES && len >= 1, "{len}");
+    assert!((1..=MAX_MEMO_ENTRIES).contains(&len), "{len}");
 }
