@@ -14,7 +14,7 @@ use ring::signature::{
 
 use crate::{measure, Measurement};
 
-pub(crate) fn real(sub: &str) -> std::path::PathBuf {
+fn real(sub: &str) -> std::path::PathBuf {
     ratls_test::real_testdata(sub)
         .unwrap_or_else(|| panic!("benchmarks need the real evidence ({sub})"))
 }

@@ -14,6 +14,11 @@ use serde_bytes::ByteBuf;
 
 use crate::{measure, Measurement};
 
+fn real(sub: &str) -> std::path::PathBuf {
+    ratls_test::real_testdata(sub)
+        .unwrap_or_else(|| panic!("benchmarks need the real evidence ({sub})"))
+}
+
 fn config(server: &Server, cache: Option<std::path::PathBuf>) -> CollateralConfig {
     CollateralConfig {
         kds_url: server.url(),
@@ -26,8 +31,8 @@ fn config(server: &Server, cache: Option<std::path::PathBuf>) -> CollateralConfi
 }
 
 pub fn run(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
-    let tdx_dir = crate::cases::real("tdx/v4-emr-phala-collateral");
-    let snp_dir = crate::cases::real("sev-snp/milan-vcek-virtee");
+    let tdx_dir = real("tdx/v4-emr-phala-collateral");
+    let snp_dir = real("sev-snp/milan-vcek-virtee");
     let server = Server::start();
     let sample = serve_tdx(&server, &tdx_dir);
     let given = ratls_test::read_real(&tdx_dir, "collateral.json");

@@ -25,9 +25,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncBufReadExt;
 
 use crate::cli::{AcmeArgs, ChallengeArgs, RenewArgs};
-use crate::fsutil::{create_dir, write_all_atomic, write_atomic, PUBLIC_MODE, SECRET_MODE};
 use crate::http01::Responder;
 use crate::{Failure, EXIT_OK};
+use ratls::fsutil::{create_dir, write_all_atomic, write_atomic, PUBLIC_MODE, SECRET_MODE};
 
 const ACCOUNT_FILE: &str = "account.json";
 const SETTINGS_FILE: &str = "settings.json";

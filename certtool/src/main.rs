@@ -16,7 +16,6 @@
 mod acme;
 mod cli;
 mod danger;
-mod fsutil;
 mod http01;
 mod ratls_cmd;
 

@@ -13,8 +13,8 @@ use ratls::{UnixTime, Verdict};
 
 use crate::cli::{FetchArgs, GenerateArgs, VerifyArgs};
 use crate::danger::RecordAnyChain;
-use crate::fsutil::{create_dir, write_all_atomic, write_atomic, PUBLIC_MODE, SECRET_MODE};
 use crate::{Failure, EXIT_FAILED, EXIT_OK};
+use ratls::fsutil::{create_dir, write_all_atomic, write_atomic, PUBLIC_MODE, SECRET_MODE};
 
 /// `ratls generate`: an RA-TLS certificate and key from this machine's attesters.
 pub fn generate(args: &GenerateArgs) -> Result<u8, Failure> {

@@ -40,10 +40,70 @@ pub fn write_atomic_owned(
     mode: u32,
     owner: Option<u32>,
 ) -> std::io::Result<()> {
-    let dir = path
-        .parent()
+    let mut staged = stage(path, bytes, mode, owner)?;
+    staged.commit()?;
+    sync_dir(parent(path))
+}
+
+/// Write several files together: each is staged (temporary file written and fsynced) first, and
+/// only when all are staged are they renamed over their final names, in order, then their
+/// directories are fsynced. A failure before the renames leaves every final name untouched (a
+/// certificate and its key never end up from two different issuances).
+pub fn write_all_atomic(files: &[(&Path, &[u8], u32)]) -> std::io::Result<()> {
+    let mut staged = Vec::with_capacity(files.len());
+    for (path, bytes, mode) in files {
+        // A failure drops (and removes) the files staged so far.
+        staged.push(stage(path, bytes, *mode, None)?);
+    }
+    for s in &mut staged {
+        s.commit()?;
+    }
+    for (path, _, _) in files {
+        sync_dir(parent(path))?;
+    }
+    Ok(())
+}
+
+fn parent(path: &Path) -> &Path {
+    path.parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| Path::new("."));
+        .unwrap_or_else(|| Path::new("."))
+}
+
+/// Directories can be opened and synced on Unix; elsewhere the rename is what we have.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    match File::open(dir) {
+        Ok(d) => d.sync_all(),
+        Err(_) if cfg!(not(unix)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A temporary file written and fsynced next to its final name; removed on drop unless renamed.
+struct Staged {
+    tmp: std::path::PathBuf,
+    path: std::path::PathBuf,
+    done: bool,
+}
+
+impl Staged {
+    fn commit(&mut self) -> std::io::Result<()> {
+        std::fs::rename(&self.tmp, &self.path)?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+fn stage(path: &Path, bytes: &[u8], mode: u32, owner: Option<u32>) -> std::io::Result<Staged> {
+    let dir = parent(path);
     create_dir(dir, 0o700)?;
     let name = path
         .file_name()
@@ -73,31 +133,24 @@ pub fn write_atomic_owned(
             Err(e) => return Err(e),
         }
     };
-    let result = (|| {
-        // The umask may have narrowed the mode at creation: set it exactly.
-        #[cfg(unix)]
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
-        #[cfg(unix)]
-        if let Some(uid) = owner {
-            std::os::unix::fs::fchown(&file, Some(uid), None)?;
-        }
-        #[cfg(not(unix))]
-        let _ = owner;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path)?;
-        // Directories can be opened and synced on Unix; elsewhere the rename is what we have.
-        match File::open(dir) {
-            Ok(d) => d.sync_all(),
-            Err(_) if cfg!(not(unix)) => Ok(()),
-            Err(e) => Err(e),
-        }
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    // From here on, dropping `staged` removes the temporary file.
+    let staged = Staged {
+        tmp,
+        path: path.to_path_buf(),
+        done: false,
+    };
+    // The umask may have narrowed the mode at creation: set it exactly.
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+    #[cfg(unix)]
+    if let Some(uid) = owner {
+        std::os::unix::fs::fchown(&file, Some(uid), None)?;
     }
-    result
+    #[cfg(not(unix))]
+    let _ = owner;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(staged)
 }
 
 fn nanos() -> u128 {
@@ -132,6 +185,26 @@ mod tests {
             .collect();
         assert_eq!(names, ["secret"]);
         assert!(write_atomic(Path::new("/"), b"x", PUBLIC_MODE).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn several_files_are_renamed_only_when_all_are_written() {
+        let dir = std::env::temp_dir().join(format!("ratls-fsutil-all-{}", std::process::id()));
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        write_all_atomic(&[(&cert, b"c1", PUBLIC_MODE), (&key, b"k1", SECRET_MODE)]).unwrap();
+        // The second file cannot be staged (its "parent" is a file): nothing changes.
+        let bad = cert.join("x");
+        assert!(
+            write_all_atomic(&[(&key, b"k2", SECRET_MODE), (&bad, b"x", SECRET_MODE)]).is_err()
+        );
+        assert_eq!(std::fs::read(&key).unwrap(), b"k1");
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["cert.pem", "key.pem"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
