@@ -90,10 +90,9 @@ pub async fn run(config: Config, preinit: bool) -> Result<(), StartError> {
         limiter: crate::limits::Limiter::new(a.limits.clone()),
     });
 
-    let provider = ratls::tls::provider();
     let tls = ratls::tls::server_config(
         served.resolver.clone(),
-        Some(Arc::new(crate::tls::AnyClientCert::new(provider))),
+        Some(ratls::tls::danger::AnyClientCert::new()),
         vec![b"http/1.1".to_vec()],
     )
     .map_err(|e| StartError(format!("TLS configuration: {e}")))?;

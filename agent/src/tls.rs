@@ -1,99 +1,17 @@
-//! The agent's TLS plumbing: the client-certificate verifier that offers client authentication
-//! without requiring it, the resolver for a configured (non-RA-TLS) certificate, and a shareable
-//! TLS stream so handlers can compute this session's exporter.
+//! The agent's TLS plumbing: the resolver for a configured (non-RA-TLS) certificate, and a
+//! shareable TLS stream so handlers can compute this session's exporter. (The client-certificate
+//! verifier, which offers client authentication without requiring it, is
+//! `ratls::tls::danger::AnyClientCert`.)
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
-use rustls::client::danger::HandshakeSignatureValid;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
-
-/// Offers client authentication, does not require it, accepts any parseable certificate
-/// (self-signed, no chain) and checks the handshake signature: a client that presents a
-/// certificate proves it holds the key. The identity is SHA-256 of the certificate's SPKI.
-#[derive(Debug)]
-pub struct AnyClientCert {
-    provider: Arc<CryptoProvider>,
-}
-
-impl AnyClientCert {
-    pub fn new(provider: Arc<CryptoProvider>) -> Self {
-        Self { provider }
-    }
-}
-
-impl ClientCertVerifier for AnyClientCert {
-    fn offer_client_auth(&self) -> bool {
-        true
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        false
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        // No chain, no validity window: the key is the identity. It must at least parse.
-        ratls::pki::Cert::from_der(end_entity)
-            .map(|_| ClientCertVerified::assertion())
-            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self
-                .provider
-                .signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self
-                .provider
-                .signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
 
 /// Serves one fixed certificate chain and key (a configured certificate, e.g. Let's Encrypt).
 #[derive(Debug)]

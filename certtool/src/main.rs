@@ -15,7 +15,6 @@
 
 mod acme;
 mod cli;
-mod danger;
 mod http01;
 mod ratls_cmd;
 

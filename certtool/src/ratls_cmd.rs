@@ -12,9 +12,9 @@ use ratls::tls::{AttestationPolicy, AttestedServerVerifier, Mode};
 use ratls::{UnixTime, Verdict};
 
 use crate::cli::{FetchArgs, GenerateArgs, VerifyArgs};
-use crate::danger::RecordAnyChain;
 use crate::{Failure, EXIT_FAILED, EXIT_OK};
 use ratls::fsutil::{create_dir, write_all_atomic, write_atomic, PUBLIC_MODE, SECRET_MODE};
+use ratls::tls::danger::RecordAnyServerCert;
 
 /// `ratls generate`: an RA-TLS certificate and key from this machine's attesters.
 pub fn generate(args: &GenerateArgs) -> Result<u8, Failure> {
@@ -209,7 +209,7 @@ pub async fn fetch(args: &FetchArgs) -> Result<u8, Failure> {
     let server_name = rustls::pki_types::ServerName::try_from(sni.clone())
         .map_err(|e| Failure::usage(format!("{sni:?} is not a server name: {e}")))?;
     let provider = ratls::tls::provider();
-    let recorder = Arc::new(RecordAnyChain::new(provider.clone()));
+    let recorder = Arc::new(RecordAnyServerCert::new());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Failure::usage(format!("TLS configuration: {e}")))?

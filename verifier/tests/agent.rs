@@ -33,10 +33,7 @@ use ratls::tls::fresh::{self, FreshOptions, SelfAttestation};
 use ratls::tls::{RotatingCert, ALPN_ATTEST};
 use ratls::UnixTime;
 use ratls_harness::{sim_ca, TestMachine};
-use rustls::client::danger::HandshakeSignatureValid;
-use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer, UnixTime as TlsTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls::pki_types::PrivatePkcs8KeyDer;
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -45,52 +42,6 @@ use tokio_rustls::TlsAcceptor;
 
 // ---------------------------------------------------------------------------------------------
 // The agent stand-in
-
-/// Client certificates are optional and any key is an identity (as the agent's API says); the
-/// handshake signature is still checked.
-#[derive(Debug)]
-struct AnyClientCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl ClientCertVerifier for AnyClientCert {
-    fn offer_client_auth(&self) -> bool {
-        true
-    }
-    fn client_auth_mandatory(&self) -> bool {
-        false
-    }
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-    fn verify_client_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: TlsTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        Ok(ClientCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
 
 /// What the stand-in saw and holds.
 #[derive(Debug, Default)]
@@ -125,10 +76,9 @@ impl FakeAgent {
             Duration::from_secs(3600),
         )
         .unwrap();
-        let provider = ratls::tls::provider();
         let config = ratls::tls::server_config(
             Arc::new(cert.clone()),
-            Some(Arc::new(AnyClientCert(provider))),
+            Some(ratls::tls::danger::AnyClientCert::new()),
             Vec::new(),
         )
         .unwrap();

@@ -14,6 +14,7 @@
     missing_debug_implementations
 )]
 
+use ratls::tls::danger::RecordAnyServerCert;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -22,10 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ratls_harness::{open_tpm, sim_ca, simulate_boot, ImaSimulator, Swtpm};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::sign::CertifiedKey;
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::SignatureScheme;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -320,57 +320,6 @@ pub fn identity_from_pem(cert: &[u8], key: &[u8]) -> Arc<CertifiedKey> {
     Arc::new(CertifiedKey::from_der(certs, key, &ratls::tls::provider()).unwrap())
 }
 
-/// The attacker's view of server certificates: any is fine (it checks signatures only).
-#[derive(Debug)]
-pub struct AcceptAny;
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &ratls::tls::provider().signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &ratls::tls::provider().signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        ratls::tls::provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
 #[derive(Debug)]
 struct Present(Arc<CertifiedKey>);
 
@@ -390,7 +339,7 @@ pub fn attacker_config(client: Option<Arc<CertifiedKey>>) -> rustls::ClientConfi
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAny));
+        .with_custom_certificate_verifier(Arc::new(RecordAnyServerCert::new()));
     let mut config = match client {
         Some(c) => builder.with_client_cert_resolver(Arc::new(Present(c))),
         None => builder.with_no_client_auth(),
