@@ -199,7 +199,7 @@ fn print_verdict(verdict: &Verdict, json: bool) {
     emit(&text);
 }
 
-/// `ratls fetch`: the chain a TLS server presents, as PEM. Not verified (see [`crate::danger`]).
+/// `ratls fetch`: the chain a TLS server presents, as PEM. Not verified (see [`ratls::tls::danger::RecordAnyServerCert`]).
 pub async fn fetch(args: &FetchArgs) -> Result<u8, Failure> {
     let (host, port) = split_target(&args.target)?;
     let sni = args
