@@ -117,10 +117,7 @@ pub fn verify(args: &VerifyArgs) -> Result<u8, Failure> {
     let role = Role::new(&args.role).map_err(|e| Failure::usage(format!("--role: {e}")))?;
     let base = match &args.policy {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Failure::usage(format!("--policy {}: {e}", path.display())))?;
-            ratls::Policy::from_json(&text)
-                .map_err(|e| Failure::usage(format!("--policy {}: {e}", path.display())))?
+            ratls::Policy::from_file(path).map_err(|e| Failure::usage(format!("--policy {e}")))?
         }
         None => ratls::Policy::default(),
     };

@@ -765,10 +765,7 @@ fn load_policy(
     path: &Path,
     sim_root: Option<&Path>,
 ) -> Result<AttestationPolicy, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("--policy {}: {e}", path.display()))?;
-    let base =
-        ratls::Policy::from_json(&text).map_err(|e| format!("--policy {}: {e}", path.display()))?;
+    let base = ratls::Policy::from_file(path).map_err(|e| format!("--policy {e}"))?;
     let mut policy = match side {
         Side::Client => AttestationPolicy::for_server(base),
         Side::Server => AttestationPolicy::for_client(base),

@@ -28,6 +28,17 @@ pub struct Policy {
     pub azure: AzurePolicy,
 }
 
+/// The largest policy file read.
+pub const MAX_POLICY_FILE: u64 = 4 * 1024 * 1024;
+
+/// Why a policy file could not be loaded: `{path}: {why}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {why}")]
+pub struct PolicyFileError {
+    pub path: String,
+    pub why: String,
+}
+
 /// A policy that parses but cannot be enforced as written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -57,6 +68,24 @@ impl Policy {
         Ok(policy)
     }
 
+    /// Read and parse the policy file at `path` (at most [`MAX_POLICY_FILE`] bytes): the one
+    /// way every binary loads `--policy FILE`. Errors name the file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, PolicyFileError> {
+        let error = |why: String| PolicyFileError {
+            path: path.display().to_string(),
+            why,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| error(e.to_string()))?;
+        if meta.len() > MAX_POLICY_FILE {
+            return Err(error(format!(
+                "{} bytes, more than the {MAX_POLICY_FILE}-byte limit for a policy",
+                meta.len()
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+        Self::from_json(&text).map_err(|e| error(e.to_string()))
+    }
+
     /// Refuse a policy whose pins cannot mean what they say: SEV-SNP `family_id`, `image_id` or
     /// `min_guest_svn` without `id_key_digest` or `author_key_digest`.
     pub fn validate(&self) -> Result<(), PolicyError> {
@@ -71,5 +100,56 @@ impl Policy {
             return Err(PolicyError::LaunchTcbWithoutMinimum);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn from_file_names_the_file_in_every_error() {
+        let dir = std::env::temp_dir().join(format!("ratls-policy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = dir.join("ok.json");
+        std::fs::write(&ok, br#"{"snp": {"vmpl": 0}}"#).unwrap();
+        assert_eq!(Policy::from_file(&ok).unwrap().snp.vmpl, 0);
+
+        let missing = dir.join("missing.json");
+        let e = Policy::from_file(&missing).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with(&missing.display().to_string()),
+            "{e}"
+        );
+
+        let unknown = dir.join("unknown.json");
+        std::fs::write(&unknown, br#"{"snp": {"no_such_key": 1}}"#).unwrap();
+        let e = Policy::from_file(&unknown)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown.json") && e.contains("no_such_key"),
+            "{e}"
+        );
+
+        let id_block = dir.join("id_block.json");
+        std::fs::write(&id_block, br#"{"snp": {"image_id": "00"}}"#).unwrap();
+        let e = Policy::from_file(&id_block)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("id_key_digest"), "{e}");
+
+        let huge = dir.join("huge.json");
+        let file = std::fs::File::create(&huge).unwrap();
+        file.set_len(MAX_POLICY_FILE + 1)
+            .unwrap();
+        let e = Policy::from_file(&huge)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("limit"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

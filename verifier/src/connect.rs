@@ -22,8 +22,9 @@ pub async fn connect(global: &Global, args: &ConnectArgs) -> Outcome {
         .map_err(|e| UsageError(format!("{}: {e}", args.target)))?;
     let role = Role::new(&args.role).map_err(|e| UsageError(format!("--role: {e}")))?;
     let base = match &args.policy {
-        Some(path) => ratls::Policy::from_json(&crate::evidence::read_text(path)?)
-            .map_err(|e| UsageError(format!("--policy {}: {e}", path.display())))?,
+        Some(path) => {
+            ratls::Policy::from_file(path).map_err(|e| UsageError(format!("--policy {e}")))?
+        }
         None => ratls::Policy::default(),
     };
     let tls = TlsSettings::from_global(global)?;

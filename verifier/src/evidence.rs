@@ -27,11 +27,7 @@ pub fn verify(args: &VerifyArgs, global: &Global) -> Result<ExitCode, UsageError
         None => UnixTime::now(),
     };
     let policy = match &args.policy {
-        Some(path) => {
-            let text = read_text(path)?;
-            Policy::from_json(&text)
-                .map_err(|e| UsageError(format!("--policy {}: {e}", path.display())))?
-        }
+        Some(path) => Policy::from_file(path).map_err(|e| UsageError(format!("--policy {e}")))?,
         None => Policy::default(),
     };
     let collateral = crate::collateral::client(global);

@@ -138,11 +138,7 @@ pub fn block_on<F: std::future::Future<Output = Outcome>>(f: F) -> Result<ExitCo
 
 fn read_policy(path: Option<&Path>) -> Result<Policy, UsageError> {
     match path {
-        Some(path) => {
-            let text = evidence::read_text(path)?;
-            Policy::from_json(&text)
-                .map_err(|e| UsageError(format!("--policy {}: {e}", path.display())))
-        }
+        Some(path) => Policy::from_file(path).map_err(|e| UsageError(format!("--policy {e}"))),
         None => Ok(Policy::default()),
     }
 }
