@@ -70,18 +70,10 @@ pub fn run(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
             crl: None,
         };
         client.complete(&mut tee, snp_now);
-        let TeeEvidence::SevSnp { report, vcek, .. } = tee else {
+        let (TeeEvidence::SevSnp { report, .. }, Some(certs)) = (&tee, tee.snp_certs()) else {
             panic!("not SEV-SNP")
         };
-        snp::verify_bytes(
-            &report,
-            &CertInput {
-                vcek: vcek.map(|b| b.into_vec()),
-                ..Default::default()
-            },
-            &snp_policy,
-            snp_now,
-        )
+        snp::verify_bytes(report, &certs, &snp_policy, snp_now)
     };
     assert!(tdx_with(&warm).is_trusted(), "collateral plane TDX verdict");
     assert!(snp_with(&warm).passed("tee.signature"));

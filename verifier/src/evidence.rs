@@ -190,25 +190,13 @@ fn verify_snp(
         crl: opt(&args.crl)?.map(Into::into),
     };
     let steps = collateral.complete(&mut tee, now);
-    let ratls::bundle::TeeEvidence::SevSnp {
-        report,
-        vcek,
-        vlek,
-        chain,
-        crl,
-    } = tee
+    let (ratls::bundle::TeeEvidence::SevSnp { report, .. }, Some(certs)) = (&tee, tee.snp_certs())
     else {
         return Err(UsageError("internal: SEV-SNP evidence changed kind".into()));
     };
-    let certs = ratls::snp::CertInput {
-        vcek: vcek.map(|b| b.into_vec()),
-        vlek: vlek.map(|b| b.into_vec()),
-        chain: chain.map(|b| b.into_vec()),
-        crl: crl.map(|b| b.into_vec()),
-    };
     Ok(crate::collateral::prepend(
         steps,
-        ratls::snp::verify_bytes(&report, &certs, &policy.snp, now),
+        ratls::snp::verify_bytes(report, &certs, &policy.snp, now),
     ))
 }
 
@@ -310,17 +298,8 @@ fn verify_azure(
         crl: opt(&args.crl)?.map(Into::into),
     };
     let steps = collateral.complete(&mut tee, now);
-    let ratls::bundle::TeeEvidence::AzureSnp {
-        vcek, chain, crl, ..
-    } = tee
-    else {
+    let Some(certs) = tee.snp_certs() else {
         return Err(UsageError("internal: Azure evidence changed kind".into()));
-    };
-    let certs = ratls::snp::CertInput {
-        vcek: vcek.map(|b| b.into_vec()),
-        vlek: None,
-        chain: chain.map(|b| b.into_vec()),
-        crl: crl.map(|b| b.into_vec()),
     };
     Ok(crate::collateral::prepend(
         steps,

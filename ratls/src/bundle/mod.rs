@@ -97,6 +97,41 @@ pub enum TeeEvidence {
 }
 
 impl TeeEvidence {
+    /// The certificates an SEV-SNP report comes with (plain, simulated, or inside an Azure HCL
+    /// report), as the SNP verifier takes them; `None` for TDX evidence.
+    pub fn snp_certs(&self) -> Option<crate::snp::CertInput> {
+        let owned = |b: &Option<ByteBuf>| b.as_ref().map(|b| b.to_vec());
+        match self {
+            Self::SevSnp {
+                vcek,
+                vlek,
+                chain,
+                crl,
+                ..
+            } => Some(crate::snp::CertInput {
+                vcek: owned(vcek),
+                vlek: owned(vlek),
+                chain: owned(chain),
+                crl: owned(crl),
+            }),
+            Self::AzureSnp {
+                vcek, chain, crl, ..
+            } => Some(crate::snp::CertInput {
+                vcek: owned(vcek),
+                vlek: None,
+                chain: owned(chain),
+                crl: owned(crl),
+            }),
+            Self::Sim { vcek, chain, .. } => Some(crate::snp::CertInput {
+                vcek: Some(vcek.to_vec()),
+                vlek: None,
+                chain: Some(chain.to_vec()),
+                crl: None,
+            }),
+            Self::Tdx { .. } | Self::AzureTdx { .. } => None,
+        }
+    }
+
     /// The platform name (`sev-snp`, `tdx`, `azure-snp`, `azure-tdx`, `sim`).
     pub fn kind(&self) -> crate::attest::TeeKind {
         use crate::attest::TeeKind;

@@ -517,33 +517,13 @@ fn verify_tee(
     expect: &Expectations<'_>,
 ) -> (Verdict, Option<[u8; 64]>) {
     match tee {
-        TeeEvidence::SevSnp {
-            report,
-            vcek,
-            vlek,
-            chain,
-            crl,
-        } => {
-            let certs = crate::snp::CertInput {
-                vcek: vcek.as_ref().map(|b| b.to_vec()),
-                vlek: vlek.as_ref().map(|b| b.to_vec()),
-                chain: chain.as_ref().map(|b| b.to_vec()),
-                crl: crl.as_ref().map(|b| b.to_vec()),
-            };
+        TeeEvidence::SevSnp { report, .. } => {
+            let certs = tee.snp_certs().unwrap_or_default();
             let verdict = crate::snp::verify_bytes(report, &certs, &policy.snp, expect.now);
             (verdict, snp_report_data(report))
         }
-        TeeEvidence::Sim {
-            report,
-            vcek,
-            chain,
-        } => {
-            let certs = crate::snp::CertInput {
-                vcek: Some(vcek.to_vec()),
-                vlek: None,
-                chain: Some(chain.to_vec()),
-                crl: None,
-            };
+        TeeEvidence::Sim { report, .. } => {
+            let certs = tee.snp_certs().unwrap_or_default();
             let verdict = crate::snp::verify_simulated(
                 report,
                 &certs,
@@ -572,18 +552,8 @@ fn verify_tee(
                 .map(|q| q.report.report_data);
             (verdict, report_data)
         }
-        TeeEvidence::AzureSnp {
-            hcl_report,
-            vcek,
-            chain,
-            crl,
-        } => {
-            let certs = crate::snp::CertInput {
-                vcek: vcek.as_ref().map(|b| b.to_vec()),
-                vlek: None,
-                chain: chain.as_ref().map(|b| b.to_vec()),
-                crl: crl.as_ref().map(|b| b.to_vec()),
-            };
+        TeeEvidence::AzureSnp { hcl_report, .. } => {
+            let certs = tee.snp_certs().unwrap_or_default();
             // The quote is verified with the bundle's other TPM evidence: not here.
             let (mut verdict, ak) = crate::azure::verify_snp_with_ak(
                 hcl_report, &certs, None, policy, expect.now, None,

@@ -55,30 +55,6 @@ fn cert_not_after(body: &[u8]) -> Result<Option<u64>, String> {
     Ok(Some(cert.validity().1.as_secs()))
 }
 
-/// A DER (or PEM, or hex text) CRL's `nextUpdate`.
-pub(crate) fn crl_next_update(body: &[u8]) -> Result<Option<u64>, String> {
-    let der = crl_der(body)?;
-    let (_, crl) =
-        x509_parser::parse_x509_crl(&der).map_err(|e| format!("not an X.509 CRL: {e}"))?;
-    Ok(crl
-        .next_update()
-        .and_then(|t| u64::try_from(t.timestamp()).ok()))
-}
-
-/// A CRL as DER, from DER, PEM (`X509 CRL`) or hex text (what a PCCS serves).
-pub(crate) fn crl_der(body: &[u8]) -> Result<Vec<u8>, String> {
-    if body.first() == Some(&0x30) {
-        return Ok(body.to_vec());
-    }
-    let text = std::str::from_utf8(body).map_err(|_| "neither DER, PEM nor hex".to_owned())?;
-    let text = text.trim();
-    if text.starts_with("-----BEGIN") {
-        let pem = pem::parse(text).map_err(|e| format!("PEM: {e}"))?;
-        return Ok(pem.into_contents());
-    }
-    hex::decode(text).map_err(|_| "neither DER, PEM nor hex".to_owned())
-}
-
 fn origin_text(origin: &Origin, url: &str) -> String {
     match origin {
         Origin::Fetched => format!("downloaded from {url}"),
@@ -194,7 +170,7 @@ pub(crate) fn complete(
                 ),
                 url: url.clone(),
                 request_headers: &[],
-                validate: &|body, _| crl_next_update(body),
+                validate: &|body, _| super::crl_next_update(body),
             };
             // A CRL that cannot be obtained is not a failure here: the verifier's policy
             // (`snp.require_crl`) decides, and its claims say revocation was not checked.
@@ -205,7 +181,7 @@ pub(crate) fn complete(
                         format!("AMD's CRL for {p}"),
                         origin_text(&origin, &url),
                     ));
-                    *crl = crl_der(&entry.body)
+                    *crl = super::crl_der(&entry.body)
                         .ok()
                         .map(ByteBuf::from);
                 }

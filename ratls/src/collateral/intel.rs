@@ -8,9 +8,7 @@ use serde_bytes::ByteBuf;
 use serde_json::value::RawValue;
 
 use super::http::percent_decode;
-use super::{
-    amd::crl_der, amd::crl_next_update, CollateralClient, CollateralError, Entry, Item, Origin,
-};
+use super::{crl_der, crl_next_update, CollateralClient, CollateralError, Entry, Item, Origin};
 use crate::hexfmt::hex;
 use crate::time::UnixTime;
 use crate::verdict::Check;

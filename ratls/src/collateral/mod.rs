@@ -554,16 +554,32 @@ impl CollateralClient {
 
 pub use self::amd::ThimCerts;
 
+/// A DER (or PEM, or hex text) CRL's `nextUpdate`.
+/// Parsed by the same CRL parser the verifiers use (`pki::Crl`).
+pub(crate) fn crl_next_update(body: &[u8]) -> Result<Option<u64>, String> {
+    let crl = crate::pki::Crl::from_der(&crl_der(body)?).map_err(|e| format!("CRL: {e}"))?;
+    Ok(crl.next_update().map(UnixTime::as_secs))
+}
+
+/// A CRL as DER, from DER, PEM (`X509 CRL`) or hex text (what a PCCS serves).
+pub(crate) fn crl_der(body: &[u8]) -> Result<Vec<u8>, String> {
+    if body.first() == Some(&0x30) {
+        return Ok(body.to_vec());
+    }
+    let text = std::str::from_utf8(body).map_err(|_| "neither DER, PEM nor hex".to_owned())?;
+    let text = text.trim();
+    if text.starts_with("-----BEGIN") {
+        let pem = pem::parse(text).map_err(|e| format!("PEM: {e}"))?;
+        return Ok(pem.into_contents());
+    }
+    hex::decode(text).map_err(|_| "neither DER, PEM nor hex".to_owned())
+}
+
 impl crate::bundle::CollateralSource for CollateralClient {
     fn complete(&self, tee: &mut TeeEvidence, now: UnixTime) -> Vec<Check> {
         CollateralClient::complete(self, tee, now)
     }
 }
-
-/// Where the hardware report starts in an HCL report (after the 32-byte header).
-const HCL_HW_REPORT_OFFSET: usize = 0x20;
-/// Size of a TDX `TDREPORT_STRUCT`.
-const TD_REPORT_LEN: usize = 1024;
 
 /// A [`TeeAttester`] whose evidence leaves with the collateral it needs (the agent's optional
 /// fetching: the VM then serves the VCEK, the CRL or the PCS collateral with its evidence, and
@@ -607,7 +623,11 @@ impl TeeAttester for WithCollateral {
                 .ok()
                 .filter(|h| matches!(h.hw_report, crate::azure::HwReport::Tdx(_)))
                 .and_then(|_| {
-                    hcl_report.get(HCL_HW_REPORT_OFFSET..HCL_HW_REPORT_OFFSET + TD_REPORT_LEN)
+                    hcl_report.get(
+                        crate::azure::report::HEADER_LEN
+                            ..crate::azure::report::HEADER_LEN
+                                + crate::azure::report::TD_REPORT_LEN,
+                    )
                 });
             if let Some(td_report) = td_report {
                 if let Ok(q) = self.client.azure_td_quote(td_report) {
