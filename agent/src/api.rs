@@ -24,7 +24,9 @@ use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTE
 use hyper::{Method, Request, Response, StatusCode};
 use ratls::attest::tpm::ReconnectingTpm;
 use ratls::attest::{AttestError, Attester, TeeKind};
-use ratls::binding::{challenge_is_random_looking, BindingClaims, Role, NONCE_LEN};
+use ratls::binding::{Role, NONCE_LEN};
+use ratls::bundle::MAX_BUNDLE_LEN;
+use ratls::tls::fresh::{self, Answer, Decline, FixedKey, FreshError};
 use ratls::UnixTime;
 use serde::Deserialize;
 use serde_json::json;
@@ -181,7 +183,7 @@ fn ok(value: &serde_json::Value) -> Reply {
     Ok(json_response(StatusCode::OK, value))
 }
 
-/// Serve one request; logs method, path and status (nothing else) to stderr.
+/// Serve one request; logs method, path and status (nothing else) at `info`.
 pub async fn handle(
     state: Arc<AppState>,
     conn: Arc<Conn>,
@@ -192,7 +194,8 @@ pub async fn handle(
     let response = route(&state, &conn, req)
         .await
         .unwrap_or_else(ApiError::into_response);
-    eprintln!("{method} {path} {}", response.status().as_u16());
+    let status = response.status().as_u16();
+    tracing::info!(method = %method, path = %path, status, "{method} {path} {status}");
     Ok(response)
 }
 
@@ -486,55 +489,64 @@ fn ima_ascii(log: &[u8]) -> Result<String, ApiError> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EvidenceRequest {
+struct EvidenceBody {
     challenge: String,
 }
 
 /// Evidence bound to this connection: the agent's own key, its own AK, the exporter of the
-/// caller's TLS session for the caller's challenge. One production per client address at a
-/// time, [`max_evidence_in_flight`](crate::config::Limits::max_evidence_in_flight) in all.
+/// caller's TLS session for the caller's challenge ([`fresh::Answer`], as in the fresh exchange;
+/// at most [`MAX_BUNDLE_LEN`] bytes). One production per client address at a time,
+/// [`max_evidence_in_flight`](crate::config::Limits::max_evidence_in_flight) in all.
 async fn evidence(state: &AppState, conn: &Conn, body: &[u8]) -> Reply {
-    let req: EvidenceRequest = parse_json(body)?;
-    let challenge = parse_challenge(&req.challenge)?;
+    let req: EvidenceBody = parse_json(body)?;
+    // The agent binds its own key: an HTTP caller names no key, so none but ours is asked about.
+    let ours = FixedKey {
+        spki_sha256: state.spki_sha256,
+    };
+    let request = fresh::EvidenceRequest {
+        challenge: parse_challenge(&req.challenge)?,
+        spki_sha256: ours.spki_sha256,
+    };
+    let answer = Answer::new(request, Role::agent(), &ours).map_err(|reason| match reason {
+        Decline::WeakChallenge { .. } => ApiError::bad(format!(
+            "challenge: {} does not look random (all zero, or too few distinct bytes): a \
+             verifier must send 32 bytes from a secure random generator, or the evidence proves \
+             no freshness",
+            req.challenge
+        )),
+        other => ApiError::internal(other.to_string()),
+    })?;
     let slot = state
         .limiter
         .evidence(conn.peer)
         .map_err(ApiError::refused)?;
-    let role = Role::agent();
-    let exporter = {
+    let bound = {
         // Held only for this synchronous call.
         let guard = conn.tls.lock();
         let common: &rustls::ConnectionCommon<rustls::server::ServerConnectionData> =
             guard.get_ref().1;
-        ratls::tls::fresh::check_exporter_session(common)
-            .map_err(|e| ApiError::bad(e.to_string()))?;
-        ratls::tls::fresh::exporter(common, &role, &challenge)
-            .map_err(|e| ApiError::internal(e.to_string()))?
-    };
-    let binding = BindingClaims {
-        role,
-        spki_sha256: state.spki_sha256,
-        ak_sha256: None,
-        issued_at: UnixTime::now().as_secs(),
-        challenge: Some(challenge),
-        exporter: Some(exporter),
+        answer
+            .bind(common, UnixTime::now())
+            .map_err(|e| match e {
+                FreshError::Exporter(_) => ApiError::internal(e.to_string()),
+                _ => ApiError::bad(e.to_string()),
+            })?
     };
     let attester = state.attester.clone();
     let cmw = blocking(move || {
         let _slot = slot;
-        attester
-            .produce(binding, true)
-            .map(|b| b.to_cmw())
+        bound
+            .produce(&attester, MAX_BUNDLE_LEN)
             .map_err(|e| ApiError::attest(&e))
     })
     .await?;
     Ok(bytes_response(StatusCode::OK, "application/cbor", cmw))
 }
 
-/// 32 bytes of hex that look random ([`challenge_is_random_looking`]).
+/// 32 bytes of hex (whether they look random is [`fresh::Answer`]'s check).
 fn parse_challenge(text: &str) -> Result<[u8; NONCE_LEN], ApiError> {
     let bytes = hex::decode(text).map_err(|e| ApiError::bad(format!("challenge: not hex: {e}")))?;
-    let challenge: [u8; NONCE_LEN] = bytes
+    bytes
         .as_slice()
         .try_into()
         .map_err(|_| {
@@ -542,15 +554,7 @@ fn parse_challenge(text: &str) -> Result<[u8; NONCE_LEN], ApiError> {
                 "challenge: {} bytes, expected {NONCE_LEN}",
                 bytes.len()
             ))
-        })?;
-    if !challenge_is_random_looking(&challenge) {
-        return Err(ApiError::bad(format!(
-            "challenge: {text} does not look random (all zero, or too few distinct bytes): a \
-             verifier must send 32 bytes from a secure random generator, or the evidence proves \
-             no freshness"
-        )));
-    }
-    Ok(challenge)
+        })
 }
 
 #[derive(Deserialize)]
@@ -570,13 +574,11 @@ fn enrol(state: &AppState, spki: [u8; 32], body: &[u8]) -> Reply {
         .enrol(spki, req.token.as_deref())
     {
         Ok(()) => {
-            eprintln!(
-                "cosmian_vm_agent: owner enrolled: SPKI SHA-256 {}",
-                hex::encode(spki)
-            );
+            let spki = hex::encode(spki);
+            tracing::info!(spki = %spki, "owner enrolled: SPKI SHA-256 {spki}");
             Ok(json_response(
                 StatusCode::CREATED,
-                &json!({ "owner_spki_sha256": hex::encode(spki) }),
+                &json!({ "owner_spki_sha256": spki }),
             ))
         }
         Err(EnrolError::AlreadyEnrolled) => Err(ApiError::new(
@@ -587,9 +589,10 @@ fn enrol(state: &AppState, spki: [u8; 32], body: &[u8]) -> Reply {
             "enrolling needs {\"token\": \"<the one-time token the agent printed at start>\"}",
         )),
         Err(EnrolError::BadToken) => {
-            eprintln!(
-                "cosmian_vm_agent: WARNING: enrolment with a wrong token (client SPKI SHA-256 {})",
-                hex::encode(spki)
+            let spki = hex::encode(spki);
+            tracing::warn!(
+                client_spki = %spki,
+                "WARNING: enrolment with a wrong token (client SPKI SHA-256 {spki})"
             );
             Err(ApiError::new(
                 StatusCode::FORBIDDEN,

@@ -118,10 +118,12 @@ impl AppControl {
             let spawned = cmd
                 .spawn()
                 .map_err(|e| format!("cannot start {program}: {e}"))?;
-            eprintln!(
-                "cosmian_vm_agent: app {} started (pid {})",
-                self.config.service_name,
-                spawned.id().unwrap_or(0)
+            let pid = spawned.id().unwrap_or(0);
+            tracing::info!(
+                app = %self.config.service_name,
+                pid,
+                "app {} started (pid {pid})",
+                self.config.service_name
             );
             *child = Some(spawned);
         }

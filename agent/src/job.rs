@@ -186,7 +186,7 @@ impl SnapshotJob {
             let at = Instant::now();
             inner.state = match outcome {
                 Ok(body) => {
-                    eprintln!("cosmian_vm_agent: snapshot job finished");
+                    tracing::info!("snapshot job finished");
                     State::Done {
                         id: job_id,
                         body,
@@ -194,7 +194,7 @@ impl SnapshotJob {
                     }
                 }
                 Err(error) => {
-                    eprintln!("cosmian_vm_agent: snapshot job failed: {error}");
+                    tracing::warn!("snapshot job failed: {error}");
                     State::Failed {
                         id: job_id,
                         error,

@@ -46,7 +46,7 @@ pub async fn run(config: Config, preinit: bool) -> Result<(), StartError> {
         let machine = crate::machine::open_attesters(a)?;
         crate::machine::first_start(a, preinit)?;
         let served =
-            crate::machine::served_cert(a, &machine.attester, &crate::machine::hostname())?;
+            crate::machine::served_cert(a, &machine.attester, &ratls::attest::config::hostname())?;
         let owner = match &a.owner_certificate {
             Some(path) => Some(owner_from_cert(path)?),
             None => a.owner_spki_sha256,
@@ -102,10 +102,8 @@ pub async fn run(config: Config, preinit: bool) -> Result<(), StartError> {
     let local = listener
         .local_addr()
         .map_err(|e| StartError(format!("listening socket: {e}")))?;
-    eprintln!(
-        "cosmian_vm_agent: listening on {local} (key SPKI SHA-256 {})",
-        hex::encode(spki_sha256)
-    );
+    let spki = hex::encode(spki_sha256);
+    tracing::info!(addr = %local, spki = %spki, "listening on {local} (key SPKI SHA-256 {spki})");
     crate::server::serve(
         listener,
         TlsAcceptor::from(Arc::new(tls)),
@@ -118,7 +116,7 @@ pub async fn run(config: Config, preinit: bool) -> Result<(), StartError> {
         app.shutdown().await;
     }
     drop(served);
-    eprintln!("cosmian_vm_agent: stopped");
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -143,7 +141,7 @@ impl StopSignal {
         let watch = |kind: SignalKind, name: &str| match signal(kind) {
             Ok(s) => Some(s),
             Err(e) => {
-                eprintln!("cosmian_vm_agent: cannot watch {name} ({e})");
+                tracing::warn!(signal = name, "cannot watch {name} ({e})");
                 None
             }
         };
@@ -167,6 +165,6 @@ impl StopSignal {
             () = next(&mut self.term) => {}
             () = next(&mut self.int) => {}
         }
-        eprintln!("cosmian_vm_agent: stop signal received; finishing in-flight requests");
+        tracing::info!("stop signal received; finishing in-flight requests");
     }
 }

@@ -61,17 +61,16 @@ pub fn open_attesters(cfg: &AgentConfig) -> Result<Machine, StartError> {
             ConfigError::SimNotBuilt => err(format!("agent.tee: {e}")),
             e => err(e),
         })?;
-    for note in &opened.notes {
-        eprintln!("cosmian_vm_agent: {note}");
-    }
+    opened.log_notes();
     let tee = opened.tee_kind();
     let tpm = opened
         .tpm
         .ok_or_else(|| err("the agent needs a TPM (tpm_device)"))?;
     let attester = match (&cfg.collateral, &opened.attester.tee) {
         (Some(collateral), Some(inner)) => {
-            eprintln!(
-                "cosmian_vm_agent: collateral: fetched for our own evidence and served with it                  (KDS {}, PCS {}, cache {})",
+            tracing::info!(
+                "collateral: fetched for our own evidence and served with it (KDS {}, PCS {}, \
+                 cache {})",
                 collateral.kds_url,
                 collateral.pcs_url,
                 collateral
@@ -116,14 +115,14 @@ impl fmt::Debug for Served {
 /// the message about the LUKS container. The AK is created by [`open_attesters`].
 pub fn first_start(cfg: &AgentConfig, preinit: bool) -> Result<(), StartError> {
     if !preinit {
-        eprintln!("cosmian_vm_agent: COSMIAN_VM_PREINIT=0: first-start initialisation skipped");
+        tracing::info!("COSMIAN_VM_PREINIT=0: first-start initialisation skipped");
         return Ok(());
     }
     // The container first: the default key and certificate paths live inside its mount point.
     match &cfg.luks {
         Some(luks) => luks_first_start(cfg, luks)?,
-        None => eprintln!(
-            "cosmian_vm_agent: LUKS container: not configured (set luks_size and \
+        None => tracing::info!(
+            "LUKS container: not configured (set luks_size and \
              luks_recovery_password_file in agent.toml, or run cosmian_fstool yourself: \
              docs/fstool.md)"
         ),
@@ -138,8 +137,9 @@ pub fn first_start(cfg: &AgentConfig, preinit: bool) -> Result<(), StartError> {
             cfg.unmeasured_uid,
         )
         .map_err(|e| err(format!("writing {}: {e}", cfg.ssl_private_key.display())))?;
-        eprintln!(
-            "cosmian_vm_agent: first start: TLS key (ECDSA P-256) written to {}",
+        tracing::info!(
+            path = %cfg.ssl_private_key.display(),
+            "first start: TLS key (ECDSA P-256) written to {}",
             cfg.ssl_private_key.display()
         );
     } else if let (Some(uid), true) = (cfg.unmeasured_uid, cfg.ssl_private_key.exists()) {
@@ -299,8 +299,9 @@ fn luks_first_start(cfg: &AgentConfig, luks: &crate::config::LuksConfig) -> Resu
                 )))
             }
         };
-        eprintln!(
-            "cosmian_vm_agent: first start: creating the LUKS container {} ({}; key sealed in \
+        tracing::info!(
+            path = %luks.container.display(),
+            "first start: creating the LUKS container {} ({}; key sealed in \
              the TPM, the recovery password as the second way in)",
             luks.container.display(),
             luks.size
@@ -319,8 +320,9 @@ fn luks_first_start(cfg: &AgentConfig, luks: &crate::config::LuksConfig) -> Resu
         ]);
         fstool(&args, Some(&password))?;
         consume(&luks.recovery_password_file)?;
-        eprintln!(
-            "cosmian_vm_agent: first start: the recovery password file {} was wiped and \
+        tracing::info!(
+            path = %luks.recovery_password_file.display(),
+            "first start: the recovery password file {} was wiped and \
              deleted (keep your own copy of the password)",
             luks.recovery_password_file.display()
         );
@@ -338,8 +340,10 @@ fn luks_first_start(cfg: &AgentConfig, luks: &crate::config::LuksConfig) -> Resu
         args.push("--new".as_ref());
     }
     fstool(&args, None)?;
-    eprintln!(
-        "cosmian_vm_agent: LUKS container {} mounted at {}",
+    tracing::info!(
+        path = %luks.container.display(),
+        mountpoint = %luks.mountpoint.display(),
+        "LUKS container {} mounted at {}",
         luks.container.display(),
         luks.mountpoint.display()
     );
@@ -410,8 +414,9 @@ pub fn served_cert(
                     cfg.ssl_private_key.display()
                 ))
             })?;
-            eprintln!(
-                "cosmian_vm_agent: serving the configured certificate {} (CN {}); fresh evidence \
+            tracing::info!(
+                path = %cfg.ssl_certificate.display(),
+                "serving the configured certificate {} (CN {}); fresh evidence \
                  binds its key",
                 cfg.ssl_certificate.display(),
                 leaf.subject_cn()
@@ -446,8 +451,9 @@ pub fn served_cert(
     };
     let rotating = RotatingCert::start(Box::new(source), cfg.rotation_period)
         .map_err(|e| err(format!("issuing the RA-TLS certificate: {e}")))?;
-    eprintln!(
-        "cosmian_vm_agent: serving an RA-TLS certificate (role agent, CN {hostname}), re-issued \
+    tracing::info!(
+        path = %cfg.ssl_certificate.display(),
+        "serving an RA-TLS certificate (role agent, CN {hostname}), re-issued \
          every {} s, written to {}",
         cfg.rotation_period.as_secs(),
         cfg.ssl_certificate.display()
@@ -497,21 +503,12 @@ impl CertSource for PersistentKeySource {
             self.cert_owner,
         ) {
             // The served certificate is in memory; the file is a copy for people and tools.
-            eprintln!(
-                "cosmian_vm_agent: WARNING: could not write {}: {e}",
+            tracing::warn!(
+                path = %self.cert_path.display(),
+                "WARNING: could not write {}: {e}",
                 self.cert_path.display()
             );
         }
         Ok(issued)
     }
-}
-
-/// This machine's host name (CN of the RA-TLS certificate).
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_owned())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
 }

@@ -25,6 +25,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    ratls::diag::init("cosmian_vm_agent", ratls::diag::Style::Daemon);
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(cli.config),
@@ -36,29 +37,14 @@ fn run(config: Option<PathBuf>) -> ExitCode {
     let config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("cosmian_vm_agent: configuration: {e}");
+            tracing::error!(path = %path.display(), "configuration: {e}");
             return ExitCode::from(2);
         }
     };
     let preinit = std::env::var("COSMIAN_VM_PREINIT").map_or(true, |v| v.trim() != "0");
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cosmian_vm_agent: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(cosmian_vm_agent::run(config, preinit));
     // Blocking tasks (a snapshot walk being cancelled) get a moment, not forever.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("cosmian_vm_agent: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    ratls::net::run_daemon(
+        std::time::Duration::from_secs(5),
+        cosmian_vm_agent::run(config, preinit),
+    )
 }

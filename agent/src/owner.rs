@@ -132,9 +132,10 @@ impl Owner {
             Some(spki) => {
                 // A token left over from before the enrolment is useless: remove it.
                 let _ = std::fs::remove_file(&token_path);
-                eprintln!(
-                    "cosmian_vm_agent: owner: SPKI SHA-256 {} ({})",
-                    hex::encode(spki),
+                let spki = hex::encode(spki);
+                tracing::info!(
+                    spki = %spki,
+                    "owner: SPKI SHA-256 {spki} ({})",
                     if configured.is_some() {
                         "configured in agent.toml"
                     } else {
@@ -152,8 +153,9 @@ impl Owner {
                 )
                 .map_err(|e| format!("writing {}: {e}", token_path.display()))?;
                 *lock(&owner.token) = Some(ratls::digest::sha256(token.as_bytes()));
-                eprintln!(
-                    "cosmian_vm_agent: no owner yet. One-time enrolment token: {token} (also in \
+                tracing::info!(
+                    path = %token_path.display(),
+                    "no owner yet. One-time enrolment token: {token} (also in \
                      {}, mode 0600). Enrol from your machine with `cosmian_vm owner enroll \
                      --token {token}`, which verifies this VM before sending it.",
                     token_path.display()
@@ -209,7 +211,7 @@ impl Owner {
         *enrolled = Some(spki);
         *pending = None;
         if let Err(e) = std::fs::remove_file(self.dir.join(TOKEN_FILE)) {
-            eprintln!("cosmian_vm_agent: WARNING: could not remove the used enrolment token: {e}");
+            tracing::warn!("WARNING: could not remove the used enrolment token: {e}");
         }
         Ok(())
     }

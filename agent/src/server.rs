@@ -22,6 +22,9 @@ const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Refusals are logged at most this often (a flood must not flood the journal too).
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
+/// The pause after a failed accept (out of file descriptors and the like) instead of a spin.
+const ACCEPT_BACK_OFF: Duration = Duration::from_millis(100);
+
 /// How long in-flight requests get to finish after the stop signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -41,16 +44,10 @@ pub async fn serve(
     loop {
         let accepted = tokio::select! {
             () = &mut stop => break,
-            accepted = listener.accept() => accepted,
+            accepted = ratls::net::accept(&listener, ACCEPT_BACK_OFF) => accepted,
         };
-        let (tcp, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                eprintln!("cosmian_vm_agent: accept: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
+        let Some((tcp, peer)) = accepted else {
+            continue;
         };
         let slot = match state.limiter.connection(peer.ip()) {
             Ok(slot) => slot,
@@ -59,8 +56,10 @@ pub async fn serve(
                 drop(tcp);
                 if last_refusal_log.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_INTERVAL) {
                     last_refusal_log = Some(tokio::time::Instant::now());
-                    eprintln!(
-                        "cosmian_vm_agent: connection from {peer} refused: limit {} reached \
+                    tracing::warn!(
+                        peer = %peer,
+                        limit = why.name(),
+                        "connection from {peer} refused: limit {} reached \
                          (max_connections {}, max_connections_per_peer {})",
                         why.name(),
                         limits.max_connections,
@@ -123,8 +122,8 @@ pub async fn serve(
         .await
         .is_err()
     {
-        eprintln!(
-            "cosmian_vm_agent: some connections did not finish within {} s; closing them",
+        tracing::warn!(
+            "some connections did not finish within {} s; closing them",
             DRAIN_TIMEOUT.as_secs()
         );
     }

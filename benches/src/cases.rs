@@ -426,9 +426,10 @@ fn bundle(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
     use std::sync::Arc;
 
     use ratls::attest::sim::{SimCa, SimTee};
+    use ratls::attest::{Sources, DEFAULT_PCRS};
     use ratls::attest::{TeeAttester, TpmAttester};
     use ratls::binding::{spki_sha256, BindingClaims, Role};
-    use ratls::bundle::{self as b, Expectations, Sources, DEFAULT_PCRS};
+    use ratls::bundle::{self as b, Expectations, Requirements};
     use ratls::Policy;
     use ratls_harness::{open_tpm, simulate_boot, ImaSimulator, Swtpm};
 
@@ -471,13 +472,13 @@ fn bundle(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
         pcrs: &DEFAULT_PCRS,
         ima_inline: true,
     };
-    let produce = || b::produce(&sources, claims.clone()).expect("bundle");
+    let produce = || ratls::attest::produce(&sources, claims.clone()).expect("bundle");
     let cmw = produce().to_cmw();
-    let ark = ca.ark_der().to_vec();
-    let mut expect = Expectations::new(Role::agent(), spki, now);
+    let mut requirements = Requirements::new(Role::agent());
+    requirements.insecure_sim_root = Some(ca.ark_der().to_vec());
+    let mut expect = Expectations::new(&requirements, spki, now);
     expect.challenge = Some([1; 32]);
     expect.exporter = Some([2; 32]);
-    expect.insecure_sim_root = Some(&ark);
     let policy = Policy::default();
     let verdict = b::verify(&cmw, &policy, &expect);
     assert!(verdict.is_trusted(), "{verdict}");

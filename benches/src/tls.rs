@@ -1,7 +1,8 @@
 //! The `tls` group: RA-TLS handshakes next to plain rustls, in the same run, in memory.
 //!
 //! Every handshake is a rustls `ClientConnection` and `ServerConnection` exchanging bytes
-//! through `write_tls` / `read_tls` / `process_new_packets` on one thread: no sockets, so the
+//! through `write_tls` / `read_tls` / `process_new_packets` on one thread
+//! ([`ratls_test::tls::drive`]): no sockets, so the
 //! figures are the CPU cost of both ends together (or of the server alone, where a row says so).
 //!
 //! - Plain: TLS 1.3, an ECDSA P-256 leaf signed by an ECDSA P-256 CA (rcgen), the client verifying
@@ -33,8 +34,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{
-    ClientConfig, ClientConnection, ConnectionCommon, HandshakeKind, RootCertStore, ServerConfig,
-    ServerConnection,
+    ClientConfig, ClientConnection, HandshakeKind, RootCertStore, ServerConfig, ServerConnection,
 };
 
 use crate::{measure, Measurement};
@@ -43,27 +43,7 @@ use crate::{measure, Measurement};
 const SERVER_NAME: &str = "localhost";
 
 // ---------------------------------------------------------------------------------------------
-// In-memory handshakes.
-
-/// Move everything `from` has to send into `buf`.
-fn write_out<D>(from: &mut ConnectionCommon<D>, buf: &mut Vec<u8>) {
-    buf.clear();
-    while from.wants_write() {
-        from.write_tls(buf)
-            .expect("write_tls to a Vec");
-    }
-}
-
-/// Feed `bytes` to `to`, processing as it goes.
-fn read_in<D>(to: &mut ConnectionCommon<D>, mut bytes: &[u8]) {
-    while !bytes.is_empty() {
-        to.read_tls(&mut bytes)
-            .expect("read_tls from a slice");
-        if let Err(e) = to.process_new_packets() {
-            panic!("handshake failed: {e}");
-        }
-    }
-}
+// In-memory handshakes (`ratls_test::tls`, shared with the TLS tests).
 
 /// Run a handshake to completion (including post-handshake messages such as tickets). Returns
 /// the time spent inside the server's calls.
@@ -72,25 +52,18 @@ fn handshake(
     server: &mut ServerConnection,
     buf: &mut Vec<u8>,
 ) -> Duration {
-    let mut server_time = Duration::ZERO;
-    loop {
-        write_out(client, buf);
-        let to_server = buf.len();
-        let t = Instant::now();
-        read_in(server, buf);
-        write_out(server, buf);
-        server_time += t.elapsed();
-        let to_client = buf.len();
-        read_in(client, buf);
-        if to_server == 0 && to_client == 0 {
-            break;
-        }
-    }
+    let out = ratls_test::tls::drive(client, server, buf);
+    assert!(
+        out.is_ok(),
+        "handshake failed: client {:?}, server {:?}",
+        out.client_error,
+        out.server_error
+    );
     assert!(
         !client.is_handshaking() && !server.is_handshaking(),
         "handshake stalled"
     );
-    server_time
+    out.server_time
 }
 
 /// One application-data round trip on an established connection: a 100-byte request, a 100-byte
@@ -102,8 +75,7 @@ fn round_trip(client: &mut ClientConnection, server: &mut ServerConnection, buf:
         .writer()
         .write_all(&[b'q'; 100])
         .expect("request");
-    write_out(client, buf);
-    read_in(server, buf);
+    ratls_test::tls::send(client, server, buf).expect("request processed");
     server
         .reader()
         .read_exact(&mut got)
@@ -112,8 +84,7 @@ fn round_trip(client: &mut ClientConnection, server: &mut ServerConnection, buf:
         .writer()
         .write_all(&[b'r'; 100])
         .expect("response");
-    write_out(server, buf);
-    read_in(client, buf);
+    ratls_test::tls::send(server, client, buf).expect("response processed");
     client
         .reader()
         .read_exact(&mut got)

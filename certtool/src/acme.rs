@@ -166,16 +166,18 @@ pub async fn run_renew(args: RenewArgs) -> Result<u8, Failure> {
                         );
                         return Ok(EXIT_OK);
                     }
-                    Due::Yes => eprintln!(
-                        "cosmian_certtool: {} expires {not_after}: less than a third of its \
+                    Due::Yes => tracing::info!(
+                        path = %cert_path.display(),
+                        "{} expires {not_after}: less than a third of its \
                          lifetime left, renewing",
                         cert_path.display()
                     ),
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                eprintln!(
-                    "cosmian_certtool: no {}: ordering a certificate",
+                tracing::info!(
+                    path = %cert_path.display(),
+                    "no {}: ordering a certificate",
                     cert_path.display()
                 );
             }
@@ -203,8 +205,9 @@ fn narrow_to_secret_mode(path: &Path) -> Result<(), Failure> {
                 ))
             },
         )?;
-        eprintln!(
-            "cosmian_certtool: {} was mode {mode:o} (it may hold a --dns-01-hook API token): \
+        tracing::warn!(
+            path = %path.display(),
+            "{} was mode {mode:o} (it may hold a --dns-01-hook API token): \
              now 0600",
             path.display()
         );
@@ -309,8 +312,9 @@ async fn account(settings: &Settings, dir: &Path) -> Result<Account, Failure> {
                 .map_err(|e| {
                     acme_failure(&format!("restoring the account of {}", path.display()), &e)
                 })?;
-            eprintln!(
-                "cosmian_certtool: ACME account {} (from {})",
+            tracing::info!(
+                path = %path.display(),
+                "ACME account {} (from {})",
                 account.id(),
                 path.display()
             );
@@ -342,8 +346,9 @@ async fn account(settings: &Settings, dir: &Path) -> Result<Account, Failure> {
             .map_err(|e| Failure::usage(format!("serialising the account: {e}")))?;
             write_atomic(&path, &json, SECRET_MODE)
                 .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
-            eprintln!(
-                "cosmian_certtool: created ACME account {} on {} (terms of service agreed), \
+            tracing::info!(
+                path = %path.display(),
+                "created ACME account {} on {} (terms of service agreed), \
                  saved in {}",
                 account.id(),
                 settings.directory,
@@ -367,8 +372,9 @@ async fn order_certificate(settings: &Settings, dir: &Path, timeout: u64) -> Res
         _ => None,
     };
     if let Some(r) = &responder {
-        eprintln!(
-            "cosmian_certtool: answering HTTP-01 challenges on {}",
+        tracing::info!(
+            addr = %r.local_addr,
+            "answering HTTP-01 challenges on {}",
             r.local_addr
         );
     }

@@ -57,7 +57,12 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    ratls::diag::init("cosmian_certtool", ratls::diag::Style::Daemon);
+    run(Cli::parse())
+}
+
+/// Run the command on a two-thread runtime: its exit code, the error (if any) printed first.
+fn run(cli: Cli) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -69,20 +74,22 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Acme(args) => acme::run_acme(args).await,
-            Command::Renew(args) => acme::run_renew(args).await,
-            Command::Ratls(RatlsCommand::Generate(args)) => ratls_cmd::generate(&args),
-            Command::Ratls(RatlsCommand::Verify(args)) => ratls_cmd::verify(&args),
-            Command::Ratls(RatlsCommand::Fetch(args)) => ratls_cmd::fetch(&args).await,
-        }
-    });
-    match result {
+    match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
             eprintln!("cosmian_certtool: error: {}", f.message);
             ExitCode::from(f.code)
         }
+    }
+}
+
+/// The command's own exit code, or why it stopped.
+async fn dispatch(command: Command) -> Result<u8, Failure> {
+    match command {
+        Command::Acme(args) => acme::run_acme(args).await,
+        Command::Renew(args) => acme::run_renew(args).await,
+        Command::Ratls(RatlsCommand::Generate(args)) => ratls_cmd::generate(&args),
+        Command::Ratls(RatlsCommand::Verify(args)) => ratls_cmd::verify(&args),
+        Command::Ratls(RatlsCommand::Fetch(args)) => ratls_cmd::fetch(&args).await,
     }
 }

@@ -99,9 +99,7 @@ fn open_attester(args: &GenerateArgs) -> Result<Arc<Attester>, Failure> {
             e => format!("--tee {}: {e}", config.tee),
         })
     })?;
-    for note in &opened.notes {
-        eprintln!("cosmian_certtool: {note}");
-    }
+    opened.log_notes();
     Ok(opened.attester)
 }
 
@@ -135,7 +133,7 @@ pub fn verify(args: &VerifyArgs) -> Result<u8, Failure> {
     if let Some(path) = &args.insecure_sim_root {
         let ark = std::fs::read(path)
             .map_err(|e| Failure::usage(format!("--insecure-sim-root {}: {e}", path.display())))?;
-        eprintln!(
+        tracing::warn!(
             "WARNING: --insecure-sim-root: evidence from the simulated TEE will be accepted; it \
              proves nothing about hardware"
         );
@@ -168,20 +166,7 @@ fn print_verdict(verdict: &Verdict, json: bool) {
         emit(&text);
         return;
     }
-    let status = if verdict.is_trusted() {
-        "TRUSTED"
-    } else {
-        "REJECTED"
-    };
-    let sim = if verdict.simulated {
-        " (SIMULATED TEE: not production evidence)"
-    } else {
-        ""
-    };
-    let mut text = format!("{} evidence: {status}{sim}\n", verdict.platform);
-    for check in &verdict.checks {
-        text.push_str(&format!("  {check}\n"));
-    }
+    let mut text = ratls::summary::verdict_head(verdict);
     if let Some(failed) = verdict.first_failure() {
         let why = if failed.detail.is_empty() {
             format!(
@@ -241,8 +226,8 @@ pub async fn fetch(args: &FetchArgs) -> Result<u8, Failure> {
         Some(path) => {
             write_atomic(path, pem.as_bytes(), PUBLIC_MODE)
                 .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
-            eprintln!(
-                "cosmian_certtool: {} certificate(s) from {target} (NOT verified) written to {}",
+            tracing::info!(
+                "{} certificate(s) from {target} (NOT verified) written to {}",
                 chain.len(),
                 path.display()
             );

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use ratls::attest::AttestError;
+
 pub type Result<T> = std::result::Result<T, Error>;
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,19 @@ impl Error {
         move |e| Self::Tpm {
             what,
             why: e.to_string(),
+        }
+    }
+
+    /// A failure of ratls' TPM plumbing, named `what` as this tool names the step; the reason
+    /// is the TPM stack's message (or ratls' own for an unusable answer).
+    pub fn attest(what: &'static str) -> impl FnOnce(AttestError) -> Self {
+        move |e| Self::Tpm {
+            what,
+            why: match e {
+                AttestError::Backend { error, .. } => error.to_string(),
+                AttestError::Unavailable { why, .. } | AttestError::BadResponse { why, .. } => why,
+                other => other.to_string(),
+            },
         }
     }
 

@@ -10,24 +10,25 @@
 //! (create: command parameter; unseal: response parameter). Every transient object and session
 //! is flushed, also on errors (a TPM without a resource manager, like swtpm on a socket, keeps
 //! them otherwise).
+//!
+//! The plumbing is the agent's ([`ratls::attest::tpm`]): the TCTI connection, the SRK (the
+//! same template: blobs sealed before keep loading), PCR selections and reads. What is here is
+//! sealing proper: the PolicyPCR digest, the sealed object, the salted sessions.
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
+use ratls::attest::tpm::{self as plumbing, MAX_PCR};
+use ratls::digest::HashAlg;
 use serde::{Deserialize, Serialize};
 use tss_esapi::attributes::{ObjectAttributesBuilder, SessionAttributesBuilder};
 use tss_esapi::constants::SessionType;
 use tss_esapi::handles::{KeyHandle, ObjectHandle};
 use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
-use tss_esapi::interface_types::ecc::EccCurve;
-use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
 use tss_esapi::structures::{
-    Digest, EccPoint, KeyedHashScheme, PcrSelectionList, PcrSelectionListBuilder, PcrSlot, Private,
-    Public, PublicBuilder, PublicEccParametersBuilder, PublicKeyedHashParameters, SensitiveData,
-    SymmetricDefinition, SymmetricDefinitionObject,
+    Digest, KeyedHashScheme, PcrSelectionList, Private, Public, PublicBuilder,
+    PublicKeyedHashParameters, SensitiveData, SymmetricDefinition,
 };
-use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::{Marshall, UnMarshall};
 use tss_esapi::Context;
 
@@ -38,10 +39,6 @@ use crate::secret::Secret;
 pub const FORMAT: &str = "cosmian_fstool-tpm-seal-v1";
 /// The default policy: the boot PCRs 0–9 (firmware, boot loader, kernel command line, …).
 pub const DEFAULT_PCRS: [u8; 10] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
-/// The default TPM.
-pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
-/// How many PCR values one TPM2_PCR_Read returns at most.
-const PCRS_PER_READ: usize = 8;
 
 /// The seal: what the LUKS2 token (and a legacy `<location>.tpm.json`) holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -125,7 +122,7 @@ pub fn parse_pcrs(text: &str) -> Result<Vec<u8>> {
         let pcr: u8 = part
             .parse()
             .ok()
-            .filter(|p| *p < 24)
+            .filter(|p| *p <= MAX_PCR)
             .ok_or_else(|| Error::Usage(format!("invalid PCR {part:?} in {text:?} (0–23)")))?;
         if pcrs.contains(&pcr) {
             return Err(Error::Usage(format!("PCR {pcr} listed twice in {text:?}")));
@@ -144,17 +141,13 @@ pub fn pcr_list(pcrs: &[u8]) -> String {
 }
 
 fn connect(tcti: &str) -> Result<Context> {
-    let conf = TctiNameConf::from_str(tcti).map_err(|e| Error::Tpm {
-        what: "TCTI",
-        why: format!(
-            "invalid TCTI {tcti:?} ({e}); expected device:PATH, swtpm:host=H,port=P or \
-             mssim:host=H,port=P"
-        ),
-    })?;
-    Context::new(conf).map_err(|e| Error::Tpm {
-        what: "connect",
-        why: format!("cannot connect through TCTI {tcti:?}: {e}"),
-    })
+    // The step as this tool names it: the TCTI string itself, or reaching the TPM through it.
+    let what = if plumbing::parse_tcti(tcti).is_ok() {
+        "connect"
+    } else {
+        "TCTI"
+    };
+    plumbing::connect(tcti).map_err(Error::attest(what))
 }
 
 /// Handles to flush before returning, whatever happens.
@@ -166,31 +159,6 @@ impl Transients {
             let _ = ctx.flush_context(handle);
         }
     }
-}
-
-fn srk_template() -> std::result::Result<Public, tss_esapi::Error> {
-    let attributes = ObjectAttributesBuilder::new()
-        .with_fixed_tpm(true)
-        .with_fixed_parent(true)
-        .with_sensitive_data_origin(true)
-        .with_user_with_auth(true)
-        .with_no_da(true)
-        .with_restricted(true)
-        .with_decrypt(true)
-        .build()?;
-    PublicBuilder::new()
-        .with_public_algorithm(PublicAlgorithm::Ecc)
-        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
-        .with_object_attributes(attributes)
-        .with_ecc_parameters(
-            PublicEccParametersBuilder::new_restricted_decryption_key(
-                SymmetricDefinitionObject::AES_128_CFB,
-                EccCurve::NistP256,
-            )
-            .build()?,
-        )
-        .with_ecc_unique_identifier(EccPoint::default())
-        .build()
 }
 
 fn sealed_template(policy: Digest) -> std::result::Result<Public, tss_esapi::Error> {
@@ -211,59 +179,65 @@ fn sealed_template(policy: Digest) -> std::result::Result<Public, tss_esapi::Err
         .build()
 }
 
+/// The storage primary (ratls' SRK: the TCG ECC P-256 template, owner hierarchy), flushed with
+/// `transients`.
 fn primary(ctx: &mut Context, transients: &mut Transients) -> Result<KeyHandle> {
-    let template = srk_template().map_err(Error::tpm("SRK template"))?;
-    let key = ctx
-        .execute_with_session(Some(AuthSession::Password), |ctx| {
-            ctx.create_primary(Hierarchy::Owner, template, None, None, None, None)
-        })
-        .map_err(Error::tpm("TPM2_CreatePrimary (owner hierarchy)"))?
-        .key_handle;
+    let key =
+        plumbing::create_srk(ctx).map_err(Error::attest("TPM2_CreatePrimary (owner hierarchy)"))?;
     transients.0.push(key.into());
     Ok(key)
 }
 
+/// `pcrs` in the SHA-256 bank. The PolicyPCR digest covers this selection's bytes (three
+/// select octets), so sealed blobs depend on it staying as it is.
 fn selection(pcrs: &[u8]) -> Result<PcrSelectionList> {
-    let slots = pcrs
-        .iter()
-        .map(|p| PcrSlot::try_from(1u32 << p))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(Error::tpm("PCR selection"))?;
-    PcrSelectionListBuilder::new()
-        .with_selection(HashingAlgorithm::Sha256, &slots)
-        .build()
-        .map_err(Error::tpm("PCR selection"))
+    if let Some(pcr) = pcrs.iter().find(|p| **p > MAX_PCR) {
+        return Err(Error::Tpm {
+            what: "PCR selection",
+            why: format!("PCR {pcr} is out of range (0..={MAX_PCR})"),
+        });
+    }
+    plumbing::selection_list(&[HashAlg::Sha256], pcrs).map_err(Error::attest("PCR selection"))
 }
 
 /// The current SHA-256 values of `pcrs` (ascending).
 fn read_pcrs(ctx: &mut Context, pcrs: &[u8]) -> Result<BTreeMap<u8, Vec<u8>>> {
-    let mut out = BTreeMap::new();
-    for chunk in pcrs.chunks(PCRS_PER_READ) {
-        let wanted = selection(chunk)?;
-        let (_, read, digests) = ctx
-            .execute_without_session(|ctx| ctx.pcr_read(wanted))
-            .map_err(Error::tpm("TPM2_PCR_Read"))?;
-        let mut returned: Vec<u8> = read
-            .get_selections()
-            .iter()
-            .filter(|s| s.hashing_algorithm() == HashingAlgorithm::Sha256)
-            .flat_map(|s| s.selected())
-            .filter_map(|slot| u8::try_from(u32::from(slot).trailing_zeros()).ok())
-            .collect();
-        returned.sort_unstable();
-        if returned != chunk || digests.len() != chunk.len() {
-            return Err(Error::Tpm {
-                what: "TPM2_PCR_Read",
-                why: format!(
-                    "asked for sha256 PCRs {chunk:?}, got {returned:?}; is the sha256 bank active?"
-                ),
-            });
-        }
-        for (index, digest) in returned.iter().zip(digests.value()) {
-            out.insert(*index, digest.value().to_vec());
-        }
-    }
-    Ok(out)
+    let mut banks = plumbing::read_pcrs(ctx, &[HashAlg::Sha256], pcrs)
+        .map_err(Error::attest("TPM2_PCR_Read"))?;
+    Ok(banks
+        .remove(&HashAlg::Sha256)
+        .unwrap_or_default())
+}
+
+/// `TPM2_StartAuthSession` of `kind` (AES-128-CFB parameter encryption, SHA-256), salted with
+/// `salt_key` when given; flushed with `transients`.
+fn start_session(
+    ctx: &mut Context,
+    salt_key: Option<KeyHandle>,
+    kind: SessionType,
+    what: &'static str,
+    transients: &mut Transients,
+) -> Result<AuthSession> {
+    let session = ctx
+        .start_auth_session(
+            salt_key,
+            None,
+            None,
+            kind,
+            SymmetricDefinition::AES_128_CFB,
+            HashingAlgorithm::Sha256,
+        )
+        .map_err(Error::tpm(what))?
+        .ok_or_else(|| Error::Tpm {
+            what,
+            why: "no session returned".into(),
+        })?;
+    transients
+        .0
+        .push(ObjectHandle::from(tss_esapi::handles::SessionHandle::from(
+            session,
+        )));
+    Ok(session)
 }
 
 fn salted_session(
@@ -273,25 +247,13 @@ fn salted_session(
     decrypt: bool,
     transients: &mut Transients,
 ) -> Result<AuthSession> {
-    let session = ctx
-        .start_auth_session(
-            Some(salt_key),
-            None,
-            None,
-            kind,
-            SymmetricDefinition::AES_128_CFB,
-            HashingAlgorithm::Sha256,
-        )
-        .map_err(Error::tpm("TPM2_StartAuthSession"))?
-        .ok_or_else(|| Error::Tpm {
-            what: "TPM2_StartAuthSession",
-            why: "no session returned".into(),
-        })?;
-    transients
-        .0
-        .push(ObjectHandle::from(tss_esapi::handles::SessionHandle::from(
-            session,
-        )));
+    let session = start_session(
+        ctx,
+        Some(salt_key),
+        kind,
+        "TPM2_StartAuthSession",
+        transients,
+    )?;
     let (attributes, mask) = SessionAttributesBuilder::new()
         .with_decrypt(decrypt)
         .with_encrypt(true)
@@ -315,25 +277,13 @@ fn trial_policy(
     }
     let pcr_digest = ring::digest::digest(&ring::digest::SHA256, &concatenated);
     let pcr_digest = Digest::try_from(pcr_digest.as_ref()).map_err(Error::tpm("PCR digest"))?;
-    let trial = ctx
-        .start_auth_session(
-            None,
-            None,
-            None,
-            SessionType::Trial,
-            SymmetricDefinition::AES_128_CFB,
-            HashingAlgorithm::Sha256,
-        )
-        .map_err(Error::tpm("TPM2_StartAuthSession (trial)"))?
-        .ok_or_else(|| Error::Tpm {
-            what: "TPM2_StartAuthSession (trial)",
-            why: "no session returned".into(),
-        })?;
-    transients
-        .0
-        .push(ObjectHandle::from(tss_esapi::handles::SessionHandle::from(
-            trial,
-        )));
+    let trial = start_session(
+        ctx,
+        None,
+        SessionType::Trial,
+        "TPM2_StartAuthSession (trial)",
+        transients,
+    )?;
     let trial = PolicySession::try_from(trial).map_err(Error::tpm("trial session"))?;
     ctx.policy_pcr(trial, pcr_digest, selection(pcrs)?)
         .map_err(Error::tpm("TPM2_PolicyPCR (trial)"))?;
@@ -493,6 +443,53 @@ fn unseal_inner(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The storage primary is a function of its template's bytes: ratls' SRK template must stay
+    /// the one this tool sealed every existing blob under (the bytes of the TCG ECC P-256 SRK
+    /// template, as this tool built it before it used ratls' plumbing).
+    #[test]
+    fn the_srk_template_is_the_one_blobs_were_sealed_under() {
+        let template = plumbing::srk_template()
+            .unwrap()
+            .marshall()
+            .unwrap();
+        assert_eq!(
+            hex::encode(template),
+            "0023000b00030472000000060080004300100003001000000000"
+        );
+    }
+
+    /// The PolicyPCR digest covers the selection's bytes: ratls' selection is the one
+    /// tss-esapi's builder made for this tool before (sha256, three select octets).
+    #[test]
+    fn the_pcr_selection_is_the_one_policies_were_made_with() {
+        use tss_esapi::structures::{PcrSelectionListBuilder, PcrSlot};
+        use tss_esapi::tss2_esys::TPML_PCR_SELECTION;
+        for pcrs in [&DEFAULT_PCRS[..], &[7], &[0, 4, 7, 16, 23]] {
+            let slots: Vec<PcrSlot> = pcrs
+                .iter()
+                .map(|p| PcrSlot::try_from(1u32 << p).unwrap())
+                .collect();
+            let before = PcrSelectionListBuilder::new()
+                .with_selection(HashingAlgorithm::Sha256, &slots)
+                .build()
+                .unwrap();
+            let now = selection(pcrs).unwrap();
+            assert_eq!(now, before, "{pcrs:?}");
+            let (now, before) = (
+                TPML_PCR_SELECTION::from(now),
+                TPML_PCR_SELECTION::from(before),
+            );
+            assert_eq!((now.count, before.count), (1, 1));
+            let (now, before) = (now.pcrSelections[0], before.pcrSelections[0]);
+            assert_eq!(
+                (now.hash, now.sizeofSelect, now.pcrSelect),
+                (before.hash, before.sizeofSelect, before.pcrSelect),
+                "{pcrs:?}"
+            );
+        }
+        assert!(selection(&[24]).is_err());
+    }
 
     #[test]
     fn pcr_lists() {

@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ratls::attest::sim::{SimCa, SimTee};
-use ratls::attest::snp_guest::{CertEntry, CertTable, GUID_ARK, GUID_ASK, GUID_VCEK};
+use ratls::attest::snp_guest::{CertEntry, CertTable, GUID_VCEK};
 use ratls::attest::{Attester, TeeAttester};
 use ratls::binding::Role;
-use ratls::bundle::{self, Expectations};
+use ratls::bundle::{self, Expectations, Requirements};
 use ratls::digest::HashAlg;
 use ratls::tls::cert::{self, CertParams};
 use ratls::{Policy, UnixTime};
@@ -39,7 +39,9 @@ fn main() {
 
     let ca = Arc::new(SimCa::generate().unwrap());
     let tee = SimTee::new(ca.clone()).unwrap();
-    let report = tee.report(&ratls::binding::ReportData::for_raw_nonce(b"fuzz seed").unwrap()).unwrap();
+    let report = tee
+        .report(&ratls::binding::ReportData::for_raw_nonce(b"fuzz seed").unwrap())
+        .unwrap();
 
     // RA-TLS certificate over the sim TEE; its bundle is bound to the certificate's key.
     let attester = Attester::new(Some(Arc::new(tee) as Arc<dyn TeeAttester>), None, None);
@@ -50,10 +52,11 @@ fn main() {
     )
     .unwrap();
     let cmw = issued.bundle.to_cmw();
-    let mut expect = Expectations::new(Role::server(), &issued.spki_der, now);
-    expect.insecure_sim_root = Some(ca.ark_der());
-    expect.require_tpm = false;
-    expect.require_ima = false;
+    let mut requirements = Requirements::new(Role::server());
+    requirements.insecure_sim_root = Some(ca.ark_der().to_vec());
+    requirements.require_tpm = false;
+    requirements.require_ima = false;
+    let expect = Expectations::new(&requirements, &issued.spki_der, now);
     let verdict = bundle::verify(&cmw, &Policy::default(), &expect);
     assert!(
         verdict.is_trusted(),
@@ -88,26 +91,15 @@ fn main() {
 
     // snp_cert_table: the host's table as the sev-guest tests lay it out.
     let dir = seeds.join("snp_cert_table");
-    let full = CertTable {
-        entries: vec![
-            CertEntry {
-                guid: GUID_VCEK,
-                data: ca.vcek_der().to_vec(),
-            },
-            CertEntry {
-                guid: GUID_ASK,
-                data: ca.ask_der().to_vec(),
-            },
-            CertEntry {
-                guid: GUID_ARK,
-                data: ca.ark_pem().into_bytes(),
-            },
-            CertEntry {
-                guid: [0x42; 16],
-                data: b"vendor data".to_vec(),
-            },
-        ],
-    };
+    let mut full = CertTable::vcek_chain(
+        ca.vcek_der().to_vec(),
+        ca.ask_der().to_vec(),
+        ca.ark_pem().into_bytes(),
+    );
+    full.entries.push(CertEntry {
+        guid: [0x42; 16],
+        data: b"vendor data".to_vec(),
+    });
     write(&dir, "sim-vcek-ask-ark-other.bin", &full.encode());
     let vcek_only = CertTable {
         entries: vec![CertEntry {

@@ -39,7 +39,14 @@ fuzz_target!(|data: &[u8]| {
         quote: tail,
         collateral: None,
     };
-    let v = azure::verify_snp(head, &CertInput::default(), Some(&quote), &policy, now, Some(b"n"));
+    let v = azure::verify_snp(
+        head,
+        &CertInput::default(),
+        Some(&quote),
+        &policy,
+        now,
+        Some(b"n"),
+    );
     assert!(!v.is_trusted());
     let v = azure::verify_tdx(head, Some(&td), Some(&quote), &policy, now, Some(b"n"));
     assert!(!v.is_trusted());

@@ -24,7 +24,9 @@ fuzz_target!(|data: &[u8]| {
             assert!(event.description().chars().count() <= eventlog::MAX_DESCRIPTION);
         }
         if let Some(events) = log.boot_events() {
-            assert!(events.iter().all(|e| e.pcr <= 9 && matches!(e.sha256.len(), 0 | 64)));
+            assert!(events
+                .iter()
+                .all(|e| e.pcr <= 9 && matches!(e.sha256.len(), 0 | 64)));
         }
     }
     for event_type in [0x6, 0x8, 0x8000_0001, 0x8000_0003, 0x8000_000A] {

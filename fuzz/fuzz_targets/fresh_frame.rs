@@ -13,7 +13,13 @@ fuzz_target!(|data: &[u8]| {
     let mut rest = data;
     while let Ok((message, after)) = Message::decode(rest, MAX_EVIDENCE) {
         let used = rest.len() - after.len();
-        assert_eq!(message.encode(MAX_EVIDENCE).ok().as_deref(), rest.get(..used));
+        assert_eq!(
+            message
+                .encode(MAX_EVIDENCE)
+                .ok()
+                .as_deref(),
+            rest.get(..used)
+        );
         rest = after;
     }
 
@@ -23,7 +29,9 @@ fuzz_target!(|data: &[u8]| {
     let mut step = 1;
     while at < data.len() {
         let end = (at + step).min(data.len());
-        let Some(chunk) = data.get(at..end) else { break };
+        let Some(chunk) = data.get(at..end) else {
+            break;
+        };
         match decoder.feed(chunk) {
             Ok((used, message)) => {
                 assert!(used <= chunk.len());
@@ -34,11 +42,21 @@ fuzz_target!(|data: &[u8]| {
             }
             Err(_) => break,
         }
-        step = usize::from(data.get(at % data.len().max(1)).copied().unwrap_or(1)) % 97 + 1;
+        step = usize::from(
+            data.get(at % data.len().max(1))
+                .copied()
+                .unwrap_or(1),
+        ) % 97
+            + 1;
     }
 
     // Every payload parser on the raw bytes.
-    for kind in [FrameType::Request, FrameType::Evidence, FrameType::Decline, FrameType::Result] {
+    for kind in [
+        FrameType::Request,
+        FrameType::Evidence,
+        FrameType::Decline,
+        FrameType::Result,
+    ] {
         let _ = Message::from_payload(kind, data.to_vec());
     }
 });

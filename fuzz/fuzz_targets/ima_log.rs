@@ -10,12 +10,18 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(log) = Log::parse(data) {
         for bank in HashAlg::ALL {
             let pcr = log.replay(bank, ReplayMode::PerBankTemplateHash);
-            assert!(log.match_prefix(bank, ReplayMode::PerBankTemplateHash, &pcr).is_some());
+            assert!(log
+                .match_prefix(bank, ReplayMode::PerBankTemplateHash, &pcr)
+                .is_some());
         }
         let _ = log.to_ascii();
     }
     let _ = ima::inspect(data);
     let _ = Log::parse_ascii(data);
     let _ = Log::parse_binary(data, Some(HashAlg::Sha256));
-    let _ = ima::verify_bytes(data, Some((HashAlg::Sha256, vec![0xab; 32])), &Default::default());
+    let _ = ima::verify_bytes(
+        data,
+        Some((HashAlg::Sha256, vec![0xab; 32])),
+        &Default::default(),
+    );
 });

@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use ratls::binding::Role;
-use ratls::bundle::{self, Expectations};
+use ratls::bundle::{self, Expectations, Requirements};
 use ratls::tls::{cert, AttestationPolicy, AttestedServerVerifier, Mode};
 use ratls::{Policy, UnixTime};
 
@@ -17,11 +17,13 @@ fuzz_target!(|data: &[u8]| {
         Mode::Certificate,
     );
     // Nothing random is genuine evidence bound to its own key.
-    assert!(verifier.verify_certificate(data, now).is_err());
+    assert!(verifier
+        .verify_certificate(data, now)
+        .is_err());
     let verdict = bundle::verify(
         data,
         &Policy::default(),
-        &Expectations::new(Role::server(), b"spki", now),
+        &Expectations::new(&Requirements::new(Role::server()), b"spki", now),
     );
     assert!(!verdict.is_trusted());
 });

@@ -13,6 +13,11 @@ fuzz_target!(|data: &[u8]| {
         vcek: Some(data.to_vec()),
         ..Default::default()
     };
-    let verdict = ratls::snp::verify_bytes(data, &certs, &Default::default(), ratls::UnixTime::from_secs(1_750_000_000));
+    let verdict = ratls::snp::verify_bytes(
+        data,
+        &certs,
+        &Default::default(),
+        ratls::UnixTime::from_secs(1_750_000_000),
+    );
     assert!(!verdict.is_trusted());
 });

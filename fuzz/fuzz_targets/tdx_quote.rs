@@ -8,6 +8,11 @@ fuzz_target!(|data: &[u8]| {
     let _ = ratls::tdx::inspect(data);
     // The collateral parser sees the same bytes; verification must reject whatever comes.
     let _ = ratls::tdx::Collateral::from_json(data);
-    let verdict = ratls::tdx::verify_bytes(data, b"{}", &Default::default(), ratls::UnixTime::from_secs(1_751_328_000));
+    let verdict = ratls::tdx::verify_bytes(
+        data,
+        b"{}",
+        &Default::default(),
+        ratls::UnixTime::from_secs(1_751_328_000),
+    );
     assert!(!verdict.is_trusted());
 });

@@ -25,9 +25,7 @@ pub fn open_attester(a: &AttesterConfig) -> Result<Arc<Attester>, String> {
         ConfigError::Tpm { .. } => format!("--tpm: {e}"),
         e => format!("--tee {}: {e}", a.tee),
     })?;
-    for note in &opened.notes {
-        eprintln!("cosmian_vm_proxy: {note}");
-    }
+    opened.log_notes();
     Ok(opened.attester)
 }
 
@@ -37,7 +35,7 @@ pub fn rotating(
     role: Role,
     period: std::time::Duration,
 ) -> Result<RotatingCert, String> {
-    let host = hostname();
+    let host = ratls::attest::config::hostname();
     let mut sans = vec![host.clone()];
     for extra in ["localhost", "127.0.0.1", "::1"] {
         if !sans.iter().any(|s| s == extra) {
@@ -47,16 +45,6 @@ pub fn rotating(
     let params = CertParams::new(role, host, sans);
     RotatingCert::from_attester(attester.clone(), params, period)
         .map_err(|e| format!("issuing the RA-TLS certificate: {e}"))
-}
-
-/// This machine's host name (CN of the RA-TLS certificate).
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_owned())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 /// How many previous keys a reloaded certificate still answers fresh challenges for.

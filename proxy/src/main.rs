@@ -23,7 +23,13 @@ use clap::Parser;
 use crate::opts::{Cli, Command, Side};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    ratls::diag::init("cosmian_vm_proxy", ratls::diag::Style::Daemon);
+    run(Cli::parse())
+}
+
+/// Check the settings (exit 2 on a usage error), then serve on a multi-threaded runtime until
+/// SIGTERM or SIGINT.
+fn run(cli: Cli) -> ExitCode {
     let (side, flags) = match cli.command {
         Command::Server(f) => (Side::Server, f),
         Command::Client(f) => (Side::Client, f),
@@ -32,28 +38,10 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(errors) => {
             for e in errors {
-                eprintln!("cosmian_vm_proxy: {e}");
+                tracing::error!("{e}");
             }
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cosmian_vm_proxy: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = rt.block_on(proxy::run(settings));
-    rt.shutdown_timeout(Duration::from_secs(1));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("cosmian_vm_proxy: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    ratls::net::run_daemon(Duration::from_secs(1), proxy::run(settings))
 }

@@ -317,9 +317,45 @@ fn read_config(path: &Path) -> Result<Flags, String> {
 
 fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
     let mut errs: Vec<String> = Vec::new();
-    let mode = side.name();
+    check_mode_flags(side, f, &mut errs);
+    let (listen, target, status) = check_addresses(side, f, &mut errs);
+    let (cert, rotation) = check_certificate(f, &mut errs);
+    let (policy, certificate_mode) = check_peer_policy(side, f, &mut errs);
+    let attester = check_attester(side, f, &mut errs);
+    let (metadata, alpn) = check_metadata(side, f, &mut errs);
+    let limits = check_limits(side, f, &mut errs);
 
-    // Flags that belong to one mode only.
+    match (errs.is_empty(), listen, target) {
+        (true, Some(listen), Some(target)) => Ok(Settings {
+            side,
+            listen,
+            server_name: f
+                .server_name
+                .clone()
+                .unwrap_or_else(|| target.host.clone()),
+            target,
+            certificate_mode,
+            cert,
+            rotation: Duration::from_secs(rotation),
+            attester,
+            policy,
+            metadata,
+            alpn,
+            status,
+            max_connections: limits.max_connections,
+            max_connections_per_ip: limits.max_connections_per_ip,
+            tls_handshake_timeout: limits.tls_handshake_timeout,
+            peer_names: limits.peer_names,
+            idle_timeout: limits.idle_timeout,
+            handshake_timeout: limits.handshake_timeout,
+            drain_timeout: limits.drain_timeout,
+        }),
+        _ => Err(errs),
+    }
+}
+
+/// Flags that belong to one mode only.
+fn check_mode_flags(side: Side, f: &Flags, errs: &mut Vec<String>) {
     let server_only: [(&str, bool); 8] = [
         (
             "--max-connections-per-ip",
@@ -363,8 +399,15 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
             }
         }
     }
+}
 
-    // Addresses.
+/// The listener, the target and the status address.
+fn check_addresses(
+    side: Side,
+    f: &Flags,
+    errs: &mut Vec<String>,
+) -> (Option<SocketAddr>, Option<Target>, Option<SocketAddr>) {
+    let mode = side.name();
     let listen = match &f.listen {
         None => {
             errs.push(format!("{mode} mode needs --listen ADDR"));
@@ -426,8 +469,11 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
             }
         },
     };
+    (listen, target, status)
+}
 
-    // Certificate.
+/// `--cert/--key` (served as is) or the RA-TLS certificate's rotation period (seconds).
+fn check_certificate(f: &Flags, errs: &mut Vec<String>) -> (Option<(PathBuf, PathBuf)>, u64) {
     let cert = match (&f.cert, &f.key) {
         (Some(c), Some(k)) => {
             if f.rotation.is_some() {
@@ -453,8 +499,16 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
     if rotation == 0 {
         errs.push("--rotation must be at least 1 second".into());
     }
+    (cert, rotation)
+}
 
-    // Policy.
+/// The attestation side: the policy the peer must satisfy (when this mode verifies one) and
+/// whether the server proves itself by certificate instead of the fresh exchange.
+fn check_peer_policy(
+    side: Side,
+    f: &Flags,
+    errs: &mut Vec<String>,
+) -> (Option<AttestationPolicy>, bool) {
     let wants_policy = match side {
         Side::Client => {
             if f.policy.is_none() {
@@ -528,8 +582,11 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
         Some(secs) => p.with_max_age(Duration::from_secs(secs)),
         None => p,
     });
+    (policy, certificate_mode)
+}
 
-    // Attesters: always in server mode, with --attest-self in client mode.
+/// How this side attests itself: always in server mode, with --attest-self in client mode.
+fn check_attester(side: Side, f: &Flags, errs: &mut Vec<String>) -> Option<AttesterConfig> {
     let attests = side == Side::Server || f.attest_self;
     let attester_flags: [(&str, bool); 5] = [
         ("--tee", f.tee.is_some()),
@@ -560,7 +617,7 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
             None
         }
     };
-    let is_sim = tee == Some(TeeChoice::Kind(TeeKind::Sim));
+    let is_sim = tee == Some(TeeChoice::Kind(TeeKind::Simulated));
     if tee == Some(TeeChoice::None) && (side == Side::Client || f.cert.is_none()) {
         errs.push(
             "--tee none is for server mode with --cert/--key: without attesters there is no RA-TLS certificate and nothing to attest with"
@@ -595,7 +652,7 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
             None
         }
     };
-    let attester = match (attests, tee, tpm_tcti) {
+    match (attests, tee, tpm_tcti) {
         (true, Some(tee), Some(tpm_tcti)) => {
             let mut a = AttesterConfig::new(tee);
             a.tpm_tcti = Some(tpm_tcti);
@@ -607,9 +664,11 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
             Some(a)
         }
         _ => None,
-    };
+    }
+}
 
-    // Metadata, ALPN.
+/// How the peer's attestation reaches the backend, and the ALPN protocols offered.
+fn check_metadata(side: Side, f: &Flags, errs: &mut Vec<String>) -> (Metadata, Vec<Vec<u8>>) {
     let metadata = match f.metadata.as_deref() {
         None if side == Side::Server => Metadata::ProxyV2,
         None => Metadata::None,
@@ -648,8 +707,21 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
             alpn.push(p.as_bytes().to_vec());
         }
     }
+    (metadata, alpn)
+}
 
-    // Limits.
+/// Connection limits, timeouts and the names a peer's certificate must carry.
+struct Limits {
+    max_connections: usize,
+    max_connections_per_ip: usize,
+    tls_handshake_timeout: Duration,
+    idle_timeout: Duration,
+    handshake_timeout: Duration,
+    drain_timeout: Duration,
+    peer_names: Vec<String>,
+}
+
+fn check_limits(side: Side, f: &Flags, errs: &mut Vec<String>) -> Limits {
     let max_connections = f.max_connections.unwrap_or(4096);
     if max_connections == 0 {
         errs.push("--max-connections must be at least 1".into());
@@ -661,16 +733,11 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
         }
         Duration::from_secs(v)
     };
-    let idle_timeout = secs("--idle-timeout", f.idle_timeout, 300, &mut errs);
-    let handshake_timeout = secs("--handshake-timeout", f.handshake_timeout, 30, &mut errs);
-    let drain_timeout = secs("--drain-timeout", f.drain_timeout, 30, &mut errs);
-    let tls_handshake_timeout = secs(
-        "--tls-handshake-timeout",
-        f.tls_handshake_timeout,
-        5,
-        &mut errs,
-    )
-    .min(handshake_timeout);
+    let idle_timeout = secs("--idle-timeout", f.idle_timeout, 300, errs);
+    let handshake_timeout = secs("--handshake-timeout", f.handshake_timeout, 30, errs);
+    let drain_timeout = secs("--drain-timeout", f.drain_timeout, 30, errs);
+    let tls_handshake_timeout =
+        secs("--tls-handshake-timeout", f.tls_handshake_timeout, 5, errs).min(handshake_timeout);
     let max_connections_per_ip = f.max_connections_per_ip.unwrap_or(64);
     if max_connections_per_ip == 0 {
         errs.push("--max-connections-per-ip must be at least 1".into());
@@ -702,33 +769,14 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
             ));
         }
     }
-
-    match (errs.is_empty(), listen, target) {
-        (true, Some(listen), Some(target)) => Ok(Settings {
-            side,
-            listen,
-            server_name: f
-                .server_name
-                .clone()
-                .unwrap_or_else(|| target.host.clone()),
-            target,
-            certificate_mode,
-            cert,
-            rotation: Duration::from_secs(rotation),
-            attester,
-            policy,
-            metadata,
-            alpn,
-            status,
-            max_connections,
-            max_connections_per_ip,
-            tls_handshake_timeout,
-            peer_names,
-            idle_timeout,
-            handshake_timeout,
-            drain_timeout,
-        }),
-        _ => Err(errs),
+    Limits {
+        max_connections,
+        max_connections_per_ip,
+        tls_handshake_timeout,
+        idle_timeout,
+        handshake_timeout,
+        drain_timeout,
+        peer_names,
     }
 }
 

@@ -13,7 +13,7 @@ use ratls::tls::fresh::{
 };
 use ratls::tls::{
     client_config, server_config, AttestationPolicy, AttestationRejected, AttestedClientVerifier,
-    AttestedServerVerifier, Mode, RotatingCert, ALPN_ATTEST,
+    AttestedServerVerifier, CatchRejection, Mode, RejectionSlot, RotatingCert, ALPN_ATTEST,
 };
 use rustls::client::ResolvesClientCert;
 use rustls::pki_types::ServerName;
@@ -30,7 +30,8 @@ use crate::metrics::{self, Metrics, StatusSources};
 use crate::opts::{Metadata, Settings, Side};
 use crate::relay::{self, End};
 
-const NAME: &str = "cosmian_vm_proxy";
+/// The pause after a failed accept (EMFILE and friends) instead of a spin.
+const ACCEPT_BACK_OFF: Duration = Duration::from_millis(50);
 
 /// Open connections per source address (server mode, `--max-connections-per-ip`).
 #[derive(Debug, Default)]
@@ -118,10 +119,10 @@ pub async fn run(s: Settings) -> Result<(), String> {
     let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
     let metrics = Arc::new(Metrics::default());
     if let Some(p) = &s.policy {
-        let pinned = crate::opts::pins(&p.policy);
+        let pinned = crate::opts::pins(p.policy());
         if pinned.is_empty() && s.peer_names.is_empty() {
-            eprintln!(
-                "{NAME}: WARNING: the --policy pins nothing: no SEV-SNP measurement, host data or \
+            tracing::warn!(
+                "WARNING: the --policy pins nothing: no SEV-SNP measurement, host data or \
                  key digest, no TDX MRTD or RTMR, no TPM PCR or AK, no Azure VM id, and no {}: \
                  ANY genuine {} on a supported platform passes. Pin at least a measurement.",
                 if s.side == Side::Client {
@@ -139,8 +140,8 @@ pub async fn run(s: Settings) -> Result<(), String> {
     }
     let attester = match &s.attester {
         Some(a) if a.tee == ratls::attest::config::TeeChoice::None => {
-            eprintln!(
-                "{NAME}: --tee none: no attesters; serving the given certificate and declining \
+            tracing::info!(
+                "--tee none: no attesters; serving the given certificate and declining \
                  every attestation request"
             );
             None
@@ -165,8 +166,9 @@ pub async fn run(s: Settings) -> Result<(), String> {
             {
                 Some((cert, key)) => {
                     let fc = Arc::new(FileCert::load(cert, key)?);
-                    eprintln!(
-                        "{NAME}: serving {} (fresh evidence binds its key); SIGHUP reloads it",
+                    tracing::info!(
+                        path = %cert.display(),
+                        "serving {} (fresh evidence binds its key); SIGHUP reloads it",
                         cert.display()
                     );
                     file_cert = Some(fc.clone());
@@ -182,8 +184,8 @@ pub async fn run(s: Settings) -> Result<(), String> {
                     })
                     .await
                     .map_err(|e| e.to_string())??;
-                    eprintln!(
-                        "{NAME}: serving an RA-TLS certificate (role server), re-issued every \
+                    tracing::info!(
+                        "serving an RA-TLS certificate (role server), re-issued every \
                              {} s and on SIGHUP",
                         s.rotation.as_secs()
                     );
@@ -270,7 +272,7 @@ pub async fn run(s: Settings) -> Result<(), String> {
         let status_addr = status
             .local_addr()
             .map_err(|e| e.to_string())?;
-        eprintln!("{NAME}: status on http://{status_addr}/status and /metrics");
+        tracing::info!(addr = %status_addr, "status on http://{status_addr}/status and /metrics");
         tokio::spawn(metrics::serve(
             status,
             StatusSources {
@@ -288,8 +290,11 @@ pub async fn run(s: Settings) -> Result<(), String> {
             }
         });
     }
-    eprintln!(
-        "{NAME}: {} mode listening on {bound}, forwarding to {}",
+    tracing::info!(
+        side = s.side.name(),
+        addr = %bound,
+        upstream = %s.target.addr,
+        "{} mode listening on {bound}, forwarding to {}",
         s.side.name(),
         s.target.addr
     );
@@ -305,15 +310,9 @@ pub async fn run(s: Settings) -> Result<(), String> {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            accepted = listener.accept() => {
-                let (sock, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // EMFILE and friends: do not spin.
-                        eprintln!("{NAME}: accept: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
+            accepted = ratls::net::accept(&listener, ACCEPT_BACK_OFF) => {
+                let Some((sock, peer)) = accepted else {
+                    continue;
                 };
                 let open = metrics.connections_open.fetch_add(1, Ordering::Relaxed);
                 let guard = Open(metrics.clone());
@@ -354,8 +353,8 @@ pub async fn run(s: Settings) -> Result<(), String> {
     let open = metrics
         .connections_open
         .load(Ordering::Relaxed);
-    eprintln!(
-        "{NAME}: stopping: no new connections; draining {open} (at most {} s)",
+    tracing::info!(
+        "stopping: no new connections; draining {open} (at most {} s)",
         drain.as_secs()
     );
     let deadline = Instant::now() + drain;
@@ -371,9 +370,9 @@ pub async fn run(s: Settings) -> Result<(), String> {
         .connections_open
         .load(Ordering::Relaxed);
     if left > 0 {
-        eprintln!("{NAME}: drain timeout: closing {left} connection(s)");
+        tracing::warn!("drain timeout: closing {left} connection(s)");
     }
-    eprintln!("{NAME}: stopped");
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -382,7 +381,7 @@ async fn on_hangup(
     rotating: Option<&RotatingCert>,
     file_cert: Option<&FileCert>,
 ) {
-    eprintln!("{NAME}: SIGHUP: re-attesting and reloading");
+    tracing::info!("SIGHUP: re-attesting and reloading");
     if let Some(r) = rotating {
         r.rotate_now();
     }
@@ -390,14 +389,16 @@ async fn on_hangup(
         match fc.reload() {
             Ok(()) => {
                 metrics.set_error(None);
-                eprintln!("{NAME}: certificate reloaded");
+                tracing::info!("certificate reloaded");
             }
             Err(e) => {
                 metrics
                     .reloads_failed
                     .fetch_add(1, Ordering::Relaxed);
                 metrics.set_error(Some(format!("certificate reload: {e}")));
-                eprintln!("{NAME}: WARNING: certificate reload failed, still serving the previous one: {e}");
+                tracing::warn!(
+                    "WARNING: certificate reload failed, still serving the previous one: {e}"
+                );
             }
         }
     }
@@ -405,6 +406,8 @@ async fn on_hangup(
 
 /// Why a connection did not get to the relay.
 enum Fail {
+    /// Our verifier refused the peer's certificate during the handshake.
+    Rejected(Arc<AttestationRejected>),
     Tls(std::io::Error),
     Fresh(FreshError),
     Unattested,
@@ -415,58 +418,74 @@ enum Fail {
 }
 
 impl Fail {
+    /// A failed handshake: our verifier's refusal when `slot` (opened around the handshake)
+    /// holds the one behind `e`, a TLS error otherwise.
+    fn handshake(e: std::io::Error, slot: &RejectionSlot) -> Self {
+        match AttestationRejected::from_io(&e, slot) {
+            Some(rejected) => Self::Rejected(rejected),
+            None => Self::Tls(e),
+        }
+    }
+
     fn record(&self, metrics: &Metrics, peer: &str) {
         match self {
+            Self::Rejected(rejected) => {
+                metrics.handshake("rejected");
+                metrics.failed_step(rejected.step().as_str());
+                tracing::warn!(
+                    peer,
+                    step = %rejected.step(),
+                    "rejected {peer}: {rejected}"
+                );
+            }
             Self::Tls(e) => {
-                let inner = e
-                    .get_ref()
-                    .and_then(|i| i.downcast_ref::<rustls::Error>());
-                if let Some(rejected) = inner.and_then(AttestationRejected::from_rustls) {
-                    metrics.handshake("rejected");
-                    metrics.failed_step(rejected.step());
-                    eprintln!("{NAME}: rejected {peer}: {rejected}");
-                    return;
-                }
                 let no_cert = e
                     .get_ref()
                     .and_then(|i| i.downcast_ref::<rustls::Error>())
                     .is_some_and(|r| matches!(r, rustls::Error::NoCertificatesPresented));
                 if no_cert {
                     metrics.handshake("refused_unattested");
-                    eprintln!(
-                        "{NAME}: refused {peer}: --require-attested-client: the client presented no certificate"
+                    tracing::warn!(
+                        peer,
+                        "refused {peer}: --require-attested-client: the client presented no \
+                         certificate"
                     );
                 } else {
                     metrics.handshake("tls_error");
-                    eprintln!("{NAME}: TLS handshake with {peer} failed: {e}");
+                    tracing::info!(peer, "TLS handshake with {peer} failed: {e}");
                 }
             }
             Self::Fresh(e) => match e.rejected_step() {
                 Some(step) => {
                     metrics.handshake("rejected");
                     metrics.failed_step(step);
-                    eprintln!("{NAME}: rejected {peer}: {e}");
+                    tracing::warn!(peer, step = %step, "rejected {peer}: {e}");
                 }
                 None => {
                     metrics.handshake("attestation_error");
-                    eprintln!("{NAME}: attestation exchange with {peer} failed: {e}");
+                    tracing::warn!(peer, "attestation exchange with {peer} failed: {e}");
                 }
             },
             Self::Unattested => {
                 metrics.handshake("refused_unattested");
-                eprintln!(
-                    "{NAME}: refused {peer}: --require-attested-client: the client did not \
+                tracing::warn!(
+                    peer,
+                    "refused {peer}: --require-attested-client: the client did not \
                      negotiate the ALPN cosmian-attest/1"
                 );
             }
             Self::Timeout => {
                 metrics.handshake("timeout");
-                eprintln!("{NAME}: {peer}: handshake and attestation did not finish in time");
+                tracing::info!(
+                    peer,
+                    "{peer}: handshake and attestation did not finish in time"
+                );
             }
             Self::TlsTimeout(d) => {
                 metrics.handshake("tls_timeout");
-                eprintln!(
-                    "{NAME}: closed {peer}: the TLS handshake did not finish within {} s \
+                tracing::info!(
+                    peer,
+                    "closed {peer}: the TLS handshake did not finish within {} s \
                      (--tls-handshake-timeout)",
                     d.as_secs()
                 );
@@ -474,11 +493,11 @@ impl Fail {
             Self::Name(e) => {
                 metrics.handshake("rejected");
                 metrics.failed_step("tls.name");
-                eprintln!("{NAME}: rejected {peer}: {e}");
+                tracing::warn!(peer, step = "tls.name", "rejected {peer}: {e}");
             }
             Self::Target(e) => {
                 metrics.handshake("target_unreachable");
-                eprintln!("{NAME}: {e}");
+                tracing::warn!(peer, "{e}");
             }
         }
     }
@@ -505,10 +524,11 @@ async fn server_conn(ctx: &Ctx, tcp: TcpStream, peer: SocketAddr) {
     let local = tcp.local_addr().unwrap_or(ctx.s.listen);
     let handshake = async {
         let tls_timeout = ctx.s.tls_handshake_timeout;
-        let mut tls = tokio::time::timeout(tls_timeout, acceptor.accept(tcp))
-            .await
-            .map_err(|_| Fail::TlsTimeout(tls_timeout))?
-            .map_err(Fail::Tls)?;
+        let (accepted, slot) =
+            tokio::time::timeout(tls_timeout, CatchRejection::new(acceptor.accept(tcp)))
+                .await
+                .map_err(|_| Fail::TlsTimeout(tls_timeout))?;
+        let mut tls = accepted.map_err(|e| Fail::handshake(e, &slot))?;
         if !ctx.s.peer_names.is_empty() {
             check_names(
                 tls.get_ref().1.peer_certificates(),
@@ -570,9 +590,8 @@ async fn client_conn(ctx: &Ctx, app: TcpStream, app_peer: SocketAddr) {
     let handshake = async {
         let tcp = connect_target(ctx).await?;
         let start = Instant::now();
-        let connected = connector
-            .connect(server_name.clone(), tcp)
-            .await;
+        let (connected, slot) =
+            CatchRejection::new(connector.connect(server_name.clone(), tcp)).await;
         if !ctx.s.peer_names.is_empty() {
             if let Ok(tls) = &connected {
                 check_names(
@@ -587,14 +606,14 @@ async fn client_conn(ctx: &Ctx, app: TcpStream, app_peer: SocketAddr) {
             // The evidence was verified (or taken from the verdict cache) during the handshake.
             ctx.metrics
                 .attestation_latency(start.elapsed());
-            let tls = connected.map_err(Fail::Tls)?;
+            let tls = connected.map_err(|e| Fail::handshake(e, &slot))?;
             let verdict = ratls::tls::peer_verdict(tls.get_ref().1, verifier).ok_or_else(|| {
                 Fail::Fresh(FreshError::PeerDeclined("no verdict on the server".into()))
             })?;
             ctx.metrics.handshake("attested");
             return Ok((tls, Summary::new(&verdict, verifier.policy())));
         }
-        let mut tls = connected.map_err(Fail::Tls)?;
+        let mut tls = connected.map_err(|e| Fail::handshake(e, &slot))?;
         let start = Instant::now();
         let out = client_exchange(&mut tls, &ctx.fresh).await;
         ctx.metrics
@@ -700,7 +719,11 @@ async fn forward<A, B>(
             let header = meta::proxy_v2(src, dst, info, summary);
             if ctx.s.side == Side::Server {
                 if let Err(e) = dialed.write_all(&header).await {
-                    eprintln!("{NAME}: target {}: {e}", ctx.s.target.addr);
+                    tracing::warn!(
+                        upstream = %ctx.s.target.addr,
+                        "target {}: {e}",
+                        ctx.s.target.addr
+                    );
                     return;
                 }
             } else {
@@ -721,7 +744,7 @@ async fn forward<A, B>(
         relay::relay(accepted, dialed, ctx.s.idle_timeout, rewriter, &ctx.metrics).await
     {
         if ctx.s.metadata == Metadata::HttpHeaders {
-            eprintln!("{NAME}: connection from {src} closed: {e}");
+            tracing::info!(peer = %src, "connection from {src} closed: {e}");
         }
     }
 }

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ratls::attest::snp_guest::{self, CertEntry, CertTable, GUID_ARK, GUID_ASK, GUID_VCEK};
+use ratls::attest::snp_guest::{self, CertTable};
 use ratls::attest::tsm::{self, ConfigfsTsm, EmulatedTsm, SnpTsm, PROVIDER_SEV_GUEST};
 use ratls::attest::TeeAttester;
 
@@ -44,23 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         [ask, ark] => (ask.contents().to_vec(), ark.contents().to_vec()),
         _ => return Err("ask_ark_genoa.pem: expected two certificates".into()),
     };
-    let table = CertTable {
-        entries: vec![
-            CertEntry {
-                guid: GUID_VCEK,
-                data: vcek.contents().to_vec(),
-            },
-            CertEntry {
-                guid: GUID_ASK,
-                data: ask,
-            },
-            CertEntry {
-                guid: GUID_ARK,
-                data: ark,
-            },
-        ],
-    }
-    .encode();
+    let table = CertTable::vcek_chain(vcek.contents().to_vec(), ask, ark).encode();
 
     let mut report_data = [0u8; 64];
     report_data.copy_from_slice(

@@ -72,26 +72,33 @@ pub mod attest;
 pub mod azure;
 pub mod binding;
 pub mod bundle;
+pub mod claims;
 pub mod codec;
 #[cfg(feature = "collateral")]
 pub mod collateral;
+#[cfg(feature = "log")]
+pub mod diag;
 pub mod digest;
 pub mod eventlog;
 pub mod foreign;
 pub mod fsutil;
 pub mod hexfmt;
 pub mod ima;
+#[cfg(feature = "tokio")]
+pub mod net;
 pub mod pki;
 pub mod policy;
 pub mod snapshot;
 pub mod snp;
+pub mod summary;
 pub mod tdx;
 pub mod time;
 pub mod tls;
 pub mod tpm;
 pub mod verdict;
 
+pub use crate::claims::Claims;
 pub use crate::codec::{ParseError, Reader};
 pub use crate::policy::Policy;
 pub use crate::time::UnixTime;
-pub use crate::verdict::{Check, Claims, Outcome, Platform, Verdict};
+pub use crate::verdict::{Check, Outcome, Platform, Step, Verdict};

@@ -19,6 +19,7 @@ use crate::hexfmt::hex;
 use crate::ima::{Log, IMA_PCR};
 use crate::policy::Policy;
 use crate::time::UnixTime;
+use crate::verdict::Step;
 use crate::verdict::{Check, Claims, Verdict};
 
 /// The snapshot format version this crate writes and reads.
@@ -220,7 +221,7 @@ impl Snapshot {
     /// The presented log must also have passed `boot.eventlog` (replay against the quote) for
     /// its events to mean anything; the evidence verdict holds that step.
     pub fn check_boot_events(&self, presented: Option<&[u8]>) -> Option<Check> {
-        const STEP: &str = "snapshot.boot_events";
+        const STEP: Step = Step::SNAPSHOT_BOOT_EVENTS;
         if self.boot_events.is_empty() {
             return None;
         }
@@ -326,10 +327,10 @@ impl Snapshot {
         }
         let expected = "measurement, AK, boot PCRs 0-9 and agent key pinned";
         if missing.is_empty() {
-            Check::pass("snapshot.pins", expected, "all pinned")
+            Check::pass(Step::SNAPSHOT_PINS, expected, "all pinned")
         } else {
             Check::fail(
-                "snapshot.pins",
+                Step::SNAPSHOT_PINS,
                 expected,
                 format!("missing {}", missing.join(", ")),
                 "this snapshot would let other machines pass; take a new one with `cosmian_vm \
@@ -346,7 +347,7 @@ impl Snapshot {
             .clone()
             .unwrap_or_else(|| "a recorded agent key".to_owned());
         let ok = self.agent_spki_sha256.as_deref() == Some(spki_sha256);
-        let check = Check::expect("snapshot.agent_key", ok, expected, spki_sha256);
+        let check = Check::expect(Step::SNAPSHOT_AGENT_KEY, ok, expected, spki_sha256);
         if ok {
             check
         } else {
@@ -402,7 +403,7 @@ impl Snapshot {
             seen += 1;
             if entry.algo != alg {
                 checks.push(Check::fail(
-                    "ima.file_hash_alg",
+                    Step::IMA_FILE_HASH_ALG,
                     format!("{alg} file digests (the snapshot's)"),
                     format!("{}: {}", entry.path, entry.algo),
                     "the IMA policy's hash algorithm differs from the snapshot's",
@@ -412,13 +413,13 @@ impl Snapshot {
             let digest = hex(&entry.digest);
             match self.files.files.get(&entry.path) {
                 None => checks.push(Check::fail(
-                    "ima.unknown_file",
+                    Step::IMA_UNKNOWN_FILE,
                     "only files in the snapshot",
                     format!("{} {alg}:{digest}", entry.path),
                     "a file measured since boot that the snapshot does not know",
                 )),
                 Some(approved) if !approved.contains(&digest) => checks.push(Check::fail(
-                    "ima.changed_file",
+                    Step::IMA_CHANGED_FILE,
                     format!(
                         "{} {alg}:{}",
                         entry.path,
@@ -436,7 +437,7 @@ impl Snapshot {
         }
         if checks.is_empty() {
             checks.push(Check::pass(
-                "ima.files",
+                Step::IMA_FILES,
                 format!("only the snapshot's {} files", self.files.len()),
                 format!("{seen} measurements, all approved"),
             )
@@ -590,7 +591,7 @@ mod tests {
             boot_events: Vec::new(),
         };
         let checks = snap.check_ima(&approved);
-        assert!(checks.len() == 1 && checks[0].ok && checks[0].step == "ima.files");
+        assert!(checks.len() == 1 && checks[0].ok && checks[0].step == Step::IMA_FILES);
 
         let later = log(&[
             ("/usr/bin/app", b"v2"),
@@ -694,7 +695,7 @@ mod tests {
             .check_boot_events(Some(&b))
             .unwrap();
         assert!(!check.ok);
-        assert_eq!(check.step, "snapshot.boot_events");
+        assert_eq!(check.step, Step::SNAPSHOT_BOOT_EVENTS);
         let want = hex(HashAlg::Sha256.digest(b"console=ttyS0 initrd=initrd"));
         let got = hex(HashAlg::Sha256.digest(b"console=ttyS0 init=/bin/sh initrd=initrd"));
         assert_eq!(

@@ -14,7 +14,7 @@ use std::path::Path;
 use ratls::azure::{
     self, AzureClaims, AzurePolicy, HclReport, HwReport, ReportType, RuntimeData, VtpmQuote,
 };
-use ratls::bundle::{self, Bundle, Expectations, TeeEvidence, TpmEvidence};
+use ratls::bundle::{self, Bundle, Expectations, Requirements, TeeEvidence, TpmEvidence};
 use ratls::digest::HashAlg;
 use ratls::hexfmt::{decode, hex};
 use ratls::snp::CertInput;
@@ -424,9 +424,9 @@ fn another_ak_fails_tpm_signature() {
 const SPKI: &[u8] = b"a TLS key's SubjectPublicKeyInfo";
 
 fn expectations() -> Expectations<'static> {
-    let mut e = Expectations::new(ratls::binding::Role::agent(), SPKI, now());
-    e.require_ima = false;
-    e
+    let requirements = Box::leak(Box::new(Requirements::new(ratls::binding::Role::agent())));
+    requirements.require_ima = false;
+    Expectations::new(requirements, SPKI, now())
 }
 
 fn azure_bundle(s: &Sample, ak_public: &[u8]) -> Bundle {

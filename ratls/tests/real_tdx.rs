@@ -60,9 +60,10 @@ fn claims(v: &Verdict) -> &TdxClaims {
 }
 
 fn first_failure(v: &Verdict) -> &str {
-    &v.first_failure()
+    v.first_failure()
         .unwrap_or_else(|| panic!("no failure:\n{v}"))
         .step
+        .as_str()
 }
 
 /// Offset of `part` inside `whole` (both from the same buffer).
@@ -248,7 +249,7 @@ fn v5_is_rejected_at_tcb_with_every_signature_valid() {
             .iter()
             .chain(&["tee.parse", "tee.collateral.parse", "tee.policy.debug"])
     {
-        assert!(v.passed(step), "{step}:\n{v}");
+        assert!(v.passed(*step), "{step}:\n{v}");
     }
     assert_eq!(claims(&v).tcb_status, None);
     // Allowing every status does not help: no level matched at all.

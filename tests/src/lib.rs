@@ -8,6 +8,8 @@
 //!   of a sample, for "never panics, always a typed error" tests.
 //! - [`collateral_server::Server`]: a local AMD KDS / Intel PCS v4 serving the real captured
 //!   collateral at the real paths (hyper), for the collateral-plane tests.
+//! - [`tls`]: in-memory rustls handshakes (connections or `tokio-rustls` streams), for the TLS
+//!   tests and the handshake benchmarks.
 //! - [`swtpm::Swtpm`]: a real software TPM per test, on a free port pair, killed on drop. The
 //!   helpers that need `ratls` itself (the IMA simulator) live in the dev-only crate
 //!   `ratls-harness` (`tests/harness/`), since `ratls` dev-depends on this crate.
@@ -18,6 +20,7 @@ use std::path::PathBuf;
 
 pub mod collateral_server;
 pub mod swtpm;
+pub mod tls;
 
 /// The environment variable that points at the real-evidence tree.
 pub const REAL_TESTDATA_ENV: &str = "COSMIAN_REAL_TESTDATA";

@@ -1,8 +1,9 @@
 //! The agent client: one TLS connection per command, HTTP/1.1 on it (`docs/agent-api.md`).
 //!
 //! [`AgentSession::open`] runs the handshake (fresh mode: only the TLS signature and, unless
-//! `--allow-insecure-tls`, WebPKI are checked during it), then computes this session's
-//! exporter for a new challenge *on our side of the session*, before any HTTP byte flows.
+//! `--allow-insecure-tls`, WebPKI are checked during it), then starts the fresh exchange's
+//! verifier side ([`Inquiry`]: the agent's key, a new challenge and this session's exporter,
+//! computed *on our side of the session*) before any HTTP byte flows.
 //! [`AgentSession::evidence`] asks for evidence bound to it; admin calls then use the same
 //! connection, so they reach the very endpoint whose evidence was verified.
 
@@ -13,8 +14,7 @@ use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use ratls::binding::Role;
-use ratls::tls::fresh::{self, Challenge};
+use ratls::tls::fresh::Inquiry;
 use ratls::tls::{AttestationPolicy, Mode};
 use ratls::{UnixTime, Verdict};
 
@@ -71,10 +71,8 @@ impl Response {
 pub struct AgentSession {
     target: Target,
     sender: SendRequest<Full<Bytes>>,
-    /// The DER SubjectPublicKeyInfo of the certificate the agent served on this session.
-    pub spki_der: Vec<u8>,
-    challenge: Challenge,
-    exporter: [u8; 32],
+    /// What we ask of the agent on this session and check its evidence against.
+    inquiry: Inquiry,
     timeout: Duration,
     connection: tokio::task::JoinHandle<()>,
 }
@@ -86,25 +84,20 @@ impl Drop for AgentSession {
 }
 
 impl AgentSession {
-    /// Connect to the agent at `target`, presenting `owner` when given.
+    /// Connect to the agent at `target`, presenting `owner` when given; its evidence will be
+    /// verified against `policy`.
     pub async fn open(
         target: &Target,
         tls: &TlsSettings,
         policy: AttestationPolicy,
         owner: Option<std::sync::Arc<OwnerIdentity>>,
     ) -> Result<Self, ConnectError> {
-        let verifier = tls.server_verifier(policy, Mode::Fresh);
+        let verifier = tls.server_verifier(policy.clone(), Mode::Fresh);
         let config = net::client_config(verifier, owner, vec![b"http/1.1".to_vec()])
             .map_err(|e| ConnectError::Other(e.0))?;
         let stream = net::connect(target, config, tls.timeout).await?;
-        let challenge = Challenge::new().map_err(ConnectError::other)?;
-        let (spki_der, exporter) = {
-            let (_, conn) = stream.get_ref();
-            let spki = fresh::peer_spki(conn).map_err(ConnectError::other)?;
-            let exporter = fresh::exporter(conn, &Role::agent(), challenge.as_bytes())
-                .map_err(ConnectError::other)?;
-            (spki, exporter)
-        };
+        let inquiry =
+            Inquiry::without_alpn(stream.get_ref().1, policy).map_err(ConnectError::other)?;
         let (sender, connection) =
             hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
                 .await
@@ -115,9 +108,7 @@ impl AgentSession {
         Ok(Self {
             target: target.clone(),
             sender,
-            spki_der,
-            challenge,
-            exporter,
+            inquiry,
             timeout: tls.timeout,
             connection,
         })
@@ -125,7 +116,7 @@ impl AgentSession {
 
     /// SHA-256 of the served key (hex).
     pub fn spki_sha256_hex(&self) -> String {
-        ratls::hexfmt::hex(ratls::binding::spki_sha256(&self.spki_der))
+        ratls::hexfmt::hex(ratls::binding::spki_sha256(self.inquiry.peer_spki_der()))
     }
 
     /// One request on this session.
@@ -195,13 +186,12 @@ impl AgentSession {
     }
 
     /// `POST /api/v1/evidence` with this session's challenge: the CMW bundle bound to this
-    /// session, and its verdict under `policy` (the exporter computed on our side).
-    pub async fn evidence(
-        &mut self,
-        policy: &AttestationPolicy,
-    ) -> Result<(Verdict, Vec<u8>), UsageError> {
-        let body =
-            serde_json::json!({ "challenge": ratls::hexfmt::hex(self.challenge.as_bytes()) });
+    /// session, and its verdict under the policy the session was opened with (the exporter
+    /// computed on our side).
+    pub async fn evidence(&mut self) -> Result<(Verdict, Vec<u8>), UsageError> {
+        let body = serde_json::json!({
+            "challenge": ratls::hexfmt::hex(self.inquiry.challenge().as_bytes())
+        });
         // The agent produces evidence for one request per client address at a time and a few
         // in all (429 / 503 otherwise): another verifier behind the same address, or a busy
         // TEE, means "wait a moment", not "failed". Same session, same challenge.
@@ -226,14 +216,9 @@ impl AgentSession {
                 response.error_message()
             )));
         }
-        let verdict = fresh::verify_response(
-            &response.body,
-            policy,
-            &self.spki_der,
-            &self.challenge,
-            self.exporter,
-            UnixTime::now(),
-        );
+        let verdict = self
+            .inquiry
+            .verify(&response.body, UnixTime::now());
         Ok((verdict, response.body))
     }
 }

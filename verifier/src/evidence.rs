@@ -69,7 +69,7 @@ pub fn verify(args: &VerifyArgs, global: &Global) -> Result<ExitCode, UsageError
         anchor_logs(args, &policy, &mut verdict)?;
         verdict
     } else if let Some(bundle) = &args.bundle {
-        verify_bundle(args, global, collateral.as_ref(), bundle, &policy, now)?
+        verify_bundle(args, global, collateral, bundle, &policy, now)?
     } else if let Some(log) = &args.ima_log {
         let quoted = quoted_pcr10(args)?;
         ratls::ima::verify_bytes(&read(log)?, quoted, &policy.ima)
@@ -91,7 +91,7 @@ pub fn verify(args: &VerifyArgs, global: &Global) -> Result<ExitCode, UsageError
 /// TDX quote, `--nonce` for a TPM quote), or the step fails, unless `--no-freshness` waives it
 /// out loud.
 fn freshness(args: &VerifyArgs) -> Result<Option<Check>, UsageError> {
-    const STEP: &str = "freshness";
+    const STEP: ratls::Step = ratls::Step::FRESHNESS;
     if args.bundle.is_some() || (args.ima_log.is_some() && args.tpm_quote.is_none()) {
         if args.report_data.is_some() || args.no_freshness {
             return Err(UsageError(
@@ -390,7 +390,7 @@ fn anchor_logs(
 fn verify_bundle(
     args: &VerifyArgs,
     global: &Global,
-    collateral: &ratls::collateral::CollateralClient,
+    collateral: std::sync::Arc<ratls::collateral::CollateralClient>,
     bundle: &Path,
     policy: &Policy,
     now: UnixTime,
@@ -424,18 +424,16 @@ fn verify_bundle(
         .as_deref()
         .map(read)
         .transpose()?;
-    let mut expect = ratls::bundle::Expectations::new(role, &spki, now);
+    let mut requirements = ratls::bundle::Requirements::new(role);
+    requirements.max_age_secs = args.max_age;
+    requirements.insecure_sim_root = sim_root;
+    requirements.collateral = Some(collateral);
+    let mut expect = ratls::bundle::Expectations::new(&requirements, &spki, now);
     expect.challenge = nonce("--challenge", &args.challenge)?;
     expect.exporter = nonce("--exporter", &args.exporter)?;
-    expect.max_age_secs = args.max_age;
-    expect.insecure_sim_root = sim_root.as_deref();
     expect.ima_log = ima_log.as_deref();
-    expect.collateral = Some(collateral);
-    if sim_root.is_some() {
-        eprintln!(
-            "WARNING: --insecure-sim-root: evidence from the simulated TEE will be accepted; \
-             it proves nothing about hardware"
-        );
+    if requirements.insecure_sim_root.is_some() {
+        warn_insecure_sim_root();
     }
     Ok(ratls::bundle::verify(&read(bundle)?, policy, &expect))
 }
@@ -508,8 +506,9 @@ pub fn inspect(args: &InspectArgs, json: bool) -> Result<ExitCode, UsageError> {
         Ok(claims) => return Ok(show("tpm", claims, json)),
         Err(e) => attempts.push(format!("tpm quote: {e}")),
     }
-    eprintln!(
-        "error: {} is not a recognised evidence file:\n  {}",
+    tracing::error!(
+        path = %args.file.display(),
+        "{} is not a recognised evidence file:\n  {}",
         args.file.display(),
         attempts.join("\n  ")
     );
@@ -532,6 +531,16 @@ fn exit_for(verdict: &Verdict) -> ExitCode {
     } else {
         EXIT_REJECTED
     })
+}
+
+/// `--insecure-sim-root` was given: say, loudly, that simulated evidence will pass (offline and
+/// agent commands alike), as `cosmian_vm: WARNING: …`.
+pub fn warn_insecure_sim_root() {
+    tracing::warn!(
+        flag = "--insecure-sim-root",
+        "--insecure-sim-root: evidence from the simulated TEE will be accepted; it \
+         proves nothing about hardware"
+    );
 }
 
 /// Read a whole input file, refusing absurd sizes.

@@ -24,10 +24,14 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Warnings and notes (`cosmian_vm: WARNING: …`) and ratls' events, filtered by `RUST_LOG`.
+    ratls::diag::init("cosmian_vm", ratls::diag::Style::Cli);
     let args = cli::Cli::parse();
     match run(args) {
         Ok(code) => code,
         Err(e) => {
+            // The command's outcome (exit 2), not a log event: the same `error: …` line scripts
+            // and docs show, whatever `RUST_LOG` says.
             eprintln!("error: {e}");
             ExitCode::from(cli::EXIT_USAGE)
         }

@@ -5,7 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ratls::tls::{AttestationPolicy, AttestationRejected, AttestedServerVerifier, Mode};
+use ratls::tls::{
+    AttestationPolicy, AttestationRejected, AttestedServerVerifier, CatchRejection, Mode,
+    RejectionSlot,
+};
 use ratls::Verdict;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::client::ResolvesClientCert;
@@ -294,20 +297,19 @@ pub async fn connect(
     };
     let _ = tcp.set_nodelay(true);
     let connector = TlsConnector::from(Arc::new(config));
-    match tokio::time::timeout(timeout, connector.connect(name, tcp)).await {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(handshake_error(target, &e)),
+    // The slot receives the verifier's verdict if it refuses the server's certificate.
+    let handshake = CatchRejection::new(connector.connect(name, tcp));
+    match tokio::time::timeout(timeout, handshake).await {
+        Ok((Ok(s), _)) => Ok(s),
+        Ok((Err(e), slot)) => Err(handshake_error(target, &e, &slot)),
         Err(_) => Err(ConnectError::Other(format!(
             "TLS handshake with {target}: no answer within {timeout:?}"
         ))),
     }
 }
 
-fn handshake_error(target: &Target, e: &std::io::Error) -> ConnectError {
-    let rustls_error = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    if let Some(rejected) = rustls_error.and_then(AttestationRejected::from_rustls) {
+fn handshake_error(target: &Target, e: &std::io::Error, slot: &RejectionSlot) -> ConnectError {
+    if let Some(rejected) = AttestationRejected::from_io(e, slot) {
         return ConnectError::Rejected(rejected.verdict.clone());
     }
     ConnectError::Other(format!("TLS handshake with {target}: {e}"))

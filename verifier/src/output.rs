@@ -20,20 +20,7 @@ pub fn print_verdict(verdict: &Verdict, json: bool) {
         print_json(verdict);
         return;
     }
-    let status = if verdict.is_trusted() {
-        "TRUSTED"
-    } else {
-        "REJECTED"
-    };
-    let sim = if verdict.simulated {
-        " (SIMULATED TEE: not production evidence)"
-    } else {
-        ""
-    };
-    let mut text = format!("{} evidence: {status}{sim}\n", verdict.platform);
-    for check in &verdict.checks {
-        let _ = writeln!(text, "  {check}");
-    }
+    let mut text = ratls::summary::verdict_head(verdict);
     if let Some(failed) = verdict.first_failure() {
         let _ = writeln!(
             text,
@@ -69,7 +56,7 @@ fn claims_text(claims: &impl Serialize) -> String {
 pub fn print_json(value: &impl Serialize) {
     match serde_json::to_string_pretty(value) {
         Ok(text) => emit(&format!("{text}\n")),
-        Err(e) => eprintln!("error: cannot render JSON: {e}"),
+        Err(e) => tracing::error!("cannot render JSON: {e}"),
     }
 }
 
@@ -128,12 +115,7 @@ pub fn session_summary(
     let mut text = format!("{head}: {url} against {against}{sim}\n");
     let mut groups: Vec<(String, Vec<&ratls::Check>)> = Vec::new();
     for check in &evidence.checks {
-        let group = check
-            .step
-            .split('.')
-            .next()
-            .unwrap_or("")
-            .to_owned();
+        let group = check.step.prefix().to_owned();
         match groups
             .iter_mut()
             .find(|(g, _)| *g == group)
@@ -148,7 +130,7 @@ pub fn session_summary(
     // The snapshot's own checks (`snapshot.*`) in their group, the file checks in `files`.
     let (snapshot, files): (Vec<&ratls::Check>, Vec<&ratls::Check>) = files
         .iter()
-        .partition(|c| c.step.starts_with("snapshot."));
+        .partition(|c| c.step.layer() == ratls::verdict::StepLayer::Snapshot);
     if !snapshot.is_empty() {
         groups.push(("snapshot".into(), snapshot));
     }

@@ -18,7 +18,7 @@ use ratls::tpm::TpmClaims;
 use ratls::{Check, UnixTime};
 use serde::{Deserialize, Serialize};
 
-pub const STEP: &str = "tpm.counters";
+pub const STEP: ratls::Step = ratls::Step::TPM_COUNTERS;
 const VERSION: u32 = 1;
 /// A state file larger than this is not ours.
 const MAX_STATE_LEN: u64 = 64 * 1024;

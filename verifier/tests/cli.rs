@@ -724,8 +724,8 @@ fn bundle_from_swtpm_and_sim_tee_verifies_only_with_the_sim_root() {
     use std::sync::Arc;
 
     use ratls::attest::sim::{SimCa, SimTee};
+    use ratls::attest::{self, Sources, DEFAULT_PCRS};
     use ratls::binding::{spki_sha256, BindingClaims, Role};
-    use ratls::bundle::{self, Sources, DEFAULT_PCRS};
     use ratls::digest::HashAlg;
     use ratls_harness::{open_tpm, simulate_boot, ImaSimulator, Swtpm};
 
@@ -745,7 +745,7 @@ fn bundle_from_swtpm_and_sim_tee_verifies_only_with_the_sim_root() {
     let tee = SimTee::new(ca.clone()).unwrap();
     let spki = b"DER SubjectPublicKeyInfo stand-in".to_vec();
     let challenge = [0x11u8; 32];
-    let b = bundle::produce(
+    let b = attest::produce(
         &Sources {
             tee: Some(&tee),
             tpm: Some(&tpm),

@@ -115,10 +115,11 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    ratls::diag::init("cosmian_vm_sim", ratls::diag::Style::Cli);
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("cosmian_vm_sim: {e}");
+            tracing::error!("{e}");
             ExitCode::FAILURE
         }
     }

@@ -105,7 +105,7 @@ fn tcti_strings_and_tee_names() {
     )
     .unwrap();
     assert_eq!(c.agent.tpm_tcti, "swtpm:host=127.0.0.1,port=2321");
-    assert_eq!(c.agent.tee, TeeChoice::Kind(TeeKind::Sim));
+    assert_eq!(c.agent.tee, TeeChoice::Kind(TeeKind::Simulated));
     assert_eq!(c.agent.rotation_period, Duration::from_secs(5));
     let e = parse("[agent]\ntee = \"sgx\"\n")
         .unwrap_err()

@@ -24,7 +24,7 @@
 //! so the verifier's `binding.ak_tee` holds. That key is provisioned by Azure: it is loaded,
 //! never created, and its absence is [`ConfigError::AzureAkMissing`]. The paravisor owns the
 //! report data there (`binds_report_data() == false`), so the binding claims reach the evidence
-//! through the quote's qualifying data (see [`crate::bundle::produce`]).
+//! through the quote's qualifying data (see [`crate::attest::produce`]).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -82,8 +82,7 @@ impl core::str::FromStr for TeeChoice {
         match s {
             "auto" => Ok(Self::Auto),
             "none" => Ok(Self::None),
-            other => other
-                .parse::<TeeKind>()
+            other => TeeKind::from_tee_name(other)
                 .map(Self::Kind)
                 .map_err(|_| ConfigError::UnknownTee {
                     given: other.to_owned(),
@@ -217,7 +216,7 @@ impl AttesterConfig {
             }))
         };
         match kind {
-            TeeKind::Sim => selection(TeeInterface::Simulated, "asked for".into()),
+            TeeKind::Simulated => selection(TeeInterface::Simulated, "asked for".into()),
             TeeKind::AzureSnp | TeeKind::AzureTdx => selection(
                 TeeInterface::AzureVtpm,
                 "the HCL report in vTPM NV index 0x01400001".into(),
@@ -236,6 +235,10 @@ impl AttesterConfig {
                 }
             }
             TeeKind::SevSnp => self.select_sev_snp(),
+            // Not a TEE (`TeeChoice::Kind` holds one of `Platform::TEES` when parsed).
+            other => Err(ConfigError::UnknownTee {
+                given: other.name().to_owned(),
+            }),
         }
     }
 
@@ -284,7 +287,7 @@ impl AttesterConfig {
             notes.push(Note::Info(s.describe()));
         }
         let kind = selection.as_ref().map(|s| s.kind);
-        if kind == Some(TeeKind::Sim) {
+        if kind == Some(TeeKind::Simulated) {
             if !cfg!(feature = "sim") {
                 return Err(ConfigError::SimNotBuilt);
             }
@@ -321,7 +324,7 @@ impl AttesterConfig {
             Some(s) => Some(self.open_tee(s, tpm.as_ref())?),
             None => None,
         };
-        if let (Some(TeeKind::Sim), Some(dir)) = (kind, &self.sim.dir) {
+        if let (Some(TeeKind::Simulated), Some(dir)) = (kind, &self.sim.dir) {
             notes.push(Note::Warning(format!(
                 "!!! SIMULATED TEE !!! tee = sim: reports are signed by a key generated on this \
                  machine ({}) and prove NOTHING about the hardware. For tests only.{}",
@@ -561,7 +564,7 @@ impl Selection {
     }
 }
 
-/// Something the binary should print (with its own prefix) after opening.
+/// Something the binary should tell its operator after opening ([`OpenedMachine::log_notes`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Note {
     Info(String),
@@ -588,7 +591,7 @@ pub struct OpenedMachine {
     pub tee: Option<Selection>,
     /// The AK's handle, when there is a TPM.
     pub ak_handle: Option<u32>,
-    /// Print these, in order, with the binary's prefix.
+    /// What the binary should tell its operator, in order ([`OpenedMachine::log_notes`]).
     pub notes: Vec<Note>,
 }
 
@@ -597,6 +600,28 @@ impl OpenedMachine {
     pub fn tee_kind(&self) -> Option<TeeKind> {
         self.tee.as_ref().map(|s| s.kind)
     }
+
+    /// Log the notes, in order: information at `info`, warnings at `warn` (their text still
+    /// starts with `WARNING:`).
+    pub fn log_notes(&self) {
+        for note in &self.notes {
+            match note {
+                Note::Info(text) => tracing::info!("{text}"),
+                Note::Warning(_) => tracing::warn!("{note}"),
+            }
+        }
+    }
+}
+
+/// This machine's host name, the CN of its RA-TLS certificates: the kernel's, else
+/// `/etc/hostname`, else `localhost`.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 /// Why the attesters cannot be set up. Every message says what to do.

@@ -23,6 +23,7 @@ use std::sync::Arc;
 #[cfg(feature = "tpm")]
 pub mod config;
 pub mod detect;
+mod produce;
 // The IMA simulator and a simulated boot on a (software) TPM, for the demo and the tests.
 #[cfg(all(feature = "tpm", feature = "sim"))]
 pub mod ima_sim;
@@ -31,6 +32,7 @@ pub mod sim;
 pub mod snp_guest;
 pub mod tsm;
 
+pub use self::produce::{produce, Sources, DEFAULT_PCRS};
 use crate::binding::{QualifyingData, ReportData};
 use crate::bundle::{TeeEvidence, TpmEvidence};
 use crate::digest::HashAlg;
@@ -43,54 +45,9 @@ pub mod tpm;
 #[cfg(feature = "azure")]
 pub mod azure;
 
-/// Which TEE an attester speaks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum TeeKind {
-    AzureSnp,
-    AzureTdx,
-    SevSnp,
-    Sim,
-    Tdx,
-}
-
-impl TeeKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::AzureSnp => "azure-snp",
-            Self::AzureTdx => "azure-tdx",
-            Self::SevSnp => "sev-snp",
-            Self::Sim => "sim",
-            Self::Tdx => "tdx",
-        }
-    }
-}
-
-impl fmt::Display for TeeKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl core::str::FromStr for TeeKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [
-            Self::AzureSnp,
-            Self::AzureTdx,
-            Self::SevSnp,
-            Self::Sim,
-            Self::Tdx,
-        ]
-        .into_iter()
-        .find(|k| k.name() == s)
-        .ok_or_else(|| {
-            format!("unknown TEE {s:?} (expected sev-snp, tdx, azure-snp, azure-tdx or sim)")
-        })
-    }
-}
+/// Which TEE an attester speaks for: one of [`Platform::TEES`](crate::verdict::Platform::TEES) (the verdict's platform type,
+/// so an attester's kind and a verdict's platform are one enum).
+pub type TeeKind = crate::verdict::Platform;
 
 /// Produces TEE evidence (an SEV-SNP report, a TDX quote, an Azure HCL report).
 ///
@@ -245,7 +202,7 @@ impl Attester {
             ima,
             event_log: None,
             banks: vec![HashAlg::Sha256],
-            pcrs: crate::bundle::DEFAULT_PCRS.to_vec(),
+            pcrs: DEFAULT_PCRS.to_vec(),
         }
     }
 
@@ -263,8 +220,8 @@ impl Attester {
         binding: crate::binding::BindingClaims,
         ima_inline: bool,
     ) -> Result<crate::bundle::Bundle, AttestError> {
-        crate::bundle::produce(
-            &crate::bundle::Sources {
+        produce(
+            &Sources {
                 tee: self.tee.as_deref(),
                 tpm: self.tpm.as_deref(),
                 ima: self.ima.as_deref(),

@@ -158,6 +158,18 @@ pub struct CertTable {
 }
 
 impl CertTable {
+    /// The table a host lays out for a VCEK-signed report: VCEK, ASK, ARK in that order.
+    pub fn vcek_chain(vcek: Vec<u8>, ask: Vec<u8>, ark: Vec<u8>) -> Self {
+        let entry = |guid, data| CertEntry { guid, data };
+        Self {
+            entries: vec![
+                entry(GUID_VCEK, vcek),
+                entry(GUID_ASK, ask),
+                entry(GUID_ARK, ark),
+            ],
+        }
+    }
+
     /// Parse a table as the host laid it out. Bytes after the certificates (page padding) are
     /// allowed; certificate data must lie after the terminator and inside the blob.
     pub fn parse(bytes: &[u8]) -> Result<Self, ParseError> {

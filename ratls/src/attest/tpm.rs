@@ -150,6 +150,34 @@ fn bad(what: &'static str, why: impl Into<String>) -> AttestError {
     }
 }
 
+/// Parse a TCTI string (`device:PATH`, `swtpm:host=H,port=P`, `mssim:...`, `tabrmd`).
+///
+/// Errors: [`AttestError::Unavailable`] (`what` = `"TPM"`) naming the string and the forms
+/// expected.
+pub fn parse_tcti(tcti: &str) -> Result<TctiNameConf, AttestError> {
+    TctiNameConf::from_str(tcti).map_err(|e| AttestError::Unavailable {
+        what: "TPM",
+        why: format!(
+            "invalid TCTI {tcti:?} ({e}); expected device:PATH, swtpm:host=H,port=P or \
+             mssim:host=H,port=P"
+        ),
+    })
+}
+
+/// A new ESAPI context on the TPM behind `tcti` ([`parse_tcti`]).
+///
+/// Nothing else is done: the descriptor libtss2 opened is inherited by child processes until
+/// [`close_on_exec_inherited`] runs (which [`TssTpm::open`] does), and nothing is loaded.
+///
+/// Errors: [`AttestError::Unavailable`] (`what` = `"TPM"`) when the string is invalid or
+/// nothing answers on it.
+pub fn connect(tcti: &str) -> Result<Context, AttestError> {
+    Context::new(parse_tcti(tcti)?).map_err(|e| AttestError::Unavailable {
+        what: "TPM",
+        why: format!("cannot connect through TCTI {tcti:?}: {e}"),
+    })
+}
+
 impl TssTpm {
     /// Connect through `tcti` and load the AK persisted at `ak_handle`, creating it when the
     /// handle is empty.
@@ -170,17 +198,7 @@ impl TssTpm {
     }
 
     fn open_with(tcti: &str, ak_handle: u32, create: bool) -> Result<Self, AttestError> {
-        let conf = TctiNameConf::from_str(tcti).map_err(|e| AttestError::Unavailable {
-            what: "TPM",
-            why: format!(
-                "invalid TCTI {tcti:?} ({e}); expected device:PATH, swtpm:host=H,port=P or \
-                 mssim:host=H,port=P"
-            ),
-        })?;
-        let mut ctx = Context::new(conf).map_err(|e| AttestError::Unavailable {
-            what: "TPM",
-            why: format!("cannot connect through TCTI {tcti:?}: {e}"),
-        })?;
+        let mut ctx = connect(tcti)?;
         close_on_exec_inherited();
         let persistent = PersistentTpmHandle::new(ak_handle).map_err(|_| {
             bad(
@@ -455,8 +473,9 @@ fn hashing_algorithm(bank: HashAlg) -> Result<HashingAlgorithm, AttestError> {
 }
 
 /// `pcrs` in `banks`, banks in the given order (tss-esapi's builder keeps them in a hash map,
-/// whose order changes from run to run).
-fn selection_list(banks: &[HashAlg], pcrs: &[u8]) -> Result<PcrSelectionList, AttestError> {
+/// whose order changes from run to run); `sizeofSelect` is 3 (PCRs 0–23). Indices are not
+/// checked here: [`MAX_PCR`] bounds what a PC-client TPM has.
+pub fn selection_list(banks: &[HashAlg], pcrs: &[u8]) -> Result<PcrSelectionList, AttestError> {
     let mut list = TPML_PCR_SELECTION::default();
     let mut slots = list.pcrSelections.iter_mut();
     for bank in banks {
@@ -479,7 +498,13 @@ fn selection_list(banks: &[HashAlg], pcrs: &[u8]) -> Result<PcrSelectionList, At
     PcrSelectionList::try_from(list).map_err(backend("TPM PCR selection"))
 }
 
-fn read_pcrs(ctx: &mut Context, banks: &[HashAlg], pcrs: &[u8]) -> Result<PcrMap, AttestError> {
+/// The values of `pcrs` (sorted, duplicates dropped) in each of `banks`: `TPM2_PCR_Read`, at
+/// most eight PCRs per call, each answer checked to be exactly the PCRs asked for, with values
+/// of the bank's digest size.
+///
+/// Errors: [`AttestError::Backend`] for a failing command, [`AttestError::BadResponse`] when
+/// the TPM returns other PCRs than those asked for (a bank that is not active).
+pub fn read_pcrs(ctx: &mut Context, banks: &[HashAlg], pcrs: &[u8]) -> Result<PcrMap, AttestError> {
     let mut wanted = pcrs.to_vec();
     wanted.sort_unstable();
     wanted.dedup();
@@ -641,8 +666,14 @@ fn check_ak(
     Ok((ak, bytes))
 }
 
-/// The TCG ECC NIST P-256 storage root key template (Provisioning Guidance), with empty unique.
-fn srk_template() -> Result<Public, tss_esapi::Error> {
+/// The TCG ECC NIST P-256 storage root key template (Provisioning Guidance), with empty unique:
+/// `fixedTPM | fixedParent | sensitiveDataOrigin | userWithAuth | noDA | restricted | decrypt`,
+/// name algorithm SHA-256, AES-128-CFB for its children, curve NIST P-256.
+///
+/// The primary key a template makes is a function of the template's bytes and the hierarchy's
+/// seed: keys sealed under it (cosmian_fstool's sealed blobs on disk) load only while this
+/// template stays byte for byte the same.
+pub fn srk_template() -> Result<Public, tss_esapi::Error> {
     let attributes = ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
         .with_fixed_parent(true)
@@ -665,6 +696,20 @@ fn srk_template() -> Result<Public, tss_esapi::Error> {
         )
         .with_ecc_unique_identifier(EccPoint::default())
         .build()
+}
+
+/// The storage root key ([`srk_template`]) as a transient primary of the owner hierarchy
+/// (`TPM2_CreatePrimary`, empty owner password). The caller flushes it.
+///
+/// Errors: [`AttestError::Backend`] for the template or the TPM command.
+pub fn create_srk(ctx: &mut Context) -> Result<KeyHandle, AttestError> {
+    let srk = srk_template().map_err(backend("TPM SRK template"))?;
+    Ok(ctx
+        .execute_with_session(Some(AuthSession::Password), |ctx| {
+            ctx.create_primary(Hierarchy::Owner, srk, None, None, None, None)
+        })
+        .map_err(backend("TPM2_CreatePrimary (SRK)"))?
+        .key_handle)
 }
 
 /// The AK template: ECC NIST P-256, ECDSA-SHA256, restricted signing.
@@ -703,14 +748,8 @@ fn create_ak(
     ctx: &mut Context,
     handle: PersistentTpmHandle,
 ) -> Result<(KeyHandle, Vec<u8>), AttestError> {
-    let srk = srk_template().map_err(backend("TPM SRK template"))?;
     let ak = ak_template().map_err(backend("TPM AK template"))?;
-    let primary = ctx
-        .execute_with_session(Some(AuthSession::Password), |ctx| {
-            ctx.create_primary(Hierarchy::Owner, srk, None, None, None, None)
-        })
-        .map_err(backend("TPM2_CreatePrimary (SRK)"))?
-        .key_handle;
+    let primary = create_srk(ctx)?;
     let result = create_under(ctx, primary, ak, handle);
     // Best effort: a transient object left behind is flushed when the connection closes.
     let _ = ctx.flush_context(primary.into());

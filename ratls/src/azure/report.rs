@@ -25,9 +25,10 @@
 //! that differs in any byte from a genuine one (beyond the amount of zero padding) never parses as
 //! the same report.
 
+use crate::azure::runtime::RuntimeData;
 use crate::codec::{ParseError, Reader};
 use crate::digest::HashAlg;
-use crate::snp::AttestationReport;
+use crate::snp::report::AttestationReport;
 
 /// `"HCLA"`: the first four bytes of every HCL report.
 pub const SIGNATURE: [u8; 4] = *b"HCLA";
@@ -422,8 +423,8 @@ impl<'a> HclReport<'a> {
     }
 
     /// Parse the runtime data (JSON).
-    pub fn runtime_data(&self) -> Result<super::RuntimeData, ParseError> {
-        super::RuntimeData::parse(self.var_data)
+    pub fn runtime_data(&self) -> Result<RuntimeData, ParseError> {
+        RuntimeData::parse(self.var_data)
     }
 }
 

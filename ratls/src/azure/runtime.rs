@@ -20,7 +20,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::ParseError;
-use crate::tpm::Public;
+use crate::digest::HashAlg;
+use crate::hexfmt::hex;
+use crate::tpm::structures::{strip_leading_zeros, Public, PublicKey};
 
 /// The `kid` of the vTPM attestation key.
 pub const AK_KID: &str = "HCLAkPub";
@@ -248,4 +250,15 @@ pub fn base64url_decode(text: &str, field: &'static str) -> Result<Vec<u8>, Pars
         return Err(invalid("non-zero unused bits in the last character".into()));
     }
     Ok(out)
+}
+
+/// SHA-256 of an RSA key's modulus without leading zeros (hex); `None` for an ECC key.
+pub fn ak_fingerprint(key: &Public) -> Option<String> {
+    match &key.key {
+        PublicKey::Rsa { modulus, .. } => {
+            let n = strip_leading_zeros(modulus);
+            Some(hex(HashAlg::Sha256.digest(n)))
+        }
+        PublicKey::Ecc { .. } => None,
+    }
 }

@@ -4,7 +4,8 @@
 use super::report::{HEADER_LEN, RUNTIME_HEADER_OFFSET, VAR_DATA_OFFSET};
 use super::*;
 use crate::codec::ParseError;
-use crate::verdict::Platform;
+use crate::digest::HashAlg;
+use crate::verdict::{Claims, Platform};
 
 /// A 2048-bit modulus (top bit set) and its base64url form.
 fn modulus(seed: u8) -> Vec<u8> {

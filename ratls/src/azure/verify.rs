@@ -9,6 +9,7 @@ use crate::snp::CertInput;
 use crate::time::UnixTime;
 use crate::tpm::structures::{strip_leading_zeros, PublicKey};
 use crate::tpm::{PcrValues, Public, QuoteInput};
+use crate::verdict::Step;
 use crate::verdict::{Check, Claims, Platform, Verdict};
 
 /// A vTPM quote, to verify with the AK the HCL report vouches for.
@@ -134,7 +135,7 @@ pub(crate) fn verify_tdx_with_ak(
     if let HwReport::Tdx(td) = &report.hw_report {
         match td_quote {
             None => v.push(Check::fail(
-                "azure.td_quote",
+                Step::AZURE_TD_QUOTE,
                 "a TDX quote over the TD report (from the host's quoting enclave)",
                 "none given",
                 "the TD report is MACed for the local CPU only: a verifier can trust it only \
@@ -142,7 +143,7 @@ pub(crate) fn verify_tdx_with_ak(
             )),
             Some(tq) => {
                 v.push(Check::pass(
-                    "azure.td_quote",
+                    Step::AZURE_TD_QUOTE,
                     "a TDX quote over the TD report",
                     format!("{} bytes", tq.quote.len()),
                 ));
@@ -153,7 +154,7 @@ pub(crate) fn verify_tdx_with_ak(
                     None => {
                         let mut t = Verdict::new(Platform::Tdx);
                         t.push(Check::fail(
-                            "tee.collateral.parse",
+                            Step::TEE_COLLATERAL_PARSE,
                             "Intel PCS collateral for the quote",
                             "none given",
                             "the quote cannot be verified without its collateral",
@@ -189,12 +190,12 @@ fn parse_step<'a>(v: &mut Verdict, hcl: &'a [u8], want: ReportType) -> Option<Hc
     let expected = format!("an HCL report (HCLA v2) over a {} report", name(want));
     match HclReport::parse(hcl) {
         Err(e) => {
-            v.push(Check::parse_failure("azure.parse", &e));
+            v.push(Check::parse_failure(Step::AZURE_PARSE, &e));
             None
         }
         Ok(report) if report.report_type() != want => {
             v.push(Check::fail(
-                "azure.parse",
+                Step::AZURE_PARSE,
                 expected,
                 format!("a {} report", name(report.report_type())),
                 format!(
@@ -209,7 +210,7 @@ fn parse_step<'a>(v: &mut Verdict, hcl: &'a [u8], want: ReportType) -> Option<Hc
         }
         Ok(report) => {
             v.push(Check::pass(
-                "azure.parse",
+                Step::AZURE_PARSE,
                 expected,
                 format!(
                     "HCL v{}, runtime data v{} ({} bytes, {}), {} bytes of zero padding",
@@ -251,7 +252,7 @@ fn finish(
     let data = match (&parsed, bound) {
         (Ok(data), true) => {
             v.push(
-                Check::pass("azure.runtime_data", hex(expected), hex(presented)).with_detail(
+                Check::pass(Step::AZURE_RUNTIME_DATA, hex(expected), hex(presented)).with_detail(
                     format!("report_data = {hash}(runtime data) followed by zeros"),
                 ),
             );
@@ -259,7 +260,7 @@ fn finish(
         }
         (_, false) => {
             v.push(Check::fail(
-                "azure.runtime_data",
+                Step::AZURE_RUNTIME_DATA,
                 hex(expected),
                 hex(presented),
                 format!(
@@ -271,7 +272,7 @@ fn finish(
         }
         (Err(e), true) => {
             v.push(Check::fail(
-                "azure.runtime_data",
+                Step::AZURE_RUNTIME_DATA,
                 "runtime data JSON with keys[] and vm-configuration",
                 "malformed runtime data",
                 e.to_string(),
@@ -287,7 +288,7 @@ fn finish(
     let ak = match data {
         None => {
             v.push(not_run(
-                "azure.ak",
+                Step::AZURE_AK,
                 "the runtime data is not vouched for by the hardware report",
             ));
             None
@@ -295,7 +296,7 @@ fn finish(
         Some(data) => match data.ak_public() {
             Ok(ak) => {
                 let mut check = Check::pass(
-                    "azure.ak",
+                    Step::AZURE_AK,
                     "one HCLAkPub RSA key in the runtime data",
                     format!(
                         "{} AK, modulus sha256 {}",
@@ -313,7 +314,7 @@ fn finish(
             }
             Err(e) => {
                 v.push(Check::fail(
-                    "azure.ak",
+                    Step::AZURE_AK,
                     "one HCLAkPub RSA key in the runtime data",
                     "no usable key",
                     e.to_string(),
@@ -336,8 +337,10 @@ fn finish(
                 },
                 &policy.tpm,
             );
+            // An unpinned AK passes `tpm.ak` with a warning; here the HCL report vouches for it.
+            let ak_unpinned = !policy.tpm.pins_ak();
             let checks = tpm_verdict.checks.into_iter().map(|c| {
-                if c.step == "tpm.ak" && c.ok && c.detail.contains("not pinned") {
+                if c.step == Step::TPM_AK && c.ok && ak_unpinned {
                     c.with_detail("the AK is HCLAkPub, vouched for by the hardware report")
                 } else {
                     c
@@ -347,13 +350,13 @@ fn finish(
             claims.tpm = Some(tpm_verdict.claims);
         }
         (Some(_), None) => v.push(not_run(
-            "tpm.signature",
+            Step::TPM_SIGNATURE,
             "no AK vouched for by the hardware report to verify the quote with",
         )),
         (None, _) => {
             if let Some(nonce) = expected_qualifying_data {
                 v.push(Check::fail(
-                    "tpm.qualifying_data",
+                    Step::TPM_QUALIFYING_DATA,
                     hex(nonce),
                     "no vTPM quote",
                     "a nonce was given but no quote to carry it: freshness cannot be established",
@@ -368,12 +371,12 @@ fn policy_checks(v: &mut Verdict, data: Option<&RuntimeData>, policy: &Policy) {
     let p = &policy.azure;
     let Some(data) = data else {
         v.push(not_run(
-            "azure.policy.secure_boot",
+            Step::AZURE_POLICY_SECURE_BOOT,
             "no runtime data vouched for by the hardware report",
         ));
         if p.vm_unique_id.is_some() {
             v.push(not_run(
-                "azure.policy.vm_unique_id",
+                Step::AZURE_POLICY_VM_UNIQUE_ID,
                 "no runtime data vouched for by the hardware report",
             ));
         }
@@ -381,7 +384,7 @@ fn policy_checks(v: &mut Verdict, data: Option<&RuntimeData>, policy: &Policy) {
     };
     let on = data.vm_configuration.secure_boot;
     v.push(Check::expect(
-        "azure.policy.secure_boot",
+        Step::AZURE_POLICY_SECURE_BOOT,
         on || p.allow_secure_boot_off,
         if p.allow_secure_boot_off {
             "secure boot on or off"
@@ -397,7 +400,7 @@ fn policy_checks(v: &mut Verdict, data: Option<&RuntimeData>, policy: &Policy) {
     if let Some(want) = &p.vm_unique_id {
         let got = &data.vm_configuration.vm_unique_id;
         v.push(Check::expect(
-            "azure.policy.vm_unique_id",
+            Step::AZURE_POLICY_VM_UNIQUE_ID,
             want.trim().eq_ignore_ascii_case(got),
             want.trim().to_ascii_lowercase(),
             got.to_ascii_lowercase(),
@@ -407,7 +410,7 @@ fn policy_checks(v: &mut Verdict, data: Option<&RuntimeData>, policy: &Policy) {
 
 /// `azure.td_report`: the quote's TD report body is the HCL's TD report.
 fn td_report_check(td: &TdReport, quote: &[u8]) -> Check {
-    const STEP: &str = "azure.td_report";
+    const STEP: Step = Step::AZURE_TD_REPORT;
     let q = match crate::tdx::Quote::parse(quote) {
         Ok(q) => q.report,
         Err(_) => return not_run(STEP, "the TDX quote did not parse"),
@@ -476,12 +479,12 @@ fn td_report_check(td: &TdReport, quote: &[u8]) -> Check {
 fn not_run_tpm(v: &mut Verdict, quote: Option<&VtpmQuote<'_>>, nonce: Option<&[u8]>) {
     if quote.is_some() || nonce.is_some() {
         v.push(not_run(
-            "tpm.signature",
+            Step::TPM_SIGNATURE,
             "the HCL report did not parse: no AK to verify the quote with",
         ));
     }
 }
 
-fn not_run(step: &str, why: &str) -> Check {
+fn not_run(step: Step, why: &str) -> Check {
     Check::fail(step, "", "", format!("not run: {why}"))
 }

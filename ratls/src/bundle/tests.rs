@@ -1,6 +1,7 @@
 use serde_bytes::ByteBuf;
 
 use super::*;
+use crate::attest::{produce, Sources};
 use crate::binding::Role;
 
 fn sample() -> Bundle {
@@ -170,8 +171,9 @@ fn with_event_log(log: Vec<u8>, pcrs: BTreeMap<u8, ByteBuf>) -> Bundle {
 
 fn boot_checks(bundle: &Bundle, event_log: Option<&[u8]>) -> (Vec<crate::Check>, BundleClaims) {
     let spki = b"spki";
+    let requirements = super::Requirements::new(Role::agent());
     let mut expect = Expectations::new(
-        Role::agent(),
+        &requirements,
         spki,
         crate::UnixTime::from_secs(1_700_000_000),
     );

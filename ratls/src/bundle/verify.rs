@@ -1,37 +1,17 @@
 //! Verifying a bundle: genuineness of each piece, then the binding that ties them together and to
 //! what the verifier itself observed.
 
-use serde::Serialize;
+use std::sync::Arc;
 
+use super::claims::{BindingLevel, Freshness, ImaDeferred};
 use super::{Bundle, EventLogEvidence, ImaEvidence, TeeEvidence, TpmEvidence, MAX_BUNDLE_LEN};
 use crate::binding::{spki_sha256, BindingClaims, Role};
+use crate::claims::BundleClaims;
 use crate::digest::HashAlg;
 use crate::hexfmt::hex;
 use crate::policy::Policy;
 use crate::time::UnixTime;
 use crate::verdict::{Check, Claims, Platform, Verdict};
-
-/// How tightly the evidence is bound to the channel the verifier talks over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum BindingLevel {
-    /// Bound to the TLS key (certificate mode): whoever holds the key inside the VM.
-    Key,
-    /// Bound to this TLS session through its exporter (fresh mode).
-    Session,
-}
-
-/// Why the verifier believes the evidence is recent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case", tag = "kind")]
-#[non_exhaustive]
-pub enum Freshness {
-    /// Issued `age_secs` ago, within the verifier's maximum age.
-    TimeWindow { age_secs: u64, max_age_secs: u64 },
-    /// Answers a challenge the verifier chose.
-    Challenge,
-}
 
 /// Fills in what TEE evidence lacks before it is verified: the VCEK and CRL of an SEV-SNP
 /// report, the Intel collateral of a TDX quote (`ratls::collateral`, feature `collateral`).
@@ -41,11 +21,58 @@ pub trait CollateralSource: Send + Sync + std::fmt::Debug {
     fn complete(&self, tee: &mut TeeEvidence, now: UnixTime) -> Vec<Check>;
 }
 
-/// What the verifier knows on its own, independently of the attester.
+/// The oldest certificate-mode evidence accepted by default, in seconds (24 hours).
+pub const DEFAULT_MAX_AGE_SECS: u64 = 24 * 3600;
+
+/// How far in the future an issue time may lie by default, in seconds (5 minutes of clock skew).
+pub const DEFAULT_MAX_SKEW_SECS: u64 = 300;
+
+/// What the verifier requires of a peer beyond the verification [`Policy`]: the role it attests
+/// as, how old its evidence may be, which parts must be present, and where missing collateral
+/// comes from. The same for every verification under one policy (the TLS layer's
+/// `AttestationPolicy` holds one); [`Expectations`] adds what changes per call.
 #[derive(Debug, Clone)]
-pub struct Expectations<'a> {
+pub struct Requirements {
     /// The role the peer must have attested as.
     pub role: Role,
+    /// The oldest evidence accepted, in seconds (certificate mode).
+    pub max_age_secs: u64,
+    /// How far in the future an issue time may be (clock skew).
+    pub max_skew_secs: u64,
+    /// The simulated ARK (DER or PEM) to trust for `sim` evidence. Never set this in production:
+    /// it is what `--insecure-sim-root` passes.
+    pub insecure_sim_root: Option<Vec<u8>>,
+    /// Where missing TEE collateral comes from; `None`: only what the bundle carries.
+    pub collateral: Option<Arc<dyn CollateralSource>>,
+    /// Which parts must be present.
+    pub require_tee: bool,
+    pub require_tpm: bool,
+    pub require_ima: bool,
+}
+
+impl Requirements {
+    /// Strict defaults: TEE, TPM and IMA required, [`DEFAULT_MAX_AGE_SECS`] maximum age,
+    /// [`DEFAULT_MAX_SKEW_SECS`] skew, no simulated root, no collateral source.
+    pub fn new(role: Role) -> Self {
+        Self {
+            role,
+            max_age_secs: DEFAULT_MAX_AGE_SECS,
+            max_skew_secs: DEFAULT_MAX_SKEW_SECS,
+            insecure_sim_root: None,
+            collateral: None,
+            require_tee: true,
+            require_tpm: true,
+            require_ima: true,
+        }
+    }
+}
+
+/// What the verifier knows on its own, independently of the attester: the [`Requirements`] of
+/// its policy and what it observed for this one verification.
+#[derive(Debug, Clone)]
+pub struct Expectations<'a> {
+    /// Role, age, skew, required parts, simulated root, collateral source.
+    pub requirements: &'a Requirements,
     /// The DER SubjectPublicKeyInfo of the TLS key the verifier is talking to.
     pub spki_der: &'a [u8],
     /// The challenge the verifier sent (fresh mode), or `None` (certificate mode).
@@ -53,13 +80,6 @@ pub struct Expectations<'a> {
     /// The verifier's own TLS exporter value for the session (fresh mode).
     pub exporter: Option<[u8; 32]>,
     pub now: UnixTime,
-    /// The oldest evidence accepted, in seconds (certificate mode).
-    pub max_age_secs: u64,
-    /// How far in the future an issue time may be (clock skew).
-    pub max_skew_secs: u64,
-    /// The simulated ARK (DER or PEM) to trust for `sim` evidence. Never set this in production:
-    /// it is what `--insecure-sim-root` passes.
-    pub insecure_sim_root: Option<&'a [u8]>,
     /// The IMA log, when the bundle carries only its digest (fetched separately).
     pub ima_log: Option<&'a [u8]>,
     /// When the bundle carries only the IMA log's digest and no log is given: record the digest
@@ -72,71 +92,23 @@ pub struct Expectations<'a> {
     /// Without it such a bundle's event log is recorded in the claims (`event_log_deferred`)
     /// and not replayed: the boot PCRs themselves are still quoted and checked by the policy.
     pub event_log: Option<&'a [u8]>,
-    /// Where missing TEE collateral comes from; `None`: only what the bundle carries.
-    pub collateral: Option<&'a dyn CollateralSource>,
-    /// Which parts must be present.
-    pub require_tee: bool,
-    pub require_tpm: bool,
-    pub require_ima: bool,
 }
 
 impl<'a> Expectations<'a> {
-    /// Strict defaults: TEE, TPM and IMA required, 24 h maximum age, 5 min skew.
-    pub fn new(role: Role, spki_der: &'a [u8], now: UnixTime) -> Self {
+    /// Expectations under `requirements` for a peer presenting `spki_der`, at `now`: certificate
+    /// mode (no challenge, no exporter), no separate logs.
+    pub fn new(requirements: &'a Requirements, spki_der: &'a [u8], now: UnixTime) -> Self {
         Self {
-            role,
+            requirements,
             spki_der,
             challenge: None,
             exporter: None,
             now,
-            max_age_secs: 24 * 3600,
-            max_skew_secs: 300,
-            insecure_sim_root: None,
             ima_log: None,
             defer_ima_log: false,
             event_log: None,
-            collateral: None,
-            require_tee: true,
-            require_tpm: true,
-            require_ima: true,
         }
     }
-}
-
-/// What a bundle verdict adds to the per-platform claims.
-#[derive(Debug, Clone, Serialize)]
-pub struct BundleClaims {
-    pub tee_kind: Option<String>,
-    pub tee: Option<Claims>,
-    pub tpm: Option<Claims>,
-    pub ima: Option<Claims>,
-    pub role: String,
-    pub spki_sha256: String,
-    pub ak_sha256: Option<String>,
-    pub issued_at: u64,
-    pub binding: Option<BindingLevel>,
-    pub freshness: Option<Freshness>,
-    /// SHA-256 of the CMW bytes (the verdict-cache key).
-    pub evidence_sha256: String,
-    /// Set when IMA was not checked because the log travels separately and the verifier
-    /// deferred it ([`Expectations::defer_ima_log`]): how much of the log the quote covers and
-    /// its SHA-256 (lower-case hex).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ima_deferred: Option<ImaDeferred>,
-    /// What the firmware event log says, when the bundle carried one that parsed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub event_log: Option<crate::eventlog::EventLogClaims>,
-    /// Set when the bundle carries only the event log's digest and no log was given: its
-    /// length and SHA-256 (the log was not replayed).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub event_log_deferred: Option<ImaDeferred>,
-}
-
-/// The IMA log a verdict still has to see (certificate mode).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ImaDeferred {
-    pub len: u64,
-    pub sha256: String,
 }
 
 /// Verify a CMW-encoded bundle against `policy` and what the verifier observed.
@@ -144,9 +116,9 @@ pub fn verify(cmw: &[u8], policy: &Policy, expect: &Expectations<'_>) -> Verdict
     let bundle = match Bundle::from_cmw(cmw, MAX_BUNDLE_LEN) {
         Ok(bundle) => bundle,
         Err(e) => {
-            let mut v = Verdict::new(Platform::SevSnp);
+            let mut v = Verdict::new(Platform::Unknown);
             v.push(Check::fail(
-                "bundle.parse",
+                Step::BUNDLE_PARSE,
                 "a CMW-wrapped evidence bundle v1",
                 "malformed",
                 e.to_string(),
@@ -164,15 +136,14 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
         .as_ref()
         .map(TeeEvidence::kind)
     {
-        Some(crate::attest::TeeKind::Tdx) => Platform::Tdx,
-        Some(crate::attest::TeeKind::AzureSnp) => Platform::AzureSnp,
-        Some(crate::attest::TeeKind::AzureTdx) => Platform::AzureTdx,
-        Some(_) => Platform::SevSnp,
+        // The simulated TEE imitates SEV-SNP: its verdict says sev-snp, and SIMULATED.
+        Some(Platform::Simulated) => Platform::SevSnp,
+        Some(platform) => platform,
         None => Platform::Tpm,
     };
     let mut v = Verdict::new(platform);
     v.push(Check::pass(
-        "bundle.parse",
+        Step::BUNDLE_PARSE,
         "a CMW-wrapped evidence bundle v1",
         format!(
             "tee {}, tpm {}, ima {}{}",
@@ -199,9 +170,21 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
 
     // Presence.
     for (step, required, present) in [
-        ("bundle.tee", expect.require_tee, bundle.tee.is_some()),
-        ("bundle.tpm", expect.require_tpm, bundle.tpm.is_some()),
-        ("bundle.ima", expect.require_ima, bundle.ima.is_some()),
+        (
+            Step::BUNDLE_TEE,
+            expect.requirements.require_tee,
+            bundle.tee.is_some(),
+        ),
+        (
+            Step::BUNDLE_TPM,
+            expect.requirements.require_tpm,
+            bundle.tpm.is_some(),
+        ),
+        (
+            Step::BUNDLE_IMA,
+            expect.requirements.require_ima,
+            bundle.ima.is_some(),
+        ),
     ] {
         if required {
             v.push(Check::expect(
@@ -235,7 +218,13 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
 
     // TEE evidence (completed by the collateral plane when the verifier has one), and its
     // report_data against the expected binding.
-    let completed = match (&bundle.tee, expect.collateral) {
+    let completed = match (
+        &bundle.tee,
+        expect
+            .requirements
+            .collateral
+            .as_deref(),
+    ) {
         (Some(tee), Some(source)) => {
             let mut tee = tee.clone();
             let steps = source.complete(&mut tee, expect.now);
@@ -256,18 +245,18 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
             (Some(presented), _) => {
                 let want = *expected.report_data().as_bytes();
                 v.push(Check::expect(
-                    "binding.report_data",
+                    Step::BINDING_REPORT_DATA,
                     presented == want,
                     hex(want),
                     hex(presented),
                 ));
             }
-            (None, crate::attest::TeeKind::AzureSnp | crate::attest::TeeKind::AzureTdx) => {
+            (None, Platform::AzureSnp | Platform::AzureTdx) => {
                 // The paravisor owns report_data: the binding goes through the TPM quote, whose
                 // AK `verify_tee` checked (`binding.ak_tee`) is the one the HCL report vouches for.
             }
             (None, _) => v.push(Check::fail(
-                "binding.report_data",
+                Step::BINDING_REPORT_DATA,
                 hex(expected.report_data().as_bytes()),
                 "unreadable",
                 "the TEE evidence did not parse",
@@ -323,7 +312,7 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
                     let digest = covered.map(|c| HashAlg::Sha256.digest(c));
                     let ok = digest.as_deref() == Some(sha256.as_slice());
                     v.push(Check::expect(
-                        "ima.log_digest",
+                        Step::IMA_LOG_DIGEST,
                         ok,
                         format!("first {len} bytes hash to {}", hex(sha256)),
                         digest.map_or_else(
@@ -342,7 +331,7 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
                 }
                 None => {
                     v.push(Check::fail(
-                        "ima.log_digest",
+                        Step::IMA_LOG_DIGEST,
                         "the IMA log whose digest the bundle carries",
                         "no log fetched",
                         "fetch the IMA log from the agent to check it",
@@ -363,7 +352,7 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
                 Some(pcrs) => crate::ima::ImaQuote::Present(pcrs),
                 None => {
                     v.push(Check::fail(
-                        "ima.replay",
+                        Step::IMA_REPLAY,
                         "a TPM quote of sha256 PCR 10 to anchor the log",
                         "no TPM quote",
                         "the bundle carries an IMA log but no TPM quote to anchor it in",
@@ -392,7 +381,7 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
                     .now
                     .as_secs()
                     .saturating_sub(bundle.binding.issued_at),
-                max_age_secs: expect.max_age_secs,
+                max_age_secs: expect.requirements.max_age_secs,
             }
         });
     }
@@ -401,6 +390,7 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
 }
 
 use crate::eventlog::BOOT_EVENTLOG;
+use crate::verdict::Step;
 
 /// `boot.eventlog`: the event log (inline, or fetched and matching the bundle's digest) replays
 /// to the quoted PCRs 0–9, in every quoted bank the log carries (one check per bank; a failure
@@ -456,49 +446,53 @@ fn check_binding(
     tpm: Option<&TpmEvidence>,
     expect: &Expectations<'_>,
 ) -> BindingClaims {
-    v.push(Check::equal("binding.role", &expect.role, &presented.role));
+    v.push(Check::equal(
+        Step::BINDING_ROLE,
+        &expect.requirements.role,
+        &presented.role,
+    ));
     let spki = spki_sha256(expect.spki_der);
     v.push(Check::expect(
-        "binding.spki",
+        Step::BINDING_SPKI,
         presented.spki_sha256 == spki,
         format!("SHA-256 of the TLS key in use {}", hex(spki)),
         hex(presented.spki_sha256),
     ));
     let opt = |o: Option<[u8; 32]>| o.map_or("none".to_owned(), hex);
     v.push(Check::expect(
-        "binding.challenge",
+        Step::BINDING_CHALLENGE,
         presented.challenge == expect.challenge,
         opt(expect.challenge),
         opt(presented.challenge),
     ));
     v.push(Check::expect(
-        "binding.exporter",
+        Step::BINDING_EXPORTER,
         presented.exporter == expect.exporter,
         opt(expect.exporter),
         opt(presented.exporter),
     ));
     let now = expect.now.as_secs();
     let issued = presented.issued_at;
-    let too_old = now.saturating_sub(issued) > expect.max_age_secs;
-    let in_future = issued > now.saturating_add(expect.max_skew_secs);
+    let too_old = now.saturating_sub(issued) > expect.requirements.max_age_secs;
+    let in_future = issued > now.saturating_add(expect.requirements.max_skew_secs);
     v.push(Check::expect(
-        "binding.freshness",
+        Step::BINDING_FRESHNESS,
         !too_old && !in_future,
         format!(
             "issued within {} s before {} (skew {} s)",
-            expect.max_age_secs, expect.now, expect.max_skew_secs
+            expect.requirements.max_age_secs, expect.now, expect.requirements.max_skew_secs
         ),
         format!("issued at {}", UnixTime::from_secs(issued)),
     ));
     let ak = tpm.map(|t| crate::digest::sha256(&t.ak_public));
     v.push(Check::expect(
-        "binding.ak",
+        Step::BINDING_AK,
         presented.ak_sha256 == ak,
         format!("SHA-256 of the quoting AK {}", opt(ak)),
         opt(presented.ak_sha256),
     ));
     BindingClaims {
-        role: expect.role.clone(),
+        role: expect.requirements.role.clone(),
         spki_sha256: spki,
         ak_sha256: ak,
         issued_at: issued,
@@ -529,7 +523,10 @@ fn verify_tee(
                 &certs,
                 &policy.snp,
                 expect.now,
-                expect.insecure_sim_root,
+                expect
+                    .requirements
+                    .insecure_sim_root
+                    .as_deref(),
             );
             (verdict, snp_report_data(report))
         }
@@ -539,7 +536,7 @@ fn verify_tee(
                 None => {
                     let mut v = Verdict::new(Platform::Tdx);
                     v.push(Check::fail(
-                        "tee.collateral.parse",
+                        Step::TEE_COLLATERAL_PARSE,
                         "Intel PCS collateral for the quote",
                         "none in the bundle",
                         "collateral fetching is not implemented yet",
@@ -591,7 +588,7 @@ fn verify_tee(
 /// `binding.ak_tee`: the TPM AK that signed the bundle's quote is the AK the TEE report vouches
 /// for (Azure: `HCLAkPub` in the runtime data hashed into the hardware report).
 fn ak_tee_check(hcl_ak: Option<&crate::tpm::Public>, tpm: Option<&TpmEvidence>) -> Check {
-    const STEP: &str = "binding.ak_tee";
+    const STEP: Step = Step::BINDING_AK_TEE;
     let Some(hcl_ak) = hcl_ak else {
         return Check::fail(
             STEP,

@@ -7,9 +7,10 @@ use crate::hexfmt::hex;
 use crate::snp::{AttestationReport, Product, SigningKey};
 use crate::time::UnixTime;
 use crate::verdict::Check;
+use crate::verdict::Step;
 
-const STEP_VCEK: &str = "collateral.vcek";
-const STEP_CRL: &str = "collateral.crl";
+const STEP_VCEK: Step = Step::COLLATERAL_VCEK;
+const STEP_CRL: Step = Step::COLLATERAL_CRL;
 
 /// KDS's VCEK URL for `chip_id` at `tcb` (the report's reported TCB). Turin identifies the chip
 /// by the first 8 bytes of its id and adds the FMC SPL.

@@ -12,8 +12,9 @@ use super::{crl_der, crl_next_update, CollateralClient, CollateralError, Entry, 
 use crate::hexfmt::hex;
 use crate::time::UnixTime;
 use crate::verdict::Check;
+use crate::verdict::Step;
 
-const STEP: &str = "collateral.tdx";
+const STEP: Step = Step::COLLATERAL_TDX;
 
 /// `{"tcbInfo": {...}, "signature": "hex"}` or `{"enclaveIdentity": {...}, "signature": ...}`.
 #[derive(Deserialize)]

@@ -414,7 +414,9 @@ impl CollateralClient {
                 entry.headers = response.headers;
                 if let Some(cache) = &self.cache {
                     // A cache that cannot be written costs a download next time, nothing more.
-                    let _ = cache.put(&item.key, &entry);
+                    if let Err(e) = cache.put(&item.key, &entry) {
+                        tracing::debug!(url = %item.url, "collateral cache not written: {e}");
+                    }
                 }
                 self.remember(&item.key, &entry);
                 Ok((entry, Origin::Fetched))
@@ -646,7 +648,11 @@ impl TeeAttester for WithCollateral {
             }
         }
         // Best effort: the checks only matter to a verifier, which redoes what is missing.
-        let _ = self.client.complete(&mut evidence, now);
+        for check in self.client.complete(&mut evidence, now) {
+            if !check.ok {
+                tracing::debug!("collateral not attached to our evidence: {check}");
+            }
+        }
         Ok(evidence)
     }
 

@@ -62,17 +62,18 @@
 //! event.
 
 use core::fmt;
-use std::collections::BTreeMap;
 
 use serde::{Serialize, Serializer};
 
 mod build;
+pub(crate) mod claims;
 mod describe;
 mod log;
 mod replay;
 mod verify;
 
 pub use self::build::{tagged_event, LogBuilder};
+pub use self::claims::EventLogClaims;
 pub use self::describe::{describe, BootEvent, BOOT_PCRS, MAX_DESCRIPTION};
 pub use self::log::{DigestAlgorithm, Event, EventDigest, EventLog, LogFormat, SpecId};
 pub use self::replay::ReplayError;
@@ -206,30 +207,6 @@ impl Serialize for EventType {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
     }
-}
-
-/// What an event log says (whether it can be believed is what the replay check decides).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct EventLogClaims {
-    /// `crypto-agile` or `legacy-sha1`.
-    pub format: String,
-    /// Number of events, the Spec ID event included.
-    pub events: usize,
-    /// The digest algorithms of the log, in Spec ID order (`sha1`, `sha256`, …; `0x….` for an
-    /// algorithm without a name here).
-    pub banks: Vec<String>,
-    /// Number of events per type name (`EV_SEPARATOR` → 8).
-    pub event_types: BTreeMap<String, usize>,
-    /// Number of measured (non-`EV_NO_ACTION`) events per log index.
-    pub events_per_index: BTreeMap<u32, usize>,
-    /// The `StartupLocality` of PCR 0, when the log records one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub startup_locality: Option<u8>,
-    /// The replayed values per bank name and log index (hex), for every bank we can hash and
-    /// replay ([`EventLog::replay`]).
-    pub replayed: BTreeMap<String, BTreeMap<u32, String>>,
-    /// Bytes of end-of-log padding (all `0x00` or all `0xff`) after the last event.
-    pub padding: usize,
 }
 
 #[cfg(test)]

@@ -7,13 +7,14 @@ use crate::codec::ParseError;
 use crate::digest::HashAlg;
 use crate::hexfmt::hex;
 use crate::tpm::PcrValues;
+use crate::verdict::Step;
 use crate::verdict::{Check, Platform, Verdict};
 
-const PARSE: &str = "eventlog.parse";
+const PARSE: Step = Step::EVENTLOG_PARSE;
 
 /// The step that anchors a machine's firmware event log in its quoted boot PCRs.
-pub const BOOT_EVENTLOG: &str = "boot.eventlog";
-const REPLAY: &str = "eventlog.replay";
+pub const BOOT_EVENTLOG: Step = Step::BOOT_EVENTLOG;
+const REPLAY: Step = Step::EVENTLOG_REPLAY;
 
 /// Parse a TCG event log and compare its replay with quoted PCR values.
 ///

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use ciborium::Value;
-use serde::Serialize;
 
+pub use super::claims::DiceClaims;
 use super::FormatError;
 use crate::digest::HashAlg;
 use crate::hexfmt::hex;
@@ -123,24 +123,6 @@ pub(super) struct ClaimsBuffer {
     pub nonce: Option<Vec<u8>>,
     /// Every other claim (their values are not interpreted).
     pub custom: BTreeMap<String, Vec<u8>>,
-}
-
-/// What a DICE verdict reports about the extension.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DiceClaims {
-    /// The CBOR tag and what it names.
-    pub tag: u64,
-    pub tag_name: String,
-    /// The `pubkey-hash` claim: the hash algorithm (`sha256`, `sha384`, `sha512`) and value.
-    pub pubkey_hash_alg: Option<String>,
-    pub pubkey_hash: Option<String>,
-    /// The `nonce` claim, when present.
-    pub nonce: Option<String>,
-    /// SHA-256 of the claims buffer (what the TEE report_data carries).
-    pub claims_buffer_sha256: String,
-    /// The other claims, name → hex value. They are *not* bound to anything the verifier
-    /// checked beyond being inside the hashed claims buffer.
-    pub custom: BTreeMap<String, String>,
 }
 
 impl DiceClaims {

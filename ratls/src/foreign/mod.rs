@@ -88,98 +88,33 @@
 //! The certificate's own signature is not checked here: the TLS handshake proves possession of
 //! its key, which is what the evidence binds.
 
+pub(crate) mod claims;
 mod cosmian;
 pub mod dice;
 
 #[cfg(test)]
 mod tests;
 
-use serde::Serialize;
-
+pub use self::claims::{
+    ForeignBinding, ForeignKind, COSMIAN_SEV_OID, COSMIAN_SGX_OID, COSMIAN_TDX_OID,
+    TCG_DICE_TAGGED_EVIDENCE_OID,
+};
 use self::cosmian::{CertType, SevQuote};
 use self::dice::{ClaimsBuffer, DiceClaims, EvidenceFormat, Tagged};
+pub use crate::claims::ForeignClaims;
 use crate::codec::ParseError;
 use crate::hexfmt::hex;
 use crate::pki::{Cert, CertError};
 use crate::policy::Policy;
 use crate::time::UnixTime;
+use crate::verdict::Step;
 use crate::verdict::{Check, Claims, Platform, Verdict};
-
-/// Cosmian's extension for a raw Intel SGX quote.
-pub const COSMIAN_SGX_OID: &str = "1.2.840.113741.1337.6";
-/// Cosmian's extension for an AMD SEV-SNP report (bare, or with its certificate table).
-pub const COSMIAN_SEV_OID: &str = "1.2.840.113741.1337.7";
-/// Cosmian's extension for a raw Intel TDX quote.
-pub const COSMIAN_TDX_OID: &str = "1.2.840.113741.1337.8";
-/// tcg-dice-tagged-evidence (TCG DICE Attestation Architecture), as Interoperable RA-TLS uses it.
-pub const TCG_DICE_TAGGED_EVIDENCE_OID: &str = "2.23.133.5.4.9";
 
 /// Largest certificate read here: rustls refuses handshake messages over 64 KiB.
 pub const MAX_CERT_LEN: usize = 64 * 1024;
 /// Largest foreign evidence extension accepted (a TDX quote with its PCK chain is ~5 KiB, a
 /// Cosmian SEV-SNP value with ARK, ASK and VCEK ~6 KiB).
 pub const MAX_EXTENSION_LEN: usize = 48 * 1024;
-
-/// Which foreign convention an extension follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum ForeignKind {
-    /// Cosmian 1.2.840.113741.1337.7: an SEV-SNP report.
-    CosmianSevSnp,
-    /// Cosmian 1.2.840.113741.1337.6: an SGX quote.
-    CosmianSgx,
-    /// Cosmian 1.2.840.113741.1337.8: a TDX quote.
-    CosmianTdx,
-    /// TCG DICE tagged evidence 2.23.133.5.4.9.
-    TcgDiceTagged,
-}
-
-impl ForeignKind {
-    /// Every kind, in the order [`find`] reports them.
-    pub const ALL: [Self; 4] = [
-        Self::CosmianSgx,
-        Self::CosmianSevSnp,
-        Self::CosmianTdx,
-        Self::TcgDiceTagged,
-    ];
-
-    /// The extension OID, dotted.
-    pub fn oid(self) -> &'static str {
-        match self {
-            Self::CosmianSevSnp => COSMIAN_SEV_OID,
-            Self::CosmianSgx => COSMIAN_SGX_OID,
-            Self::CosmianTdx => COSMIAN_TDX_OID,
-            Self::TcgDiceTagged => TCG_DICE_TAGGED_EVIDENCE_OID,
-        }
-    }
-
-    /// A short human name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::CosmianSevSnp => "Cosmian SEV-SNP report",
-            Self::CosmianSgx => "Cosmian SGX quote",
-            Self::CosmianTdx => "Cosmian TDX quote",
-            Self::TcgDiceTagged => "TCG DICE tagged evidence",
-        }
-    }
-
-    /// The binding this convention defines.
-    pub fn binding(self) -> ForeignBinding {
-        match self {
-            Self::TcgDiceTagged => ForeignBinding::DiceClaimsKeyHash,
-            Self::CosmianSevSnp | Self::CosmianSgx | Self::CosmianTdx => {
-                ForeignBinding::CosmianKeyHash
-            }
-        }
-    }
-}
-
-impl core::fmt::Display for ForeignKind {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// A foreign evidence extension as found in a certificate (not yet parsed or verified).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,64 +125,6 @@ pub struct ForeignEvidence {
     pub critical: bool,
     /// The extnValue contents.
     pub value: Vec<u8>,
-}
-
-/// What a format's binding gives, at best (when every binding step passes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum ForeignBinding {
-    /// Cosmian: report_data = SHA-256(SEC1 P-256 key) ‖ 32 bytes of extra data. Binds the TLS
-    /// key; fresh only as far as the certificate's validity (or a challenge the verifier chose,
-    /// when the extra data is one).
-    CosmianKeyHash,
-    /// DICE: report_data = SHA-256(claims buffer) ‖ 0³², the claims buffer's pubkey-hash =
-    /// H(SPKI DER). Binds the TLS key; fresh only as far as the certificate's validity (or a
-    /// nonce claim the verifier chose).
-    DiceClaimsKeyHash,
-    /// Nothing ties the evidence to this certificate's key (no evidence, or a binding step
-    /// failed).
-    None,
-}
-
-impl ForeignBinding {
-    /// A one-line human description of what the binding gives and does not.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::CosmianKeyHash => {
-                "key (Cosmian raw quote: report_data = SHA-256(SEC1 public key) || 32 bytes \
-                 extra data); no freshness beyond the certificate unless the extra data is a \
-                 challenge the verifier chose; no session binding; no TPM/IMA"
-            }
-            Self::DiceClaimsKeyHash => {
-                "key (TCG DICE tagged evidence: report_data = SHA-256(claims buffer), \
-                 pubkey-hash = hash of the SubjectPublicKeyInfo); no freshness beyond the \
-                 certificate unless the nonce claim is a challenge the verifier chose; no \
-                 session binding; no TPM/IMA"
-            }
-            Self::None => "none: nothing ties the evidence to this certificate's key",
-        }
-    }
-}
-
-/// What a foreign-evidence verdict reports.
-#[derive(Debug, Clone, Serialize)]
-pub struct ForeignClaims {
-    pub kind: Option<ForeignKind>,
-    pub oid: Option<String>,
-    /// What the value turned out to hold, e.g. `bare SEV-SNP report`.
-    pub format: Option<String>,
-    /// The binding the evidence reached: the format's, or [`ForeignBinding::None`].
-    pub binding: ForeignBinding,
-    pub binding_label: &'static str,
-    /// Whether a challenge the verifier chose was found in the evidence.
-    pub challenge_checked: bool,
-    /// The TEE report_data, hex.
-    pub report_data: Option<String>,
-    /// The DICE extension's tag and claims.
-    pub dice: Option<DiceClaims>,
-    /// The TEE verifier's own claims.
-    pub tee: Option<Claims>,
 }
 
 /// Why a foreign extension value does not parse.
@@ -357,7 +234,7 @@ pub fn verify_with(cert_der: &[u8], policy: &Policy, inputs: &Inputs<'_>) -> Ver
         Ok(cert) => cert,
         Err(e) => {
             v.push(Check::fail(
-                "foreign.certificate",
+                Step::FOREIGN_CERTIFICATE,
                 format!("a DER X.509 certificate of at most {MAX_CERT_LEN} bytes"),
                 format!("{} bytes, unparseable", cert_der.len()),
                 e.to_string(),
@@ -367,7 +244,7 @@ pub fn verify_with(cert_der: &[u8], policy: &Policy, inputs: &Inputs<'_>) -> Ver
         }
     };
     v.push(Check::pass(
-        "foreign.certificate",
+        Step::FOREIGN_CERTIFICATE,
         format!("a DER X.509 certificate of at most {MAX_CERT_LEN} bytes"),
         format!(
             "{} bytes, subject {}, {} key",
@@ -378,12 +255,12 @@ pub fn verify_with(cert_der: &[u8], policy: &Policy, inputs: &Inputs<'_>) -> Ver
     ));
     v.push(match cert.check_validity(inputs.now) {
         Ok(()) => Check::pass(
-            "foreign.validity",
+            Step::FOREIGN_VALIDITY,
             format!("valid at {}", inputs.now),
             "inside its validity window",
         ),
         Err(e) => Check::fail(
-            "foreign.validity",
+            Step::FOREIGN_VALIDITY,
             format!("valid at {}", inputs.now),
             "outside its validity window",
             format!("{e}; the certificate's validity is the only freshness these formats give"),
@@ -392,7 +269,7 @@ pub fn verify_with(cert_der: &[u8], policy: &Policy, inputs: &Inputs<'_>) -> Ver
     let found = find_in(&cert);
     let [evidence] = found.as_slice() else {
         v.push(Check::fail(
-            "foreign.extension",
+            Step::FOREIGN_EXTENSION,
             extension_expected(),
             if found.is_empty() {
                 "none".to_owned()
@@ -465,7 +342,7 @@ fn verify_found(
     match problem {
         Some(why) => {
             v.push(Check::fail(
-                "foreign.extension",
+                Step::FOREIGN_EXTENSION,
                 extension_expected(),
                 presented,
                 why,
@@ -474,7 +351,7 @@ fn verify_found(
             return v;
         }
         None => v.push(Check::pass(
-            "foreign.extension",
+            Step::FOREIGN_EXTENSION,
             extension_expected(),
             presented,
         )),
@@ -487,7 +364,7 @@ fn verify_found(
         }
         ForeignKind::CosmianTdx => {
             v.push(Check::pass(
-                "foreign.format",
+                Step::FOREIGN_FORMAT,
                 "a raw TDX quote",
                 format!("{} bytes", evidence.value.len()),
             ));
@@ -508,9 +385,7 @@ fn verify_found(
         }
     }
     // The binding is worth something only if the evidence it rests on was verified too.
-    let first_failure = v
-        .first_failure()
-        .map(|c| c.step.clone());
+    let first_failure = v.first_failure().map(|c| c.step);
     let bound = state.report_data.is_some() && first_failure.is_none();
     let binding = if bound {
         evidence.kind.binding()
@@ -518,7 +393,7 @@ fn verify_found(
         ForeignBinding::None
     };
     let level = Check::expect(
-        "binding.level",
+        Step::BINDING_LEVEL,
         bound,
         format!("the format's binding: {}", evidence.kind.binding().label()),
         binding.label(),
@@ -593,7 +468,7 @@ fn cosmian_sev(
         Ok(quote) => quote,
         Err(e) => {
             v.push(
-                Check::parse_failure("foreign.format", &e)
+                Check::parse_failure(Step::FOREIGN_FORMAT, &e)
                     .with_detail(format!("{e} (expected {EXPECTED})")),
             );
             return;
@@ -612,7 +487,7 @@ fn cosmian_sev(
     } else {
         "bare SEV-SNP report (no certificates)".to_owned()
     };
-    v.push(Check::pass("foreign.format", EXPECTED, format.clone()));
+    v.push(Check::pass(Step::FOREIGN_FORMAT, EXPECTED, format.clone()));
     state.format = Some(format);
     snp(v, state, quote.report, &quote, inputs, policy);
 }
@@ -630,7 +505,7 @@ fn snp(
     let parsed = match crate::snp::AttestationReport::parse_raw(report) {
         Ok(parsed) => parsed,
         Err(e) => {
-            v.push(Check::parse_failure("tee.parse", &e));
+            v.push(Check::parse_failure(Step::TEE_PARSE, &e));
             return;
         }
     };
@@ -667,7 +542,7 @@ fn snp(
         for check in tee
             .checks
             .iter_mut()
-            .filter(|c| c.step == "tee.chain.vcek" && !c.ok)
+            .filter(|c| c.step == Step::TEE_CHAIN_VCEK && !c.ok)
         {
             check.presented = "none carried, none given".into();
             check.detail = "the evidence carries the bare report without AMD's certificate \
@@ -694,8 +569,8 @@ fn tdx(v: &mut Verdict, state: &mut State, quote: &[u8], inputs: &Inputs<'_>, po
         for check in tee.checks.iter_mut().filter(|c| {
             !c.ok
                 && matches!(
-                    c.step.as_str(),
-                    "tee.collateral.parse" | "tee.collateral" | "tee.tcb"
+                    c.step,
+                    Step::TEE_COLLATERAL_PARSE | Step::TEE_COLLATERAL | Step::TEE_TCB
                 )
         }) {
             check.presented = "no collateral given".into();
@@ -715,7 +590,7 @@ fn sgx(v: &mut Verdict, state: &mut State, quote: &[u8]) {
     match cosmian::sgx_report_data(quote) {
         Ok(report_data) => {
             v.push(Check::pass(
-                "foreign.format",
+                Step::FOREIGN_FORMAT,
                 "an SGX ECDSA quote (v3, or v4 for SGX)",
                 format!("{} bytes", quote.len()),
             ));
@@ -724,10 +599,10 @@ fn sgx(v: &mut Verdict, state: &mut State, quote: &[u8]) {
             // authenticated, and the verdict is rejected at `tee.supported` anyway.
             state.report_data = Some(report_data);
         }
-        Err(e) => v.push(Check::parse_failure("foreign.format", &e)),
+        Err(e) => v.push(Check::parse_failure(Step::FOREIGN_FORMAT, &e)),
     }
     v.push(Check::fail(
-        "tee.supported",
+        Step::TEE_SUPPORTED,
         "SEV-SNP or TDX evidence",
         "an Intel SGX quote",
         "this verifier has no SGX quote verifier: it attests confidential VMs (SEV-SNP, TDX), \
@@ -753,7 +628,7 @@ fn dice_evidence(
         Ok(parsed) => parsed,
         Err(e) => {
             v.push(Check::fail(
-                "foreign.format",
+                Step::FOREIGN_FORMAT,
                 EXPECTED,
                 "malformed evidence",
                 e.to_string(),
@@ -765,7 +640,7 @@ fn dice_evidence(
         }
     };
     v.push(Check::pass(
-        "foreign.format",
+        Step::FOREIGN_FORMAT,
         EXPECTED,
         format!(
             "tag {} ({name}), {} evidence bytes, claims [{}]",
@@ -807,7 +682,7 @@ fn dice_evidence(
         }
         EvidenceFormat::Unsupported(why) => {
             v.push(Check::fail(
-                "tee.supported",
+                Step::TEE_SUPPORTED,
                 "SEV-SNP report or Intel TEE quote",
                 name,
                 why,
@@ -822,10 +697,10 @@ fn sgx_unsupported(v: &mut Verdict, state: &mut State, quote: &[u8]) {
     v.platform = Platform::Sgx;
     match cosmian::sgx_report_data(quote) {
         Ok(report_data) => state.report_data = Some(report_data),
-        Err(e) => v.push(Check::parse_failure("tee.parse", &e)),
+        Err(e) => v.push(Check::parse_failure(Step::TEE_PARSE, &e)),
     }
     v.push(Check::fail(
-        "tee.supported",
+        Step::TEE_SUPPORTED,
         "SEV-SNP or TDX evidence",
         "an Intel SGX quote",
         "this verifier has no SGX quote verifier: it attests confidential VMs (SEV-SNP, TDX), \
@@ -840,7 +715,7 @@ fn bind_cosmian(v: &mut Verdict, report_data: &[u8; 64], cert: &Cert, inputs: &I
         Ok(key) => {
             let want = crate::digest::sha256(key);
             v.push(Check::expect(
-                "binding.spki",
+                Step::BINDING_SPKI,
                 head == want,
                 format!(
                     "report_data[0..32] = SHA-256 of the certificate's SEC1 public key {}",
@@ -850,7 +725,7 @@ fn bind_cosmian(v: &mut Verdict, report_data: &[u8; 64], cert: &Cert, inputs: &I
             ));
         }
         Err(why) => v.push(Check::fail(
-            "binding.spki",
+            Step::BINDING_SPKI,
             "report_data[0..32] = SHA-256 of the certificate's SEC1 P-256 public key",
             hex(head),
             why,
@@ -864,7 +739,7 @@ fn bind_cosmian(v: &mut Verdict, report_data: &[u8; 64], cert: &Cert, inputs: &I
         ),
     };
     let check = Check::expect(
-        "binding.challenge",
+        Step::BINDING_CHALLENGE,
         tail == want.as_slice(),
         format!("report_data[32..64] = {what} {}", hex(&want)),
         hex(tail),
@@ -895,7 +770,7 @@ fn bind_dice(
         *dst = src;
     }
     v.push(Check::expect(
-        "binding.report_data",
+        Step::BINDING_REPORT_DATA,
         *report_data == want,
         format!(
             "SHA-256 of the claims buffer, then 32 zero bytes {}",
@@ -907,7 +782,7 @@ fn bind_dice(
         .pubkey_hash_alg
         .digest(cert.spki_der());
     v.push(Check::expect(
-        "binding.spki",
+        Step::BINDING_SPKI,
         claims.pubkey_hash == spki_hash,
         format!(
             "pubkey-hash = {} of the certificate's SubjectPublicKeyInfo {}",
@@ -918,7 +793,7 @@ fn bind_dice(
     ));
     let show = |n: Option<&[u8]>| n.map_or_else(|| "no nonce".to_owned(), hex);
     let check = Check::expect(
-        "binding.challenge",
+        Step::BINDING_CHALLENGE,
         claims.nonce.as_deref() == inputs.challenge,
         show(inputs.challenge),
         show(claims.nonce.as_deref()),

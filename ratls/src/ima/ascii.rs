@@ -7,8 +7,9 @@
 use core::fmt;
 
 use super::log::{
-    encode_template_data, invalid, is_algo_char, rebase, Entry, Escaped, Template,
-    IMA_EVENT_NAME_LEN_MAX, LEGACY_DIGEST_LEN, MAX_ALGO_NAME, MAX_PCR, SUPPORTED_TEMPLATES,
+    detection_order, encode_template_data, invalid, is_algo_char, rebase, Entry, Escaped, Log,
+    LogFormat, Template, IMA_EVENT_NAME_LEN_MAX, LEGACY_DIGEST_LEN, MAX_ALGO_NAME, MAX_PCR,
+    SUPPORTED_TEMPLATES,
 };
 use super::{MAX_ENTRIES, MAX_PATH, MAX_TEMPLATE_DATA};
 use crate::codec::ParseError;
@@ -294,4 +295,57 @@ fn decode_hex(text: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     ::hex::decode(text).ok()
+}
+
+// The entry points that tell the two exports apart live with the ASCII reader, so the binary
+// reader (`log.rs`) does not depend on this module.
+impl Log {
+    /// Parse a log, binary or ASCII. The binary form starts with a little-endian u32 PCR index
+    /// (so its first four bytes hold a NUL); the ASCII form starts with the PCR in decimal. A
+    /// binary log's template-hash size is auto-detected.
+    pub fn parse(bytes: &[u8]) -> Result<Self, ParseError> {
+        Self::parse_preferring(bytes, None)
+    }
+
+    /// [`Log::parse`], trying `preferred` first when auto-detecting the template-hash size.
+    pub(crate) fn parse_preferring(
+        bytes: &[u8],
+        preferred: Option<HashAlg>,
+    ) -> Result<Self, ParseError> {
+        if looks_ascii(bytes) {
+            Self::parse_ascii(bytes)
+        } else {
+            let order = detection_order(preferred);
+            Self::detect_binary(bytes, &order)
+        }
+    }
+
+    /// Parse `ascii_runtime_measurements`: `PCR template-hash template-name fields...` per line.
+    ///
+    /// The template data the kernel hashed is rebuilt from the fields so the log replays. The
+    /// template-hash bank is implied by the hash length and must be the same on every line.
+    /// Limits of the ASCII form (use the binary log when you can): a path containing a newline
+    /// splits its line and fails to parse; for `ima-sig` and `ima-buf` the last space on the
+    /// line separates the path from the signature/buffer hex (the kernel writes that space even
+    /// when the field is empty), so a path containing spaces is only read back correctly when
+    /// that trailing space was kept or a signature follows. Kernels since 5.x write `_` for
+    /// spaces in names, which removes the ambiguity.
+    pub fn parse_ascii(text: &[u8]) -> Result<Self, ParseError> {
+        let (template_hash_alg, entries) = parse(text)?;
+        Ok(Self {
+            format: LogFormat::Ascii,
+            template_hash_alg,
+            entries,
+        })
+    }
+}
+
+/// Whether `bytes` look like the ASCII export rather than the binary one.
+fn looks_ascii(bytes: &[u8]) -> bool {
+    let head = bytes.get(..4).unwrap_or(bytes);
+    !head.is_empty()
+        && !head.contains(&0)
+        && head
+            .first()
+            .is_some_and(|&b| b.is_ascii_digit() || b == b' ')
 }

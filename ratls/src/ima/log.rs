@@ -534,9 +534,9 @@ fn template_from_name(at: &Reader<'_>, name: &[u8]) -> Result<Template, ParseErr
 /// A measurement list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Log {
-    format: LogFormat,
-    template_hash_alg: HashAlg,
-    entries: Vec<Entry>,
+    pub(super) format: LogFormat,
+    pub(super) template_hash_alg: HashAlg,
+    pub(super) entries: Vec<Entry>,
 }
 
 impl Log {
@@ -547,26 +547,6 @@ impl Log {
             format: LogFormat::Binary,
             template_hash_alg,
             entries: Vec::new(),
-        }
-    }
-
-    /// Parse a log, binary or ASCII. The binary form starts with a little-endian u32 PCR index
-    /// (so its first four bytes hold a NUL); the ASCII form starts with the PCR in decimal. A
-    /// binary log's template-hash size is auto-detected.
-    pub fn parse(bytes: &[u8]) -> Result<Self, ParseError> {
-        Self::parse_preferring(bytes, None)
-    }
-
-    /// [`Log::parse`], trying `preferred` first when auto-detecting the template-hash size.
-    pub(crate) fn parse_preferring(
-        bytes: &[u8],
-        preferred: Option<HashAlg>,
-    ) -> Result<Self, ParseError> {
-        if looks_ascii(bytes) {
-            Self::parse_ascii(bytes)
-        } else {
-            let order = detection_order(preferred);
-            Self::detect_binary(bytes, &order)
         }
     }
 
@@ -587,7 +567,7 @@ impl Log {
         }
     }
 
-    fn detect_binary(bytes: &[u8], order: &[HashAlg]) -> Result<Self, ParseError> {
+    pub(super) fn detect_binary(bytes: &[u8], order: &[HashAlg]) -> Result<Self, ParseError> {
         let mut parsed = Vec::new();
         let mut best: Option<(ParseError, usize)> = None;
         for &alg in order {
@@ -649,25 +629,6 @@ impl Log {
         Ok(Self {
             format: LogFormat::Binary,
             template_hash_alg: alg,
-            entries,
-        })
-    }
-
-    /// Parse `ascii_runtime_measurements`: `PCR template-hash template-name fields...` per line.
-    ///
-    /// The template data the kernel hashed is rebuilt from the fields so the log replays. The
-    /// template-hash bank is implied by the hash length and must be the same on every line.
-    /// Limits of the ASCII form (use the binary log when you can): a path containing a newline
-    /// splits its line and fails to parse; for `ima-sig` and `ima-buf` the last space on the
-    /// line separates the path from the signature/buffer hex (the kernel writes that space even
-    /// when the field is empty), so a path containing spaces is only read back correctly when
-    /// that trailing space was kept or a signature follows. Kernels since 5.x write `_` for
-    /// spaces in names, which removes the ambiguity.
-    pub fn parse_ascii(text: &[u8]) -> Result<Self, ParseError> {
-        let (template_hash_alg, entries) = super::ascii::parse(text)?;
-        Ok(Self {
-            format: LogFormat::Ascii,
-            template_hash_alg,
             entries,
         })
     }
@@ -892,18 +853,8 @@ fn read_binary_entry(r: &mut Reader<'_>, alg: HashAlg) -> Result<Entry, ParseErr
     Entry::from_parts(pcr, template_hash, template, data).map_err(|e| rebase(e, base))
 }
 
-/// Whether `bytes` look like the ASCII export rather than the binary one.
-fn looks_ascii(bytes: &[u8]) -> bool {
-    let head = bytes.get(..4).unwrap_or(bytes);
-    !head.is_empty()
-        && !head.contains(&0)
-        && head
-            .first()
-            .is_some_and(|&b| b.is_ascii_digit() || b == b' ')
-}
-
 /// The template-hash sizes to try, `preferred` first.
-fn detection_order(preferred: Option<HashAlg>) -> Vec<HashAlg> {
+pub(super) fn detection_order(preferred: Option<HashAlg>) -> Vec<HashAlg> {
     let mut order = Vec::with_capacity(HashAlg::ALL.len());
     order.extend(preferred);
     order.extend(

@@ -28,19 +28,18 @@
 //! and also recomputes `boot_aggregate` from quoted PCRs 0–9; [`inspect`] only parses and
 //! replays.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::digest::HashAlg;
 
 mod ascii;
+pub(crate) mod claims;
 mod log;
 mod replay;
 mod verify;
 
+pub use self::claims::{ImaClaims, ReplayMode};
 pub use self::log::{Entry, Escaped, Log, LogFormat, Template};
-pub use self::replay::ReplayMode;
 pub use self::verify::{inspect, quoted_pcr10, verify_anchored, verify_bytes, ImaQuote};
 
 /// The PCR the kernel extends IMA measurements into (`CONFIG_IMA_MEASURE_PCR_IDX`).
@@ -71,32 +70,6 @@ pub struct ImaPolicy {
     /// template-hash size is auto-detected; `None` auto-detects in the order SHA-1, SHA-256,
     /// SHA-384, SHA-512.
     pub bank: Option<HashAlg>,
-}
-
-/// Claims read from an IMA measurement log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ImaClaims {
-    /// Number of entries in the log (all PCRs).
-    pub entries: usize,
-    /// Number of violation entries (all-zero template hash).
-    pub violations: usize,
-    /// Entries recorded in PCRs other than 10 (not covered by the PCR-10 replay).
-    pub other_pcr_entries: usize,
-    /// The distinct template names, sorted.
-    pub templates: Vec<String>,
-    /// The full-log PCR 10 replay, per bank (`sha1`, `sha256`, `sha384`, `sha512` → hex), in
-    /// [`ReplayMode::PerBankTemplateHash`] mode.
-    pub pcr10: BTreeMap<String, String>,
-    /// The bank the log's template hashes are in (the export's bank).
-    pub template_hash_alg: HashAlg,
-    /// The file digest of the first entry when it is `boot_aggregate` (hex).
-    pub boot_aggregate: Option<String>,
-    /// The number of leading PCR-10 entries covered by the quoted PCR 10, when one matched.
-    pub quote_prefix: Option<usize>,
-    /// The number of PCR-10 entries recorded after the quote, when one matched.
-    pub entries_after_quote: Option<usize>,
-    /// How the quoted PCR 10 was reproduced, when it was.
-    pub quote_mode: Option<ReplayMode>,
 }
 
 #[cfg(test)]

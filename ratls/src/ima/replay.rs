@@ -1,43 +1,8 @@
 //! Replaying a measurement list into PCR banks.
 
-use core::fmt;
-
-use serde::Serialize;
-
+use super::claims::ReplayMode;
 use super::{Entry, Log, IMA_PCR};
 use crate::digest::HashAlg;
-
-/// How an entry's digest is extended into a bank.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum ReplayMode {
-    /// Current kernels (5.10 and later): each bank gets `H_bank(template data)`; a violation
-    /// extends `0xff` repeated to the bank's size.
-    PerBankTemplateHash,
-    /// Older kernels: the SHA-1 template hash is extended into every bank, zero-padded to the
-    /// bank's size; a violation extends 20 bytes of `0xff`, zero-padded.
-    Sha1Padded,
-}
-
-impl ReplayMode {
-    /// Both modes, the current one first.
-    pub const ALL: [Self; 2] = [Self::PerBankTemplateHash, Self::Sha1Padded];
-
-    /// A short name (`per-bank-template-hash`, `sha1-padded`).
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::PerBankTemplateHash => "per-bank-template-hash",
-            Self::Sha1Padded => "sha1-padded",
-        }
-    }
-}
-
-impl fmt::Display for ReplayMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 impl Entry {
     /// The digest this entry extends into `bank` under `mode`.

@@ -7,6 +7,7 @@ use crate::codec::ParseError;
 use crate::digest::HashAlg;
 use crate::hexfmt::hex;
 use crate::tpm::PcrValues;
+use crate::verdict::Step;
 use crate::verdict::{Check, Claims, Platform, Verdict};
 
 /// The name of the first measurement the kernel records.
@@ -64,13 +65,13 @@ pub fn verify_anchored(
     let log = match Log::parse_preferring(log, policy.bank) {
         Ok(log) => log,
         Err(error) => {
-            verdict.push(Check::parse_failure("ima.parse", &error));
+            verdict.push(Check::parse_failure(Step::IMA_PARSE, &error));
             return verdict;
         }
     };
     verdict.push(
         Check::pass(
-            "ima.parse",
+            Step::IMA_PARSE,
             "a well-formed IMA measurement log",
             format!("{} log, {} entries", log.format(), log.len()),
         )
@@ -91,7 +92,7 @@ pub fn verify_anchored(
     let (replay, matched) = match (pcr10, quote) {
         (None, ImaQuote::Present(pcrs)) => (
             Check::fail(
-                "ima.replay",
+                Step::IMA_REPLAY,
                 "a quoted PCR 10 to anchor the log",
                 format!("quoted: {}", describe_pcrs(pcrs)),
                 "the quote gives no PCR 10 value to replay the log to, so the log is not \
@@ -269,7 +270,7 @@ fn describe(log: &Log, index: usize) -> String {
 
 fn template_hash_check(log: &Log, pass: &Pass) -> Check {
     let alg = log.template_hash_alg();
-    let step = "ima.template_hash";
+    let step = Step::IMA_TEMPLATE_HASH;
     match &pass.first_bad {
         None => {
             let mut check = Check::pass(
@@ -304,7 +305,7 @@ fn template_hash_check(log: &Log, pass: &Pass) -> Check {
 }
 
 fn violations_check(log: &Log, policy: &ImaPolicy) -> Check {
-    let step = "ima.violations";
+    let step = Step::IMA_VIOLATIONS;
     let count = log.violations();
     let first = log
         .entries()
@@ -334,7 +335,7 @@ fn violations_check(log: &Log, policy: &ImaPolicy) -> Check {
 }
 
 fn boot_aggregate_check(log: &Log, quote: ImaQuote<'_>) -> Check {
-    let step = "ima.boot_aggregate";
+    let step = Step::IMA_BOOT_AGGREGATE;
     let name = String::from_utf8_lossy(BOOT_AGGREGATE).into_owned();
     let entry = match log.entries().first() {
         Some(entry) if entry.path() == BOOT_AGGREGATE => entry,
@@ -452,7 +453,7 @@ fn recompute_boot_aggregate(
 /// `ima.replay` fails) it says why, the whole log is counted and the detail says the count is
 /// not anchored.
 fn coverage_check(log: &Log, policy: &ImaPolicy, anchor: Result<usize, &str>) -> Check {
-    let step = "ima.coverage";
+    let step = Step::IMA_COVERAGE;
     let is_measurement =
         |(index, e): &(usize, &super::Entry)| !(*index == 0 && e.path() == BOOT_AGGREGATE);
     let present = log
@@ -533,7 +534,7 @@ fn replay_check(
     quote: Option<(HashAlg, &[u8])>,
     pass: &Pass,
 ) -> (Check, Option<(usize, ReplayMode)>) {
-    let step = "ima.replay";
+    let step = Step::IMA_REPLAY;
     let Some((bank, value)) = quote else {
         return (
             Check::pass(step, "", "")

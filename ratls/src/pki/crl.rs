@@ -4,9 +4,10 @@
 use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 
-use super::SignatureAlgorithm;
-use super::{pem_blocks, signature_algorithm, supported_list, Cert, CertError, Name};
-use crate::hexfmt::hex;
+use super::algorithm::{signature_algorithm, supported_list, SignatureAlgorithm};
+use super::cert::Name;
+use super::der::{pem_blocks, serial_magnitude};
+use super::{Cert, CertError};
 use crate::time::UnixTime;
 
 /// Largest CRL we agree to parse (AMD's KDS CRLs are a few KiB).
@@ -207,25 +208,5 @@ impl Crl {
                 subject,
                 issuer: issuer.subject.cn.clone(),
             })
-    }
-}
-
-/// A DER INTEGER's content as a magnitude: leading zero bytes removed (0 becomes empty).
-pub(super) fn serial_magnitude(raw: &[u8]) -> Vec<u8> {
-    let start = raw
-        .iter()
-        .position(|&b| b != 0)
-        .unwrap_or(raw.len());
-    raw.get(start..)
-        .unwrap_or_default()
-        .to_vec()
-}
-
-/// A serial magnitude as lower-case hex (`0` when empty).
-pub(super) fn serial_text(magnitude: &[u8]) -> String {
-    if magnitude.is_empty() {
-        "0".into()
-    } else {
-        hex(magnitude)
     }
 }

@@ -6,8 +6,13 @@ use rcgen::{
     IsCa, Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384,
 };
 
+use super::algorithm::*;
+use super::cert::*;
+use super::der::*;
 use super::*;
+use crate::hexfmt::hex;
 use crate::snp::Product;
+use x509_parser::asn1_rs::Oid;
 
 /// 2030-01-01T00:00:00Z, inside every window below unless a test says otherwise.
 const NOW: UnixTime = UnixTime::from_secs(1_893_456_000);

@@ -76,7 +76,7 @@ impl Product {
     }
 
     /// The product a report's CPUID family/model belongs to.
-    pub fn from_cpuid(cpuid: super::Cpuid) -> Option<Self> {
+    pub fn from_cpuid(cpuid: crate::snp::report::Cpuid) -> Option<Self> {
         match (cpuid.family, cpuid.model >> 4) {
             (0x19, 0x0) => Some(Self::Milan),
             (0x19, 0x1 | 0xA) => Some(Self::Genoa),

@@ -9,6 +9,7 @@ use crate::codec::Reader;
 use crate::hexfmt::{self, hex};
 use crate::pki::{Cert, Crl};
 use crate::time::UnixTime;
+use crate::verdict::Step;
 use crate::verdict::{Check, Claims, Platform, Verdict};
 
 /// VCEK/VLEK extension OIDs (AMD "VCEK certificate and KDS interface" specification).
@@ -30,7 +31,7 @@ pub fn verify_bytes(
         Ok(report) => verify(&report, certs, policy, now),
         Err(e) => {
             let mut v = Verdict::new(Platform::SevSnp);
-            v.push(Check::parse_failure("tee.parse", &e));
+            v.push(Check::parse_failure(Step::TEE_PARSE, &e));
             v
         }
     }
@@ -66,7 +67,7 @@ pub fn verify_simulated(
         ),
         Err(e) => {
             let mut v = Verdict::new(Platform::SevSnp);
-            v.push(Check::parse_failure("tee.parse", &e));
+            v.push(Check::parse_failure(Step::TEE_PARSE, &e));
             v
         }
     };
@@ -92,7 +93,7 @@ fn verify_anchored(
 ) -> Verdict {
     let mut v = Verdict::new(Platform::SevSnp);
     v.push(Check::pass(
-        "tee.parse",
+        Step::TEE_PARSE,
         "SEV-SNP report v2-v5",
         format!("version {}", report.version),
     ));
@@ -123,7 +124,7 @@ fn verify_anchored(
             check_product(&mut v, report, chain.product);
         }
         None => v.push(Check::fail(
-            "tee.signature",
+            Step::TEE_SIGNATURE,
             "a report signed by a key certified by AMD",
             "no usable certificate chain",
             "the report signature cannot be checked without a valid VCEK/VLEK chain",
@@ -148,7 +149,7 @@ fn check_crl(
     policy: &SnpPolicy,
     now: UnixTime,
 ) -> Option<String> {
-    const STEP: &str = "tee.crl";
+    const STEP: Step = Step::TEE_CRL;
     let product = chain.product;
     let (mid_name, leaf_name) = if chain.vlek {
         ("ASVK", "VLEK")
@@ -272,7 +273,7 @@ fn check_chain(
         (None, Some(vlek)) => (true, vlek),
         (Some(_), Some(_)) => {
             v.push(Check::fail(
-                "tee.chain.vcek",
+                Step::TEE_CHAIN_VCEK,
                 "one endorsement key certificate (VCEK or VLEK)",
                 "both a VCEK and a VLEK",
                 "give the certificate of the key named by the report's SIGNING_KEY",
@@ -281,7 +282,7 @@ fn check_chain(
         }
         (None, None) => {
             v.push(Check::fail(
-                "tee.chain.vcek",
+                Step::TEE_CHAIN_VCEK,
                 "a VCEK or VLEK certificate",
                 "none given",
                 "pass --vcek (from AMD KDS or the extended report) or --vlek",
@@ -290,9 +291,9 @@ fn check_chain(
         }
     };
     let (leaf_step, mid_step, leaf_name, mid_name) = if vlek {
-        ("tee.chain.vlek", "tee.chain.asvk", "VLEK", "ASVK")
+        (Step::TEE_CHAIN_VLEK, Step::TEE_CHAIN_ASVK, "VLEK", "ASVK")
     } else {
-        ("tee.chain.vcek", "tee.chain.ask", "VCEK", "ASK")
+        (Step::TEE_CHAIN_VCEK, Step::TEE_CHAIN_ASK, "VCEK", "ASK")
     };
     let leaf = match Cert::from_der_or_pem(leaf_bytes) {
         Ok(leaf) => leaf,
@@ -320,7 +321,7 @@ fn check_chain(
             }
             Ok(list) => {
                 v.push(Check::fail(
-                    "tee.chain.ark",
+                    Step::TEE_CHAIN_ARK,
                     format!("a chain of two certificates: {mid_name} then ARK"),
                     format!("{} certificates", list.len()),
                     "",
@@ -329,7 +330,7 @@ fn check_chain(
             }
             Err(e) => {
                 v.push(Check::fail(
-                    "tee.chain.ark",
+                    Step::TEE_CHAIN_ARK,
                     format!("a PEM chain: {mid_name} then ARK"),
                     "unparseable chain",
                     e.to_string(),
@@ -341,7 +342,7 @@ fn check_chain(
             let issuer = leaf.issuer_cn();
             let Some(product) = Product::from_common_name(&issuer) else {
                 v.push(Check::fail(
-                    "tee.chain.ark",
+                    Step::TEE_CHAIN_ARK,
                     "a leaf issued by SEV-Milan, SEV-Genoa or SEV-Turin (or their VLEK CAs)",
                     issuer,
                     "no chain given and no built-in chain for this issuer",
@@ -352,7 +353,7 @@ fn check_chain(
                 Some(b) => (&b.intermediate, &b.ark, "built in"),
                 None => {
                     v.push(Check::fail(
-                        "tee.chain.ark",
+                        Step::TEE_CHAIN_ARK,
                         "the built-in AMD chain",
                         "does not verify",
                         "the built-in anchors are corrupt",
@@ -380,7 +381,7 @@ fn check_chain(
                 }
                 Some(Ok(root)) => {
                     v.push(Check::fail(
-                        "tee.chain.ark",
+                        Step::TEE_CHAIN_ARK,
                         format!("the simulated ARK {}", root.fingerprint()),
                         format!("{} {fingerprint}", ark.subject_cn()),
                         "SIMULATED evidence from another simulated TEE",
@@ -389,7 +390,7 @@ fn check_chain(
                 }
                 Some(Err(e)) => {
                     v.push(Check::fail(
-                        "tee.chain.ark",
+                        Step::TEE_CHAIN_ARK,
                         "a readable simulated ARK certificate",
                         "unparseable",
                         e.to_string(),
@@ -398,7 +399,7 @@ fn check_chain(
                 }
                 None => {
                     v.push(Check::fail(
-                        "tee.chain.ark",
+                        Step::TEE_CHAIN_ARK,
                         "a pinned AMD ARK (simulated evidence needs --insecure-sim-root)",
                         format!("{} {fingerprint} (SIMULATED)", ark.subject_cn()),
                         "evidence from the simulated TEE is never trusted unless the verifier \
@@ -411,7 +412,7 @@ fn check_chain(
     };
     let Some(product) = product else {
         v.push(Check::fail(
-            "tee.chain.ark",
+            Step::TEE_CHAIN_ARK,
             format!("a pinned AMD ARK: {pinned}"),
             format!("{} {fingerprint}", ark.subject_cn()),
             format!("ARK {source}; not an AMD root we trust"),
@@ -437,7 +438,7 @@ fn check_chain(
     // The ARK is self-signed: its issuer is its own subject.
     if let Err(e) = issued(ark, ark, ark_known) {
         v.push(Check::fail(
-            "tee.chain.ark",
+            Step::TEE_CHAIN_ARK,
             "a self-signed ARK",
             format!("ARK-{product} {fingerprint}"),
             e.to_string(),
@@ -446,7 +447,7 @@ fn check_chain(
     }
     v.push(
         Check::pass(
-            "tee.chain.ark",
+            Step::TEE_CHAIN_ARK,
             format!("a pinned AMD ARK: {pinned}"),
             format!("ARK-{product} {fingerprint}"),
         )
@@ -506,13 +507,13 @@ fn check_chain(
         .collect();
     if problems.is_empty() {
         v.push(Check::pass(
-            "tee.chain.validity",
+            Step::TEE_CHAIN_VALIDITY,
             "every certificate valid now",
             format!("all valid at {now}"),
         ));
     } else {
         v.push(Check::fail(
-            "tee.chain.validity",
+            Step::TEE_CHAIN_VALIDITY,
             "every certificate valid now",
             problems.join("; "),
             "use --at to verify old evidence as of a past time",
@@ -536,7 +537,7 @@ fn check_signing_key(v: &mut Verdict, report: &AttestationReport, vlek: bool) {
         SigningKey::Vcek
     };
     v.push(Check::expect(
-        "tee.signing_key",
+        Step::TEE_SIGNING_KEY,
         report.signing_key() == expected,
         expected.name(),
         report.signing_key().name(),
@@ -547,7 +548,7 @@ fn check_signature(v: &mut Verdict, report: &AttestationReport, leaf: &Cert) {
     const ECDSA_P384_SHA384: u32 = 1;
     if report.signature_algo != ECDSA_P384_SHA384 {
         v.push(Check::fail(
-            "tee.signature",
+            Step::TEE_SIGNATURE,
             "signature algorithm 1 (ECDSA P-384 with SHA-384)",
             format!("signature algorithm {}", report.signature_algo),
             "",
@@ -558,7 +559,7 @@ fn check_signature(v: &mut Verdict, report: &AttestationReport, leaf: &Cert) {
         Ok(key) => key,
         Err(e) => {
             v.push(Check::fail(
-                "tee.signature",
+                Step::TEE_SIGNATURE,
                 "an ECDSA P-384 key",
                 "unsupported key",
                 e.to_string(),
@@ -571,7 +572,7 @@ fn check_signature(v: &mut Verdict, report: &AttestationReport, leaf: &Cert) {
         .is_ok();
     let sig = hex(report.signature_fixed());
     let check = Check::expect(
-        "tee.signature",
+        Step::TEE_SIGNATURE,
         ok,
         format!("ECDSA P-384/SHA-384 signature by {}", leaf.subject_cn()),
         if ok {
@@ -666,7 +667,7 @@ fn check_tcb(
         Ok(cert_tcb) => cert_tcb,
         Err(e) => {
             v.push(Check::fail(
-                "tee.tcb",
+                Step::TEE_TCB,
                 "certificate TCB extensions",
                 "unreadable",
                 e,
@@ -678,7 +679,7 @@ fn check_tcb(
         Ok(minimum) => minimum,
         Err(e) => {
             v.push(Check::fail(
-                "tee.tcb",
+                Step::TEE_TCB,
                 format!("certificate TCB {cert_tcb}, at least AMD's floor for {product}"),
                 format!("reported_tcb {reported}"),
                 e,
@@ -718,7 +719,7 @@ fn check_tcb(
         ));
     }
     let check = Check::expect(
-        "tee.tcb",
+        Step::TEE_TCB,
         bound && floor_ok,
         expected,
         format!("reported_tcb {reported}"),
@@ -734,21 +735,21 @@ fn check_tcb(
 fn check_chip_id(v: &mut Verdict, report: &AttestationReport, leaf: &Cert, vlek: bool) {
     if vlek {
         v.push(
-            Check::pass("tee.chip_id", "not bound (VLEK)", hex(report.chip_id))
+            Check::pass(Step::TEE_CHIP_ID, "not bound (VLEK)", hex(report.chip_id))
                 .with_detail("a VLEK is not tied to one chip"),
         );
         return;
     }
     if report.chip_id_masked() {
         v.push(
-            Check::pass("tee.chip_id", "VCEK hwID", "masked (all zero)")
+            Check::pass(Step::TEE_CHIP_ID, "VCEK hwID", "masked (all zero)")
                 .with_detail("the host masked the chip id; the chain and signature still bind"),
         );
         return;
     }
     let Some(value) = leaf.extension_value(OID_HWID) else {
         v.push(Check::fail(
-            "tee.chip_id",
+            Step::TEE_CHIP_ID,
             "a VCEK with a hwID extension",
             "no hwID extension",
             "",
@@ -768,7 +769,7 @@ fn check_chip_id(v: &mut Verdict, report: &AttestationReport, leaf: &Cert, vlek:
         .split_at(hwid.len().min(64));
     let ok = !hwid.is_empty() && head == hwid.as_slice() && tail.iter().all(|&b| b == 0);
     v.push(Check::expect(
-        "tee.chip_id",
+        Step::TEE_CHIP_ID,
         ok,
         format!("VCEK hwID {}", hex(&hwid)),
         format!("chip_id {}", hex(report.chip_id)),
@@ -780,7 +781,7 @@ fn check_product(v: &mut Verdict, report: &AttestationReport, product: Product) 
         Some(cpuid) => {
             let from_cpuid = Product::from_cpuid(cpuid);
             v.push(Check::expect(
-                "tee.product",
+                Step::TEE_PRODUCT,
                 from_cpuid == Some(product),
                 format!("a {product} CPU (chain)"),
                 format!(
@@ -794,7 +795,7 @@ fn check_product(v: &mut Verdict, report: &AttestationReport, product: Product) 
         }
         None => v.push(
             Check::pass(
-                "tee.product",
+                Step::TEE_PRODUCT,
                 format!("{product} (chain)"),
                 "no CPUID in a v2 report",
             )
@@ -812,7 +813,7 @@ fn check_policy(
 ) {
     let gp = report.policy;
     v.push(Check::expect(
-        "tee.policy.debug",
+        Step::TEE_POLICY_DEBUG,
         policy.allow_debug || !gp.debug_allowed(),
         if policy.allow_debug {
             "debug allowed or not"
@@ -830,7 +831,7 @@ fn check_policy(
         ),
     ));
     v.push(Check::expect(
-        "tee.policy.migrate_ma",
+        Step::TEE_POLICY_MIGRATE_MA,
         policy.allow_migration_agent || !gp.migrate_ma_allowed(),
         if policy.allow_migration_agent {
             "migration agent allowed or not"
@@ -848,7 +849,7 @@ fn check_policy(
         ),
     ));
     v.push(Check::expect(
-        "tee.policy.vmpl",
+        Step::TEE_POLICY_VMPL,
         report.vmpl == policy.vmpl,
         format!("VMPL {}", policy.vmpl),
         format!("VMPL {}", report.vmpl),
@@ -860,7 +861,7 @@ fn check_policy(
             .map(|p| p.name())
             .collect();
         v.push(Check::expect(
-            "tee.policy.product",
+            Step::TEE_POLICY_PRODUCT,
             product.is_some_and(|p| policy.products.contains(&p)),
             names.join(" or "),
             product.map_or("unknown", Product::name),
@@ -875,7 +876,7 @@ fn check_policy(
             microcode: min.microcode,
         };
         v.push(Check::expect(
-            "tee.policy.min_tcb",
+            Step::TEE_POLICY_MIN_TCB,
             reported.at_least(&min),
             format!("at least {min}"),
             reported.to_string(),
@@ -884,7 +885,7 @@ fn check_policy(
     let unauthenticated = policy.unauthenticated_id_block_pins();
     if !unauthenticated.is_empty() {
         v.push(Check::fail(
-            "tee.policy.id_block",
+            Step::TEE_POLICY_ID_BLOCK,
             format!(
                 "{} pinned together with id_key_digest or author_key_digest",
                 unauthenticated.join(", ")
@@ -899,36 +900,48 @@ fn check_policy(
     }
     if let Some(min) = policy.min_guest_svn {
         v.push(Check::expect(
-            "tee.policy.min_guest_svn",
+            Step::TEE_POLICY_MIN_GUEST_SVN,
             report.guest_svn >= min,
             format!("at least {min}"),
             report.guest_svn.to_string(),
         ));
     }
-    let pins: [(&str, &Option<String>, &[u8]); 7] = [
+    let pins: [(Step, &Option<String>, &[u8]); 7] = [
         (
-            "tee.policy.measurement",
+            Step::TEE_POLICY_MEASUREMENT,
             &policy.measurement,
             &report.measurement,
         ),
-        ("tee.policy.host_data", &policy.host_data, &report.host_data),
         (
-            "tee.policy.id_key_digest",
+            Step::TEE_POLICY_HOST_DATA,
+            &policy.host_data,
+            &report.host_data,
+        ),
+        (
+            Step::TEE_POLICY_ID_KEY_DIGEST,
             &policy.id_key_digest,
             &report.id_key_digest,
         ),
         (
-            "tee.policy.author_key_digest",
+            Step::TEE_POLICY_AUTHOR_KEY_DIGEST,
             &policy.author_key_digest,
             &report.author_key_digest,
         ),
         (
-            "tee.policy.report_data",
+            Step::TEE_POLICY_REPORT_DATA,
             &policy.report_data,
             &report.report_data,
         ),
-        ("tee.policy.family_id", &policy.family_id, &report.family_id),
-        ("tee.policy.image_id", &policy.image_id, &report.image_id),
+        (
+            Step::TEE_POLICY_FAMILY_ID,
+            &policy.family_id,
+            &report.family_id,
+        ),
+        (
+            Step::TEE_POLICY_IMAGE_ID,
+            &policy.image_id,
+            &report.image_id,
+        ),
     ];
     for (step, expected, presented) in pins {
         if let Some(expected) = expected {
@@ -953,13 +966,13 @@ fn check_platform(
         let launch = report.launch_tcb.decode(turin);
         match minimum {
             Some(min) => v.push(Check::expect(
-                "tee.policy.launch_tcb",
+                Step::TEE_POLICY_LAUNCH_TCB,
                 launch.at_least(min),
                 format!("launch_tcb at least {min} (the minimum applied to reported_tcb)"),
                 format!("launch_tcb {launch}"),
             )),
             None => v.push(Check::fail(
-                "tee.policy.launch_tcb",
+                Step::TEE_POLICY_LAUNCH_TCB,
                 "a minimum TCB to compare launch_tcb with (policy min_tcb or AMD's floor)",
                 format!("launch_tcb {launch}; no minimum applies"),
                 "check_launch_tcb needs min_tcb, or an AMD floor for the product, and a \
@@ -971,7 +984,7 @@ fn check_platform(
         let platform_off = !PlatformFlag::SMT_EN.is_set(info);
         let guest_forbids = !gp.smt_allowed();
         v.push(Check::expect(
-            "tee.policy.smt",
+            Step::TEE_POLICY_SMT,
             platform_off || guest_forbids,
             "SMT off: PLATFORM_INFO SMT_EN clear, or guest policy bit 16 clear",
             format!(
@@ -988,7 +1001,7 @@ fn check_platform(
     }
     if policy.require_single_socket {
         v.push(Check::expect(
-            "tee.policy.single_socket",
+            Step::TEE_POLICY_SINGLE_SOCKET,
             gp.single_socket_required(),
             "guest policy SINGLE_SOCKET (bit 20) set",
             format!(
@@ -1006,7 +1019,7 @@ fn check_platform(
         let platform = PlatformFlag::CIPHERTEXT_HIDING_EN.is_set(info);
         let guest = gp.ciphertext_hiding_required();
         v.push(Check::expect(
-            "tee.policy.ciphertext_hiding",
+            Step::TEE_POLICY_CIPHERTEXT_HIDING,
             platform || guest,
             "PLATFORM_INFO CIPHERTEXT_HIDING_EN (bit 4) set, or guest policy bit 24 set",
             format!(
@@ -1050,7 +1063,7 @@ fn check_platform(
             expected.push(format!("clear: {}", names(&policy.platform_info_forbidden)));
         }
         let check = Check::expect(
-            "tee.policy.platform_info",
+            Step::TEE_POLICY_PLATFORM_INFO,
             missing.is_empty() && present.is_empty(),
             format!("PLATFORM_INFO {}", expected.join("; ")),
             format!("PLATFORM_INFO {info:#x} ({flags})"),
@@ -1071,7 +1084,7 @@ fn check_platform(
 }
 
 /// Compare a policy's hex value with a presented field.
-pub(crate) fn pin_check(step: &str, expected_hex: &str, presented: &[u8]) -> Check {
+pub(crate) fn pin_check(step: Step, expected_hex: &str, presented: &[u8]) -> Check {
     match hexfmt::decode(expected_hex) {
         Ok(expected) => Check::expect(step, expected == presented, hex(&expected), hex(presented)),
         Err(e) => Check::fail(

@@ -4,6 +4,7 @@ use super::verify::{check_tcb_status, dcap_error_step, policy_value};
 use super::*;
 use crate::time::UnixTime;
 use crate::verdict::Claims;
+use crate::verdict::Step;
 
 /// A hand-built quote whose every field holds a recognisable value. Signatures are junk: these
 /// tests are about the layout.
@@ -427,15 +428,27 @@ fn policy_defaults_are_strict_and_unknown_keys_are_refused() {
 #[test]
 fn policy_values_are_compared_and_bad_hex_names_the_field() {
     let actual = [0xabu8; 48];
-    assert!(policy_value("tee.policy.mr_td", "mr_td", None, &actual).is_none());
-    let ok = policy_value("tee.policy.mr_td", "mr_td", Some(&"AB".repeat(48)), &actual).unwrap();
+    assert!(policy_value(Step::TEE_POLICY_MR_TD, "mr_td", None, &actual).is_none());
+    let ok = policy_value(
+        Step::TEE_POLICY_MR_TD,
+        "mr_td",
+        Some(&"AB".repeat(48)),
+        &actual,
+    )
+    .unwrap();
     assert!(ok.ok);
     assert_eq!(ok.expected, "ab".repeat(48));
-    let wrong = policy_value("tee.policy.mr_td", "mr_td", Some(&"ac".repeat(48)), &actual).unwrap();
+    let wrong = policy_value(
+        Step::TEE_POLICY_MR_TD,
+        "mr_td",
+        Some(&"ac".repeat(48)),
+        &actual,
+    )
+    .unwrap();
     assert!(!wrong.ok);
     assert_eq!(wrong.presented, "ab".repeat(48));
     for bad in ["zz", "abab", &"ab".repeat(49)] {
-        let check = policy_value("tee.policy.rtmr1", "rtmr1", Some(bad), &actual).unwrap();
+        let check = policy_value(Step::TEE_POLICY_RTMR1, "rtmr1", Some(bad), &actual).unwrap();
         assert!(!check.ok);
         assert!(check.detail.contains("rtmr1"), "{check}");
     }

@@ -14,6 +14,7 @@ use super::{TdxClaims, TdxPolicy, TCB_STATUSES};
 use crate::digest::HashAlg;
 use crate::hexfmt::{self, hex};
 use crate::time::UnixTime;
+use crate::verdict::Step;
 use crate::verdict::{Check, Claims, Platform, Verdict};
 
 /// Intel PCS collateral for one quote, parsed once and reusable across verifications.
@@ -101,12 +102,12 @@ fn run(
     let quote = match Quote::parse(bytes) {
         Ok(quote) => quote,
         Err(e) => {
-            verdict.push(Check::parse_failure("tee.parse", &e));
+            verdict.push(Check::parse_failure(Step::TEE_PARSE, &e));
             return verdict;
         }
     };
     verdict.push(Check::pass(
-        "tee.parse",
+        Step::TEE_PARSE,
         "TDX quote v4 or v5, ECDSA P-256",
         format!(
             "v{} {} ({} trailing bytes)",
@@ -116,9 +117,13 @@ fn run(
     let mut claims = TdxClaims::from_quote(&quote);
 
     verdict.push(match collateral {
-        Ok(_) => Check::pass("tee.collateral.parse", "QuoteCollateralV3 JSON", "parsed"),
+        Ok(_) => Check::pass(
+            Step::TEE_COLLATERAL_PARSE,
+            "QuoteCollateralV3 JSON",
+            "parsed",
+        ),
         Err(e) => Check::fail(
-            "tee.collateral.parse",
+            Step::TEE_COLLATERAL_PARSE,
             "QuoteCollateralV3 JSON",
             "malformed collateral",
             e.to_string(),
@@ -134,11 +139,16 @@ fn run(
     );
     verdict.push(match &chain.result {
         Ok(root) => Check::pass(
-            "tee.pck_chain",
+            Step::TEE_PCK_CHAIN,
             chain_expected,
             format!("valid, root {root}"),
         ),
-        Err(e) => Check::fail("tee.pck_chain", chain_expected, "invalid", e.to_string()),
+        Err(e) => Check::fail(
+            Step::TEE_PCK_CHAIN,
+            chain_expected,
+            "invalid",
+            e.to_string(),
+        ),
     });
 
     verdict.push(check_qe_report_signature(&quote, chain.leaf_key.as_deref()));
@@ -151,13 +161,13 @@ fn run(
         }
         Err(_) => {
             verdict.push(Check::fail(
-                "tee.collateral",
+                Step::TEE_COLLATERAL,
                 "collateral valid",
                 "not evaluated",
                 "the collateral JSON did not parse",
             ));
             verdict.push(Check::fail(
-                "tee.tcb",
+                Step::TEE_TCB,
                 allowed_statuses(policy),
                 "not evaluated",
                 "the collateral JSON did not parse",
@@ -167,33 +177,41 @@ fn run(
 
     verdict.push(check_debug(&quote, policy));
     let r = &quote.report;
-    let [rtmr0, rtmr1, rtmr2, rtmr3] = &r.rtmr;
-    let wanted = [
-        policy_value(
-            "tee.policy.mr_td",
-            "mr_td",
-            policy.mr_td.as_deref(),
-            &r.mr_td,
-        ),
-        policy_value("tee.policy.rtmr0", "rtmr0", policy.rtmr0.as_deref(), rtmr0),
-        policy_value("tee.policy.rtmr1", "rtmr1", policy.rtmr1.as_deref(), rtmr1),
-        policy_value("tee.policy.rtmr2", "rtmr2", policy.rtmr2.as_deref(), rtmr2),
-        policy_value("tee.policy.rtmr3", "rtmr3", policy.rtmr3.as_deref(), rtmr3),
-        policy_value(
-            "tee.policy.report_data",
-            "report_data",
-            policy.report_data.as_deref(),
-            &r.report_data,
-        ),
+    // In this order: MRTD, RTMR0-3, report_data.
+    let (mr_td, report_data) = (Step::TEE_POLICY_MR_TD, Step::TEE_POLICY_REPORT_DATA);
+    verdict.extend(policy_value(
+        mr_td,
+        "mr_td",
+        policy.mr_td.as_deref(),
+        &r.mr_td,
+    ));
+    let rtmr_steps = [
+        (Step::TEE_POLICY_RTMR0, "rtmr0", &policy.rtmr0),
+        (Step::TEE_POLICY_RTMR1, "rtmr1", &policy.rtmr1),
+        (Step::TEE_POLICY_RTMR2, "rtmr2", &policy.rtmr2),
+        (Step::TEE_POLICY_RTMR3, "rtmr3", &policy.rtmr3),
     ];
-    verdict.extend(wanted.into_iter().flatten());
+    verdict.extend(
+        rtmr_steps
+            .into_iter()
+            .zip(&r.rtmr)
+            .filter_map(|((step, name, pin), value)| {
+                policy_value(step, name, pin.as_deref(), value)
+            }),
+    );
+    verdict.extend(policy_value(
+        report_data,
+        "report_data",
+        policy.report_data.as_deref(),
+        &r.report_data,
+    ));
 
     verdict.claims = Claims::Tdx(Box::new(claims));
     verdict
 }
 
 fn check_qe_report_signature(quote: &Quote<'_>, leaf_key: Option<&[u8]>) -> Check {
-    const STEP: &str = "tee.qe_report.signature";
+    const STEP: Step = Step::TEE_QE_REPORT_SIGNATURE;
     const EXPECTED: &str = "ECDSA P-256 signature by the PCK leaf key";
     let Some(key) = leaf_key else {
         return Check::fail(
@@ -217,7 +235,7 @@ fn check_qe_report_binding(quote: &Quote<'_>) -> Check {
     expected.resize(64, 0);
     let presented = &sig.qe_report.report_data;
     Check::expect(
-        "tee.qe_report.binding",
+        Step::TEE_QE_REPORT_BINDING,
         expected.as_slice() == presented.as_slice(),
         hex(&expected),
         hex(presented),
@@ -239,7 +257,7 @@ fn check_quote_signature(quote: &Quote<'_>) -> Check {
         .verify(quote.signed, &sig.signature)
         .is_ok();
     Check::expect(
-        "tee.signature",
+        Step::TEE_SIGNATURE,
         ok,
         format!(
             "ECDSA P-256 signature over header || body by attestation key {}",
@@ -266,7 +284,7 @@ fn check_collateral(
         Err(e) => {
             let detail = format!("dcap-qvl: {e:#}");
             let step = dcap_error_step(&detail);
-            if step == "tee.tcb" {
+            if step == Step::TEE_TCB {
                 verdict.push(Check::fail(
                     step,
                     allowed_statuses(policy),
@@ -281,7 +299,7 @@ fn check_collateral(
                     detail,
                 ));
                 verdict.push(Check::fail(
-                    "tee.tcb",
+                    Step::TEE_TCB,
                     allowed_statuses(policy),
                     "not evaluated",
                     "the collateral did not verify",
@@ -291,7 +309,7 @@ fn check_collateral(
         }
     };
     verdict.push(Check::pass(
-        "tee.collateral",
+        Step::TEE_COLLATERAL,
         format!("TCB info, QE identity, CRLs and their chains valid at {now}"),
         "valid",
     ));
@@ -318,7 +336,7 @@ pub(super) fn check_tcb_status(policy: &TdxPolicy, status: &str, advisory_ids: &
         .find(|s| !TCB_STATUSES.contains(&s.as_str()))
     {
         return Check::fail(
-            "tee.tcb",
+            Step::TEE_TCB,
             expected,
             status,
             format!(
@@ -331,7 +349,7 @@ pub(super) fn check_tcb_status(policy: &TdxPolicy, status: &str, advisory_ids: &
         .allowed_tcb_statuses
         .iter()
         .any(|s| s == status);
-    let check = Check::expect("tee.tcb", ok, expected, status);
+    let check = Check::expect(Step::TEE_TCB, ok, expected, status);
     if advisory_ids.is_empty() {
         check
     } else {
@@ -357,7 +375,7 @@ fn check_debug(quote: &Quote<'_>, policy: &TdxPolicy) -> Check {
         "debug off".to_owned()
     };
     Check::expect(
-        "tee.policy.debug",
+        Step::TEE_POLICY_DEBUG,
         tud == 0 || policy.allow_debug,
         expected,
         presented,
@@ -366,7 +384,7 @@ fn check_debug(quote: &Quote<'_>, policy: &TdxPolicy) -> Check {
 }
 
 pub(super) fn policy_value<const N: usize>(
-    step: &'static str,
+    step: Step,
     field: &'static str,
     wanted: Option<&str>,
     actual: &[u8; N],
@@ -380,7 +398,7 @@ pub(super) fn policy_value<const N: usize>(
 
 /// The step a dcap-qvl error is reported under. The text only chooses the name; whatever it
 /// says, the step has failed.
-pub(super) fn dcap_error_step(message: &str) -> &'static str {
+pub(super) fn dcap_error_step(message: &str) -> Step {
     let has = |needles: &[&str]| {
         needles
             .iter()
@@ -393,7 +411,7 @@ pub(super) fn dcap_error_step(message: &str) -> &'static str {
         "TCB status is invalid",
         "current TDX TCB",
     ]) {
-        "tee.tcb"
+        Step::TEE_TCB
     } else if has(&[
         "QE Identity",
         "QeIdentity",
@@ -405,7 +423,7 @@ pub(super) fn dcap_error_step(message: &str) -> &'static str {
         "QE ISVSVN",
         "QE report validation",
     ]) {
-        "tee.collateral.qe_identity"
+        Step::TEE_COLLATERAL_QE_IDENTITY
     } else if has(&[
         "TCBInfo",
         "TcbInfo",
@@ -417,9 +435,9 @@ pub(super) fn dcap_error_step(message: &str) -> &'static str {
         "SGX component count",
         "TDX component count",
     ]) {
-        "tee.collateral.tcb_info"
+        Step::TEE_COLLATERAL_TCB_INFO
     } else if lower.contains("crl") || lower.contains("revoked") || lower.contains("revocation") {
-        "tee.collateral.crl"
+        Step::TEE_COLLATERAL_CRL
     } else if has(&[
         "Debug mode is enabled",
         "TD profiling",
@@ -429,8 +447,8 @@ pub(super) fn dcap_error_step(message: &str) -> &'static str {
         "SEPT_VE_DISABLE",
         "MR service TD",
     ]) {
-        "tee.td_attributes"
+        Step::TEE_TD_ATTRIBUTES
     } else {
-        "tee.collateral"
+        Step::TEE_COLLATERAL
     }
 }

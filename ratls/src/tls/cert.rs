@@ -13,6 +13,7 @@
 use crate::bundle::MAX_CERT_BUNDLE_LEN;
 use crate::pki::{Cert, CertError, MAX_RATLS_CERT_LEN};
 use crate::verdict::Check;
+use crate::verdict::Step;
 
 /// id-pe-cmw: the X.509 extension for conceptual message wrappers.
 pub const CMW_EXTENSION_OID: &str = "1.3.6.1.5.5.7.1.35";
@@ -67,14 +68,14 @@ fn foreign_hint(foreign: &[String]) -> String {
 
 impl CertEvidenceError {
     /// The step this error fails.
-    pub fn step(&self) -> &'static str {
+    pub fn step(&self) -> Step {
         match self {
-            Self::Parse(_) => "cert.parse",
-            Self::Missing { .. } => "cert.evidence",
-            Self::Critical => "cert.extension.critical",
-            Self::TooLarge { .. } => "cert.extension.size",
-            Self::Format(_) => "cert.extension.format",
-            Self::UnhandledCritical(_) => "cert.critical",
+            Self::Parse(_) => Step::CERT_PARSE,
+            Self::Missing { .. } => Step::CERT_EVIDENCE,
+            Self::Critical => Step::CERT_EXTENSION_CRITICAL,
+            Self::TooLarge { .. } => Step::CERT_EXTENSION_SIZE,
+            Self::Format(_) => Step::CERT_EXTENSION_FORMAT,
+            Self::UnhandledCritical(_) => Step::CERT_CRITICAL,
         }
     }
 

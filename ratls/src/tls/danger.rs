@@ -10,8 +10,9 @@ use super::policy::AttestationPolicy;
 /// being "attested"; they prove nothing about the hardware. Every verdict reached this way says
 /// SIMULATED.
 pub fn trust_simulated_root(policy: &mut AttestationPolicy, ark: &[u8]) {
-    policy.insecure_sim_root = Some(ark.to_vec());
-    policy.refresh_digest();
+    *policy = policy
+        .clone()
+        .with_insecure_sim_root(ark);
 }
 
 use std::sync::{Arc, Mutex, PoisonError};

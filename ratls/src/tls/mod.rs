@@ -26,6 +26,7 @@ pub mod cert;
 pub mod danger;
 pub mod fresh;
 mod policy;
+mod rejection;
 #[cfg(feature = "issue")]
 mod resolver;
 mod verifier;
@@ -39,11 +40,12 @@ use rustls::server::{NoServerSessionStorage, ResolvesServerCert};
 use rustls::{ClientConfig, CommonState, ServerConfig};
 
 pub use self::policy::AttestationPolicy;
+pub use self::rejection::{
+    catch_rejection, certificate_error, AttestationRejected, CatchRejection, RejectionSlot,
+};
 #[cfg(feature = "issue")]
 pub use self::resolver::{AttesterSource, CertSource, RotatingCert, RotationStatus};
-pub use self::verifier::{
-    AttestationRejected, AttestedClientVerifier, AttestedServerVerifier, Mode,
-};
+pub use self::verifier::{AttestedClientVerifier, AttestedServerVerifier, Mode};
 use crate::time::UnixTime;
 use crate::verdict::Verdict;
 

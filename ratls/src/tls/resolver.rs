@@ -306,8 +306,13 @@ fn worker(inner: &Weak<Inner>, signal: &Signal, period: Duration) {
         let Some(inner) = inner.upgrade() else {
             return;
         };
-        // A failure is recorded in the status; the current certificate stays.
-        let _ = inner.rotate();
+        // A failure is recorded in the status (and logged); the current certificate stays.
+        if let Err(e) = inner.rotate() {
+            tracing::warn!(
+                "WARNING: re-issuing the RA-TLS certificate failed, still serving the previous \
+                 one: {e}"
+            );
+        }
     }
 }
 

@@ -57,7 +57,7 @@ fn read_evidence_refuses_non_certificates_with_the_parse_step() {
 
 fn trusted() -> Arc<Verdict> {
     let mut v = Verdict::new(Platform::SevSnp);
-    v.push(Check::pass("x", "y", "y"));
+    v.push(Check::pass(crate::Step::TEE_SIGNATURE, "y", "y"));
     Arc::new(v)
 }
 

@@ -12,25 +12,29 @@
 //! with [`AttestedServerVerifier::verdict_for`] / [`AttestedClientVerifier::verdict_for`]
 //! (or [`peer_verdict`](super::peer_verdict)).
 //!
+//! A refusal fails the handshake with the certificate error of its first failed step, so the peer
+//! receives a meaningful alert ([`certificate_error`](super::certificate_error)); the verdict
+//! goes to the rejection slot the caller opened around the handshake
+//! ([`AttestationRejected::from_rustls`](super::AttestationRejected::from_rustls)).
+//!
 //! In [`Mode::Fresh`] the handshake only checks the TLS signature (and WebPKI when configured):
 //! the caller must run the post-handshake exchange ([`fresh`](super::fresh)) before trusting the
 //! connection.
 
-use core::fmt;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime as TlsTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{
-    CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme,
-};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
 use super::cache::{cache_key, VerdictCache};
 use super::cert::read_evidence;
 use super::policy::AttestationPolicy;
+use super::rejection::AttestationRejected;
 use crate::time::UnixTime;
+use crate::verdict::Step;
 use crate::verdict::{Check, Platform, Verdict};
 
 /// Which evidence a verifier checks during the handshake.
@@ -43,60 +47,6 @@ pub enum Mode {
     /// follow: binding = session, freshness = challenge.
     Fresh,
 }
-
-/// A refusal: the verdict whose first failed step caused it.
-#[derive(Debug, Clone)]
-pub struct AttestationRejected {
-    pub verdict: Arc<Verdict>,
-}
-
-impl AttestationRejected {
-    /// The refusal inside a rustls error, if that is what it is.
-    pub fn from_rustls(error: &rustls::Error) -> Option<&Self> {
-        match error {
-            rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(e))) => {
-                e.downcast_ref::<Self>()
-            }
-            rustls::Error::Other(OtherError(e)) => e.downcast_ref::<Self>(),
-            _ => None,
-        }
-    }
-
-    /// The step that failed first.
-    pub fn step(&self) -> &str {
-        self.verdict
-            .first_failure()
-            .map_or("verdict.empty", |c| c.step.as_str())
-    }
-
-    fn into_rustls(self) -> rustls::Error {
-        rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(self))))
-    }
-}
-
-impl fmt::Display for AttestationRejected {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.verdict.first_failure() {
-            Some(c) => {
-                write!(
-                    f,
-                    "attestation rejected at {}: expected {}, presented {}",
-                    c.step, c.expected, c.presented
-                )?;
-                if !c.detail.is_empty() {
-                    write!(f, " ({})", c.detail)?;
-                }
-            }
-            None => f.write_str("attestation rejected: no check ran")?,
-        }
-        if self.verdict.simulated {
-            f.write_str(" [SIMULATED]")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for AttestationRejected {}
 
 /// What both verifiers share: policy, cache, crypto provider.
 #[derive(Debug)]
@@ -124,8 +74,8 @@ impl Core {
         now: UnixTime,
     ) -> Result<Arc<Verdict>, AttestationRejected> {
         let key = cache_key(cert_der, &self.policy.digest());
-        let max_age = self.policy.max_age.as_secs();
-        let skew = self.policy.max_skew.as_secs();
+        let max_age = self.policy.max_age().as_secs();
+        let skew = self.policy.max_skew().as_secs();
         if let Some(v) = self.cache.get(&key, now, max_age, skew) {
             return Ok(v);
         }
@@ -150,8 +100,8 @@ impl Core {
         self.cache.get(
             &key,
             now,
-            self.policy.max_age.as_secs(),
-            self.policy.max_skew.as_secs(),
+            self.policy.max_age().as_secs(),
+            self.policy.max_skew().as_secs(),
         )
     }
 
@@ -160,14 +110,14 @@ impl Core {
         let evidence = match read_evidence(cert_der) {
             Ok(e) => e,
             Err(e) => {
-                let mut v = Verdict::new(Platform::SevSnp);
+                let mut v = Verdict::new(Platform::Unknown);
                 v.push(e.to_check());
                 return (v, None);
             }
         };
         let (not_before, not_after) = evidence.cert.validity();
         let mut head = vec![Check::pass(
-            "cert.evidence",
+            Step::CERT_EVIDENCE,
             format!(
                 "a non-critical id-pe-cmw extension of at most {} bytes",
                 crate::bundle::MAX_CERT_BUNDLE_LEN
@@ -176,12 +126,12 @@ impl Core {
         )];
         let validity = match evidence.cert.check_validity(now) {
             Ok(()) => Check::pass(
-                "cert.validity",
+                Step::CERT_VALIDITY,
                 "inside the certificate's validity window",
                 now.to_string(),
             ),
             Err(e) => Check::fail(
-                "cert.validity",
+                Step::CERT_VALIDITY,
                 "inside the certificate's validity window",
                 now.to_string(),
                 e.to_string(),
@@ -192,7 +142,7 @@ impl Core {
             .policy
             .expectations(evidence.cert.spki_der(), now);
         expect.defer_ima_log = true;
-        let mut v = crate::bundle::verify(&evidence.cmw, &self.policy.policy, &expect);
+        let mut v = crate::bundle::verify(&evidence.cmw, self.policy.policy(), &expect);
         head.append(&mut v.checks);
         let claims = core::mem::replace(&mut v.claims, crate::verdict::Claims::None {});
         let mut out = Verdict::new(v.platform);
@@ -349,9 +299,9 @@ impl ServerCertVerifier for AttestedServerVerifier {
 }
 
 fn webpki_rejection(e: &rustls::Error) -> AttestationRejected {
-    let mut v = Verdict::new(Platform::SevSnp);
+    let mut v = Verdict::new(Platform::Unknown);
     v.push(Check::fail(
-        "cert.webpki",
+        Step::CERT_WEBPKI,
         "a certificate chain to a trusted root, valid for the name",
         "rejected",
         e.to_string(),

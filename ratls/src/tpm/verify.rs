@@ -13,6 +13,7 @@ use super::{PcrValues, Public, QuoteInput, TpmClaims, TpmKeyClaims, TpmPolicy};
 use crate::codec::{ParseError, Reader};
 use crate::digest::HashAlg;
 use crate::hexfmt::{self, hex};
+use crate::verdict::Step;
 use crate::verdict::{Check, Claims, Platform, Verdict};
 
 /// Detail of a raw (Azure vTPM) signature.
@@ -42,13 +43,13 @@ pub fn verify(input: &QuoteInput<'_>, policy: &TpmPolicy) -> Verdict {
     match &attest {
         Ok(a) => {
             verdict.push(Check::pass(
-                "tpm.magic",
+                Step::TPM_MAGIC,
                 format!("{TPM_GENERATED_VALUE:08x}"),
                 format!("{:08x}", a.magic),
             ));
             verdict.push(
                 Check::expect(
-                    "tpm.type",
+                    Step::TPM_TYPE,
                     a.attest_type == TPM_ST_ATTEST_QUOTE,
                     attest_type_label(TPM_ST_ATTEST_QUOTE),
                     attest_type_label(a.attest_type),
@@ -62,7 +63,10 @@ pub fn verify(input: &QuoteInput<'_>, policy: &TpmPolicy) -> Verdict {
         }
         Err(_) => {
             verdict.push(magic_check(message));
-            verdict.push(not_run("tpm.type", "the quote (TPMS_ATTEST) did not parse"));
+            verdict.push(not_run(
+                Step::TPM_TYPE,
+                "the quote (TPMS_ATTEST) did not parse",
+            ));
         }
     }
 
@@ -79,7 +83,7 @@ pub fn verify(input: &QuoteInput<'_>, policy: &TpmPolicy) -> Verdict {
             }
             let c = a.clock_info;
             verdict.push(Check::pass(
-                "tpm.clock",
+                Step::TPM_CLOCK,
                 "any (recorded)",
                 format!(
                     "clock {}, resetCount {}, restartCount {}, safe {}",
@@ -95,13 +99,13 @@ pub fn verify(input: &QuoteInput<'_>, policy: &TpmPolicy) -> Verdict {
         }
         Err(_) => {
             let why = "the quote (TPMS_ATTEST) did not parse";
-            verdict.push(not_run("tpm.qualifying_data", why));
-            verdict.push(not_run("tpm.pcr_selection", why));
-            verdict.push(not_run("tpm.pcr_digest", why));
+            verdict.push(not_run(Step::TPM_QUALIFYING_DATA, why));
+            verdict.push(not_run(Step::TPM_PCR_SELECTION, why));
+            verdict.push(not_run(Step::TPM_PCR_DIGEST, why));
             if !policy.pcrs.is_empty() {
-                verdict.push(not_run("tpm.policy.pcrs", why));
+                verdict.push(not_run(Step::TPM_POLICY_PCRS, why));
             }
-            verdict.push(not_run("tpm.clock", why));
+            verdict.push(not_run(Step::TPM_CLOCK, why));
         }
     }
     verdict
@@ -175,7 +179,7 @@ fn attest_type_label(t: u16) -> String {
     format!("{} ({t:04x})", attest_type_name(t))
 }
 
-fn not_run(step: &str, why: &str) -> Check {
+fn not_run(step: Step, why: &str) -> Check {
     Check::fail(step, "", "", format!("not run: {why}"))
 }
 
@@ -241,7 +245,7 @@ fn parse_check(
     );
     if errors.is_empty() {
         let check = Check::pass(
-            "tpm.parse",
+            Step::TPM_PARSE,
             "well-formed quote, signature and AK",
             presented,
         );
@@ -251,7 +255,7 @@ fn parse_check(
         }
     } else {
         Check::fail(
-            "tpm.parse",
+            Step::TPM_PARSE,
             "well-formed quote, signature and AK",
             "malformed evidence",
             errors.join("; "),
@@ -271,7 +275,7 @@ fn magic_check(message: &[u8]) -> Check {
         "not TPM_GENERATED_VALUE: the TPM did not produce this structure"
     };
     Check::fail(
-        "tpm.magic",
+        Step::TPM_MAGIC,
         format!("{TPM_GENERATED_VALUE:08x}"),
         presented,
         detail,
@@ -283,7 +287,7 @@ fn signature_check(
     sig: &Result<SignatureInput, ParseError>,
     ak: &Result<Public, ParseError>,
 ) -> Check {
-    const STEP: &str = "tpm.signature";
+    const STEP: Step = Step::TPM_SIGNATURE;
     let (sig, ak) = match (sig, ak) {
         (Ok(s), Ok(k)) => (s, k),
         (Err(_), _) => return not_run(STEP, "the signature did not parse"),
@@ -485,7 +489,7 @@ pub(super) fn der_ecdsa(r: &[u8], s: &[u8]) -> Vec<u8> {
 }
 
 fn ak_check(ak: &Result<Public, ParseError>, policy: &TpmPolicy) -> Check {
-    const STEP: &str = "tpm.ak";
+    const STEP: Step = Step::TPM_AK;
     let ak = match ak {
         Ok(k) => k,
         Err(_) => return not_run(STEP, "the AK (TPMT_PUBLIC) did not parse"),
@@ -544,7 +548,7 @@ fn ak_check(ak: &Result<Public, ParseError>, policy: &TpmPolicy) -> Check {
         return Check::fail(STEP, expected, presented, problems.join("; "));
     }
     let check = Check::pass(STEP, expected, presented);
-    if policy.ak_name.is_none() && policy.ak_sha256.is_none() {
+    if !policy.pins_ak() {
         check.with_detail(format!(
             "AK {name} not pinned by the policy: the quote is only as trustworthy as the binding of \
              this AK to a TEE report or an AK certificate"
@@ -561,7 +565,7 @@ fn hex_equal(pin: &str, actual: &str) -> bool {
 }
 
 fn qualifying_data_check(attest: &Attest, nonce: Option<&[u8]>) -> Check {
-    const STEP: &str = "tpm.qualifying_data";
+    const STEP: Step = Step::TPM_QUALIFYING_DATA;
     let presented = hex(&attest.extra_data);
     match nonce {
         Some(n) => Check::equal(STEP, hex(n).as_str(), presented.as_str()).with_detail(
@@ -620,7 +624,7 @@ where
 }
 
 fn pcr_selection_check(attest: &Attest, pcrs: Option<&PcrValues>, policy: &TpmPolicy) -> Check {
-    const STEP: &str = "tpm.pcr_selection";
+    const STEP: Step = Step::TPM_PCR_SELECTION;
     let quoted = match quoted_selection(attest) {
         Ok(s) => s,
         Err(why) => return Check::fail(STEP, "a PCR selection of known banks", "", why),
@@ -696,7 +700,7 @@ fn pcr_digest_check(
     pcrs: Option<&PcrValues>,
     sig: &Result<SignatureInput, ParseError>,
 ) -> Check {
-    const STEP: &str = "tpm.pcr_digest";
+    const STEP: Step = Step::TPM_PCR_DIGEST;
     let Some(quote) = attest.quote() else {
         return not_run(STEP, "not a quote");
     };
@@ -761,7 +765,7 @@ fn pcr_digest_check(
 }
 
 fn policy_pcrs_check(pcrs: Option<&PcrValues>, policy: &TpmPolicy) -> Check {
-    const STEP: &str = "tpm.policy.pcrs";
+    const STEP: Step = Step::TPM_POLICY_PCRS;
     // All entries when they match; only the differing ones when some differ.
     let (mut expected, mut presented) = (Vec::new(), Vec::new());
     let (mut bad_expected, mut bad_presented) = (Vec::new(), Vec::new());

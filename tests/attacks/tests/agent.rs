@@ -323,7 +323,7 @@ fn attack_agent_foreign_ak_swapped_into_genuine_evidence_fails_at_binding() {
             .quote(
                 &binding.qualifying_data(),
                 &[ratls::digest::HashAlg::Sha256],
-                &ratls::bundle::DEFAULT_PCRS,
+                &ratls::attest::DEFAULT_PCRS,
             )
             .unwrap();
         let mut forged = genuine.clone();
@@ -351,7 +351,7 @@ fn attack_agent_foreign_ak_swapped_into_genuine_evidence_fails_at_binding() {
                 .quote(
                     &genuine.binding.qualifying_data(),
                     &[ratls::digest::HashAlg::Sha256],
-                    &ratls::bundle::DEFAULT_PCRS,
+                    &ratls::attest::DEFAULT_PCRS,
                 )
                 .unwrap(),
         );
@@ -925,7 +925,7 @@ fn attack_agent_certificate_evidence_cannot_stand_in_for_fresh_evidence() {
         );
         let steps: Vec<_> = v
             .failures()
-            .map(|c| c.step.clone())
+            .map(|c| c.step.as_str().to_owned())
             .collect();
         assert!(steps.contains(&"binding.challenge".to_owned()), "{steps:?}");
         assert!(steps.contains(&"binding.exporter".to_owned()), "{steps:?}");

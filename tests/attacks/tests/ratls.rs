@@ -44,10 +44,9 @@ fn machine(tag: &str) -> (TestMachine, TempDir) {
 
 fn expectations(spki: &[u8], ark: &[u8]) -> bundle::Expectations<'static> {
     let spki: &'static [u8] = Box::leak(spki.to_vec().into_boxed_slice());
-    let ark: &'static [u8] = Box::leak(ark.to_vec().into_boxed_slice());
-    let mut e = bundle::Expectations::new(Role::server(), spki, UnixTime::now());
-    e.insecure_sim_root = Some(ark);
-    e
+    let requirements = Box::leak(Box::new(bundle::Requirements::new(Role::server())));
+    requirements.insecure_sim_root = Some(ark.to_vec());
+    bundle::Expectations::new(requirements, spki, UnixTime::now())
 }
 
 /// The byte ranges of the entries of a binary `ima-ng` log (little-endian, SHA-1 template hash).
@@ -99,7 +98,7 @@ fn attack_ima_log_truncated_reordered_or_spliced() {
         b.ima = Some(ImaEvidence::Log(bytes.into()));
         let v = bundle::verify_bundle(&b, &policy, &expect);
         assert!(!v.is_trusted());
-        v.first_failure().unwrap().step.clone()
+        v.first_failure().unwrap().step
     };
     // Truncated: the last measurement (the one that would betray a program) dropped.
     let last = ranges.last().unwrap().clone();
@@ -118,7 +117,7 @@ fn attack_ima_log_truncated_reordered_or_spliced() {
     assert_eq!(with_log(spliced), "ima.replay", "spliced");
     // Cut mid-entry: a parse failure, never a panic.
     let cut = with_log(log[..log.len() - 3].to_vec());
-    assert!(cut.starts_with("ima."), "{cut}");
+    assert!(cut.as_str().starts_with("ima."), "{cut}");
 }
 
 fn attested_server(m: &TestMachine) -> (Arc<rustls::ServerConfig>, RotatingCert) {

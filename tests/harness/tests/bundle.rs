@@ -14,10 +14,10 @@ use std::sync::{Arc, OnceLock};
 
 use ratls::attest::sim::{SimCa, SimTee};
 use ratls::attest::TpmAttester;
+use ratls::attest::{self, Sources, DEFAULT_PCRS};
 use ratls::binding::{spki_sha256, BindingClaims, Role};
 use ratls::bundle::{
-    self, Bundle, BundleClaims, Expectations, Freshness, ImaEvidence, Sources, TeeEvidence,
-    DEFAULT_PCRS,
+    self, Bundle, BundleClaims, Expectations, Freshness, ImaEvidence, Requirements, TeeEvidence,
 };
 use ratls::digest::HashAlg;
 use ratls::{Claims, Policy, UnixTime, Verdict};
@@ -46,11 +46,22 @@ fn binding(challenge: Option<[u8; 32]>, exporter: Option<[u8; 32]>) -> BindingCl
     }
 }
 
-fn expectations(ark: &[u8]) -> Expectations<'_> {
-    let mut e = Expectations::new(Role::agent(), SPKI, UnixTime::from_secs(ISSUED_AT + 5));
+/// `expect`'s requirements changed by `change` (leaked: expectations borrow them for the test).
+fn changed(
+    expect: &Expectations<'_>,
+    change: impl FnOnce(&mut Requirements),
+) -> &'static Requirements {
+    let mut requirements = expect.requirements.clone();
+    change(&mut requirements);
+    Box::leak(Box::new(requirements))
+}
+
+fn expectations(ark: &[u8]) -> Expectations<'static> {
+    let requirements = Box::leak(Box::new(Requirements::new(Role::agent())));
+    requirements.insecure_sim_root = Some(ark.to_vec());
+    let mut e = Expectations::new(requirements, SPKI, UnixTime::from_secs(ISSUED_AT + 5));
     e.challenge = Some(CHALLENGE);
     e.exporter = Some(EXPORTER);
-    e.insecure_sim_root = Some(ark);
     e
 }
 
@@ -92,7 +103,7 @@ fn produce(m: &Machine, tee: &SimTee, binding: BindingClaims) -> Bundle {
         ima.measure_file(&root.join(file))
             .unwrap();
     }
-    bundle::produce(
+    attest::produce(
         &Sources {
             tee: Some(tee),
             tpm: Some(&m.tpm),
@@ -167,7 +178,7 @@ fn a_bound_bundle_verifies_and_every_single_change_fails_at_its_step() {
 
     // Without the simulated root, the same evidence is not trusted.
     let mut no_root = expect.clone();
-    no_root.insecure_sim_root = None;
+    no_root.requirements = changed(&expect, |r| r.insecure_sim_root = None);
     assert_fails_at(&verify(&good, &no_root), "tee.chain.ark");
 
     // One TEE report byte (the measurement).
@@ -228,7 +239,7 @@ fn a_bound_bundle_verifies_and_every_single_change_fails_at_its_step() {
 
     // Another role.
     let mut as_server = expect.clone();
-    as_server.role = Role::server();
+    as_server.requirements = changed(&expect, |r| r.role = Role::server());
     assert_fails_at(&verify(&good, &as_server), "binding.role");
 
     // One IMA entry (a file digest inside the log).
@@ -280,7 +291,7 @@ fn certificate_mode_evidence_expires_after_the_maximum_age() {
     let mut expect = expectations(&ark);
     expect.challenge = None;
     expect.exporter = None;
-    expect.max_age_secs = 3600;
+    expect.requirements = changed(&expect, |r| r.max_age_secs = 3600);
 
     expect.now = UnixTime::from_secs(ISSUED_AT + 3600);
     let v = verify(&b, &expect);
@@ -298,7 +309,7 @@ fn certificate_mode_evidence_expires_after_the_maximum_age() {
     expect.now = UnixTime::from_secs(ISSUED_AT + 3601);
     assert_fails_at(&verify(&b, &expect), "binding.freshness");
     // Issued in the future beyond the allowed skew.
-    expect.now = UnixTime::from_secs(ISSUED_AT - expect.max_skew_secs - 1);
+    expect.now = UnixTime::from_secs(ISSUED_AT - expect.requirements.max_skew_secs - 1);
     assert_fails_at(&verify(&b, &expect), "binding.freshness");
 
     // A verifier that sent a challenge does not accept certificate-mode evidence.
@@ -366,7 +377,7 @@ fn logged_bundle(label: &str, cmdline: &str, tee: &SimTee) -> Option<(Bundle, Ve
     ima.measure_file(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
         .unwrap();
     let source = ratls::attest::EventLogFile(event_log.clone());
-    let bundle = bundle::produce(
+    let bundle = attest::produce(
         &Sources {
             tee: Some(tee),
             tpm: Some(&m.tpm),

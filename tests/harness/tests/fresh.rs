@@ -22,8 +22,8 @@ use ratls::bundle::{BindingLevel, BundleClaims, Freshness, MAX_BUNDLE_LEN};
 use ratls::digest::HashAlg;
 use ratls::tls::cert::CertParams;
 use ratls::tls::fresh::{
-    self, bind_response, client_exchange, respond, server_exchange, Challenge, EvidenceRequest,
-    FixedKey, FrameDecoder, FreshError, FreshOptions, FreshOutcome, Message, SelfAttestation,
+    self, client_exchange, respond, server_exchange, Answer, Challenge, EvidenceRequest, FixedKey,
+    FrameDecoder, FreshError, FreshOptions, FreshOutcome, Message, SelfAttestation,
 };
 use ratls::tls::{
     AttestationPolicy, AttestedClientVerifier, AttestedServerVerifier, Mode, RotatingCert,
@@ -31,9 +31,7 @@ use ratls::tls::{
 };
 use ratls::{Claims, Policy, UnixTime, Verdict};
 use ratls_harness::{open_tpm, simulate_boot, ImaSimulator, Swtpm};
-use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
-use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 type Client = tokio_rustls::client::TlsStream<DuplexStream>;
 type Server = tokio_rustls::server::TlsStream<DuplexStream>;
@@ -140,12 +138,12 @@ async fn connect(server: &Machine, client: Option<&Machine>) -> (Client, Server)
         vec![ALPN_ATTEST.to_vec()],
     )
     .unwrap();
-    let (c, s) = tokio::io::duplex(64 * 1024);
-    let (c, s) = tokio::join!(
-        TlsConnector::from(Arc::new(client_config))
-            .connect(ServerName::try_from("localhost").unwrap(), c),
-        TlsAcceptor::from(Arc::new(server_config)).accept(s)
-    );
+    let (c, s) = ratls_test::tls::duplex(
+        Arc::new(client_config),
+        Arc::new(server_config),
+        "localhost",
+    )
+    .await;
     (c.unwrap(), s.unwrap())
 }
 
@@ -362,14 +360,10 @@ async fn a_challenge_not_chosen_by_the_verifier_fails_at_binding_challenge() {
             spki_sha256: asked.spki_sha256,
         };
         let exporter = fresh::exporter(&**s.get_ref().1, &Role::server(), own.as_bytes()).unwrap();
-        bind_response(
-            &mine,
-            &Role::server(),
-            &server.cert,
-            exporter,
-            UnixTime::now(),
-        )
-        .unwrap()
+        Answer::new(mine, Role::server(), &server.cert)
+            .unwrap()
+            .bind_exporter(exporter, UnixTime::now())
+            .into_claims()
     })
     .await;
     assert_rejected_at(result, "binding.challenge");
@@ -379,14 +373,10 @@ async fn a_challenge_not_chosen_by_the_verifier_fails_at_binding_challenge() {
 async fn an_attester_that_omits_the_exporter_fails_at_binding_exporter() {
     let server = Machine::honest("server", Role::server());
     let result = malicious_server(&server, |_, asked| {
-        let mut b = bind_response(
-            asked,
-            &Role::server(),
-            &server.cert,
-            [0; 32],
-            UnixTime::now(),
-        )
-        .unwrap();
+        let mut b = Answer::new(*asked, Role::server(), &server.cert)
+            .unwrap()
+            .bind_exporter([0; 32], UnixTime::now())
+            .into_claims();
         b.exporter = None;
         b
     })

@@ -27,7 +27,7 @@ use ratls::tls::{
 };
 use ratls::{Claims, Policy, UnixTime, Verdict};
 use ratls_harness::{sim_ca, TestMachine};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection};
 
 fn manifest(file: &str) -> std::path::PathBuf {
@@ -113,51 +113,37 @@ fn fixed_issued(issued: &IssuedCert) -> Arc<Fixed> {
     )
 }
 
-/// Run a handshake in memory; return the client's and the server's errors, if any.
+/// A side's handshake error, with our verifier's refusal behind it when it was one.
+#[derive(Debug)]
+struct Failed {
+    error: rustls::Error,
+    rejected: Option<Arc<AttestationRejected>>,
+}
+
+/// Run a handshake in memory (with a rejection slot open around it); return the client's and
+/// the server's errors, if any.
 fn handshake(
     client: ClientConfig,
     server: ServerConfig,
 ) -> (
     ClientConnection,
     ServerConnection,
-    Option<rustls::Error>,
-    Option<rustls::Error>,
+    Option<Failed>,
+    Option<Failed>,
 ) {
-    let mut c = ClientConnection::new(
-        Arc::new(client),
-        ServerName::try_from("vm.example").unwrap(),
+    let (h, slot) = ratls::tls::catch_rejection(|| {
+        ratls_test::tls::handshake(Arc::new(client), Arc::new(server), "vm.example")
+    });
+    let failed = |error: rustls::Error| Failed {
+        rejected: AttestationRejected::from_rustls(&error, &slot),
+        error,
+    };
+    (
+        h.client,
+        h.server,
+        h.outcome.client_error.map(failed),
+        h.outcome.server_error.map(failed),
     )
-    .unwrap();
-    let mut s = ServerConnection::new(Arc::new(server)).unwrap();
-    let (mut cerr, mut serr) = (None, None);
-    for _ in 0..20 {
-        let mut buf = Vec::new();
-        while c.wants_write() {
-            c.write_tls(&mut buf).unwrap();
-        }
-        let mut rd = buf.as_slice();
-        while !rd.is_empty() && serr.is_none() {
-            s.read_tls(&mut rd).unwrap();
-            if let Err(e) = s.process_new_packets() {
-                serr.get_or_insert(e);
-            }
-        }
-        let mut buf = Vec::new();
-        while s.wants_write() {
-            s.write_tls(&mut buf).unwrap();
-        }
-        let mut rd = buf.as_slice();
-        while !rd.is_empty() && cerr.is_none() {
-            c.read_tls(&mut rd).unwrap();
-            if let Err(e) = c.process_new_packets() {
-                cerr.get_or_insert(e);
-            }
-        }
-        if cerr.is_some() || serr.is_some() || (!c.is_handshaking() && !s.is_handshaking()) {
-            break;
-        }
-    }
-    (c, s, cerr, serr)
 }
 
 fn client_config(
@@ -186,19 +172,21 @@ fn server_config(
 
 /// The step a rustls error names.
 #[track_caller]
-fn rejected_step(e: &Option<rustls::Error>) -> String {
+fn rejected_step(e: &Option<Failed>) -> String {
     let e = e
         .as_ref()
         .expect("the handshake should have failed");
-    let r = AttestationRejected::from_rustls(e)
-        .unwrap_or_else(|| panic!("not an attestation refusal: {e}"));
+    let r = e
+        .rejected
+        .as_ref()
+        .unwrap_or_else(|| panic!("not an attestation refusal: {}", e.error));
     // The message names the step, the expected and the presented values.
     let text = r.to_string();
     assert!(
-        text.contains(r.step()) && text.contains("expected") && text.contains("presented"),
+        text.contains(r.step().as_str()) && text.contains("expected") && text.contains("presented"),
         "{text}"
     );
-    r.step().to_owned()
+    r.step().as_str().to_owned()
 }
 
 /// Certificate-mode verification of a server certificate: the step it fails at.
@@ -310,7 +298,7 @@ fn mutual_attested_handshake_passes_and_the_verdicts_are_retrievable() {
     let log = server_vm.ima_log_bytes();
     let mut expect = pol.expectations(evidence.cert.spki_der(), UnixTime::now());
     expect.ima_log = Some(&log);
-    let full = bundle::verify(&evidence.cmw, &pol.policy, &expect);
+    let full = bundle::verify(&evidence.cmw, pol.policy(), &expect);
     assert!(
         full.is_trusted() && full.passed("ima.log_digest") && full.passed("ima.replay"),
         "{full}"
@@ -321,7 +309,7 @@ fn mutual_attested_handshake_passes_and_the_verdicts_are_retrievable() {
     let mut other = server_vm.ima_log_bytes();
     other[100] ^= 1;
     expect.ima_log = Some(&other);
-    let bad = bundle::verify(&evidence.cmw, &pol.policy, &expect);
+    let bad = bundle::verify(&evidence.cmw, pol.policy(), &expect);
     assert!(!bad.passed("ima.log_digest"), "{bad}");
 }
 
@@ -417,14 +405,14 @@ fn a_pcr_mismatch_fails_at_tpm_policy_pcrs() {
         return;
     };
     let c = issue(&vm, Role::server(), UnixTime::now());
-    let mut p = policy(Role::server());
-    p.policy
-        .tpm
+    let p = policy(Role::server());
+    let mut pcrs = p.policy().clone();
+    pcrs.tpm
         .pcrs
         .entry(ratls::digest::HashAlg::Sha256)
         .or_default()
         .insert(7, "00".repeat(32));
-    p.refresh_digest();
+    let p = p.with_policy(pcrs);
     cert_mode_fails_at(fixed_issued(&c), p, "tpm.policy.pcrs");
 }
 

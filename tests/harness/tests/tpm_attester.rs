@@ -38,7 +38,7 @@ fn verify(evidence: &TpmEvidence, nonce: &[u8]) -> Verdict {
 fn failed_steps(verdict: &Verdict) -> Vec<String> {
     verdict
         .failures()
-        .map(|c| c.step.clone())
+        .map(|c| c.step.as_str().to_owned())
         .collect()
 }
 

@@ -63,7 +63,7 @@ fn tee_choice_parses_every_name_and_says_what_it_expects() {
         ("tdx", TeeChoice::Kind(TeeKind::Tdx)),
         ("azure-snp", TeeChoice::Kind(TeeKind::AzureSnp)),
         ("azure-tdx", TeeChoice::Kind(TeeKind::AzureTdx)),
-        ("sim", TeeChoice::Kind(TeeKind::Sim)),
+        ("sim", TeeChoice::Kind(TeeKind::Simulated)),
     ] {
         assert_eq!(text.parse::<TeeChoice>().unwrap(), choice);
         assert_eq!(choice.to_string(), text);
@@ -114,7 +114,7 @@ fn ak_handle_choice() {
         None,
         Some(TeeKind::SevSnp),
         Some(TeeKind::Tdx),
-        Some(TeeKind::Sim),
+        Some(TeeKind::Simulated),
     ] {
         assert_eq!(
             cfg.ak_handle_for(tee).unwrap(),
@@ -365,7 +365,7 @@ fn missing_logs_are_warnings() {
 
 #[test]
 fn sim_is_only_what_was_asked_and_says_so() {
-    let (dir, mut cfg) = config(TeeChoice::Kind(TeeKind::Sim));
+    let (dir, mut cfg) = config(TeeChoice::Kind(TeeKind::Simulated));
     #[cfg(feature = "sim")]
     {
         assert!(matches!(cfg.open(), Err(ConfigError::SimNeedsDir)));
@@ -375,7 +375,7 @@ fn sim_is_only_what_was_asked_and_says_so() {
         let tee = machine.tee.clone().unwrap();
         assert_eq!(
             (tee.kind, tee.interface),
-            (TeeKind::Sim, TeeInterface::Simulated)
+            (TeeKind::Simulated, TeeInterface::Simulated)
         );
         let warning = machine
             .notes

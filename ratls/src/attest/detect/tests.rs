@@ -151,7 +151,7 @@ fn azure_probe_comes_first() {
     assert_eq!(tdx.0, TeeKind::AzureTdx);
 
     // A probe answering something that is not Azure is ignored, and said so.
-    let (kind, why) = detect(&paths.with_azure_probe(|| Some(TeeKind::Sim))).unwrap();
+    let (kind, why) = detect(&paths.with_azure_probe(|| Some(TeeKind::Simulated))).unwrap();
     assert_eq!(kind, TeeKind::SevSnp);
     assert!(why.contains("not an Azure TEE"), "{why}");
 }

@@ -188,7 +188,7 @@ impl SimTee {
 
 impl TeeAttester for SimTee {
     fn kind(&self) -> TeeKind {
-        TeeKind::Sim
+        TeeKind::Simulated
     }
 
     fn attest(&self, report_data: &ReportData) -> Result<TeeEvidence, AttestError> {

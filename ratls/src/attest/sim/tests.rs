@@ -503,12 +503,12 @@ fn configured_fields_appear_and_policy_pins_check_them() {
 #[test]
 fn attest_returns_sim_evidence() {
     let tee = tee();
-    assert_eq!(tee.kind(), crate::attest::TeeKind::Sim);
+    assert_eq!(tee.kind(), crate::attest::TeeKind::Simulated);
     assert!(tee.binds_report_data());
     let evidence = tee
         .attest(&crate::binding::ReportData::from_raw_for_tests([0x33; 64]))
         .unwrap();
-    assert_eq!(evidence.kind(), crate::attest::TeeKind::Sim);
+    assert_eq!(evidence.kind(), crate::attest::TeeKind::Simulated);
     let TeeEvidence::Sim {
         report,
         vcek,
@@ -533,8 +533,9 @@ fn attest_returns_sim_evidence() {
 
 #[test]
 fn a_bundle_from_the_sim_tee_verifies_only_with_the_sim_root() {
+    use crate::attest::{self, Sources};
     use crate::binding::{spki_sha256, BindingClaims, Role};
-    use crate::bundle::{self, Expectations, Sources};
+    use crate::bundle::{self, Expectations};
 
     let spki = b"a TLS SubjectPublicKeyInfo".to_vec();
     let now = UnixTime::now();
@@ -556,22 +557,22 @@ fn a_bundle_from_the_sim_tee_verifies_only_with_the_sim_root() {
         challenge: None,
         exporter: None,
     };
-    let cmw = bundle::produce(&sources, binding)
+    let cmw = attest::produce(&sources, binding)
         .unwrap()
         .to_cmw();
     let root = ca().ark_pem();
-    let mut expect = Expectations::new(Role::agent(), &spki, now);
-    expect.require_tpm = false;
-    expect.require_ima = false;
-    expect.insecure_sim_root = Some(root.as_bytes());
+    let mut requirements = bundle::Requirements::new(Role::agent());
+    requirements.require_tpm = false;
+    requirements.require_ima = false;
+    requirements.insecure_sim_root = Some(root.as_bytes().to_vec());
     let policy = crate::policy::Policy::default();
-    let v = bundle::verify(&cmw, &policy, &expect);
+    let v = bundle::verify(&cmw, &policy, &Expectations::new(&requirements, &spki, now));
     assert!(v.is_trusted(), "{v}");
     assert!(v.simulated);
     assert!(v.passed("binding.report_data"), "{v}");
 
-    expect.insecure_sim_root = None;
-    let v = bundle::verify(&cmw, &policy, &expect);
+    requirements.insecure_sim_root = None;
+    let v = bundle::verify(&cmw, &policy, &Expectations::new(&requirements, &spki, now));
     assert!(!v.is_trusted());
     assert_eq!(failed_steps(&v), ["tee.chain.ark", "tee.signature"], "{v}");
 }

@@ -19,19 +19,17 @@
 
 use std::sync::Arc;
 
-use rustls::CommonState;
+use rustls::ConnectionCommon;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
 use super::{
-    bind_response, check_session, evidence_request, peer_spki, respond, result_for,
-    verify_response, Challenge, FrameDecoder, FreshError, FreshOptions, FreshOutcome, Message,
+    check_session, result_for, Decline, EvidenceRequest, FrameDecoder, FreshError, FreshOptions,
+    FreshOutcome, Inquiry, Message,
 };
 use crate::attest::AttestError;
-use crate::binding::{Role, NONCE_LEN};
 use crate::time::UnixTime;
-use crate::tls::policy::AttestationPolicy;
-use crate::tls::verifier::AttestationRejected;
+use crate::tls::rejection::AttestationRejected;
 
 /// Run the exchange as the TLS client. See the [module documentation](super).
 pub async fn client_exchange<IO>(
@@ -67,52 +65,26 @@ async fn with_timeout(
 /// A TLS stream of either side.
 trait Session: AsyncRead + AsyncWrite + Unpin {
     const IS_SERVER: bool;
-    fn common(&self) -> &CommonState;
-    fn exporter(
-        &self,
-        role: &Role,
-        challenge: &[u8; NONCE_LEN],
-    ) -> Result<[u8; NONCE_LEN], FreshError>;
+    type Data;
+    fn conn(&self) -> &ConnectionCommon<Self::Data>;
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> Session for tokio_rustls::client::TlsStream<IO> {
     const IS_SERVER: bool = false;
+    type Data = rustls::client::ClientConnectionData;
 
-    fn common(&self) -> &CommonState {
+    fn conn(&self) -> &ConnectionCommon<Self::Data> {
         self.get_ref().1
-    }
-
-    fn exporter(
-        &self,
-        role: &Role,
-        challenge: &[u8; NONCE_LEN],
-    ) -> Result<[u8; NONCE_LEN], FreshError> {
-        super::exporter(&**self.get_ref().1, role, challenge)
     }
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> Session for tokio_rustls::server::TlsStream<IO> {
     const IS_SERVER: bool = true;
+    type Data = rustls::server::ServerConnectionData;
 
-    fn common(&self) -> &CommonState {
+    fn conn(&self) -> &ConnectionCommon<Self::Data> {
         self.get_ref().1
     }
-
-    fn exporter(
-        &self,
-        role: &Role,
-        challenge: &[u8; NONCE_LEN],
-    ) -> Result<[u8; NONCE_LEN], FreshError> {
-        super::exporter(&**self.get_ref().1, role, challenge)
-    }
-}
-
-/// What we asked the peer for, and what we check its answer against.
-struct Asked {
-    policy: AttestationPolicy,
-    spki: Vec<u8>,
-    challenge: Challenge,
-    exporter: [u8; NONCE_LEN],
 }
 
 /// Our answer to the peer's REQUEST.
@@ -123,25 +95,15 @@ enum Pending {
 }
 
 async fn run<S: Session>(stream: &mut S, opts: &FreshOptions) -> Result<FreshOutcome, FreshError> {
-    check_session(stream.common())?;
-    let asked = match &opts.verify_peer {
-        Some(policy) => {
-            let spki = peer_spki(stream.common())?;
-            let challenge = Challenge::new()?;
-            let exporter = stream.exporter(&policy.peer_role, challenge.as_bytes())?;
-            Some(Asked {
-                policy: policy.clone(),
-                spki,
-                challenge,
-                exporter,
-            })
-        }
-        None => None,
-    };
-    let request = match &asked {
-        Some(a) => evidence_request(&a.challenge, &a.spki),
-        None => Message::Request(None),
-    };
+    check_session(stream.conn())?;
+    let asked = opts
+        .verify_peer
+        .as_ref()
+        .map(|policy| Inquiry::new(stream.conn(), policy.clone()))
+        .transpose()?;
+    let request = asked
+        .as_ref()
+        .map_or(Message::Request(None), Inquiry::request);
     let mut decoder = FrameDecoder::new(opts.max_evidence_len);
     write(stream, &request, opts).await?;
     let peer_request = match read(stream, &mut decoder).await? {
@@ -171,32 +133,25 @@ async fn run<S: Session>(stream: &mut S, opts: &FreshOptions) -> Result<FreshOut
 /// blocking thread (TPM, TEE).
 fn prepare<S: Session>(
     stream: &S,
-    peer_request: Option<super::EvidenceRequest>,
+    peer_request: Option<EvidenceRequest>,
     opts: &FreshOptions,
 ) -> Result<Pending, FreshError> {
-    Ok(match (peer_request, &opts.attest_self) {
-        (None, _) => Pending::NotAsked,
-        (Some(_), None) => Pending::Decline("this endpoint does not attest itself".into()),
-        (Some(request), Some(me)) => {
-            let exporter = stream.exporter(&me.role, &request.challenge)?;
-            match bind_response(
-                &request,
-                &me.role,
-                me.keys.as_ref(),
-                exporter,
-                UnixTime::now(),
-            ) {
-                Err(reason) => Pending::Decline(reason),
-                Ok(binding) => {
-                    let attester = me.attester.clone();
-                    let max = opts.max_evidence_len;
-                    Pending::Producing(tokio::task::spawn_blocking(move || {
-                        respond(&attester, binding, max)
-                    }))
-                }
-            }
-        }
-    })
+    let Some(request) = peer_request else {
+        return Ok(Pending::NotAsked);
+    };
+    let Some(me) = &opts.attest_self else {
+        return Ok(Pending::Decline(Decline::NotAttesting.to_string()));
+    };
+    let answer = match me.answer(request) {
+        Ok(answer) => answer,
+        Err(reason) => return Ok(Pending::Decline(reason.to_string())),
+    };
+    let bound = answer.bind(stream.conn(), UnixTime::now())?;
+    let attester = me.attester.clone();
+    let max = opts.max_evidence_len;
+    Ok(Pending::Producing(tokio::task::spawn_blocking(move || {
+        bound.produce(&attester, max)
+    })))
 }
 
 /// Our turn to attest: EVIDENCE then the peer's RESULT, or DECLINE (which ends the exchange).
@@ -238,7 +193,7 @@ async fn send_evidence<S: Session>(
 async fn receive_evidence<S: Session>(
     stream: &mut S,
     decoder: &mut FrameDecoder,
-    asked: Option<Asked>,
+    asked: Option<Inquiry>,
     opts: &FreshOptions,
 ) -> Result<Option<crate::verdict::Verdict>, FreshError> {
     let Some(asked) = asked else {
@@ -250,18 +205,9 @@ async fn receive_evidence<S: Session>(
         other => return Err(unexpected("EVIDENCE or DECLINE", &other)),
     };
     // Verification replays the IMA log and checks signatures: off the async threads.
-    let verdict = tokio::task::spawn_blocking(move || {
-        verify_response(
-            &cmw,
-            &asked.policy,
-            &asked.spki,
-            &asked.challenge,
-            asked.exporter,
-            UnixTime::now(),
-        )
-    })
-    .await
-    .map_err(|e| FreshError::Task(e.to_string()))?;
+    let verdict = tokio::task::spawn_blocking(move || asked.verify(&cmw, UnixTime::now()))
+        .await
+        .map_err(|e| FreshError::Task(e.to_string()))?;
     let sent = write(stream, &result_for(&verdict), opts).await;
     if !verdict.is_trusted() {
         return Err(FreshError::Rejected(AttestationRejected {

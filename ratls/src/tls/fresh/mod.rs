@@ -9,11 +9,20 @@
 //! session, freshness = challenge. The byte layout and the order of frames are in
 //! `docs/wire-format.md`, section 4.
 //!
-//! The core here is sans-IO: the frame codec ([`Message`], [`FrameDecoder`]), [`Challenge`],
-//! [`check_session`], [`exporter`], [`bind_response`] / [`respond`] for the attester and
-//! [`verify_response`] for the verifier. With the feature `tokio`, `client_exchange` and
-//! `server_exchange` run the whole exchange on a `tokio-rustls` stream, after which
-//! application bytes follow on the same stream.
+//! The core here is sans-IO: the frame codec ([`Message`], [`FrameDecoder`]) and one type per
+//! side of the exchange, each created from a completed TLS session:
+//!
+//! - [`Inquiry`] (the verifier): checks the session, reads the peer key, draws the
+//!   [`Challenge`] and computes its exporter; gives the REQUEST and verifies the answer into a
+//!   [`Verdict`].
+//! - [`Answer`] (the attester): accepts a REQUEST (a key we hold, a random-looking challenge)
+//!   or gives the [`Decline`] reason; [`Answer::bind`] adds the session's exporter and
+//!   [`Bound::produce`] the evidence, within a size cap.
+//!
+//! With the feature `tokio`, `client_exchange` and `server_exchange` run the whole exchange
+//! with these on a `tokio-rustls` stream, after which application bytes follow on the same
+//! stream. The agent's `POST /api/v1/evidence` and the CLI's agent client use the same types
+//! over HTTP.
 
 #[cfg(feature = "tokio")]
 mod driver;
@@ -32,7 +41,7 @@ pub use self::frame::{
     MAX_CONTROL_LEN, REQUEST_VERSION,
 };
 use super::policy::AttestationPolicy;
-use super::verifier::AttestationRejected;
+use super::rejection::AttestationRejected;
 use crate::attest::{AttestError, Attester};
 use crate::binding::{exporter_label, spki_sha256, BindingClaims, Role, NONCE_LEN};
 use crate::time::UnixTime;
@@ -115,6 +124,13 @@ pub struct SelfAttestation {
     pub role: Role,
     /// The keys we hold: a request about any other key is declined.
     pub keys: Arc<dyn KeyHolder>,
+}
+
+impl SelfAttestation {
+    /// Our [`Answer`] to the peer's `request`, or why we decline it.
+    pub fn answer(&self, request: EvidenceRequest) -> Result<Answer, Decline> {
+        Answer::new(request, self.role.clone(), self.keys.as_ref())
+    }
 }
 
 /// What one side of the exchange does.
@@ -225,7 +241,7 @@ impl FreshError {
     /// The failed verification step, when the peer's evidence was rejected.
     pub fn rejected_step(&self) -> Option<&str> {
         match self {
-            Self::Rejected(r) => Some(r.step()),
+            Self::Rejected(r) => Some(r.step().as_str()),
             _ => None,
         }
     }
@@ -313,43 +329,195 @@ pub fn evidence_request(challenge: &Challenge, peer_spki_der: &[u8]) -> Message 
     }))
 }
 
-/// The attester's binding claims for `request`, with `exporter` =
-/// [`exporter`]`(conn, &me.role, &request.challenge)`; or the DECLINE reason when the requested
-/// key is not one `keys` holds, or the challenge does not look random
-/// ([`challenge_is_random_looking`](crate::binding::challenge_is_random_looking): a constant
-/// challenge gives the verifier no freshness, so we do not lend it a signature).
-pub fn bind_response(
-    request: &EvidenceRequest,
-    role: &Role,
-    keys: &dyn KeyHolder,
-    exporter: [u8; NONCE_LEN],
-    now: UnixTime,
-) -> Result<BindingClaims, String> {
-    if !keys.holds(&request.spki_sha256) {
-        return Err(format!(
-            "this endpoint does not hold the key with SPKI SHA-256 {}",
-            crate::hexfmt::hex(request.spki_sha256)
-        ));
-    }
-    if !crate::binding::challenge_is_random_looking(&request.challenge) {
-        return Err(format!(
-            "fresh.challenge: the challenge {} does not look random (all zero or too few \
-             distinct bytes); send 32 bytes from a secure random generator",
-            crate::hexfmt::hex(request.challenge)
-        ));
-    }
-    Ok(BindingClaims {
-        role: role.clone(),
-        spki_sha256: request.spki_sha256,
-        ak_sha256: None,
-        issued_at: now.as_secs(),
-        challenge: Some(request.challenge),
-        exporter: Some(exporter),
-    })
+/// Why an attester declines a REQUEST (the text goes into the DECLINE frame).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Decline {
+    /// This endpoint is not configured to attest itself.
+    #[error("this endpoint does not attest itself")]
+    NotAttesting,
+    /// The request is about a key this endpoint does not hold: the verifier saw another key
+    /// (a relay), so evidence bound to ours would not help it, and evidence bound to the key it
+    /// names would be a lie.
+    #[error(
+        "this endpoint does not hold the key with SPKI SHA-256 {}",
+        crate::hexfmt::hex(spki_sha256)
+    )]
+    KeyNotHeld { spki_sha256: [u8; 32] },
+    /// The challenge does not look random
+    /// ([`challenge_is_random_looking`](crate::binding::challenge_is_random_looking)): a
+    /// constant challenge gives the verifier no freshness, so we do not lend it a signature.
+    #[error(
+        "fresh.challenge: the challenge {} does not look random (all zero or too few distinct \
+         bytes); send 32 bytes from a secure random generator",
+        crate::hexfmt::hex(challenge)
+    )]
+    WeakChallenge { challenge: [u8; NONCE_LEN] },
 }
 
-/// Produce the EVIDENCE payload (the CMW bundle, IMA log inline) for `binding`. Blocking (TPM,
-/// TEE): async callers run it with `spawn_blocking`.
+/// The verifier's side of one exchange on a completed TLS session: the peer key it saw, its
+/// challenge and its own exporter value, and the policy the answer must meet.
+///
+/// Created right after the handshake ([`new`](Self::new) for the ALPN exchange,
+/// [`without_alpn`](Self::without_alpn) when the exchange is carried over another protocol,
+/// such as the agent's HTTPS API), before any application byte. [`request`](Self::request) is
+/// what to send; [`verify`](Self::verify) checks the answer.
+#[derive(Debug, Clone)]
+pub struct Inquiry {
+    policy: AttestationPolicy,
+    peer_spki_der: Vec<u8>,
+    challenge: Challenge,
+    exporter: [u8; NONCE_LEN],
+}
+
+impl Inquiry {
+    /// For the exchange on a session that negotiated [`ALPN_ATTEST`](super::ALPN_ATTEST)
+    /// ([`check_session`]): reads the peer key, draws a challenge and computes the exporter
+    /// with the role the policy expects of the peer.
+    pub fn new<D>(
+        conn: &ConnectionCommon<D>,
+        policy: AttestationPolicy,
+    ) -> Result<Self, FreshError> {
+        check_session(conn)?;
+        Self::without_alpn(conn, policy)
+    }
+
+    /// As [`new`](Self::new), without the ALPN requirement ([`check_exporter_session`]): for
+    /// an exchange carried over another protocol (the agent's HTTPS API).
+    pub fn without_alpn<D>(
+        conn: &ConnectionCommon<D>,
+        policy: AttestationPolicy,
+    ) -> Result<Self, FreshError> {
+        check_exporter_session(conn)?;
+        let peer_spki_der = peer_spki(conn)?;
+        let challenge = Challenge::new()?;
+        let exporter = exporter(conn, policy.peer_role(), challenge.as_bytes())?;
+        Ok(Self {
+            policy,
+            peer_spki_der,
+            challenge,
+            exporter,
+        })
+    }
+
+    /// The REQUEST frame: our challenge and the SHA-256 of the peer key we saw.
+    pub fn request(&self) -> Message {
+        evidence_request(&self.challenge, &self.peer_spki_der)
+    }
+
+    /// Our challenge (sent as hex over HTTP).
+    pub fn challenge(&self) -> &Challenge {
+        &self.challenge
+    }
+
+    /// The DER SubjectPublicKeyInfo of the peer's certificate on this session.
+    pub fn peer_spki_der(&self) -> &[u8] {
+        &self.peer_spki_der
+    }
+
+    /// The policy the answer is verified against.
+    pub fn policy(&self) -> &AttestationPolicy {
+        &self.policy
+    }
+
+    /// Verify the peer's EVIDENCE payload ([`verify_response`] with what this inquiry holds).
+    pub fn verify(&self, evidence: &[u8], now: UnixTime) -> Verdict {
+        verify_response(
+            evidence,
+            &self.policy,
+            &self.peer_spki_der,
+            &self.challenge,
+            self.exporter,
+            now,
+        )
+    }
+}
+
+/// The attester's side: a peer's REQUEST this endpoint agreed to answer, as `role` (the key is
+/// one it holds, the challenge looks random). [`bind`](Self::bind) adds the session's exporter;
+/// [`Bound::produce`] makes the evidence.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    request: EvidenceRequest,
+    role: Role,
+}
+
+impl Answer {
+    /// Accept `request` as `role` when `keys` holds the key it names and its challenge looks
+    /// random; otherwise the [`Decline`] reason.
+    pub fn new(
+        request: EvidenceRequest,
+        role: Role,
+        keys: &dyn KeyHolder,
+    ) -> Result<Self, Decline> {
+        if !keys.holds(&request.spki_sha256) {
+            return Err(Decline::KeyNotHeld {
+                spki_sha256: request.spki_sha256,
+            });
+        }
+        if !crate::binding::challenge_is_random_looking(&request.challenge) {
+            return Err(Decline::WeakChallenge {
+                challenge: request.challenge,
+            });
+        }
+        Ok(Self { request, role })
+    }
+
+    /// The accepted request.
+    pub fn request(&self) -> &EvidenceRequest {
+        &self.request
+    }
+
+    /// The binding claims on `conn`'s session: a completed, full TLS 1.3 handshake
+    /// ([`check_exporter_session`]), the exporter for our role and the peer's challenge, issued
+    /// at `now`.
+    pub fn bind<D>(self, conn: &ConnectionCommon<D>, now: UnixTime) -> Result<Bound, FreshError> {
+        check_exporter_session(conn)?;
+        let exporter = exporter(conn, &self.role, &self.request.challenge)?;
+        Ok(self.bind_exporter(exporter, now))
+    }
+
+    /// The binding claims with a given `exporter` (=
+    /// [`exporter`]`(conn, role, challenge)`; sans-IO callers and tests).
+    pub fn bind_exporter(self, exporter: [u8; NONCE_LEN], now: UnixTime) -> Bound {
+        Bound(BindingClaims {
+            role: self.role,
+            spki_sha256: self.request.spki_sha256,
+            ak_sha256: None,
+            issued_at: now.as_secs(),
+            challenge: Some(self.request.challenge),
+            exporter: Some(exporter),
+        })
+    }
+}
+
+/// The binding claims of an [`Answer`] bound to a session: what the evidence signs.
+#[derive(Debug, Clone)]
+pub struct Bound(BindingClaims);
+
+impl Bound {
+    pub fn claims(&self) -> &BindingClaims {
+        &self.0
+    }
+
+    pub fn into_claims(self) -> BindingClaims {
+        self.0
+    }
+
+    /// The EVIDENCE payload, at most `max_evidence_len` bytes ([`respond`]). Blocking (TPM,
+    /// TEE): async callers run it with `spawn_blocking`.
+    pub fn produce(
+        self,
+        attester: &Attester,
+        max_evidence_len: usize,
+    ) -> Result<Vec<u8>, AttestError> {
+        respond(attester, self.0, max_evidence_len)
+    }
+}
+
+/// Produce the EVIDENCE payload (the CMW bundle, IMA log inline) for `binding`, refused when
+/// larger than `max_evidence_len`. No check on `binding`: [`Answer`] makes the claims an
+/// honest attester signs. Blocking (TPM, TEE): async callers run it with `spawn_blocking`.
 pub fn respond(
     attester: &Attester,
     binding: BindingClaims,
@@ -368,9 +536,10 @@ pub fn respond(
 }
 
 /// Verify an EVIDENCE payload: against `policy`, the peer key the verifier saw, its own
-/// challenge and its own exporter value computed with `policy.peer_role`
-/// ([`exporter`]`(conn, &policy.peer_role, challenge)`). Trusted verdicts say binding
-/// `session`, freshness `challenge`.
+/// challenge and its own exporter value computed with the policy's peer role
+/// ([`exporter`]`(conn, peer_role, challenge)`). Trusted verdicts say binding `session`,
+/// freshness `challenge`. [`Inquiry::verify`] calls it with what it holds; this form is for
+/// checking an answer against another session's values (tests of relays).
 pub fn verify_response(
     cmw: &[u8],
     policy: &AttestationPolicy,
@@ -382,7 +551,7 @@ pub fn verify_response(
     let mut expect = policy.expectations(peer_spki_der, now);
     expect.challenge = Some(*challenge.as_bytes());
     expect.exporter = Some(exporter);
-    crate::bundle::verify(cmw, &policy.policy, &expect)
+    crate::bundle::verify(cmw, policy.policy(), &expect)
 }
 
 /// The RESULT a verifier sends for `verdict`: on rejection the message names the failed step,

@@ -224,7 +224,15 @@ fn a_responder_declines_keys_it_does_not_hold() {
         spki_sha256: spki_sha256(b"our key"),
     };
     let now = UnixTime::from_secs(1_800_000_000);
-    let b = bind_response(&request, &Role::server(), &keys, [9; 32], now).unwrap();
+    let bind = |request: &EvidenceRequest| {
+        Answer::new(*request, Role::server(), &keys)
+            .map(|a| {
+                a.bind_exporter([9; 32], now)
+                    .into_claims()
+            })
+            .map_err(|d| d.to_string())
+    };
+    let b = bind(&request).unwrap();
     assert_eq!(b.role, Role::server());
     assert_eq!(b.spki_sha256, spki_sha256(b"our key"));
     assert_eq!(b.challenge, Some(challenge));
@@ -233,7 +241,7 @@ fn a_responder_declines_keys_it_does_not_hold() {
     assert_eq!(b.ak_sha256, None);
 
     request.spki_sha256 = spki_sha256(b"someone else's key");
-    let reason = bind_response(&request, &Role::server(), &keys, [9; 32], now).unwrap_err();
+    let reason = bind(&request).unwrap_err();
     assert!(reason.contains("does not hold"), "{reason}");
 }
 
@@ -252,7 +260,10 @@ fn a_responder_declines_challenges_that_do_not_look_random() {
             challenge: weak,
             spki_sha256: spki_sha256(b"our key"),
         };
-        let reason = bind_response(&request, &Role::server(), &keys, [9; 32], now).unwrap_err();
+        let reason = Answer::new(request, Role::server(), &keys)
+            .map(|a| a.bind_exporter([9; 32], now))
+            .unwrap_err()
+            .to_string();
         assert!(reason.contains("fresh.challenge"), "{reason}");
     }
 }
@@ -285,10 +296,9 @@ mod tls {
 
     use std::sync::Arc;
 
-    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
     use rustls::{ClientConfig, ServerConfig};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio_rustls::{TlsAcceptor, TlsConnector};
 
     use super::super::*;
     use crate::tls::{AttestedServerVerifier, Mode, ALPN_ATTEST};
@@ -335,12 +345,7 @@ mod tls {
     }
 
     async fn connect(client: Arc<ClientConfig>, server: Arc<ServerConfig>) -> (Client, Server) {
-        let (c, s) = tokio::io::duplex(64 * 1024);
-        let name = ServerName::try_from("localhost").unwrap();
-        let (c, s) = tokio::join!(
-            TlsConnector::from(client).connect(name, c),
-            TlsAcceptor::from(server).accept(s)
-        );
+        let (c, s) = ratls_test::tls::duplex(client, server, "localhost").await;
         (c.unwrap(), s.unwrap())
     }
 
@@ -466,6 +471,55 @@ mod tls {
             "{a}"
         );
         assert!(matches!(b.unwrap_err(), FreshError::WeDeclined(_)));
+    }
+
+    #[tokio::test]
+    async fn an_inquiry_and_an_answer_agree_on_the_session() {
+        let (c, s) = connect(
+            Arc::new(client_config(&[ALPN_ATTEST])),
+            Arc::new(server_config(&[ALPN_ATTEST])),
+        )
+        .await;
+        let policy = AttestationPolicy::for_server(crate::Policy::default());
+        let inquiry = Inquiry::new(c.get_ref().1, policy).unwrap();
+        let Message::Request(Some(request)) = inquiry.request() else {
+            panic!("an inquiry asks for evidence");
+        };
+        assert_eq!(&request.challenge, inquiry.challenge().as_bytes());
+        let spki = peer_spki(c.get_ref().1).unwrap();
+        assert_eq!(inquiry.peer_spki_der(), spki.as_slice());
+        assert_eq!(request.spki_sha256, spki_sha256(&spki));
+
+        // The server binds the same exporter the client computed (role server), or declines a
+        // key it does not hold.
+        let keys = FixedKey::from_spki_der(&spki);
+        let now = UnixTime::from_secs(1_800_000_000);
+        let bound = Answer::new(request, Role::server(), &keys)
+            .unwrap()
+            .bind(s.get_ref().1, now)
+            .unwrap();
+        let mine = exporter(c.get_ref().1, &Role::server(), &request.challenge).unwrap();
+        assert_eq!(bound.claims().exporter, Some(mine));
+        assert_eq!(bound.claims().challenge, Some(request.challenge));
+        let other = FixedKey::from_spki_der(b"another key");
+        assert!(matches!(
+            Answer::new(request, Role::server(), &other),
+            Err(Decline::KeyNotHeld { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn without_the_alpn_only_the_http_inquiry_starts() {
+        let (c, _s) = connect(
+            Arc::new(client_config(&[b"http/1.1"])),
+            Arc::new(server_config(&[b"http/1.1"])),
+        )
+        .await;
+        let policy = AttestationPolicy::for_server(crate::Policy::default());
+        let err = Inquiry::new(c.get_ref().1, policy.clone()).unwrap_err();
+        assert!(matches!(err, FreshError::AlpnNotNegotiated { .. }), "{err}");
+        let inquiry = Inquiry::without_alpn(c.get_ref().1, policy).unwrap();
+        assert!(!inquiry.peer_spki_der().is_empty());
     }
 
     #[tokio::test]

@@ -10,8 +10,14 @@ use serde::Serialize;
 
 use crate::codec::ParseError;
 
-/// The kind of evidence a verdict is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub use crate::claims::Claims;
+
+mod step;
+pub use self::step::{Step, StepLayer};
+
+/// The kind of evidence a verdict is about, and the TEE an attester speaks for (the attester
+/// side's `attest::TeeKind` is this type): one enum for one idea.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[non_exhaustive]
 pub enum Platform {
     /// An Azure CVM on SEV-SNP: HCL report (+ vTPM quote).
@@ -27,6 +33,11 @@ pub enum Platform {
     /// Intel SGX (read from other projects' certificates; not verified by this crate).
     #[serde(rename = "sgx")]
     Sgx,
+    /// The simulated TEE (an SEV-SNP look-alike signed by a local CA). Attesters report it as
+    /// such; a verdict on its evidence keeps the platform it imitates ([`Platform::SevSnp`])
+    /// and says SIMULATED through [`Verdict::simulated`].
+    #[serde(rename = "sim")]
+    Simulated,
     #[serde(rename = "tdx")]
     Tdx,
     #[serde(rename = "tpm")]
@@ -36,18 +47,45 @@ pub enum Platform {
     Unknown,
 }
 
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Platform {
+    /// The platforms a TEE attester can be configured with, by the names `tee = ...` accepts.
+    pub const TEES: [Self; 5] = [
+        Self::AzureSnp,
+        Self::AzureTdx,
+        Self::SevSnp,
+        Self::Simulated,
+        Self::Tdx,
+    ];
+
+    /// The name printed and serialized (`sev-snp`, `azure-tdx`, `sim`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
             Self::AzureSnp => "azure-snp",
             Self::AzureTdx => "azure-tdx",
             Self::Ima => "ima",
             Self::SevSnp => "sev-snp",
             Self::Sgx => "sgx",
+            Self::Simulated => "sim",
             Self::Tdx => "tdx",
             Self::Tpm => "tpm",
             Self::Unknown => "unknown",
-        })
+        }
+    }
+
+    /// The TEE named `s` (one of [`Platform::TEES`]): how attester configuration reads `tee`.
+    pub fn from_tee_name(s: &str) -> Result<Self, String> {
+        Self::TEES
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                format!("unknown TEE {s:?} (expected sev-snp, tdx, azure-snp, azure-tdx or sim)")
+            })
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -72,8 +110,8 @@ impl fmt::Display for Outcome {
 /// One named verification step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
-    /// Dotted step name, e.g. `tee.signature`, `tpm.pcr_digest`, `ima.replay`.
-    pub step: String,
+    /// The step, printed as its dotted name, e.g. `tee.signature`, `tpm.pcr_digest`, `ima.replay`.
+    pub step: Step,
     pub ok: bool,
     pub expected: String,
     pub presented: String,
@@ -83,13 +121,9 @@ pub struct Check {
 
 impl Check {
     /// A passed step.
-    pub fn pass(
-        step: impl Into<String>,
-        expected: impl Into<String>,
-        presented: impl Into<String>,
-    ) -> Self {
+    pub fn pass(step: Step, expected: impl Into<String>, presented: impl Into<String>) -> Self {
         Self {
-            step: step.into(),
+            step,
             ok: true,
             expected: expected.into(),
             presented: presented.into(),
@@ -99,13 +133,13 @@ impl Check {
 
     /// A failed step.
     pub fn fail(
-        step: impl Into<String>,
+        step: Step,
         expected: impl Into<String>,
         presented: impl Into<String>,
         detail: impl Into<String>,
     ) -> Self {
         Self {
-            step: step.into(),
+            step,
             ok: false,
             expected: expected.into(),
             presented: presented.into(),
@@ -115,13 +149,13 @@ impl Check {
 
     /// Passed when `ok`, failed otherwise.
     pub fn expect(
-        step: impl Into<String>,
+        step: Step,
         ok: bool,
         expected: impl Into<String>,
         presented: impl Into<String>,
     ) -> Self {
         Self {
-            step: step.into(),
+            step,
             ok,
             expected: expected.into(),
             presented: presented.into(),
@@ -131,7 +165,7 @@ impl Check {
 
     /// Compare two values and record both.
     pub fn equal<T: PartialEq + fmt::Display + ?Sized>(
-        step: impl Into<String>,
+        step: Step,
         expected: &T,
         presented: &T,
     ) -> Self {
@@ -150,7 +184,7 @@ impl Check {
     }
 
     /// A failed parse step for untrusted input.
-    pub fn parse_failure(step: impl Into<String>, error: &ParseError) -> Self {
+    pub fn parse_failure(step: Step, error: &ParseError) -> Self {
         Self::fail(
             step,
             "well-formed evidence",
@@ -176,23 +210,6 @@ impl fmt::Display for Check {
         }
         Ok(())
     }
-}
-
-/// Claims read from the evidence, by platform. Claims are what the evidence *says*; whether it
-/// can be believed is what the checks decide.
-#[derive(Debug, Clone, Serialize)]
-#[serde(untagged)]
-#[non_exhaustive]
-pub enum Claims {
-    Azure(Box<crate::azure::AzureClaims>),
-    Bundle(Box<crate::bundle::BundleClaims>),
-    /// Evidence read from another project's RA-TLS certificate extension.
-    Foreign(Box<crate::foreign::ForeignClaims>),
-    Ima(crate::ima::ImaClaims),
-    None {},
-    Snp(Box<crate::snp::SnpClaims>),
-    Tdx(Box<crate::tdx::TdxClaims>),
-    Tpm(Box<crate::tpm::TpmClaims>),
 }
 
 /// The result of verifying one piece of evidence.
@@ -251,14 +268,20 @@ impl Verdict {
     }
 
     /// The check recorded for `step`, if any.
-    pub fn check(&self, step: &str) -> Option<&Check> {
+    pub fn check<S: Copy>(&self, step: S) -> Option<&Check>
+    where
+        Step: PartialEq<S>,
+    {
         self.checks
             .iter()
             .find(|c| c.step == step)
     }
 
     /// Whether `step` was recorded and passed.
-    pub fn passed(&self, step: &str) -> bool {
+    pub fn passed<S: Copy>(&self, step: S) -> bool
+    where
+        Step: PartialEq<S>,
+    {
         self.check(step).is_some_and(|c| c.ok)
     }
 
