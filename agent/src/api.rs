@@ -23,7 +23,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use ratls::attest::tpm::ReconnectingTpm;
-use ratls::attest::{AttestError, Attester, TeeKind};
+use ratls::attest::{AttestError, Attester, Batcher, TeeKind};
 use ratls::binding::{Role, NONCE_LEN};
 use ratls::bundle::MAX_BUNDLE_LEN;
 use ratls::tls::fresh::{self, Answer, Decline, FixedKey, FreshError};
@@ -50,6 +50,9 @@ pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AppState {
     pub config: Config,
     pub attester: Arc<Attester>,
+    /// Fresh evidence for every caller that asks while a report and quote are being made comes
+    /// from the next one (`ratls::attest::Batcher`).
+    pub batcher: Arc<Batcher>,
     /// The TPM behind `attester.tpm`, for its health.
     pub tpm: Option<Arc<ReconnectingTpm>>,
     pub tee: Option<TeeKind>,
@@ -495,7 +498,8 @@ struct EvidenceBody {
 
 /// Evidence bound to this connection: the agent's own key, its own AK, the exporter of the
 /// caller's TLS session for the caller's challenge ([`fresh::Answer`], as in the fresh exchange;
-/// at most [`MAX_BUNDLE_LEN`] bytes). One production per client address at a time,
+/// at most [`MAX_BUNDLE_LEN`] bytes), batched with every other caller's that asks meanwhile
+/// (one TEE report and one TPM quote per batch). One request per client address at a time,
 /// [`max_evidence_in_flight`](crate::config::Limits::max_evidence_in_flight) in all.
 async fn evidence(state: &AppState, conn: &Conn, body: &[u8]) -> Reply {
     let req: EvidenceBody = parse_json(body)?;
@@ -532,11 +536,11 @@ async fn evidence(state: &AppState, conn: &Conn, body: &[u8]) -> Reply {
                 _ => ApiError::bad(e.to_string()),
             })?
     };
-    let attester = state.attester.clone();
+    let batcher = state.batcher.clone();
     let cmw = blocking(move || {
         let _slot = slot;
         bound
-            .produce(&attester, MAX_BUNDLE_LEN)
+            .produce(&batcher, MAX_BUNDLE_LEN)
             .map_err(|e| ApiError::attest(&e))
     })
     .await?;

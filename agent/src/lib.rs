@@ -81,6 +81,7 @@ pub async fn run(config: Config, preinit: bool) -> Result<(), StartError> {
     let state = Arc::new(AppState {
         config: config.clone(),
         attester: machine.attester.clone(),
+        batcher: Arc::new(ratls::attest::Batcher::new(machine.attester.clone())),
         tpm: Some(machine.tpm.clone()),
         tee: machine.tee,
         spki_sha256,

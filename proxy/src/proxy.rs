@@ -193,11 +193,8 @@ pub async fn run(s: Settings) -> Result<(), String> {
                     (Arc::new(r.clone()), Arc::new(r))
                 }
             };
-            fresh.attest_self = attester.map(|attester| SelfAttestation {
-                attester,
-                role: Role::server(),
-                keys,
-            });
+            fresh.attest_self =
+                attester.map(|attester| SelfAttestation::new(attester, Role::server(), keys));
             let client_verifier: Option<Arc<dyn ClientCertVerifier>> = match &s.policy {
                 Some(p) => {
                     fresh.verify_peer = Some(p.clone());
@@ -230,11 +227,11 @@ pub async fn run(s: Settings) -> Result<(), String> {
                     .await
                     .map_err(|e| e.to_string())??;
                     rotating = Some(r.clone());
-                    fresh.attest_self = Some(SelfAttestation {
+                    fresh.attest_self = Some(SelfAttestation::new(
                         attester,
-                        role: Role::client(),
-                        keys: Arc::new(r.clone()),
-                    });
+                        Role::client(),
+                        Arc::new(r.clone()),
+                    ));
                     Some(Arc::new(r))
                 }
                 None => None,

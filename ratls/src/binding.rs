@@ -30,9 +30,8 @@
 //!
 //! ## What the TEE and the TPM may sign
 //!
-//! The attesters ([`TeeAttester`](crate::attest::TeeAttester),
-//! [`TpmAttester`](crate::attest::TpmAttester)) take a [`ReportData`] / [`QualifyingData`], never
-//! plain bytes, and those types have exactly two constructors:
+//! The attesters (`TeeAttester`, `TpmAttester` in the attestation layer) take a [`ReportData`] /
+//! [`QualifyingData`], never plain bytes, and those types have exactly three constructors:
 //!
 //! - [`BindingClaims::report_data`] / [`BindingClaims::qualifying_data`]: the binding digests
 //!   above, over claims the attester filled in itself (its own key, its own AK, its own session's
@@ -42,9 +41,38 @@
 //!   where a binding's starts with `cosmian-vm-attest-v1\0`, so producing a binding digest this
 //!   way means finding a SHA-512 (or SHA-256) collision between two different pre-images.
 //!
+//! - [`BatchClaims::report_data`] / [`BatchClaims::qualifying_data`]: the root of a Merkle tree
+//!   whose leaves are sessions' binding claims ([`batch_leaf`]), under its own label
+//!   ([`BATCH_LABEL`]); see "Batches" below.
+//!
 //! No code path, in this crate or outside it, can therefore make the TEE or the TPM sign bytes a
 //! caller chose: the most a caller obtains is evidence over a hash it cannot steer onto a
 //! binding digest (which is what lets a relay pass verification with its own key).
+//!
+//! ## Batches (fresh mode)
+//!
+//! Sessions that ask for fresh evidence while the TEE and the TPM are busy share the next report
+//! and quote. Each session is a leaf of an RFC 6962 Merkle tree ([`crate::merkle`]):
+//!
+//! ```text
+//! leaf data = "cosmian-vm-batch-leaf-v1" 0x00
+//!             0x01 role | 0x02 spki_sha256 | 0x05 challenge | 0x06 exporter   (TLVs as above)
+//! leaf hash = SHA-256(0x00 || leaf data)        node = SHA-256(0x01 || left || right)
+//! ```
+//!
+//! and the TEE and the TPM sign the tree:
+//!
+//! ```text
+//! "cosmian-vm-batch-v1" 0x00
+//!   0x03 ak_sha256   32 bytes, or empty       0x07 tree_size   8 bytes, u64 big-endian
+//!   0x04 issued_at   8 bytes                  0x08 root        32 bytes
+//! ```
+//!
+//! `report_data` = SHA-512 and `qualifyingData` = SHA-256 of that encoding. A session's evidence
+//! carries the shared report and quote plus its inclusion proof; the verifier computes the leaf
+//! from its own values (its role, the key it saw, its challenge, its exporter), so a proof only
+//! ever vouches for the session that recomputes it. Three labels, three pre-image shapes: a batch
+//! digest is never a single-session binding digest nor a raw nonce's.
 
 use core::fmt;
 
@@ -295,6 +323,87 @@ impl BindingClaims {
     }
 }
 
+/// The domain-separation label of a batch's signed claims ([`BatchClaims`]).
+pub const BATCH_LABEL: &[u8] = b"cosmian-vm-batch-v1\0";
+
+/// The domain-separation label of a batch leaf ([`batch_leaf`]).
+pub const BATCH_LEAF_LABEL: &[u8] = b"cosmian-vm-batch-leaf-v1\0";
+
+/// The leaf data of one session in a batch: [`BATCH_LEAF_LABEL`], then the session's role, key,
+/// challenge and exporter as TLVs (the AK and the issue time are the batch's, in [`BatchClaims`]).
+pub fn batch_leaf_data(claims: &BindingClaims) -> Vec<u8> {
+    let mut out = Vec::with_capacity(BATCH_LEAF_LABEL.len() + 4 * 3 + 32 * 4);
+    out.extend_from_slice(BATCH_LEAF_LABEL);
+    tlv(&mut out, 0x01, claims.role.as_str().as_bytes());
+    tlv(&mut out, 0x02, &claims.spki_sha256);
+    tlv(
+        &mut out,
+        0x05,
+        claims
+            .challenge
+            .as_ref()
+            .map_or(&[][..], |c| &c[..]),
+    );
+    tlv(
+        &mut out,
+        0x06,
+        claims
+            .exporter
+            .as_ref()
+            .map_or(&[][..], |e| &e[..]),
+    );
+    out
+}
+
+/// The Merkle leaf hash of one session: SHA-256(`0x00` ‖ [`batch_leaf_data`]).
+pub fn batch_leaf(claims: &BindingClaims) -> crate::merkle::Hash {
+    crate::merkle::leaf_hash(&batch_leaf_data(claims))
+}
+
+/// What a batch's TEE report and TPM quote sign: the tree of its sessions and what they share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchClaims {
+    /// SHA-256 of the TPM AK's `TPMT_PUBLIC`; `None` without a TPM.
+    pub ak_sha256: Option<[u8; 32]>,
+    /// Seconds since the Unix epoch (every session of the batch carries it).
+    pub issued_at: u64,
+    /// How many sessions (leaves) the tree holds.
+    pub tree_size: u64,
+    /// The tree's root ([`crate::merkle`]).
+    pub root: crate::merkle::Hash,
+}
+
+impl BatchClaims {
+    /// The canonical encoding (module documentation, "Batches").
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(BATCH_LABEL.len() + 4 * 3 + 32 * 2 + 16);
+        out.extend_from_slice(BATCH_LABEL);
+        tlv(
+            &mut out,
+            0x03,
+            self.ak_sha256
+                .as_ref()
+                .map_or(&[][..], |a| &a[..]),
+        );
+        tlv(&mut out, 0x04, &self.issued_at.to_be_bytes());
+        tlv(&mut out, 0x07, &self.tree_size.to_be_bytes());
+        tlv(&mut out, 0x08, &self.root);
+        out
+    }
+
+    /// The TEE report_data: SHA-512 of the encoding.
+    pub fn report_data(&self) -> ReportData {
+        let mut out = [0u8; 64];
+        out.copy_from_slice(&HashAlg::Sha512.digest(&self.encode()));
+        ReportData(out)
+    }
+
+    /// The TPM qualifyingData: SHA-256 of the encoding.
+    pub fn qualifying_data(&self) -> QualifyingData {
+        QualifyingData(crate::digest::sha256(&self.encode()))
+    }
+}
+
 /// SHA-256 of a DER SubjectPublicKeyInfo (or any public-key bytes).
 pub fn spki_sha256(spki_der: &[u8]) -> [u8; 32] {
     crate::digest::sha256(spki_der)
@@ -409,6 +518,79 @@ mod tests {
             exporter_label(&Role::client()),
             "EXPORTER-cosmian-vm-attest-v1-client"
         );
+    }
+
+    #[test]
+    fn batch_encodings_are_stable_and_separated() {
+        let c = claims();
+        let data = batch_leaf_data(&c);
+        assert!(data.starts_with(b"cosmian-vm-batch-leaf-v1\0\x01\x00\x05agent\x02\x00\x20"));
+        assert_eq!(data.len(), 25 + (3 + 5) + (3 + 32) + (3 + 32) + 3);
+        // The leaf ignores the AK and the time (the batch's), and sees every other field.
+        let same = BindingClaims {
+            ak_sha256: None,
+            issued_at: 1,
+            ..c.clone()
+        };
+        assert_eq!(batch_leaf(&same), batch_leaf(&c));
+        for other in [
+            BindingClaims {
+                role: Role::server(),
+                ..c.clone()
+            },
+            BindingClaims {
+                spki_sha256: [8; 32],
+                ..c.clone()
+            },
+            BindingClaims {
+                challenge: Some([4; 32]),
+                ..c.clone()
+            },
+            BindingClaims {
+                exporter: Some([5; 32]),
+                ..c.clone()
+            },
+        ] {
+            assert_ne!(batch_leaf(&other), batch_leaf(&c), "{other:?}");
+        }
+        let batch = BatchClaims {
+            ak_sha256: Some([2; 32]),
+            issued_at: 1_700_000_000,
+            tree_size: 3,
+            root: [7; 32],
+        };
+        let enc = batch.encode();
+        assert!(enc.starts_with(b"cosmian-vm-batch-v1\0\x03\x00\x20"));
+        assert_eq!(enc.len(), 20 + (3 + 32) + (3 + 8) * 2 + (3 + 32));
+        for other in [
+            BatchClaims {
+                ak_sha256: None,
+                ..batch
+            },
+            BatchClaims {
+                issued_at: 1,
+                ..batch
+            },
+            BatchClaims {
+                tree_size: 4,
+                ..batch
+            },
+            BatchClaims {
+                root: [6; 32],
+                ..batch
+            },
+        ] {
+            assert_ne!(other.report_data(), batch.report_data());
+            assert_ne!(other.qualifying_data(), batch.qualifying_data());
+        }
+        // Three labels, none a prefix of another.
+        for (a, b) in [
+            (LABEL, BATCH_LABEL),
+            (RAW_LABEL, BATCH_LABEL),
+            (LABEL, RAW_LABEL),
+        ] {
+            assert!(!a.starts_with(b) && !b.starts_with(a));
+        }
     }
 
     #[test]

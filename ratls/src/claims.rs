@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::azure::claims::RuntimeClaims;
 use crate::azure::report::{HclReport, HwReport, ReportType};
-use crate::bundle::claims::{BindingLevel, Freshness, ImaDeferred};
+use crate::bundle::claims::{BatchInfo, BindingLevel, Freshness, ImaDeferred};
 use crate::digest::HashAlg;
 use crate::eventlog::claims::EventLogClaims;
 use crate::foreign::claims::{DiceClaims, ForeignBinding, ForeignKind};
@@ -112,6 +112,10 @@ pub struct BundleClaims {
     /// length and SHA-256 (the log was not replayed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_log_deferred: Option<ImaDeferred>,
+    /// Set when the evidence was batched: one TEE report and one TPM quote for `size`
+    /// sessions, this one at `index`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchInfo>,
 }
 
 /// What a foreign-evidence verdict reports.

@@ -84,6 +84,7 @@ pub mod foreign;
 pub mod fsutil;
 pub mod hexfmt;
 pub mod ima;
+pub mod merkle;
 #[cfg(feature = "tokio")]
 pub mod net;
 pub mod pki;

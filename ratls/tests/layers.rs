@@ -7,7 +7,7 @@
 //! | layer | modules | what |
 //! | --- | --- | --- |
 //! | 0 foundation | `codec`, `digest`, `hexfmt`, `time`, `fsutil`, `diag`, `net` | bytes, hashes, time, files, logging, sockets |
-//! | 1 keys | `pki`, `binding` | X.509/CRL, report-data and qualifying-data binding |
+//! | 1 keys | `pki`, `binding`, `merkle` | X.509/CRL, report-data and qualifying-data binding, RFC 6962 trees |
 //! | 2 wire | `snp::report`, `snp::anchors`, `tdx::quote`, `tpm::structures`, `azure::report`, `azure::runtime` | the evidence's own structures, parsed |
 //! | 3 platform claims | `snp::claims`, `tdx::claims`, `tpm::claims`, `ima::claims`, `eventlog::claims`, `azure::claims`, `bundle::claims`, `foreign::claims` | what one platform's evidence says |
 //! | 4 claims | `claims` | `Claims` over every platform, and the composite claims that nest it |
@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 /// Modules by layer, lowest first.
 const LAYERS: &[&[&str]] = &[
     &["codec", "digest", "hexfmt", "time", "fsutil", "diag", "net"],
-    &["pki", "binding"],
+    &["pki", "binding", "merkle"],
     &[
         "snp::report",
         "snp::anchors",

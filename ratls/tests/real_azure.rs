@@ -457,6 +457,7 @@ fn azure_bundle(s: &Sample, ak_public: &[u8]) -> Bundle {
         }),
         ima: None,
         event_log: None,
+        batch: None,
         binding: ratls::binding::BindingClaims {
             role: ratls::binding::Role::agent(),
             spki_sha256: ratls::binding::spki_sha256(SPKI),

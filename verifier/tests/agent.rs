@@ -704,11 +704,11 @@ fn snapshot_verify_applications_and_admin_calls() {
     let ratls_config =
         ratls::tls::server_config(Arc::new(app_cert.clone()), None, vec![ALPN_ATTEST.to_vec()])
             .unwrap();
-    let fresh_me = SelfAttestation {
-        attester: machine.attester.clone(),
-        role: Role::server(),
-        keys: Arc::new(app_cert.clone()),
-    };
+    let fresh_me = SelfAttestation::new(
+        machine.attester.clone(),
+        Role::server(),
+        Arc::new(app_cert.clone()),
+    );
     let ratls_port = tls_endpoint(&rt, ratls_config.clone(), None);
     let fresh_port = tls_endpoint(&rt, ratls_config, Some(fresh_me));
     let agent_app = format!("127.0.0.1:{}", agent.port);

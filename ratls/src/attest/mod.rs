@@ -20,6 +20,7 @@ use core::fmt;
 use std::sync::Arc;
 
 // One attester set-up from configuration (the agent's, the proxy's, certtool's).
+mod batch;
 #[cfg(feature = "tpm")]
 pub mod config;
 pub mod detect;
@@ -32,7 +33,8 @@ pub mod sim;
 pub mod snp_guest;
 pub mod tsm;
 
-pub use self::produce::{produce, Sources, DEFAULT_PCRS};
+pub use self::batch::{BatchStats, Batcher, DEFAULT_MAX_BATCH};
+pub use self::produce::{produce, produce_batch, Sources, DEFAULT_PCRS};
 use crate::binding::{QualifyingData, ReportData};
 use crate::bundle::{TeeEvidence, TpmEvidence};
 use crate::digest::HashAlg;

@@ -33,3 +33,17 @@ pub struct ImaDeferred {
     pub len: u64,
     pub sha256: String,
 }
+
+/// How batched fresh evidence answered this session (`docs/wire-format.md`, "Batches").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BatchInfo {
+    /// How many sessions shared the TEE report and the TPM quote.
+    pub size: u64,
+    /// This session's leaf.
+    pub index: u64,
+    /// The tree's root (lower-case hex).
+    pub root: String,
+    /// Whether the verdict on the shared evidence came from this verifier's cache (verified
+    /// once per batch, for an earlier session of it) rather than from checking it again.
+    pub shared_verdict_cached: bool,
+}

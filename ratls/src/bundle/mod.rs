@@ -8,6 +8,7 @@
 //! - [`verify`](self::verify::verify) checks a bundle against a policy and what the verifier
 //!   itself knows (TLS key, challenge, exporter, time).
 
+mod cache;
 pub(crate) mod claims;
 mod verify;
 
@@ -16,7 +17,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-pub use self::claims::{BindingLevel, Freshness, ImaDeferred};
+pub use self::cache::{BatchCache, BatchCacheRef, BATCH_CACHE_TTL_SECS};
+pub use self::claims::{BatchInfo, BindingLevel, Freshness, ImaDeferred};
 pub use self::verify::{
     verify, verify_bundle, CollateralSource, Expectations, Requirements, DEFAULT_MAX_AGE_SECS,
     DEFAULT_MAX_SKEW_SECS,
@@ -53,6 +55,31 @@ pub struct Bundle {
     /// is none, so bundles without it are byte-for-byte what they were before the field existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_log: Option<EventLogEvidence>,
+    /// Batched fresh evidence: the TEE report and the TPM quote sign the root of a Merkle tree
+    /// of sessions ([`BatchClaims`](crate::binding::BatchClaims)) instead of `binding` itself,
+    /// and this is `binding`'s place in that tree. Absent for evidence made for one session or
+    /// one certificate (and then absent from the encoding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchProof>,
+}
+
+/// Where one session's binding claims sit in a batch (`docs/wire-format.md`, "Batches").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchProof {
+    /// How many sessions the batch holds (signed, with the root).
+    pub size: u64,
+    /// This session's leaf index.
+    pub index: u64,
+    /// The tree's root, as signed (32 bytes).
+    pub root: ByteBuf,
+    /// The inclusion proof: sibling hashes of 32 bytes, leaf level first.
+    pub path: Vec<ByteBuf>,
+}
+
+impl BatchProof {
+    /// The largest path decoded: [`MAX_TREE_SIZE`](crate::merkle::MAX_TREE_SIZE) leaves need 16.
+    pub const MAX_PATH: usize = 64;
 }
 
 /// TEE evidence, by platform.

@@ -41,6 +41,7 @@ fn sample() -> Bundle {
             exporter: None,
         },
         event_log: None,
+        batch: None,
     }
 }
 

@@ -3,9 +3,12 @@
 
 use std::sync::Arc;
 
-use super::claims::{BindingLevel, Freshness, ImaDeferred};
-use super::{Bundle, EventLogEvidence, ImaEvidence, TeeEvidence, TpmEvidence, MAX_BUNDLE_LEN};
-use crate::binding::{spki_sha256, BindingClaims, Role};
+use super::cache::{BatchCacheRef, SharedVerdict};
+use super::claims::{BatchInfo, BindingLevel, Freshness, ImaDeferred};
+use super::{
+    BatchProof, Bundle, EventLogEvidence, ImaEvidence, TeeEvidence, TpmEvidence, MAX_BUNDLE_LEN,
+};
+use crate::binding::{spki_sha256, BatchClaims, BindingClaims, Role};
 use crate::claims::BundleClaims;
 use crate::digest::HashAlg;
 use crate::hexfmt::hex;
@@ -92,6 +95,9 @@ pub struct Expectations<'a> {
     /// Without it such a bundle's event log is recorded in the claims (`event_log_deferred`)
     /// and not replayed: the boot PCRs themselves are still quoted and checked by the policy.
     pub event_log: Option<&'a [u8]>,
+    /// Where the verdict on a batch's shared evidence is kept for its other sessions (the TLS
+    /// layer's policy object holds one); `None`: every batched bundle is checked in full.
+    pub batch_cache: Option<BatchCacheRef<'a>>,
 }
 
 impl<'a> Expectations<'a> {
@@ -107,6 +113,7 @@ impl<'a> Expectations<'a> {
             ima_log: None,
             defer_ima_log: false,
             event_log: None,
+            batch_cache: None,
         }
     }
 }
@@ -126,11 +133,30 @@ pub fn verify(cmw: &[u8], policy: &Policy, expect: &Expectations<'_>) -> Verdict
             return v;
         }
     };
-    verify_bundle(&bundle, policy, expect)
+    verify_decoded(&bundle, crate::digest::sha256(cmw), policy, expect)
 }
 
 /// Verify a decoded bundle.
 pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>) -> Verdict {
+    verify_decoded(bundle, bundle.digest(), policy, expect)
+}
+
+/// What the TEE report and the TPM quote must sign: the binding digests of one session, or
+/// those of the batch the session's proof leads to.
+struct Signed {
+    report_data: [u8; 64],
+    qualifying_data: [u8; 32],
+    batch: Option<BatchClaims>,
+}
+
+/// `evidence_sha256` is SHA-256 of the CMW encoding (the received bytes, or the bundle
+/// re-encoded).
+fn verify_decoded(
+    bundle: &Bundle,
+    evidence_sha256: [u8; 32],
+    policy: &Policy,
+    expect: &Expectations<'_>,
+) -> Verdict {
     let platform = match bundle
         .tee
         .as_ref()
@@ -167,6 +193,22 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
 
     // The binding claims, each against what the verifier knows itself.
     let expected = check_binding(&mut v, &bundle.binding, bundle.tpm.as_ref(), expect);
+    // What the report and the quote must sign: these claims, or the batch they belong to.
+    let signed = match &bundle.batch {
+        None => Signed {
+            report_data: *expected.report_data().as_bytes(),
+            qualifying_data: *expected.qualifying_data().as_bytes(),
+            batch: None,
+        },
+        Some(proof) => {
+            let batch = check_batch(&mut v, proof, &expected);
+            Signed {
+                report_data: *batch.report_data().as_bytes(),
+                qualifying_data: *batch.qualifying_data().as_bytes(),
+                batch: Some(batch),
+            }
+        }
+    };
 
     // Presence.
     for (step, required, present) in [
@@ -196,23 +238,97 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
         }
     }
 
+    // The shared evidence (TEE, TPM, logs): verified here, or, for a batch another session of
+    // which this verifier already checked, its cached verdict.
+    let (shared, cached) = match (&signed.batch, expect.batch_cache) {
+        (Some(batch), Some(cache)) if expect.ima_log.is_none() && expect.event_log.is_none() => {
+            let key = cache.key(&shared_digest(bundle, batch));
+            match cache.cache.get(&key, expect.now) {
+                Some(hit) => (hit, true),
+                None => {
+                    let fresh = Arc::new(verify_shared(bundle, &signed, policy, expect));
+                    cache
+                        .cache
+                        .put(key, fresh.clone(), expect.now);
+                    (fresh, false)
+                }
+            }
+        }
+        _ => (
+            Arc::new(verify_shared(bundle, &signed, policy, expect)),
+            false,
+        ),
+    };
+    v.simulated |= shared.simulated;
+    v.extend(shared.checks.iter().cloned());
     let mut claims = BundleClaims {
         tee_kind: bundle
             .tee
             .as_ref()
             .map(|t| t.kind().to_string()),
-        tee: None,
-        tpm: None,
-        ima: None,
+        tee: shared.tee.clone(),
+        tpm: shared.tpm.clone(),
+        ima: shared.ima.clone(),
         role: bundle.binding.role.to_string(),
         spki_sha256: hex(bundle.binding.spki_sha256),
         ak_sha256: bundle.binding.ak_sha256.map(hex),
         issued_at: bundle.binding.issued_at,
         binding: None,
         freshness: None,
-        evidence_sha256: hex(bundle.digest()),
-        ima_deferred: None,
+        evidence_sha256: hex(evidence_sha256),
+        ima_deferred: shared.ima_deferred.clone(),
+        event_log: shared.event_log.clone(),
+        event_log_deferred: shared.event_log_deferred.clone(),
+        batch: match (&bundle.batch, &signed.batch) {
+            (Some(proof), Some(batch)) => Some(BatchInfo {
+                size: batch.tree_size,
+                index: proof.index,
+                root: hex(batch.root),
+                shared_verdict_cached: cached,
+            }),
+            _ => None,
+        },
+    };
+
+    if v.is_trusted() {
+        claims.binding = Some(if expect.exporter.is_some() {
+            BindingLevel::Session
+        } else {
+            BindingLevel::Key
+        });
+        claims.freshness = Some(if expect.challenge.is_some() {
+            Freshness::Challenge
+        } else {
+            Freshness::TimeWindow {
+                age_secs: expect
+                    .now
+                    .as_secs()
+                    .saturating_sub(bundle.binding.issued_at),
+                max_age_secs: expect.requirements.max_age_secs,
+            }
+        });
+    }
+    v.claims = Claims::Bundle(Box::new(claims));
+    v
+}
+
+/// Verify the evidence a batch shares (or a single session's, the same way): the TEE report
+/// and its report_data, the TPM quote and its qualifying data, the event log and IMA.
+fn verify_shared(
+    bundle: &Bundle,
+    signed: &Signed,
+    policy: &Policy,
+    expect: &Expectations<'_>,
+) -> SharedVerdict {
+    let mut v = Verdict::new(Platform::Unknown);
+    let mut claims = SharedVerdict {
+        checks: Vec::new(),
+        simulated: false,
+        tee: None,
+        tpm: None,
+        ima: None,
         event_log: None,
+        ima_deferred: None,
         event_log_deferred: None,
     };
 
@@ -243,7 +359,7 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
         claims.tee = Some(tee_verdict.claims);
         match (report_data, tee.kind()) {
             (Some(presented), _) => {
-                let want = *expected.report_data().as_bytes();
+                let want = signed.report_data;
                 v.push(Check::expect(
                     Step::BINDING_REPORT_DATA,
                     presented == want,
@@ -257,7 +373,7 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
             }
             (None, _) => v.push(Check::fail(
                 Step::BINDING_REPORT_DATA,
-                hex(expected.report_data().as_bytes()),
+                hex(signed.report_data),
                 "unreadable",
                 "the TEE evidence did not parse",
             )),
@@ -276,12 +392,7 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
                 attest: &tpm.attest,
                 signature: &tpm.signature,
                 ak_public: &tpm.ak_public,
-                nonce: Some(
-                    expected
-                        .qualifying_data()
-                        .as_bytes()
-                        .to_vec(),
-                ),
+                nonce: Some(signed.qualifying_data.to_vec()),
                 pcrs: Some(pcrs),
             },
             &policy.tpm,
@@ -367,26 +478,139 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, expect: &Expectations<'_>
         }
     }
 
-    if v.is_trusted() {
-        claims.binding = Some(if expect.exporter.is_some() {
-            BindingLevel::Session
-        } else {
-            BindingLevel::Key
-        });
-        claims.freshness = Some(if expect.challenge.is_some() {
-            Freshness::Challenge
-        } else {
-            Freshness::TimeWindow {
-                age_secs: expect
-                    .now
-                    .as_secs()
-                    .saturating_sub(bundle.binding.issued_at),
-                max_age_secs: expect.requirements.max_age_secs,
-            }
-        });
+    claims.simulated = v.simulated;
+    claims.checks = v.checks;
+    claims
+}
+
+/// `binding.batch_proof` and `binding.batch_inclusion`: the proof has the shape of a path to leaf
+/// `index` of a `size`-leaf tree, and leads from the leaf the verifier computes from its own
+/// values to the root the bundle names. The batch claims returned carry that root: the report
+/// and the quote must sign them (`binding.report_data`, the TPM nonce), so a root not signed
+/// fails there.
+fn check_batch(v: &mut Verdict, proof: &BatchProof, expected: &BindingClaims) -> BatchClaims {
+    let root: Option<[u8; 32]> = proof.root.as_slice().try_into().ok();
+    let path: Option<Vec<[u8; 32]>> = (proof.path.len() <= BatchProof::MAX_PATH)
+        .then(|| {
+            proof
+                .path
+                .iter()
+                .map(|h| h.as_slice().try_into().ok())
+                .collect()
+        })
+        .flatten();
+    let leaf = crate::binding::batch_leaf(expected);
+    let shape = match (&root, &path) {
+        (Some(_), Some(path)) => {
+            crate::merkle::root_from_path(&leaf, proof.index, proof.size, path)
+                .map_err(|e| e.to_string())
+        }
+        _ => Err(format!(
+            "a root of {} bytes and {} path hashes of {:?} bytes (32 each, at most {})",
+            proof.root.len(),
+            proof.path.len(),
+            proof
+                .path
+                .iter()
+                .map(|h| h.len())
+                .collect::<std::collections::BTreeSet<_>>(),
+            BatchProof::MAX_PATH
+        )),
+    };
+    let presented_root = root.unwrap_or([0u8; 32]);
+    match shape {
+        Err(why) => v.push(Check::fail(
+            Step::BINDING_BATCH_PROOF,
+            "an inclusion proof shaped for its leaf index and tree size (RFC 9162)",
+            format!(
+                "leaf {} of a {}-leaf tree, {} path hashes",
+                proof.index,
+                proof.size,
+                proof.path.len()
+            ),
+            why,
+        )),
+        Ok(computed) => {
+            v.push(Check::pass(
+                Step::BINDING_BATCH_PROOF,
+                "an inclusion proof shaped for its leaf index and tree size (RFC 9162)",
+                format!(
+                    "leaf {} of a {}-leaf tree, {} path hashes",
+                    proof.index,
+                    proof.size,
+                    proof.path.len()
+                ),
+            ));
+            let check = Check::expect(
+                Step::BINDING_BATCH_INCLUSION,
+                computed == presented_root,
+                format!("the batch root {}", hex(presented_root)),
+                format!(
+                    "this session's leaf {} leads to {}",
+                    hex(leaf),
+                    hex(computed)
+                ),
+            );
+            v.push(if computed == presented_root {
+                check
+            } else {
+                check.with_detail(
+                    "the proof is not for this session (another session's leaf, another index, or another tree)",
+                )
+            });
+        }
     }
-    v.claims = Claims::Bundle(Box::new(claims));
-    v
+    BatchClaims {
+        ak_sha256: expected.ak_sha256,
+        issued_at: expected.issued_at,
+        tree_size: proof.size,
+        root: presented_root,
+    }
+}
+
+/// SHA-256 of the CBOR of everything a batch's sessions share: the cache key's evidence half.
+fn shared_digest(bundle: &Bundle, batch: &BatchClaims) -> [u8; 32] {
+    #[derive(serde::Serialize)]
+    struct SharedView<'a> {
+        version: u32,
+        tee: &'a Option<TeeEvidence>,
+        tpm: &'a Option<TpmEvidence>,
+        ima: &'a Option<ImaEvidence>,
+        event_log: &'a Option<EventLogEvidence>,
+        ak_sha256: Option<[u8; 32]>,
+        issued_at: u64,
+        tree_size: u64,
+        root: [u8; 32],
+    }
+    struct Hasher(ring::digest::Context);
+    impl std::io::Write for Hasher {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut hasher = Hasher(ring::digest::Context::new(&ring::digest::SHA256));
+    // Invariant: serialising plain data into a hasher cannot fail.
+    let _ = ciborium::into_writer(
+        &SharedView {
+            version: bundle.version,
+            tee: &bundle.tee,
+            tpm: &bundle.tpm,
+            ima: &bundle.ima,
+            event_log: &bundle.event_log,
+            ak_sha256: batch.ak_sha256,
+            issued_at: batch.issued_at,
+            tree_size: batch.tree_size,
+            root: batch.root,
+        },
+        &mut hasher,
+    );
+    let mut out = [0u8; 32];
+    out.copy_from_slice(hasher.0.finish().as_ref());
+    out
 }
 
 use crate::eventlog::BOOT_EVENTLOG;
@@ -401,7 +625,7 @@ fn check_event_log(
     evidence: &EventLogEvidence,
     tpm: Option<&TpmEvidence>,
     expect: &Expectations<'_>,
-    claims: &mut BundleClaims,
+    claims: &mut SharedVerdict,
 ) -> Vec<Check> {
     let mut checks = Vec::new();
     let bytes: &[u8] = match evidence {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::binding::Role;
-use crate::bundle::{CollateralSource, Expectations, Requirements};
+use crate::bundle::{BatchCache, BatchCacheRef, CollateralSource, Expectations, Requirements};
 use crate::policy::Policy;
 use crate::time::UnixTime;
 
@@ -29,6 +29,9 @@ pub struct AttestationPolicy {
     /// Role, age, skew, required parts, simulated root, collateral source.
     requirements: Requirements,
     digest: [u8; 32],
+    /// Verdicts on batched evidence's shared part, shared by every clone of this policy (keyed
+    /// by the policy digest too, so a changed clone never reads another policy's verdicts).
+    batch_cache: Arc<BatchCache>,
 }
 
 /// The policy digest covers everything that changes a verdict.
@@ -57,6 +60,7 @@ impl AttestationPolicy {
             policy,
             requirements,
             digest,
+            batch_cache: Arc::new(BatchCache::default()),
         }
     }
 
@@ -154,7 +158,17 @@ impl AttestationPolicy {
 
     /// The bundle verifier's expectations for a peer presenting `spki_der`, at `now`.
     pub fn expectations<'a>(&'a self, spki_der: &'a [u8], now: UnixTime) -> Expectations<'a> {
-        Expectations::new(&self.requirements, spki_der, now)
+        let mut expect = Expectations::new(&self.requirements, spki_der, now);
+        expect.batch_cache = Some(BatchCacheRef {
+            cache: &self.batch_cache,
+            policy_digest: self.digest,
+        });
+        expect
+    }
+
+    /// The cache of batched evidence's shared verdicts (its hit count, for measurements).
+    pub fn batch_cache(&self) -> &BatchCache {
+        &self.batch_cache
     }
 }
 

@@ -102,6 +102,8 @@ steps! {
     Binding {
         BINDING_AK = "binding.ak",
         BINDING_AK_TEE = "binding.ak_tee",
+        BINDING_BATCH_INCLUSION = "binding.batch_inclusion",
+        BINDING_BATCH_PROOF = "binding.batch_proof",
         BINDING_CHALLENGE = "binding.challenge",
         BINDING_EXPORTER = "binding.exporter",
         BINDING_FRESHNESS = "binding.freshness",

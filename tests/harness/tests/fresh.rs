@@ -93,11 +93,11 @@ impl Machine {
 
     /// Answers requests about its own certificate key, as its own role.
     fn attestation(&self) -> SelfAttestation {
-        SelfAttestation {
-            attester: self.attester.clone(),
-            role: self.role.clone(),
-            keys: Arc::new(self.cert.clone()),
-        }
+        SelfAttestation::new(
+            self.attester.clone(),
+            self.role.clone(),
+            Arc::new(self.cert.clone()),
+        )
     }
 }
 
@@ -471,4 +471,221 @@ async fn an_ima_log_that_does_not_match_the_quote_fails_at_ima_template_hash() {
     std::fs::write(&server.log, &log).unwrap();
     let (client, _) = run_against(&server, server.attestation(), server_policy()).await;
     assert_rejected_at(client, "ima.template_hash");
+}
+
+// ---- Batched evidence: one report and one quote for many sessions (issue 15) ----
+
+/// Sessions at once against one server: they share its batcher (one TEE report and one TPM
+/// quote per batch) and the client side shares one policy (one verification of each batch's
+/// shared evidence, cached for the others). Every session still gets its own verdict, bound to
+/// its own exporter and challenge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sessions_share_quotes_and_each_is_bound_to_its_own_session() {
+    const SESSIONS: usize = 16;
+    let server = Arc::new(Machine::honest("server", Role::server()));
+    let me = server.attestation();
+    let policy = server_policy();
+    let mut tasks = Vec::new();
+    for _ in 0..SESSIONS {
+        let (server, me, policy) = (server.clone(), me.clone(), policy.clone());
+        tasks.push(tokio::spawn(async move {
+            let (client, served) = run_against(&server, me, policy).await;
+            assert_eq!(served.unwrap().we_were_accepted, Some(true));
+            client.unwrap().peer_verdict.unwrap()
+        }));
+    }
+    let mut sizes = Vec::new();
+    let mut exporters = std::collections::BTreeSet::new();
+    for t in tasks {
+        let v = t.await.unwrap();
+        assert_fresh_and_trusted(&v);
+        for step in ["binding.batch_proof", "binding.batch_inclusion"] {
+            assert!(v.passed(step), "{step}:\n{v}");
+        }
+        let batch = claims(&v)
+            .batch
+            .clone()
+            .expect("batched");
+        assert!(batch.index < batch.size);
+        sizes.push(batch.size);
+        exporters.insert(claims(&v).evidence_sha256.clone());
+    }
+    // Every session's evidence differs (its own binding and proof) ...
+    assert_eq!(exporters.len(), SESSIONS);
+    // ... and they came from fewer reports and quotes than sessions.
+    let stats = me.batcher.stats();
+    assert_eq!(stats.sessions, SESSIONS as u64);
+    assert!(
+        stats.batches < SESSIONS as u64 / 2,
+        "{} batches for {SESSIONS} sessions (sizes {sizes:?})",
+        stats.batches
+    );
+    assert!(sizes.iter().any(|&s| s > 1), "{sizes:?}");
+    // The verifier checked each batch's shared evidence once and reused the verdict.
+    assert!(policy.batch_cache().hits() > 0, "sizes {sizes:?}");
+}
+
+/// A malicious server that answers the victim with genuine batched evidence (real TEE, TPM and
+/// IMA evidence over a batch holding the victim's honest claims and three other sessions), with
+/// the victim's bundle rewritten by `tamper` (given the other sessions' bundles).
+async fn malicious_batch(
+    server: &Machine,
+    tamper: impl FnOnce(&mut ratls::bundle::Bundle, &[ratls::bundle::Bundle]) + Send + 'static,
+) -> Result<FreshOutcome, FreshError> {
+    let (mut c, mut s) = connect(server, None).await;
+    let victim_opts = opts().verify_peer(server_policy());
+    let attester = server.attester.clone();
+    let attacker = async {
+        let Message::Request(Some(asked)) = recv(&mut s).await else {
+            panic!("the victim asks for evidence");
+        };
+        send(&mut s, &Message::Request(None)).await;
+        let victim = Answer::new(asked, Role::server(), &server.cert)
+            .unwrap()
+            .bind(&**s.get_ref().1, UnixTime::now())
+            .unwrap()
+            .into_claims();
+        let mut sessions = vec![victim];
+        for _ in 0..3 {
+            let mut other = sessions[0].clone();
+            other.challenge = Some(*Challenge::new().unwrap().as_bytes());
+            other.exporter = Some(*Challenge::new().unwrap().as_bytes());
+            sessions.push(other);
+        }
+        let cmw = tokio::task::spawn_blocking(move || {
+            let mut bundles = ratls::attest::produce_batch(
+                &ratls::attest::Sources {
+                    tee: attester.tee.as_deref(),
+                    tpm: attester.tpm.as_deref(),
+                    ima: attester.ima.as_deref(),
+                    event_log: None,
+                    banks: &attester.banks,
+                    pcrs: &attester.pcrs,
+                    ima_inline: true,
+                },
+                sessions,
+                UnixTime::now().as_secs(),
+            )
+            .unwrap();
+            let mut victim = bundles.remove(0);
+            tamper(&mut victim, &bundles);
+            victim.to_cmw()
+        })
+        .await
+        .unwrap();
+        send(&mut s, &Message::Evidence(cmw)).await;
+        recv(&mut s).await
+    };
+    let (result, sent) = tokio::join!(client_exchange(&mut c, &victim_opts), attacker);
+    if result.is_err() {
+        assert!(
+            matches!(sent, Message::Result { ok: false, .. }),
+            "{sent:?}"
+        );
+    }
+    result
+}
+
+fn proof(b: &mut ratls::bundle::Bundle) -> &mut ratls::bundle::BatchProof {
+    b.batch.as_mut().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untampered_batch_of_four_passes_with_its_size_in_the_verdict() {
+    let server = Machine::honest("server", Role::server());
+    let outcome = malicious_batch(&server, |_, _| {})
+        .await
+        .unwrap();
+    let v = outcome.peer_verdict.unwrap();
+    assert_fresh_and_trusted(&v);
+    let batch = claims(&v).batch.clone().unwrap();
+    assert_eq!((batch.size, batch.index), (4, 0));
+    assert!(!batch.shared_verdict_cached);
+    assert!(ratls::summary::verdict_head(&v).contains("batched: session 1 of 4"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_sessions_proof_fails_at_binding_batch_inclusion() {
+    let server = Machine::honest("server", Role::server());
+    let result = malicious_batch(&server, |victim, others| {
+        victim.batch = others[0].batch.clone();
+    })
+    .await;
+    assert_rejected_at(result, "binding.batch_inclusion");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_leaf_index_fails_at_binding_batch_inclusion() {
+    let server = Machine::honest("server", Role::server());
+    let result = malicious_batch(&server, |victim, _| {
+        proof(victim).index = 1;
+    })
+    .await;
+    assert_rejected_at(result, "binding.batch_inclusion");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_path_and_an_index_outside_the_tree_fail_at_binding_batch_proof() {
+    let server = Machine::honest("server", Role::server());
+    let result = malicious_batch(&server, |victim, _| {
+        proof(victim).path.pop();
+    })
+    .await;
+    assert_rejected_at(result, "binding.batch_proof");
+    let result = malicious_batch(&server, |victim, _| {
+        proof(victim).index = 4;
+    })
+    .await;
+    assert_rejected_at(result, "binding.batch_proof");
+    let result = malicious_batch(&server, |victim, _| {
+        proof(victim).path[0] = serde_bytes::ByteBuf::from(vec![0u8; 31]);
+    })
+    .await;
+    assert_rejected_at(result, "binding.batch_proof");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_the_report_did_not_sign_fails_at_binding_report_data() {
+    let server = Machine::honest("server", Role::server());
+    // A tree of the attacker's own that does hold the victim's leaf: the proof checks out, but
+    // the TEE signed another root.
+    let result = malicious_batch(&server, |victim, _| {
+        let leaf = ratls::binding::batch_leaf(&victim.binding);
+        let tree = ratls::merkle::Tree::new(&[leaf, [7u8; 32]]).unwrap();
+        let p = proof(victim);
+        p.size = 2;
+        p.index = 0;
+        p.root = serde_bytes::ByteBuf::from(tree.root().to_vec());
+        p.path = tree
+            .path(0)
+            .unwrap()
+            .iter()
+            .map(|h| serde_bytes::ByteBuf::from(h.to_vec()))
+            .collect();
+    })
+    .await;
+    assert_rejected_at(result, "binding.report_data");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tree_size_other_than_the_signed_one_fails_at_binding_report_data() {
+    let server = Machine::honest("server", Role::server());
+    // Leaf 0 has the same path in trees of 3 and 4 leaves: only the signed size tells them apart.
+    let result = malicious_batch(&server, |victim, _| {
+        proof(victim).size = 3;
+    })
+    .await;
+    assert_rejected_at(result, "binding.report_data");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_evidence_stripped_of_its_proof_fails_at_binding_report_data() {
+    let server = Machine::honest("server", Role::server());
+    // The report signed a batch root, not this session's claims: without the proof, the
+    // verifier expects the single-session digest (another domain label) and the report differs.
+    let result = malicious_batch(&server, |victim, _| {
+        victim.batch = None;
+    })
+    .await;
+    assert_rejected_at(result, "binding.report_data");
 }

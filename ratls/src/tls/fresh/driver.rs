@@ -147,10 +147,10 @@ fn prepare<S: Session>(
         Err(reason) => return Ok(Pending::Decline(reason.to_string())),
     };
     let bound = answer.bind(stream.conn(), UnixTime::now())?;
-    let attester = me.attester.clone();
+    let batcher = me.batcher.clone();
     let max = opts.max_evidence_len;
     Ok(Pending::Producing(tokio::task::spawn_blocking(move || {
-        bound.produce(&attester, max)
+        bound.produce(&batcher, max)
     })))
 }
 

@@ -42,7 +42,7 @@ pub use self::frame::{
 };
 use super::policy::AttestationPolicy;
 use super::rejection::AttestationRejected;
-use crate::attest::{AttestError, Attester};
+use crate::attest::{AttestError, Attester, Batcher};
 use crate::binding::{exporter_label, spki_sha256, BindingClaims, Role, NONCE_LEN};
 use crate::time::UnixTime;
 use crate::verdict::Verdict;
@@ -118,8 +118,9 @@ impl KeyHolder for super::RotatingCert {
 /// How this endpoint attests itself when the peer asks.
 #[derive(Debug, Clone)]
 pub struct SelfAttestation {
-    /// The machine's evidence sources.
-    pub attester: Arc<Attester>,
+    /// The machine's evidence sources, behind the batcher every session of this endpoint shares
+    /// (one TEE report and one TPM quote for all the sessions that ask while one is being made).
+    pub batcher: Arc<Batcher>,
     /// The role the evidence is bound to (`server` for a TLS server, `client` for a TLS client).
     pub role: Role,
     /// The keys we hold: a request about any other key is declined.
@@ -127,6 +128,16 @@ pub struct SelfAttestation {
 }
 
 impl SelfAttestation {
+    /// Attest as `role` for the keys `keys` holds, with a new batcher over `attester` (share
+    /// the result: clones share the batcher).
+    pub fn new(attester: Arc<Attester>, role: Role, keys: Arc<dyn KeyHolder>) -> Self {
+        Self {
+            batcher: Arc::new(Batcher::new(attester)),
+            role,
+            keys,
+        }
+    }
+
     /// Our [`Answer`] to the peer's `request`, or why we decline it.
     pub fn answer(&self, request: EvidenceRequest) -> Result<Answer, Decline> {
         Answer::new(request, self.role.clone(), self.keys.as_ref())
@@ -504,28 +515,36 @@ impl Bound {
         self.0
     }
 
-    /// The EVIDENCE payload, at most `max_evidence_len` bytes ([`respond`]). Blocking (TPM,
-    /// TEE): async callers run it with `spawn_blocking`.
+    /// The EVIDENCE payload, at most `max_evidence_len` bytes: the batched evidence `batcher`
+    /// makes for these claims (one report and quote for every session that asks meanwhile).
+    /// Blocking (TPM, TEE): async callers run it with `spawn_blocking`.
     pub fn produce(
         self,
-        attester: &Attester,
+        batcher: &Batcher,
         max_evidence_len: usize,
     ) -> Result<Vec<u8>, AttestError> {
-        respond(attester, self.0, max_evidence_len)
+        capped(batcher.produce(self.0)?.to_cmw(), max_evidence_len)
     }
 }
 
-/// Produce the EVIDENCE payload (the CMW bundle, IMA log inline) for `binding`, refused when
-/// larger than `max_evidence_len`. No check on `binding`: [`Answer`] makes the claims an
-/// honest attester signs. Blocking (TPM, TEE): async callers run it with `spawn_blocking`.
+/// Produce an unbatched EVIDENCE payload (the CMW bundle, IMA log inline, one report and one
+/// quote for `binding` alone), refused when larger than `max_evidence_len`. No check on
+/// `binding`: [`Answer`] makes the claims an honest attester signs. Blocking (TPM, TEE).
+/// Endpoints answer through [`Bound::produce`]; this is for tests and comparisons.
 pub fn respond(
     attester: &Attester,
     binding: BindingClaims,
     max_evidence_len: usize,
 ) -> Result<Vec<u8>, AttestError> {
-    let cmw = attester
-        .produce(binding, true)?
-        .to_cmw();
+    capped(
+        attester
+            .produce(binding, true)?
+            .to_cmw(),
+        max_evidence_len,
+    )
+}
+
+fn capped(cmw: Vec<u8>, max_evidence_len: usize) -> Result<Vec<u8>, AttestError> {
     if cmw.len() > max_evidence_len {
         return Err(AttestError::TooLarge {
             size: cmw.len(),

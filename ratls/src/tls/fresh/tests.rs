@@ -623,11 +623,11 @@ mod tls {
             None,
             None,
         );
-        let mut opts = FreshOptions::new().attest_self(SelfAttestation {
-            attester: Arc::new(attester),
-            role: crate::binding::Role::server(),
-            keys: Arc::new(FixedKey::from_spki_der(spki)),
-        });
+        let mut opts = FreshOptions::new().attest_self(SelfAttestation::new(
+            Arc::new(attester),
+            crate::binding::Role::server(),
+            Arc::new(FixedKey::from_spki_der(spki)),
+        ));
         if ask {
             opts.verify_peer = Some(AttestationPolicy::for_client(crate::Policy::default()));
         }
