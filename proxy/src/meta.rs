@@ -46,6 +46,10 @@ pub struct Summary {
     pub role: Option<String>,
     /// True when the evidence came from the simulated TEE (never production trust).
     pub simulated: bool,
+    /// Batched fresh evidence: how many sessions shared the TEE report and TPM quote
+    /// (absent when the evidence was made for this session or certificate alone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<u64>,
 }
 
 impl Summary {
@@ -80,6 +84,9 @@ impl Summary {
             evidence_sha256: bundle.map(|b| b.evidence_sha256.clone()),
             role: bundle.map(|b| b.role.clone()),
             simulated: verdict.simulated,
+            batch_size: bundle
+                .and_then(|b| b.batch.as_ref())
+                .map(|b| b.size),
         }
     }
 
@@ -102,6 +109,10 @@ impl Summary {
         opt("X-Attestation-Freshness", &s.freshness);
         opt("X-Attestation-Evidence-Sha256", &s.evidence_sha256);
         opt("X-Attestation-Role", &s.role);
+        opt(
+            "X-Attestation-Batch-Size",
+            &s.batch_size.map(|n| n.to_string()),
+        );
         h.push(("X-Attestation-Policy-Sha256", s.policy_sha256.clone()));
         h.push((
             "X-Attestation-Simulated",

@@ -60,6 +60,10 @@ pub struct Flags {
     /// Re-issue the RA-TLS certificate every SECS seconds [default: 3600].
     #[arg(long, value_name = "SECS")]
     pub rotation: Option<u64>,
+    /// Fresh exchange: at most N sessions share one TEE report and TPM quote (the sessions that
+    /// ask while one is being made wait for the next) [default: 256; 1: one per session].
+    #[arg(long, value_name = "N")]
+    pub max_batch: Option<usize>,
     /// The TEE: auto, sev-snp, tdx, azure-snp, azure-tdx or sim (tests only) [default: auto].
     #[arg(long, value_name = "KIND")]
     pub tee: Option<String>,
@@ -69,6 +73,10 @@ pub struct Flags {
     /// --tee sim: reports carry the debug bit in the guest policy (negative tests only).
     #[arg(long)]
     pub sim_debug: bool,
+    /// --tee sim: each report takes MS milliseconds, as on hardware (tests and benchmarks of
+    /// batching; an SEV-SNP report or a TDX quote takes tens of milliseconds).
+    #[arg(long, value_name = "MS")]
+    pub sim_latency: Option<u64>,
     /// The TPM: a device path or a TCTI string [default: /dev/tpmrm0].
     #[arg(long, value_name = "TCTI|DEVICE")]
     pub tpm: Option<String>,
@@ -172,9 +180,11 @@ impl Flags {
             cert: self.cert.or(file.cert),
             key: self.key.or(file.key),
             rotation: self.rotation.or(file.rotation),
+            max_batch: self.max_batch.or(file.max_batch),
             tee: self.tee.or(file.tee),
             sim_dir: self.sim_dir.or(file.sim_dir),
             sim_debug: self.sim_debug || file.sim_debug,
+            sim_latency: self.sim_latency.or(file.sim_latency),
             tpm: self.tpm.or(file.tpm),
             ima_log: self.ima_log.or(file.ima_log),
             require_attested_client: self.require_attested_client || file.require_attested_client,
@@ -267,6 +277,8 @@ pub struct Settings {
     pub target: Target,
     pub cert: Option<(PathBuf, PathBuf)>,
     pub rotation: Duration,
+    /// At most this many sessions per batch of fresh evidence.
+    pub max_batch: usize,
     /// How this side attests itself. `tee` [`TeeChoice::None`] means no attesters at all: a
     /// plain TLS proxy serving `--cert/--key` that declines attestation requests (the baseline
     /// of the benchmarks, or a machine without a TPM).
@@ -320,6 +332,11 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
     check_mode_flags(side, f, &mut errs);
     let (listen, target, status) = check_addresses(side, f, &mut errs);
     let (cert, rotation) = check_certificate(f, &mut errs);
+    if f.max_batch == Some(0) {
+        errs.push(
+            "--max-batch must be at least 1 (1: one TEE report and TPM quote per session)".into(),
+        );
+    }
     let (policy, certificate_mode) = check_peer_policy(side, f, &mut errs);
     let attester = check_attester(side, f, &mut errs);
     let (metadata, alpn) = check_metadata(side, f, &mut errs);
@@ -337,6 +354,9 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
             certificate_mode,
             cert,
             rotation: Duration::from_secs(rotation),
+            max_batch: f
+                .max_batch
+                .unwrap_or(ratls::attest::DEFAULT_MAX_BATCH),
             attester,
             policy,
             metadata,
@@ -588,10 +608,11 @@ fn check_peer_policy(
 /// How this side attests itself: always in server mode, with --attest-self in client mode.
 fn check_attester(side: Side, f: &Flags, errs: &mut Vec<String>) -> Option<AttesterConfig> {
     let attests = side == Side::Server || f.attest_self;
-    let attester_flags: [(&str, bool); 5] = [
+    let attester_flags: [(&str, bool); 6] = [
         ("--tee", f.tee.is_some()),
         ("--sim-dir", f.sim_dir.is_some()),
         ("--sim-debug", f.sim_debug),
+        ("--sim-latency", f.sim_latency.is_some()),
         ("--tpm", f.tpm.is_some()),
         ("--ima-log", f.ima_log.is_some()),
     ];
@@ -639,6 +660,9 @@ fn check_attester(side: Side, f: &Flags, errs: &mut Vec<String>) -> Option<Attes
     if attests && !is_sim && f.sim_debug {
         errs.push("--sim-debug applies to --tee sim only".into());
     }
+    if attests && !is_sim && f.sim_latency.is_some() {
+        errs.push("--sim-latency applies to --tee sim only".into());
+    }
     let tpm_text = f
         .tpm
         .clone()
@@ -658,6 +682,9 @@ fn check_attester(side: Side, f: &Flags, errs: &mut Vec<String>) -> Option<Attes
             a.tpm_tcti = Some(tpm_tcti);
             a.sim.dir = f.sim_dir.clone();
             a.sim.debug = f.sim_debug;
+            a.sim.latency = f
+                .sim_latency
+                .map(std::time::Duration::from_millis);
             if let Some(ima_log) = &f.ima_log {
                 a.ima_log = Some(ima_log.clone());
             }

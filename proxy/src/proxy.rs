@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use ratls::attest::Batcher;
 use ratls::binding::Role;
 use ratls::tls::fresh::{
     client_exchange, server_exchange, FreshError, FreshOptions, KeyHolder, SelfAttestation,
@@ -227,11 +228,11 @@ pub async fn run(s: Settings) -> Result<(), String> {
                     .await
                     .map_err(|e| e.to_string())??;
                     rotating = Some(r.clone());
-                    fresh.attest_self = Some(SelfAttestation::new(
-                        attester,
-                        Role::client(),
-                        Arc::new(r.clone()),
-                    ));
+                    fresh.attest_self = Some(SelfAttestation {
+                        batcher: Arc::new(Batcher::new(attester).with_max_batch(s.max_batch)),
+                        role: Role::client(),
+                        keys: Arc::new(r.clone()),
+                    });
                     Some(Arc::new(r))
                 }
                 None => None,

@@ -115,6 +115,9 @@ pub struct SimOptions {
     pub dir: Option<PathBuf>,
     /// Reports carry the debug bit in the guest policy (negative tests only).
     pub debug: bool,
+    /// Each report takes this long, as on hardware ([`SimTee::with_latency`]; tests and
+    /// benchmarks of batching).
+    pub latency: Option<std::time::Duration>,
 }
 
 /// What the machine attests with. See the [module documentation](self).
@@ -508,6 +511,9 @@ impl AttesterConfig {
         let mut tee = SimTee::new(Arc::new(ca))?;
         if self.sim.debug {
             tee = tee.with_policy(SimTee::DEFAULT_POLICY | SimTee::POLICY_DEBUG);
+        }
+        if let Some(latency) = self.sim.latency {
+            tee = tee.with_latency(latency);
         }
         Ok(Arc::new(tee))
     }

@@ -42,6 +42,7 @@ pub struct SimTee {
     id_key_digest: [u8; 48],
     family_id: [u8; 16],
     image_id: [u8; 16],
+    latency: Option<std::time::Duration>,
 }
 
 impl SimTee {
@@ -70,6 +71,7 @@ impl SimTee {
             id_key_digest: [0; 48],
             family_id: [0; 16],
             image_id: [0; 16],
+            latency: None,
         })
     }
 
@@ -124,6 +126,14 @@ impl SimTee {
 
     pub fn with_image_id(mut self, image_id: [u8; 16]) -> Self {
         self.image_id = image_id;
+        self
+    }
+
+    /// Take `latency` per report, as hardware does (an SEV-SNP guest request takes tens of
+    /// milliseconds, a TDX quote through the QGS about 40 ms, one at a time): for tests and
+    /// benchmarks of what waits on the TEE (batching, rotation), never for speed.
+    pub fn with_latency(mut self, latency: std::time::Duration) -> Self {
+        self.latency = Some(latency);
         self
     }
 
@@ -192,6 +202,9 @@ impl TeeAttester for SimTee {
     }
 
     fn attest(&self, report_data: &ReportData) -> Result<TeeEvidence, AttestError> {
+        if let Some(latency) = self.latency {
+            std::thread::sleep(latency);
+        }
         Ok(TeeEvidence::Sim {
             report: ByteBuf::from(self.report(report_data)?),
             vcek: ByteBuf::from(self.ca.vcek_der()),
