@@ -24,7 +24,7 @@ fn at(text: &str) -> UnixTime {
 }
 
 /// The groups, in run order.
-pub const GROUPS: [&str; 10] = [
+pub const GROUPS: [&str; 11] = [
     "snp",
     "tdx",
     "collateral",
@@ -35,6 +35,7 @@ pub const GROUPS: [&str; 10] = [
     "bundle",
     "tls",
     "walk",
+    "batch",
 ];
 
 /// A group: runs its cases at the given scale.
@@ -42,7 +43,7 @@ type Group = fn(&dyn Fn(u64) -> u64) -> Vec<Measurement>;
 
 /// The groups named in `only` (every group when empty).
 pub fn run(scale: &dyn Fn(u64) -> u64, only: &[String]) -> Vec<Vec<Measurement>> {
-    let group: [Group; 10] = [
+    let group: [Group; 11] = [
         snp,
         tdx,
         crate::collateral::run,
@@ -53,6 +54,7 @@ pub fn run(scale: &dyn Fn(u64) -> u64, only: &[String]) -> Vec<Vec<Measurement>>
         bundle,
         crate::tls::run,
         crate::walk::run,
+        crate::batch::run,
     ];
     GROUPS
         .iter()

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! `--multiplier` scales every iteration count (CI smoke-runs with 0.05); `--group` runs only the
-//! named groups (snp, tdx, collateral, tpm, ima, azure, tpm-attester, bundle, tls, walk). Results go to
+//! named groups (snp, tdx, collateral, tpm, ima, azure, tpm-attester, bundle, tls, walk, batch). Results go to
 //! stdout as a table; `docs/benchmarks.md` records the method and the latest figures.
 //! `--memory-probe` is internal: the `tls` group runs its memory measurements in child processes
 //! of this binary.
@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // Benchmark code: missing data means nothing to measure.
 
+mod batch;
 mod cases;
 mod collateral;
 mod tls;

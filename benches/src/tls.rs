@@ -370,7 +370,16 @@ fn composition(cert_der: &[u8]) -> String {
 // ---------------------------------------------------------------------------------------------
 // The group.
 
-pub fn run(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
+/// The machine of the `tls` and `batch` groups: swtpm with boot PCRs and a 200-entry IMA log.
+pub struct BenchTpm {
+    // Field order matters: the TPM client goes before the swtpm process.
+    pub tpm: Arc<ratls_harness::TssTpm>,
+    pub log_path: std::path::PathBuf,
+    pub swtpm: ratls_harness::Swtpm,
+}
+
+/// [`BenchTpm`], or `None` (with a loud message) when swtpm is not installed outside CI.
+pub fn bench_tpm(group: &str) -> Option<BenchTpm> {
     use ratls_harness::{open_tpm, simulate_boot, ImaSimulator, Swtpm};
 
     if !ratls_test::swtpm::available() {
@@ -378,10 +387,9 @@ pub fn run(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
             !ratls_test::in_ci(),
             "CI must have swtpm (scripts/setup.sh)"
         );
-        eprintln!("tls: swtpm not installed; group SKIPPED");
-        return Vec::new();
+        eprintln!("{group}: swtpm not installed; group SKIPPED");
+        return None;
     }
-    // The machine: swtpm with boot PCRs, a 200-entry IMA log on it, the simulated TEE.
     let swtpm = Swtpm::start().expect("swtpm starts");
     let tpm = Arc::new(open_tpm(&swtpm).expect("TPM opens"));
     simulate_boot(&tpm, "bench").expect("PCRs extended");
@@ -394,6 +402,23 @@ pub fn run(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
                 .expect("measure");
         }
     }
+    Some(BenchTpm {
+        tpm,
+        log_path,
+        swtpm,
+    })
+}
+
+pub fn run(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
+    // The machine: swtpm with boot PCRs, a 200-entry IMA log on it, the simulated TEE.
+    let Some(BenchTpm {
+        tpm,
+        log_path,
+        swtpm,
+    }) = bench_tpm("tls")
+    else {
+        return Vec::new();
+    };
     let ca = Arc::new(SimCa::generate().expect("sim CA"));
     let tee = SimTee::new(ca.clone()).expect("sim TEE");
     let attester = Arc::new(Attester::new(

@@ -99,11 +99,7 @@ impl ReportData {
     /// SHA-512([`RAW_LABEL`] ‖ u16 length ‖ nonce): evidence over a caller's nonce that can never
     /// equal a binding digest. `None` when the nonce is empty or over [`MAX_RAW_NONCE`] bytes.
     pub fn for_raw_nonce(nonce: &[u8]) -> Option<Self> {
-        raw_preimage(nonce).map(|pre| {
-            let mut out = [0u8; 64];
-            out.copy_from_slice(&HashAlg::Sha512.digest(&pre));
-            Self(out)
-        })
+        raw_preimage(nonce).map(|pre| report_data_of(&pre))
     }
 
     pub fn as_bytes(&self) -> &[u8; 64] {
@@ -285,36 +281,16 @@ impl BindingClaims {
         out.extend_from_slice(LABEL);
         tlv(&mut out, 0x01, self.role.as_str().as_bytes());
         tlv(&mut out, 0x02, &self.spki_sha256);
-        tlv(
-            &mut out,
-            0x03,
-            self.ak_sha256
-                .as_ref()
-                .map_or(&[][..], |a| &a[..]),
-        );
+        tlv(&mut out, 0x03, opt(&self.ak_sha256));
         tlv(&mut out, 0x04, &self.issued_at.to_be_bytes());
-        tlv(
-            &mut out,
-            0x05,
-            self.challenge
-                .as_ref()
-                .map_or(&[][..], |c| &c[..]),
-        );
-        tlv(
-            &mut out,
-            0x06,
-            self.exporter
-                .as_ref()
-                .map_or(&[][..], |e| &e[..]),
-        );
+        tlv(&mut out, 0x05, opt(&self.challenge));
+        tlv(&mut out, 0x06, opt(&self.exporter));
         out
     }
 
     /// The TEE report_data: SHA-512 of the encoding.
     pub fn report_data(&self) -> ReportData {
-        let mut out = [0u8; 64];
-        out.copy_from_slice(&HashAlg::Sha512.digest(&self.encode()));
-        ReportData(out)
+        report_data_of(&self.encode())
     }
 
     /// The TPM qualifyingData: SHA-256 of the encoding.
@@ -336,22 +312,8 @@ pub fn batch_leaf_data(claims: &BindingClaims) -> Vec<u8> {
     out.extend_from_slice(BATCH_LEAF_LABEL);
     tlv(&mut out, 0x01, claims.role.as_str().as_bytes());
     tlv(&mut out, 0x02, &claims.spki_sha256);
-    tlv(
-        &mut out,
-        0x05,
-        claims
-            .challenge
-            .as_ref()
-            .map_or(&[][..], |c| &c[..]),
-    );
-    tlv(
-        &mut out,
-        0x06,
-        claims
-            .exporter
-            .as_ref()
-            .map_or(&[][..], |e| &e[..]),
-    );
+    tlv(&mut out, 0x05, opt(&claims.challenge));
+    tlv(&mut out, 0x06, opt(&claims.exporter));
     out
 }
 
@@ -378,13 +340,7 @@ impl BatchClaims {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(BATCH_LABEL.len() + 4 * 3 + 32 * 2 + 16);
         out.extend_from_slice(BATCH_LABEL);
-        tlv(
-            &mut out,
-            0x03,
-            self.ak_sha256
-                .as_ref()
-                .map_or(&[][..], |a| &a[..]),
-        );
+        tlv(&mut out, 0x03, opt(&self.ak_sha256));
         tlv(&mut out, 0x04, &self.issued_at.to_be_bytes());
         tlv(&mut out, 0x07, &self.tree_size.to_be_bytes());
         tlv(&mut out, 0x08, &self.root);
@@ -393,9 +349,7 @@ impl BatchClaims {
 
     /// The TEE report_data: SHA-512 of the encoding.
     pub fn report_data(&self) -> ReportData {
-        let mut out = [0u8; 64];
-        out.copy_from_slice(&HashAlg::Sha512.digest(&self.encode()));
-        ReportData(out)
+        report_data_of(&self.encode())
     }
 
     /// The TPM qualifyingData: SHA-256 of the encoding.
@@ -407,6 +361,20 @@ impl BatchClaims {
 /// SHA-256 of a DER SubjectPublicKeyInfo (or any public-key bytes).
 pub fn spki_sha256(spki_der: &[u8]) -> [u8; 32] {
     crate::digest::sha256(spki_der)
+}
+
+/// SHA-512 of a binding or batch encoding, as report_data.
+fn report_data_of(encoding: &[u8]) -> ReportData {
+    let mut out = [0u8; 64];
+    out.copy_from_slice(&HashAlg::Sha512.digest(encoding));
+    ReportData(out)
+}
+
+/// An optional 32-byte value as a TLV value: empty when absent.
+fn opt(value: &Option<[u8; 32]>) -> &[u8] {
+    value
+        .as_ref()
+        .map_or(&[][..], |v| &v[..])
 }
 
 fn tlv(out: &mut Vec<u8>, tag: u8, value: &[u8]) {

@@ -6,14 +6,17 @@
 //! made; as soon as the devices are free, the next caller in line becomes the leader and makes
 //! one report and one quote over the Merkle root of everything queued
 //! ([`produce_batch`](super::produce_batch)), then hands every session its bundle and inclusion
-//! proof. There is no timer: a lone session is served at once (a tree of one), and under load a
-//! batch closes exactly when the previous one ends, up to [`Batcher::with_max_batch`] sessions.
+//! proof. There is no fixed timer: a lone session is served at once (a tree of one), and under
+//! load a batch starts as soon as the previous one ends, up to [`Batcher::with_max_batch`]
+//! sessions, after waiting at most a quarter of the previous generation time for the clients
+//! the previous batch answered to come back (see `Batcher::gather`).
 //!
 //! Leader/follower on one mutex and condition variable: callers are already on blocking threads
 //! (`spawn_blocking`), so no thread of our own is needed and nothing outlives the callers.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::{AttestError, Attester};
 use crate::binding::BindingClaims;
@@ -22,6 +25,9 @@ use crate::time::UnixTime;
 
 /// The default upper bound on sessions per batch.
 pub const DEFAULT_MAX_BATCH: usize = 256;
+
+/// The longest a new leader waits for the previous batch's sessions to come back.
+const MAX_GATHER: Duration = Duration::from_millis(25);
 
 /// What a [`Batcher`] has done since it was made.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -39,7 +45,14 @@ struct State {
     queue: VecDeque<(u64, BindingClaims)>,
     done: HashMap<u64, Result<Bundle, AttestError>>,
     busy: bool,
+    /// A leader is waiting for the rest of the previous batch's sessions (see `gather`).
+    gathering: bool,
     next_ticket: u64,
+    /// At the end of the previous batch: how many sessions were active (those it answered and
+    /// those already queued for the next) and how long it took.
+    last: Option<(usize, Duration)>,
+    /// The previous gathering waited in vain: the next leader does not wait.
+    skip_gather: bool,
     stats: BatchStats,
 }
 
@@ -51,6 +64,8 @@ pub struct Batcher {
     max_batch: usize,
     state: Mutex<State>,
     wake: Condvar,
+    /// Signalled on each arrival while a leader gathers.
+    arrival: Condvar,
 }
 
 impl Batcher {
@@ -61,6 +76,7 @@ impl Batcher {
             max_batch: DEFAULT_MAX_BATCH,
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
+            arrival: Condvar::new(),
         }
     }
 
@@ -101,12 +117,16 @@ impl Batcher {
         let ticket = state.next_ticket;
         state.next_ticket = state.next_ticket.wrapping_add(1);
         state.queue.push_back((ticket, binding));
+        if state.gathering {
+            self.arrival.notify_one();
+        }
         loop {
             if let Some(result) = state.done.remove(&ticket) {
                 return result;
             }
             if !state.busy {
                 state.busy = true;
+                state = self.gather(state);
                 let n = state.queue.len().min(self.max_batch);
                 let batch: Vec<_> = state.queue.drain(..n).collect();
                 drop(state);
@@ -121,6 +141,44 @@ impl Batcher {
         }
     }
 
+    /// Under load, clients whose sessions a batch answered come back together (their next
+    /// connections), a few milliseconds after it ends, while the sessions queued during it are
+    /// already waiting: starting at once splits the clients into two cohorts that each wait
+    /// for the other's batch, two generation times per connection. So a new leader waits until
+    /// as many sessions are queued as were active when the previous batch ended (answered plus
+    /// queued), at most a quarter of the previous generation time and [`MAX_GATHER`]; when a
+    /// wait was in vain (clients that do not come back), the next leader does not wait. At low
+    /// load (a lone session, or a queue already that long) nobody waits.
+    fn gather<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        let Some((expected, took)) = state.last else {
+            return state;
+        };
+        if state.skip_gather {
+            state.skip_gather = false;
+            return state;
+        }
+        let expected = expected.min(self.max_batch);
+        if state.queue.len() >= expected {
+            return state;
+        }
+        let deadline = Instant::now() + (took / 2).min(MAX_GATHER);
+        state.gathering = true;
+        while state.queue.len() < expected {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = self
+                .arrival
+                .wait_timeout(state, left)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        state.gathering = false;
+        state.skip_gather = state.queue.len() < expected;
+        state
+    }
+
     /// Make one report and quote for `batch` (without the lock), then publish every result and
     /// wake the waiters (one of whom leads the next batch).
     fn lead(&self, batch: Vec<(u64, BindingClaims)>) {
@@ -128,26 +186,17 @@ impl Batcher {
             batcher: self,
             tickets: batch.iter().map(|(t, _)| *t).collect(),
             results: None,
+            started: Instant::now(),
         };
         let n = batch.len();
         let sessions: Vec<BindingClaims> = batch
             .into_iter()
             .map(|(_, b)| b)
             .collect();
-        let started = std::time::Instant::now();
-        let produced = super::produce_batch(
-            &super::Sources {
-                tee: self.attester.tee.as_deref(),
-                tpm: self.attester.tpm.as_deref(),
-                ima: self.attester.ima.as_deref(),
-                event_log: self.attester.event_log.as_deref(),
-                banks: &self.attester.banks,
-                pcrs: &self.attester.pcrs,
-                ima_inline: true,
-            },
-            sessions,
-            UnixTime::now().as_secs(),
-        );
+        let started = Instant::now();
+        let produced = self
+            .attester
+            .produce_batch(sessions, UnixTime::now().as_secs());
         match &produced {
             Ok(_) => tracing::info!(
                 sessions = n,
@@ -172,6 +221,7 @@ struct Leader<'a> {
     batcher: &'a Batcher,
     tickets: Vec<u64>,
     results: Option<Vec<Result<Bundle, AttestError>>>,
+    started: Instant,
 }
 
 impl Drop for Leader<'_> {
@@ -195,6 +245,10 @@ impl Drop for Leader<'_> {
         };
         let mut state = self.batcher.lock();
         let n = self.tickets.len() as u64;
+        state.last = Some((
+            self.tickets.len() + state.queue.len(),
+            self.started.elapsed(),
+        ));
         if results.iter().all(Result::is_ok) {
             state.stats.batches += 1;
             state.stats.sessions += n;

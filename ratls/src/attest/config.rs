@@ -115,7 +115,7 @@ pub struct SimOptions {
     pub dir: Option<PathBuf>,
     /// Reports carry the debug bit in the guest policy (negative tests only).
     pub debug: bool,
-    /// Each report takes this long, as on hardware ([`SimTee::with_latency`]; tests and
+    /// Each report takes this long, as on hardware (`SimTee::with_latency`; tests and
     /// benchmarks of batching).
     pub latency: Option<std::time::Duration>,
 }

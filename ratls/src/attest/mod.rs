@@ -222,17 +222,30 @@ impl Attester {
         binding: crate::binding::BindingClaims,
         ima_inline: bool,
     ) -> Result<crate::bundle::Bundle, AttestError> {
-        produce(
-            &Sources {
-                tee: self.tee.as_deref(),
-                tpm: self.tpm.as_deref(),
-                ima: self.ima.as_deref(),
-                event_log: self.event_log.as_deref(),
-                banks: &self.banks,
-                pcrs: &self.pcrs,
-                ima_inline,
-            },
-            binding,
-        )
+        produce(&self.sources(ima_inline), binding)
+    }
+
+    /// One report and one quote for all of `sessions` ([`produce_batch`]; fresh mode, logs
+    /// inline), issued at `issued_at`. Endpoints go through a [`Batcher`], which decides who
+    /// shares a batch; this is the production itself. Blocking.
+    pub fn produce_batch(
+        &self,
+        sessions: Vec<crate::binding::BindingClaims>,
+        issued_at: u64,
+    ) -> Result<Vec<crate::bundle::Bundle>, AttestError> {
+        produce_batch(&self.sources(true), sessions, issued_at)
+    }
+
+    /// These sources, borrowed for one production.
+    pub fn sources(&self, ima_inline: bool) -> Sources<'_> {
+        Sources {
+            tee: self.tee.as_deref(),
+            tpm: self.tpm.as_deref(),
+            ima: self.ima.as_deref(),
+            event_log: self.event_log.as_deref(),
+            banks: &self.banks,
+            pcrs: &self.pcrs,
+            ima_inline,
+        }
     }
 }

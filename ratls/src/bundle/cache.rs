@@ -1,18 +1,25 @@
 //! The batch cache: the verdict on a batch's shared evidence (one TEE report, one TPM quote, the
 //! logs) is computed once and reused for every other session of the batch.
 //!
-//! The key is SHA-256 over (label, digest of the shared evidence, policy digest). The shared
-//! evidence covers everything the TEE and TPM checks read: the report, the quote, the logs, the
-//! AK, the issue time, the tree size and the root. What differs per session (its binding claims
-//! and inclusion proof) is never cached: every session still checks its own role, key,
-//! challenge, exporter and proof, and the proof must lead to the root the cached verdict covered.
-//! Only trusted verdicts are stored, so a forged batch cannot poison the cache for the genuine
-//! one; entries live [`BATCH_CACHE_TTL_SECS`] (a batch's sessions arrive within a generation
-//! time of each other) and the oldest goes first when the cache is full.
+//! An entry is found by SHA-256 over (label, the signed batch claims: AK, issue time, tree size,
+//! root; policy digest) and used only when the session presents the very same shared evidence
+//! (the report, the quote, the logs), compared byte for byte: the cached verdict is the verdict
+//! on exactly these bytes, found without hashing them again (a byte comparison of the ~30 KB a
+//! batch shares costs a few microseconds, a hash of them tens). What differs per session (its
+//! binding claims and inclusion proof) is never cached: every session still checks its own
+//! role, key, challenge, exporter and proof, and the proof must lead to the root the cached
+//! verdict covered. Only trusted verdicts are stored, so a forged batch cannot poison the cache
+//! for the genuine one (a session presenting other bytes under a cached root is verified in
+//! full and never replaces the entry). A batch's sessions reach the verifier together: the
+//! first verifies, the others wait for its verdict instead of repeating it. Entries live [`BATCH_CACHE_TTL_SECS`] (a batch's
+//! sessions arrive within a generation time of each other) and the oldest goes first when the
+//! cache is full.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
+use super::{EventLogEvidence, ImaEvidence, TeeEvidence, TpmEvidence};
+use crate::binding::BatchClaims;
 use crate::claims::Claims;
 use crate::eventlog::claims::EventLogClaims;
 use crate::time::UnixTime;
@@ -22,6 +29,15 @@ use super::claims::ImaDeferred;
 
 /// How long a shared verdict is reused, in seconds.
 pub const BATCH_CACHE_TTL_SECS: u64 = 60;
+
+/// What every session of a batch carries alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SharedEvidence {
+    pub tee: Option<TeeEvidence>,
+    pub tpm: Option<TpmEvidence>,
+    pub ima: Option<ImaEvidence>,
+    pub event_log: Option<EventLogEvidence>,
+}
 
 /// The verdict on a batch's shared evidence: the checks of the TEE, the TPM, the event log and
 /// IMA, and what they found.
@@ -43,23 +59,37 @@ impl SharedVerdict {
     }
 }
 
+/// A cached batch: its shared evidence and the verdict on it.
+pub(crate) type Entry = (SharedEvidence, SharedVerdict);
+
 #[derive(Debug, Default)]
 struct Inner {
-    map: HashMap<[u8; 32], (Arc<SharedVerdict>, u64)>,
+    map: HashMap<[u8; 32], (Arc<Entry>, u64)>,
     order: VecDeque<[u8; 32]>,
+    /// Keys a verification is running for: the batch's other sessions, which arrive together,
+    /// wait for it instead of each verifying the same evidence.
+    pending: HashSet<[u8; 32]>,
 }
+
+/// How long a session waits for another session's verification of the same batch before it
+/// verifies on its own.
+const PENDING_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A bounded map from (shared evidence, policy) to trusted shared verdicts.
 #[derive(Debug)]
 pub struct BatchCache {
     inner: Mutex<Inner>,
+    /// Signalled when a pending verification ends.
+    ready: Condvar,
     capacity: usize,
     hits: std::sync::atomic::AtomicU64,
 }
 
 impl Default for BatchCache {
+    /// 256 entries: a few megabytes of shared evidence at most, and more batches than a
+    /// verifier sees within [`BATCH_CACHE_TTL_SECS`] from one attester.
     fn default() -> Self {
-        Self::new(1024)
+        Self::new(256)
     }
 }
 
@@ -67,6 +97,7 @@ impl BatchCache {
     pub fn new(capacity: usize) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
+            ready: Condvar::new(),
             capacity: capacity.max(1),
             hits: std::sync::atomic::AtomicU64::new(0),
         }
@@ -78,43 +109,94 @@ impl BatchCache {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    pub(crate) fn get(&self, key: &[u8; 32], now: UnixTime) -> Option<Arc<SharedVerdict>> {
-        let inner = self
-            .inner
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A poisoned lock only means a thread panicked holding it; every change is a single
+        // insertion or removal, so the map stays consistent.
+        self.inner
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let (verdict, stored) = inner.map.get(key)?;
-        if now.as_secs().saturating_sub(*stored) > BATCH_CACHE_TTL_SECS || *stored > now.as_secs() {
-            return None;
-        }
-        self.hits
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Some(verdict.clone())
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Store a trusted shared verdict (an untrusted one is ignored).
-    pub(crate) fn put(&self, key: [u8; 32], verdict: Arc<SharedVerdict>, now: UnixTime) {
-        if !verdict.is_trusted() {
-            return;
-        }
-        let mut inner = self
-            .inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if inner
-            .map
-            .insert(key, (verdict, now.as_secs()))
-            .is_none()
-        {
-            inner.order.push_back(key);
-        }
-        while inner.map.len() > self.capacity {
-            match inner.order.pop_front() {
-                Some(old) => {
-                    inner.map.remove(&old);
+    /// The shared verdict under `key` when it is recent and `same` says its evidence is the one
+    /// presented (then `true`: it came from the cache); otherwise `verify()`'s, stored when
+    /// trusted. When another session of the batch is verifying it already, wait for that
+    /// verification (at most [`PENDING_WAIT`]) rather than repeat it.
+    pub(crate) fn get_or_verify(
+        &self,
+        key: [u8; 32],
+        now: UnixTime,
+        same: impl Fn(&SharedEvidence) -> bool,
+        verify: impl FnOnce() -> Entry,
+    ) -> (Arc<Entry>, bool) {
+        let recent = |stored: u64| {
+            now.as_secs().saturating_sub(stored) <= BATCH_CACHE_TTL_SECS && stored <= now.as_secs()
+        };
+        let deadline = std::time::Instant::now() + PENDING_WAIT;
+        let mut inner = self.lock();
+        let mut ours = false;
+        loop {
+            if let Some((entry, stored)) = inner.map.get(&key) {
+                if recent(*stored) && same(&entry.0) {
+                    self.hits
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return (entry.clone(), true);
                 }
-                None => break,
+                // Other bytes under a cached root: verified on their own, never stored.
+                break;
             }
+            if !inner.pending.contains(&key) {
+                inner.pending.insert(key);
+                ours = true;
+                break;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            inner = self
+                .ready
+                .wait_timeout(inner, left)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        drop(inner);
+        let pending = Pending {
+            cache: self,
+            key: ours.then_some(key),
+        };
+        let entry = Arc::new(verify());
+        if ours && entry.1.is_trusted() {
+            let mut inner = self.lock();
+            inner
+                .map
+                .insert(key, (entry.clone(), now.as_secs()));
+            inner.order.push_back(key);
+            while inner.map.len() > self.capacity {
+                match inner.order.pop_front() {
+                    Some(old) => {
+                        inner.map.remove(&old);
+                    }
+                    None => break,
+                }
+            }
+        }
+        drop(pending);
+        (entry, false)
+    }
+}
+
+/// Clears a pending mark and wakes the waiters when the verification ends (also when it
+/// panicked: they then verify on their own).
+struct Pending<'a> {
+    cache: &'a BatchCache,
+    key: Option<[u8; 32]>,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.cache.lock().pending.remove(&key);
+            self.cache.ready.notify_all();
         }
     }
 }
@@ -127,10 +209,10 @@ pub struct BatchCacheRef<'a> {
 }
 
 impl BatchCacheRef<'_> {
-    pub(crate) fn key(&self, shared_digest: &[u8; 32]) -> [u8; 32] {
+    pub(crate) fn key(&self, batch: &BatchClaims) -> [u8; 32] {
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
         ctx.update(b"ratls-batch-verdict-v1\0");
-        ctx.update(shared_digest);
+        ctx.update(&batch.encode());
         ctx.update(&self.policy_digest);
         let mut out = [0u8; 32];
         out.copy_from_slice(ctx.finish().as_ref());

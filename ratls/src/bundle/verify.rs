@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::cache::{BatchCacheRef, SharedVerdict};
+use super::cache::{BatchCacheRef, SharedEvidence, SharedVerdict};
 use super::claims::{BatchInfo, BindingLevel, Freshness, ImaDeferred};
 use super::{
     BatchProof, Bundle, EventLogEvidence, ImaEvidence, TeeEvidence, TpmEvidence, MAX_BUNDLE_LEN,
@@ -240,25 +240,40 @@ fn verify_decoded(
 
     // The shared evidence (TEE, TPM, logs): verified here, or, for a batch another session of
     // which this verifier already checked, its cached verdict.
+    let presented = || SharedEvidence {
+        tee: bundle.tee.clone(),
+        tpm: bundle.tpm.clone(),
+        ima: bundle.ima.clone(),
+        event_log: bundle.event_log.clone(),
+    };
+    let same = |cached: &SharedEvidence| {
+        cached.tee == bundle.tee
+            && cached.tpm == bundle.tpm
+            && cached.ima == bundle.ima
+            && cached.event_log == bundle.event_log
+    };
     let (shared, cached) = match (&signed.batch, expect.batch_cache) {
         (Some(batch), Some(cache)) if expect.ima_log.is_none() && expect.event_log.is_none() => {
-            let key = cache.key(&shared_digest(bundle, batch));
-            match cache.cache.get(&key, expect.now) {
-                Some(hit) => (hit, true),
-                None => {
-                    let fresh = Arc::new(verify_shared(bundle, &signed, policy, expect));
-                    cache
-                        .cache
-                        .put(key, fresh.clone(), expect.now);
-                    (fresh, false)
-                }
-            }
+            cache
+                .cache
+                .get_or_verify(cache.key(batch), expect.now, same, || {
+                    (presented(), verify_shared(bundle, &signed, policy, expect))
+                })
         }
         _ => (
-            Arc::new(verify_shared(bundle, &signed, policy, expect)),
+            Arc::new((
+                SharedEvidence {
+                    tee: None,
+                    tpm: None,
+                    ima: None,
+                    event_log: None,
+                },
+                verify_shared(bundle, &signed, policy, expect),
+            )),
             false,
         ),
     };
+    let shared = &shared.1;
     v.simulated |= shared.simulated;
     v.extend(shared.checks.iter().cloned());
     let mut claims = BundleClaims {
@@ -518,29 +533,22 @@ fn check_batch(v: &mut Verdict, proof: &BatchProof, expected: &BindingClaims) ->
         )),
     };
     let presented_root = root.unwrap_or([0u8; 32]);
+    const SHAPE: &str = "an inclusion proof shaped for its leaf index and tree size (RFC 9162)";
+    let presented = format!(
+        "leaf {} of a {}-leaf tree, {} path hashes",
+        proof.index,
+        proof.size,
+        proof.path.len()
+    );
     match shape {
         Err(why) => v.push(Check::fail(
             Step::BINDING_BATCH_PROOF,
-            "an inclusion proof shaped for its leaf index and tree size (RFC 9162)",
-            format!(
-                "leaf {} of a {}-leaf tree, {} path hashes",
-                proof.index,
-                proof.size,
-                proof.path.len()
-            ),
+            SHAPE,
+            presented,
             why,
         )),
         Ok(computed) => {
-            v.push(Check::pass(
-                Step::BINDING_BATCH_PROOF,
-                "an inclusion proof shaped for its leaf index and tree size (RFC 9162)",
-                format!(
-                    "leaf {} of a {}-leaf tree, {} path hashes",
-                    proof.index,
-                    proof.size,
-                    proof.path.len()
-                ),
-            ));
+            v.push(Check::pass(Step::BINDING_BATCH_PROOF, SHAPE, presented));
             let check = Check::expect(
                 Step::BINDING_BATCH_INCLUSION,
                 computed == presented_root,
@@ -566,51 +574,6 @@ fn check_batch(v: &mut Verdict, proof: &BatchProof, expected: &BindingClaims) ->
         tree_size: proof.size,
         root: presented_root,
     }
-}
-
-/// SHA-256 of the CBOR of everything a batch's sessions share: the cache key's evidence half.
-fn shared_digest(bundle: &Bundle, batch: &BatchClaims) -> [u8; 32] {
-    #[derive(serde::Serialize)]
-    struct SharedView<'a> {
-        version: u32,
-        tee: &'a Option<TeeEvidence>,
-        tpm: &'a Option<TpmEvidence>,
-        ima: &'a Option<ImaEvidence>,
-        event_log: &'a Option<EventLogEvidence>,
-        ak_sha256: Option<[u8; 32]>,
-        issued_at: u64,
-        tree_size: u64,
-        root: [u8; 32],
-    }
-    struct Hasher(ring::digest::Context);
-    impl std::io::Write for Hasher {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.update(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut hasher = Hasher(ring::digest::Context::new(&ring::digest::SHA256));
-    // Invariant: serialising plain data into a hasher cannot fail.
-    let _ = ciborium::into_writer(
-        &SharedView {
-            version: bundle.version,
-            tee: &bundle.tee,
-            tpm: &bundle.tpm,
-            ima: &bundle.ima,
-            event_log: &bundle.event_log,
-            ak_sha256: batch.ak_sha256,
-            issued_at: batch.issued_at,
-            tree_size: batch.tree_size,
-            root: batch.root,
-        },
-        &mut hasher,
-    );
-    let mut out = [0u8; 32];
-    out.copy_from_slice(hasher.0.finish().as_ref());
-    out
 }
 
 use crate::eventlog::BOOT_EVENTLOG;

@@ -287,20 +287,9 @@ fn tampering_server(
                     sessions.push(other);
                 }
                 let cmw = tokio::task::spawn_blocking(move || {
-                    let mut bundles = ratls::attest::produce_batch(
-                        &ratls::attest::Sources {
-                            tee: attester.tee.as_deref(),
-                            tpm: attester.tpm.as_deref(),
-                            ima: attester.ima.as_deref(),
-                            event_log: None,
-                            banks: &attester.banks,
-                            pcrs: &attester.pcrs,
-                            ima_inline: true,
-                        },
-                        sessions,
-                        UnixTime::now().as_secs(),
-                    )
-                    .unwrap();
+                    let mut bundles = attester
+                        .produce_batch(sessions, UnixTime::now().as_secs())
+                        .unwrap();
                     let mut victim = bundles.remove(0);
                     tamper(&mut victim, &bundles);
                     victim.to_cmw()

@@ -482,7 +482,12 @@ async fn an_ima_log_that_does_not_match_the_quote_fails_at_ima_template_hash() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_sessions_share_quotes_and_each_is_bound_to_its_own_session() {
     const SESSIONS: usize = 16;
-    let server = Arc::new(Machine::honest("server", Role::server()));
+    // A report takes 40 ms, as on hardware (the simulated one takes well under a millisecond,
+    // which would leave little to share).
+    let tee = SimTee::new(sim_ca())
+        .unwrap()
+        .with_latency(Duration::from_millis(40));
+    let server = Arc::new(Machine::new("server", tee, Role::server()));
     let me = server.attestation();
     let policy = server_policy();
     let mut tasks = Vec::new();
@@ -553,20 +558,9 @@ async fn malicious_batch(
             sessions.push(other);
         }
         let cmw = tokio::task::spawn_blocking(move || {
-            let mut bundles = ratls::attest::produce_batch(
-                &ratls::attest::Sources {
-                    tee: attester.tee.as_deref(),
-                    tpm: attester.tpm.as_deref(),
-                    ima: attester.ima.as_deref(),
-                    event_log: None,
-                    banks: &attester.banks,
-                    pcrs: &attester.pcrs,
-                    ima_inline: true,
-                },
-                sessions,
-                UnixTime::now().as_secs(),
-            )
-            .unwrap();
+            let mut bundles = attester
+                .produce_batch(sessions, UnixTime::now().as_secs())
+                .unwrap();
             let mut victim = bundles.remove(0);
             tamper(&mut victim, &bundles);
             victim.to_cmw()
