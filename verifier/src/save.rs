@@ -28,9 +28,10 @@ const NAMES: [&str; 10] = [
 ///
 /// `evidence.cmw` always; when present: `tpm-quote.bin` (TPMS_ATTEST), `tpm-signature.bin`,
 /// `ak-public.bin`, `pcrs.json` (`{"sha256": {"0": "hex", ...}}`), `tpm-nonce.hex` (the
-/// binding digest the bundle claims, which the quote must sign; `verify` compared the binding
-/// with this session's own values at its `binding.*` steps, so offline the file proves only
-/// that the quote signed it), `ek-cert.der`,
+/// digest the bundle claims the quote signs: its binding's, or its batch's
+/// ([`Bundle::claimed_digests`]); `verify` compared the binding and the batch proof with this
+/// session's own values at its `binding.*` steps, so offline the file proves only that the
+/// quote signed it), `ek-cert.der`,
 /// `ima-log.bin` (binary_runtime_measurements), `event-log.bin` (the firmware's TCG event
 /// log), `tee-report.bin`.
 pub fn save(dir: &Path, cmw: &[u8]) -> Result<Vec<String>, String> {
@@ -77,10 +78,7 @@ pub fn save(dir: &Path, cmw: &[u8]) -> Result<Vec<String>, String> {
         let json = serde_json::to_vec_pretty(&pcrs)
             .map_err(|e| format!("--save-evidence: encoding pcrs.json: {e}"))?;
         put("pcrs.json", &json)?;
-        let nonce = hex(bundle
-            .binding
-            .qualifying_data()
-            .as_bytes());
+        let nonce = hex(bundle.claimed_digests().1.as_bytes());
         put("tpm-nonce.hex", format!("{nonce}\n").as_bytes())?;
         if let Some(ek) = &tpm.ek_cert {
             put("ek-cert.der", ek)?;

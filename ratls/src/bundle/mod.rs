@@ -23,7 +23,7 @@ pub use self::verify::{
     verify, verify_bundle, CollateralSource, Expectations, Requirements, DEFAULT_MAX_AGE_SECS,
     DEFAULT_MAX_SKEW_SECS,
 };
-use crate::binding::BindingClaims;
+use crate::binding::{BatchClaims, BindingClaims, QualifyingData, ReportData};
 pub use crate::claims::BundleClaims;
 use crate::digest::HashAlg;
 use crate::verdict::Platform;
@@ -301,6 +301,31 @@ impl Bundle {
             });
         }
         Ok(bundle)
+    }
+
+    /// What this bundle says its TEE report (`report_data`) and TPM quote (`qualifyingData`)
+    /// sign: the digests of its binding claims, or, for batched evidence, of the batch its
+    /// proof names (its AK hash and issue time, the proof's tree size and root; a root that is
+    /// not 32 bytes reads as zeros). Taken from the bundle, not checked: verification recomputes
+    /// them from the verifier's own values. This is what an offline check of the quote or the
+    /// report alone compares with (`cosmian_vm verify --save-evidence`).
+    pub fn claimed_digests(&self) -> (ReportData, QualifyingData) {
+        match &self.batch {
+            None => (self.binding.report_data(), self.binding.qualifying_data()),
+            Some(proof) => {
+                let batch = BatchClaims {
+                    ak_sha256: self.binding.ak_sha256,
+                    issued_at: self.binding.issued_at,
+                    tree_size: proof.size,
+                    root: proof
+                        .root
+                        .as_slice()
+                        .try_into()
+                        .unwrap_or([0u8; 32]),
+                };
+                (batch.report_data(), batch.qualifying_data())
+            }
+        }
     }
 
     /// SHA-256 of the CMW encoding: the evidence digest verdict caches are keyed by.

@@ -182,3 +182,26 @@ fn a_panicking_device_fails_its_batch_and_the_next_batch_still_runs() {
     assert!(again.is_err());
     assert_eq!(b.stats().batches, 0);
 }
+
+#[test]
+fn a_bundle_claims_the_digests_its_report_signed() {
+    let (_, b) = batcher(0, false);
+    for bundle in run_concurrently(&b, 3) {
+        let bundle = bundle.unwrap();
+        let Some(TeeEvidence::Tdx { quote, .. }) = &bundle.tee else {
+            panic!("no TEE evidence")
+        };
+        // Batched: the batch's digests, not the session's own binding digests.
+        assert_eq!(quote.as_slice(), bundle.claimed_digests().0.as_bytes());
+        assert_ne!(bundle.claimed_digests().0, bundle.binding.report_data());
+    }
+    let single = b
+        .attester()
+        .produce(session(9), true)
+        .unwrap();
+    let Some(TeeEvidence::Tdx { quote, .. }) = &single.tee else {
+        panic!("no TEE evidence")
+    };
+    assert_eq!(quote.as_slice(), single.claimed_digests().0.as_bytes());
+    assert_eq!(single.claimed_digests().1, single.binding.qualifying_data());
+}
