@@ -56,7 +56,7 @@ pub struct Bundle {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_log: Option<EventLogEvidence>,
     /// Batched fresh evidence: the TEE report and the TPM quote sign the root of a Merkle tree
-    /// of sessions ([`BatchClaims`](crate::binding::BatchClaims)) instead of `binding` itself,
+    /// of sessions ([`BatchClaims`]) instead of `binding` itself,
     /// and this is `binding`'s place in that tree. Absent for evidence made for one session or
     /// one certificate (and then absent from the encoding).
     #[serde(default, skip_serializing_if = "Option::is_none")]
