@@ -8,7 +8,7 @@
 //! ([`produce_batch`](super::produce_batch)), then hands every session its bundle and inclusion
 //! proof. There is no fixed timer: a lone session is served at once (a tree of one), and under
 //! load a batch starts as soon as the previous one ends, up to [`Batcher::with_max_batch`]
-//! sessions, after waiting at most a quarter of the previous generation time for the clients
+//! sessions, after waiting at most half of the previous generation time for the clients
 //! the previous batch answered to come back (see `Batcher::gather`).
 //!
 //! Leader/follower on one mutex and condition variable: callers are already on blocking threads
@@ -146,7 +146,7 @@ impl Batcher {
     /// already waiting: starting at once splits the clients into two cohorts that each wait
     /// for the other's batch, two generation times per connection. So a new leader waits until
     /// as many sessions are queued as were active when the previous batch ended (answered plus
-    /// queued), at most a quarter of the previous generation time and [`MAX_GATHER`]; when a
+    /// queued), at most half of the previous generation time and [`MAX_GATHER`]; when a
     /// wait was in vain (clients that do not come back), the next leader does not wait. At low
     /// load (a lone session, or a queue already that long) nobody waits.
     fn gather<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
