@@ -23,7 +23,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use ratls::attest::tpm::ReconnectingTpm;
-use ratls::attest::{AttestError, Attester, Batcher, TeeKind};
+use ratls::attest::{AttestError, Batcher, TeeKind};
 use ratls::binding::{Role, NONCE_LEN};
 use ratls::bundle::MAX_BUNDLE_LEN;
 use ratls::tls::fresh::{self, Answer, Decline, FixedKey, FreshError};
@@ -49,9 +49,8 @@ pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct AppState {
     pub config: Config,
-    pub attester: Arc<Attester>,
-    /// Fresh evidence for every caller that asks while a report and quote are being made comes
-    /// from the next one (`ratls::attest::Batcher`).
+    /// The machine's evidence sources (`batcher.attester()`): fresh evidence for every caller
+    /// that asks while a report and quote are being made comes from the next one.
     pub batcher: Arc<Batcher>,
     /// The TPM behind `attester.tpm`, for its health.
     pub tpm: Option<Arc<ReconnectingTpm>>,
@@ -444,7 +443,8 @@ async fn ima_log(state: &AppState, conn: &Conn) -> Result<Vec<u8>, ApiError> {
         .evidence(conn.peer)
         .map_err(ApiError::refused)?;
     let ima = state
-        .attester
+        .batcher
+        .attester()
         .ima
         .clone()
         .ok_or_else(|| {

@@ -80,7 +80,6 @@ pub async fn run(config: Config, preinit: bool) -> Result<(), StartError> {
     let spki_sha256 = ratls::digest::sha256(&served.spki_der);
     let state = Arc::new(AppState {
         config: config.clone(),
-        attester: machine.attester.clone(),
         batcher: Arc::new(ratls::attest::Batcher::new(machine.attester.clone())),
         tpm: Some(machine.tpm.clone()),
         tee: machine.tee,

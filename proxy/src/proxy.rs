@@ -195,7 +195,7 @@ pub async fn run(s: Settings) -> Result<(), String> {
                 }
             };
             fresh.attest_self =
-                attester.map(|attester| SelfAttestation::new(attester, Role::server(), keys));
+                attester.map(|attester| attest_self(attester, Role::server(), keys, s.max_batch));
             let client_verifier: Option<Arc<dyn ClientCertVerifier>> = match &s.policy {
                 Some(p) => {
                     fresh.verify_peer = Some(p.clone());
@@ -228,11 +228,12 @@ pub async fn run(s: Settings) -> Result<(), String> {
                     .await
                     .map_err(|e| e.to_string())??;
                     rotating = Some(r.clone());
-                    fresh.attest_self = Some(SelfAttestation {
-                        batcher: Arc::new(Batcher::new(attester).with_max_batch(s.max_batch)),
-                        role: Role::client(),
-                        keys: Arc::new(r.clone()),
-                    });
+                    fresh.attest_self = Some(attest_self(
+                        attester,
+                        Role::client(),
+                        Arc::new(r.clone()),
+                        s.max_batch,
+                    ));
                     Some(Arc::new(r))
                 }
                 None => None,
@@ -760,4 +761,19 @@ where
         return;
     }
     let _ = relay::relay(accepted, dialed, ctx.s.idle_timeout, None, &ctx.metrics).await;
+}
+
+/// How this side answers the peer's requests for fresh evidence: as `role`, for the keys `keys`
+/// holds, through one batcher of at most `max_batch` sessions per report (`--max-batch`).
+fn attest_self(
+    attester: Arc<ratls::attest::Attester>,
+    role: Role,
+    keys: Arc<dyn KeyHolder>,
+    max_batch: usize,
+) -> SelfAttestation {
+    SelfAttestation {
+        batcher: Arc::new(Batcher::new(attester).with_max_batch(max_batch)),
+        role,
+        keys,
+    }
 }

@@ -48,7 +48,7 @@ impl Drop for ProxyVm {
 }
 
 impl ProxyVm {
-    fn start(backend: SocketAddr) -> Self {
+    fn start(backend: SocketAddr, extra: &[&str]) -> Self {
         ratls_test::swtpm::quiet_tss();
         let dir = TempDir::new("batch-proxy");
         let swtpm = Swtpm::start().expect("swtpm is required (scripts/setup.sh)");
@@ -76,6 +76,7 @@ impl ProxyVm {
             .arg(dir.0.join("sim"))
             .args(["--tpm", &swtpm.tcti(), "--ima-log"])
             .arg(dir.0.join("ima.log"))
+            .args(extra)
             .env("TSS2_LOG", "all+none")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -194,7 +195,7 @@ fn connect_fresh(ark: &Path, addr: SocketAddr) -> Child {
 
 #[test]
 fn thirty_two_concurrent_connect_fresh_pass_and_share_fewer_than_eight_quotes() {
-    let proxy = ProxyVm::start(backend());
+    let proxy = ProxyVm::start(backend(), &[]);
     let gate = starting_gate(proxy.addr, CLIENTS);
     let ark = proxy.dir.0.join("sim/ark.pem");
     let children: Vec<Child> = (0..CLIENTS)
@@ -236,6 +237,30 @@ fn thirty_two_concurrent_connect_fresh_pass_and_share_fewer_than_eight_quotes() 
         "{} quotes for {CLIENTS} sessions: {batches:?}",
         batches.len()
     );
+}
+
+#[test]
+fn max_batch_bounds_every_batch_of_the_real_proxy() {
+    const N: usize = 8;
+    let proxy = ProxyVm::start(backend(), &["--max-batch", "2"]);
+    let gate = starting_gate(proxy.addr, N);
+    let ark = proxy.dir.0.join("sim/ark.pem");
+    let children: Vec<Child> = (0..N)
+        .map(|_| connect_fresh(&ark, gate))
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.batches().iter().sum::<usize>() < N && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let batches = proxy.batches();
+    assert_eq!(batches.iter().sum::<usize>(), N, "{batches:?}");
+    assert!(batches.iter().all(|&n| n <= 2), "{batches:?}");
+    // Sessions did queue together: some batch was full.
+    assert!(batches.contains(&2), "{batches:?}");
 }
 
 // ---- A server that tampers with its batched evidence, against the real CLI ----
