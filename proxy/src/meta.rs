@@ -50,6 +50,9 @@ pub struct Summary {
     /// (absent when the evidence was made for this session or certificate alone).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<u64>,
+    /// This proxy's identifier of the connection, as its audit log records it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_id: Option<String>,
 }
 
 impl Summary {
@@ -87,7 +90,14 @@ impl Summary {
             batch_size: bundle
                 .and_then(|b| b.batch.as_ref())
                 .map(|b| b.size),
+            connection_id: None,
         }
+    }
+
+    /// The same, naming the connection (`--audit-log` records it under this id).
+    pub fn with_connection_id(mut self, id: &str) -> Self {
+        self.connection_id = Some(id.to_owned());
+        self
     }
 
     /// The HTTP headers (`X-Attestation-*`) for this summary.
@@ -113,6 +123,7 @@ impl Summary {
             "X-Attestation-Batch-Size",
             &s.batch_size.map(|n| n.to_string()),
         );
+        opt("X-Attestation-Connection-Id", &s.connection_id);
         h.push(("X-Attestation-Policy-Sha256", s.policy_sha256.clone()));
         h.push((
             "X-Attestation-Simulated",

@@ -64,6 +64,12 @@ pub struct Flags {
     /// ask while one is being made wait for the next) [default: 256; 1: one per session].
     #[arg(long, value_name = "N")]
     pub max_batch: Option<usize>,
+    /// Append every attestation this proxy accepts or rejects (time, peer, platform, chip,
+    /// TCB, measurement, evidence and policy digests, verdict, connection id) to the audit log
+    /// in DIR, each on disk before its connection proceeds (`docs/audit.md`; query it with
+    /// `cosmian_vm audit query`).
+    #[arg(long, value_name = "DIR")]
+    pub audit_log: Option<PathBuf>,
     /// The TEE: auto, sev-snp, tdx, azure-snp, azure-tdx or sim (tests only) [default: auto].
     #[arg(long, value_name = "KIND")]
     pub tee: Option<String>,
@@ -181,6 +187,7 @@ impl Flags {
             key: self.key.or(file.key),
             rotation: self.rotation.or(file.rotation),
             max_batch: self.max_batch.or(file.max_batch),
+            audit_log: self.audit_log.or(file.audit_log),
             tee: self.tee.or(file.tee),
             sim_dir: self.sim_dir.or(file.sim_dir),
             sim_debug: self.sim_debug || file.sim_debug,
@@ -279,6 +286,8 @@ pub struct Settings {
     pub rotation: Duration,
     /// At most this many sessions per batch of fresh evidence.
     pub max_batch: usize,
+    /// The audit log's directory (`--audit-log`).
+    pub audit_log: Option<PathBuf>,
     /// How this side attests itself. `tee` [`TeeChoice::None`] means no attesters at all: a
     /// plain TLS proxy serving `--cert/--key` that declines attestation requests (the baseline
     /// of the benchmarks, or a machine without a TPM).
@@ -357,6 +366,7 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
             max_batch: f
                 .max_batch
                 .unwrap_or(ratls::attest::DEFAULT_MAX_BATCH),
+            audit_log: f.audit_log.clone(),
             attester,
             policy,
             metadata,

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use ratls::attest::Batcher;
+use ratls::audit::{AuditLog, Record};
 use ratls::binding::Role;
 use ratls::tls::fresh::{
     client_exchange, server_exchange, FreshError, FreshOptions, KeyHolder, SelfAttestation,
@@ -86,6 +87,77 @@ struct Ctx {
     metrics: Arc<Metrics>,
     fresh: FreshOptions,
     tls: Tls,
+    /// `--audit-log`: every verdict, on disk before its connection proceeds.
+    audit: Option<Arc<AuditLog>>,
+    ids: ConnectionIds,
+}
+
+/// Connection identifiers, unique across restarts: the start time and process id, then a
+/// counter. The audit log and the application (PROXY v2, `X-Attestation-Connection-Id`) see
+/// the same one.
+struct ConnectionIds {
+    prefix: String,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl ConnectionIds {
+    fn new() -> Self {
+        Self {
+            prefix: format!(
+                "{:x}-{:x}",
+                ratls::UnixTime::now().as_secs(),
+                std::process::id()
+            ),
+            next: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> String {
+        let n = self
+            .next
+            .fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", self.prefix)
+    }
+}
+
+impl Ctx {
+    fn verifier_name(&self) -> &'static str {
+        match self.s.side {
+            Side::Server => "cosmian_vm_proxy server",
+            Side::Client => "cosmian_vm_proxy client",
+        }
+    }
+
+    /// The digest of the policy peers are verified against (zeros when there is none).
+    fn policy_sha256(&self) -> [u8; 32] {
+        self.s
+            .policy
+            .as_ref()
+            .map_or([0; 32], AttestationPolicy::digest)
+    }
+
+    /// A record of our verdict on the peer.
+    fn verdict_record(&self, verdict: &ratls::Verdict, peer: &str, id: &str) -> Record {
+        Record::from_verdict(
+            verdict,
+            &self.policy_sha256(),
+            peer,
+            id,
+            self.verifier_name(),
+        )
+    }
+
+    /// Put `record` in the audit log, if there is one, and wait until it is on disk.
+    async fn audit(&self, record: Record) -> Result<(), String> {
+        let Some(log) = self.audit.clone() else {
+            return Ok(());
+        };
+        match tokio::task::spawn_blocking(move || log.append(record)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(format!("audit log: {e}")),
+        }
+    }
 }
 
 enum Tls {
@@ -297,6 +369,19 @@ pub async fn run(s: Settings) -> Result<(), String> {
         s.side.name(),
         s.target.addr
     );
+    let audit = match &s.audit_log {
+        Some(dir) => {
+            let log = AuditLog::open(dir, ratls::audit::DEFAULT_SEGMENT_BYTES)
+                .map_err(|e| format!("--audit-log: {e}"))?;
+            tracing::info!(
+                dir = %dir.display(),
+                "audit log in {}: every verdict on disk before its connection proceeds",
+                dir.display()
+            );
+            Some(Arc::new(log))
+        }
+        None => None,
+    };
     let drain = s.drain_timeout;
     let per_ip = Arc::new(PerIp::default());
     let ctx = Arc::new(Ctx {
@@ -304,6 +389,8 @@ pub async fn run(s: Settings) -> Result<(), String> {
         metrics: metrics.clone(),
         fresh,
         tls,
+        audit,
+        ids: ConnectionIds::new(),
     });
     loop {
         tokio::select! {
@@ -340,9 +427,10 @@ pub async fn run(s: Settings) -> Result<(), String> {
                 tokio::spawn(async move {
                     let _guard = guard;
                     let _slot = slot;
+                    let id = ctx.ids.next();
                     match &ctx.tls {
-                        Tls::Server { .. } => server_conn(&ctx, sock, peer).await,
-                        Tls::Client { .. } => client_conn(&ctx, sock, peer).await,
+                        Tls::Server { .. } => server_conn(&ctx, sock, peer, &id).await,
+                        Tls::Client { .. } => client_conn(&ctx, sock, peer, &id).await,
                     }
                 });
             }
@@ -414,6 +502,8 @@ enum Fail {
     TlsTimeout(Duration),
     Name(String),
     Target(String),
+    /// The audit log could not take the verdict: the connection does not proceed.
+    Audit(String),
 }
 
 impl Fail {
@@ -498,6 +588,54 @@ impl Fail {
                 metrics.handshake("target_unreachable");
                 tracing::warn!(peer, "{e}");
             }
+            Self::Audit(e) => {
+                metrics.handshake("audit_failed");
+                tracing::error!(peer, "refused {peer}: its verdict could not be logged: {e}");
+            }
+        }
+    }
+
+    /// What the audit log keeps of this refusal: our verdicts and the refusals of peers that
+    /// did not attest; not TLS errors, timeouts or a target we could not reach (no attestation
+    /// took place), nor the peer's refusal of our own evidence.
+    fn audit_record(&self, ctx: &Ctx, peer: &str, id: &str) -> Option<Record> {
+        let refusal = |step: Option<&str>, reason: &str| {
+            Record::refusal(
+                step,
+                reason,
+                &ctx.policy_sha256(),
+                peer,
+                id,
+                ctx.verifier_name(),
+            )
+        };
+        match self {
+            Self::Rejected(rejected) => Some(ctx.verdict_record(&rejected.verdict, peer, id)),
+            Self::Fresh(e) => match (e.verdict(), e) {
+                (Some(verdict), _) => Some(ctx.verdict_record(verdict, peer, id)),
+                (None, FreshError::PeerDeclined(_)) => Some(refusal(None, &e.to_string())),
+                _ => None,
+            },
+            Self::Unattested => Some(refusal(
+                None,
+                "--require-attested-client: the client did not attest",
+            )),
+            Self::Name(e) => Some(refusal(Some("tls.name"), e)),
+            Self::Tls(_)
+            | Self::Timeout
+            | Self::TlsTimeout(_)
+            | Self::Target(_)
+            | Self::Audit(_) => None,
+        }
+    }
+}
+
+/// Count, log and audit a refused connection.
+async fn refuse(ctx: &Ctx, fail: Fail, peer: &str, id: &str) {
+    fail.record(&ctx.metrics, peer);
+    if let Some(record) = fail.audit_record(ctx, peer, id) {
+        if let Err(e) = ctx.audit(record).await {
+            tracing::error!(peer, "the refusal of {peer} could not be logged: {e}");
         }
     }
 }
@@ -512,7 +650,7 @@ async fn connect_target(ctx: &Ctx) -> Result<TcpStream, Fail> {
     Ok(sock)
 }
 
-async fn server_conn(ctx: &Ctx, tcp: TcpStream, peer: SocketAddr) {
+async fn server_conn(ctx: &Ctx, tcp: TcpStream, peer: SocketAddr, id: &str) {
     let Tls::Server {
         acceptor,
         require_attested,
@@ -552,7 +690,10 @@ async fn server_conn(ctx: &Ctx, tcp: TcpStream, peer: SocketAddr) {
                 .attestation_latency(start.elapsed());
             let out = out.map_err(Fail::Fresh)?;
             if let (Some(v), Some(p)) = (&out.peer_verdict, &ctx.fresh.verify_peer) {
-                summary = Some(Summary::new(v, p));
+                ctx.audit(ctx.verdict_record(v, &peer.to_string(), id))
+                    .await
+                    .map_err(Fail::Audit)?;
+                summary = Some(Summary::new(v, p).with_connection_id(id));
             }
             if *require_attested && summary.is_none() {
                 return Err(Fail::Unattested);
@@ -569,13 +710,13 @@ async fn server_conn(ctx: &Ctx, tcp: TcpStream, peer: SocketAddr) {
     let (tls, target, info, summary) =
         match tokio::time::timeout(ctx.s.handshake_timeout, handshake).await {
             Ok(Ok(x)) => x,
-            Ok(Err(f)) => return f.record(&ctx.metrics, &peer.to_string()),
-            Err(_) => return Fail::Timeout.record(&ctx.metrics, &peer.to_string()),
+            Ok(Err(f)) => return refuse(ctx, f, &peer.to_string(), id).await,
+            Err(_) => return refuse(ctx, Fail::Timeout, &peer.to_string(), id).await,
         };
     forward(ctx, tls, target, peer, local, &info, summary.as_ref()).await;
 }
 
-async fn client_conn(ctx: &Ctx, app: TcpStream, app_peer: SocketAddr) {
+async fn client_conn(ctx: &Ctx, app: TcpStream, app_peer: SocketAddr, id: &str) {
     let Tls::Client {
         connector,
         server_name,
@@ -609,8 +750,12 @@ async fn client_conn(ctx: &Ctx, app: TcpStream, app_peer: SocketAddr) {
             let verdict = ratls::tls::peer_verdict(tls.get_ref().1, verifier).ok_or_else(|| {
                 Fail::Fresh(FreshError::PeerDeclined("no verdict on the server".into()))
             })?;
+            ctx.audit(ctx.verdict_record(&verdict, &target_name, id))
+                .await
+                .map_err(Fail::Audit)?;
             ctx.metrics.handshake("attested");
-            return Ok((tls, Summary::new(&verdict, verifier.policy())));
+            let summary = Summary::new(&verdict, verifier.policy()).with_connection_id(id);
+            return Ok((tls, summary));
         }
         let mut tls = connected.map_err(|e| Fail::handshake(e, &slot))?;
         let start = Instant::now();
@@ -619,7 +764,12 @@ async fn client_conn(ctx: &Ctx, app: TcpStream, app_peer: SocketAddr) {
             .attestation_latency(start.elapsed());
         let out = out.map_err(Fail::Fresh)?;
         let summary = match (&out.peer_verdict, &ctx.fresh.verify_peer) {
-            (Some(v), Some(p)) if v.is_trusted() => Summary::new(v, p),
+            (Some(v), Some(p)) if v.is_trusted() => {
+                ctx.audit(ctx.verdict_record(v, &target_name, id))
+                    .await
+                    .map_err(Fail::Audit)?;
+                Summary::new(v, p).with_connection_id(id)
+            }
             _ => {
                 return Err(Fail::Fresh(FreshError::PeerDeclined(
                     "no verdict on the server".into(),
@@ -631,8 +781,8 @@ async fn client_conn(ctx: &Ctx, app: TcpStream, app_peer: SocketAddr) {
     };
     let (tls, summary) = match tokio::time::timeout(ctx.s.handshake_timeout, handshake).await {
         Ok(Ok(x)) => x,
-        Ok(Err(f)) => return f.record(&ctx.metrics, &target_name),
-        Err(_) => return Fail::Timeout.record(&ctx.metrics, &target_name),
+        Ok(Err(f)) => return refuse(ctx, f, &target_name, id).await,
+        Err(_) => return refuse(ctx, Fail::Timeout, &target_name, id).await,
     };
     let info = TlsInfo {
         alpn: Some(ALPN_ATTEST.to_vec()),

@@ -69,6 +69,7 @@
 #![forbid(unsafe_code)]
 
 pub mod attest;
+pub mod audit;
 pub mod azure;
 pub mod binding;
 pub mod bundle;

@@ -148,6 +148,67 @@ pub enum Command {
     /// Verify any RA-TLS endpoint by simply connecting to it.
     #[command(after_help = EXIT_CODES)]
     Connect(ConnectArgs),
+    /// Search and check an audit log (`cosmian_vm_proxy --audit-log`): which sessions were
+    /// accepted from which machines, TCBs and measurements.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print the records matching every condition given (all records without any).
+    #[command(
+        after_help = "Exit codes: 0 at least one record matches; 1 none matches; 2 usage                             error or unreadable log. A broken hash chain is reported on stderr                             (`audit verify` fails on it)."
+    )]
+    Query(AuditQueryArgs),
+    /// Check the log's hash chain and sequence: no record edited, removed or inserted.
+    #[command(
+        after_help = "Exit codes: 0 intact; 1 a record was edited, removed, inserted or                             does not parse; 2 unreadable log."
+    )]
+    Verify(AuditLogArg),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditLogArg {
+    /// The audit log directory (the proxy's --audit-log).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/lib/cosmian_vm_proxy/audit"
+    )]
+    pub log: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditQueryArgs {
+    #[command(flatten)]
+    pub log: AuditLogArg,
+    /// Records at or after this time (a date such as 2026-11-01, UTC, or RFC 3339).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Records before this time (same forms as --since).
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// SEV-SNP sessions whose reported TCB has some named component below its value, e.g.
+    /// `bl=7,snp=15` (components: bl, tee, snp, ucode, fmc): the machines a TCB recall that
+    /// these versions fix concerns.
+    #[arg(long, value_name = "LIST")]
+    pub tcb_below: Option<String>,
+    /// The launch measurement (SEV-SNP MEASUREMENT, TDX MRTD), hex.
+    #[arg(long, value_name = "HEX")]
+    pub measurement: Option<String>,
+    /// The SEV-SNP chip id, hex.
+    #[arg(long, value_name = "HEX")]
+    pub chip_id: Option<String>,
+    /// TDX: an Intel advisory of the matched TCB level, e.g. INTEL-SA-00837.
+    #[arg(long, value_name = "ID")]
+    pub advisory: Option<String>,
+    /// Only accepted or only rejected attestations.
+    #[arg(long, value_name = "DECISION", value_parser = ["accepted", "rejected"])]
+    pub decision: Option<String>,
+    /// One connection, by the id the proxy gave it (PROXY v2 / X-Attestation-Connection-Id).
+    #[arg(long, value_name = "ID")]
+    pub connection_id: Option<String>,
 }
 
 #[derive(Debug, Args)]

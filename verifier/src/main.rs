@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+mod audit;
 mod cli;
 mod collateral;
 mod connect;
@@ -53,5 +54,7 @@ fn run(args: cli::Cli) -> Result<ExitCode, cli::UsageError> {
         Command::Secret(cli::SecretCommand::Put(a)) => vm::block_on(vm::secret_put(global, a)),
         Command::Owner(cli::OwnerCommand::Enroll(a)) => vm::block_on(vm::owner_enroll(global, a)),
         Command::Connect(a) => vm::block_on(connect::connect(global, a)),
+        Command::Audit(cli::AuditCommand::Query(a)) => audit::query(a, global.json),
+        Command::Audit(cli::AuditCommand::Verify(a)) => audit::verify(a, global.json),
     }
 }

@@ -463,3 +463,124 @@ pub fn failed_steps(v: &serde_json::Value) -> Vec<String> {
     }
     out
 }
+
+/// A machine for a proxy: swtpm after a simulated boot, an IMA log measuring this crate's
+/// `Cargo.toml`, and the simulated CA `ca` in `dir/sim` (`attester_args` points a proxy at them).
+pub struct ProxyMachine {
+    pub dir: TempDir,
+    pub swtpm: Swtpm,
+}
+
+impl ProxyMachine {
+    pub fn new(tag: &str, ca: &ratls::attest::sim::SimCa) -> Self {
+        ratls_test::swtpm::quiet_tss();
+        let dir = TempDir::new(tag);
+        let swtpm = Swtpm::start().expect("swtpm is required (scripts/setup.sh)");
+        {
+            let tpm = open_tpm(&swtpm).unwrap();
+            simulate_boot(&tpm, tag).unwrap();
+            let mut ima = ImaSimulator::new(dir.0.join("ima.log"), &tpm).unwrap();
+            ima.measure_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+                .unwrap();
+        }
+        ca.to_pem_files(&dir.0.join("sim"))
+            .unwrap();
+        Self { dir, swtpm }
+    }
+
+    /// The attester flags of a proxy on this machine (simulated TEE, swtpm, IMA log).
+    pub fn attester_args(&self) -> Vec<String> {
+        vec![
+            "--tee".into(),
+            "sim".into(),
+            "--sim-dir".into(),
+            self.dir
+                .0
+                .join("sim")
+                .display()
+                .to_string(),
+            "--tpm".into(),
+            self.swtpm.tcti(),
+            "--ima-log".into(),
+            self.dir
+                .0
+                .join("ima.log")
+                .display()
+                .to_string(),
+        ]
+    }
+
+    /// This machine's simulated ARK (what a verifier's `--insecure-sim-root` names).
+    pub fn ark(&self) -> PathBuf {
+        self.dir.0.join("sim/ark.pem")
+    }
+}
+
+/// The real `cosmian_vm_proxy` in `mode` (`server`, `client`), started with `args`; its
+/// stderr is kept (and echoed). Killed with SIGKILL when dropped.
+pub struct ProxyProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl ProxyProcess {
+    pub fn start(mode: &str, args: &[String]) -> Self {
+        let mut child = Command::new(bin("cosmian_vm_proxy"))
+            .arg(mode)
+            .args(args)
+            .env("TSS2_LOG", "all+none")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let log = log.clone();
+            let mode = mode.to_owned();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    eprintln!("[{mode} proxy] {line}");
+                    if let Some(rest) = line.split("listening on ").nth(1) {
+                        let _ = tx.send(
+                            rest.split(',')
+                                .next()
+                                .unwrap()
+                                .to_owned(),
+                        );
+                    }
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        let addr = match rx.recv_timeout(Duration::from_secs(180)) {
+            Ok(addr) => addr.parse().unwrap(),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the {mode} proxy did not start: {:?}", log.lock().unwrap())
+            }
+        };
+        Self { child, addr, log }
+    }
+
+    /// Every line the proxy logged so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

@@ -11,11 +11,10 @@
     clippy::indexing_slicing
 )]
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ratls::binding::Role;
@@ -24,8 +23,8 @@ use ratls::tls::cert::CertParams;
 use ratls::tls::fresh::{Answer, Challenge, FrameDecoder, Message};
 use ratls::tls::{RotatingCert, ALPN_ATTEST};
 use ratls::UnixTime;
-use ratls_attacks::{bin, text, TempDir};
-use ratls_harness::{open_tpm, sim_ca, simulate_boot, ImaSimulator, Swtpm, TestMachine};
+use ratls_attacks::{bin, text, ProxyMachine, ProxyProcess, TempDir};
+use ratls_harness::{sim_ca, TestMachine};
 use serde_bytes::ByteBuf;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -33,96 +32,35 @@ const CLIENTS: usize = 32;
 
 /// The real proxy in server mode on a booted swtpm with an IMA log and the simulated TEE.
 struct ProxyVm {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-    dir: TempDir,
-    _swtpm: Swtpm,
-}
-
-impl Drop for ProxyVm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    // Field order: the proxy stops before its swtpm.
+    proxy: ProxyProcess,
+    machine: ProxyMachine,
 }
 
 impl ProxyVm {
     fn start(backend: SocketAddr, extra: &[&str]) -> Self {
-        ratls_test::swtpm::quiet_tss();
-        let dir = TempDir::new("batch-proxy");
-        let swtpm = Swtpm::start().expect("swtpm is required (scripts/setup.sh)");
-        {
-            let tpm = open_tpm(&swtpm).unwrap();
-            simulate_boot(&tpm, "batch firmware").unwrap();
-            let mut ima = ImaSimulator::new(dir.0.join("ima.log"), &tpm).unwrap();
-            ima.measure_file(
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("Cargo.toml")
-                    .as_path(),
-            )
-            .unwrap();
-        }
-        sim_ca()
-            .to_pem_files(&dir.0.join("sim"))
-            .unwrap();
-        let mut child = Command::new(bin("cosmian_vm_proxy"))
-            .arg("server")
-            .args(["--listen", "127.0.0.1:0", "--target"])
-            .arg(backend.to_string())
-            // A hardware TEE report takes tens of milliseconds (a TDX quote through the QGS
-            // about 40 ms); the simulated one a fraction of a millisecond.
-            .args(["--tee", "sim", "--sim-latency", "40", "--sim-dir"])
-            .arg(dir.0.join("sim"))
-            .args(["--tpm", &swtpm.tcti(), "--ima-log"])
-            .arg(dir.0.join("ima.log"))
-            .args(extra)
-            .env("TSS2_LOG", "all+none")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    eprintln!("[proxy] {line}");
-                    if let Some(rest) = line.split("listening on ").nth(1) {
-                        let _ = tx.send(
-                            rest.split(',')
-                                .next()
-                                .unwrap()
-                                .to_owned(),
-                        );
-                    }
-                    log.lock().unwrap().push(line);
-                }
-            });
-        }
-        let addr = rx
-            .recv_timeout(Duration::from_secs(180))
-            .unwrap_or_else(|_| panic!("the proxy did not start: {:?}", log.lock().unwrap()))
-            .parse()
-            .unwrap();
+        let machine = ProxyMachine::new("batch-proxy", &sim_ca());
+        let mut args: Vec<String> = vec![
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--target".into(),
+            backend.to_string(),
+        ];
+        args.extend(machine.attester_args());
+        // A hardware TEE report takes tens of milliseconds (a TDX quote through the QGS about
+        // 40 ms); the simulated one a fraction of a millisecond.
+        args.extend(["--sim-latency".into(), "40".into()]);
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
         Self {
-            child,
-            addr,
-            log,
-            dir,
-            _swtpm: swtpm,
+            proxy: ProxyProcess::start("server", &args),
+            machine,
         }
     }
 
     /// The batch sizes the proxy logged (one line per TEE report + TPM quote).
     fn batches(&self) -> Vec<usize> {
-        self.log
-            .lock()
-            .unwrap()
+        self.proxy
+            .lines()
             .iter()
             .filter_map(|l| {
                 l.split("one TEE report and one TPM quote for ")
@@ -196,8 +134,8 @@ fn connect_fresh(ark: &Path, addr: SocketAddr) -> Child {
 #[test]
 fn thirty_two_concurrent_connect_fresh_pass_and_share_fewer_than_eight_quotes() {
     let proxy = ProxyVm::start(backend(), &[]);
-    let gate = starting_gate(proxy.addr, CLIENTS);
-    let ark = proxy.dir.0.join("sim/ark.pem");
+    let gate = starting_gate(proxy.proxy.addr, CLIENTS);
+    let ark = proxy.machine.ark();
     let children: Vec<Child> = (0..CLIENTS)
         .map(|_| connect_fresh(&ark, gate))
         .collect();
@@ -243,8 +181,8 @@ fn thirty_two_concurrent_connect_fresh_pass_and_share_fewer_than_eight_quotes() 
 fn max_batch_bounds_every_batch_of_the_real_proxy() {
     const N: usize = 8;
     let proxy = ProxyVm::start(backend(), &["--max-batch", "2"]);
-    let gate = starting_gate(proxy.addr, N);
-    let ark = proxy.dir.0.join("sim/ark.pem");
+    let gate = starting_gate(proxy.proxy.addr, N);
+    let ark = proxy.machine.ark();
     let children: Vec<Child> = (0..N)
         .map(|_| connect_fresh(&ark, gate))
         .collect();

@@ -161,6 +161,12 @@ impl SimCa {
     /// Generate a new chain: two RSA-4096 keys (about a second each, more in unoptimised
     /// builds), one P-384 key, a random 64-byte chip id, and the default [`SimTcb`].
     pub fn generate() -> Result<Self, AttestError> {
+        Self::generate_with_tcb(SimTcb::default())
+    }
+
+    /// [`SimCa::generate`] for a machine at `tcb` (its VCEK is issued for it and its reports
+    /// carry it): tests of TCB policies and of the audit log's TCB queries.
+    pub fn generate_with_tcb(tcb: SimTcb) -> Result<Self, AttestError> {
         let rng = SystemRandom::new();
         let now = SystemTime::now();
         let validity = Validity::new(
@@ -173,7 +179,6 @@ impl SimCa {
                     .ok_or_else(|| backend("simulated certificate validity", "time overflow"))?,
             )?,
         );
-        let tcb = SimTcb::default();
         let chip_id = random_chip_id(&rng)?;
 
         let ark_pkcs8 = generate_rsa(&rng)?;
