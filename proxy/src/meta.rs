@@ -17,6 +17,8 @@ pub const PP2_CLIENT_SSL: u8 = 0x01;
 pub const PP2_CLIENT_CERT_CONN: u8 = 0x02;
 /// Ours: the verified peer's attestation, a JSON [`Summary`].
 pub const PP2_TYPE_COSMIAN_ATTESTATION: u8 = 0xE0;
+/// Ours: the signed attestation result (EAR, a JWT in ASCII), with `--ear-jwks`.
+pub const PP2_TYPE_COSMIAN_EAR: u8 = 0xE2;
 /// Ours: the verdict in one ASCII word: `trusted` (the peer proved itself against the policy) or
 /// `none` (it was not asked to).
 pub const PP2_TYPE_COSMIAN_VERDICT: u8 = 0xE1;
@@ -53,6 +55,9 @@ pub struct Summary {
     /// This proxy's identifier of the connection, as its audit log records it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connection_id: Option<String>,
+    /// The signed attestation result (`--ear-jwks`): its own TLV and header, not in the JSON.
+    #[serde(skip)]
+    pub ear: Option<String>,
 }
 
 impl Summary {
@@ -91,6 +96,7 @@ impl Summary {
                 .and_then(|b| b.batch.as_ref())
                 .map(|b| b.size),
             connection_id: None,
+            ear: None,
         }
     }
 
@@ -124,6 +130,7 @@ impl Summary {
             &s.batch_size.map(|n| n.to_string()),
         );
         opt("X-Attestation-Connection-Id", &s.connection_id);
+        opt("X-Attestation-EAR", &s.ear);
         h.push(("X-Attestation-Policy-Sha256", s.policy_sha256.clone()));
         h.push((
             "X-Attestation-Simulated",
@@ -202,6 +209,9 @@ pub fn proxy_v2(
         // Invariant: plain strings and booleans always serialise.
         let json = serde_json::to_vec(s).unwrap_or_default();
         tlv(&mut body, PP2_TYPE_COSMIAN_ATTESTATION, &json);
+        if let Some(ear) = &s.ear {
+            tlv(&mut body, PP2_TYPE_COSMIAN_EAR, ear.as_bytes());
+        }
     }
     let mut out = Vec::with_capacity(16 + body.len());
     out.extend_from_slice(&PP2_SIGNATURE);

@@ -70,6 +70,17 @@ pub struct Flags {
     /// `cosmian_vm audit query`).
     #[arg(long, value_name = "DIR")]
     pub audit_log: Option<PathBuf>,
+    /// Give the application a signed attestation result per connection (an EAR: an ES256 JWT,
+    /// bound to the connection's two ends; PROXY v2 TLV 0xE2 or X-Attestation-EAR) and write
+    /// the public key set applications verify it with to FILE (`docs/ear.md`).
+    #[arg(long, value_name = "FILE")]
+    pub ear_jwks: Option<PathBuf>,
+    /// --ear-jwks: sign with this P-256 key (PKCS#8 PEM) instead of one generated at start.
+    #[arg(long, value_name = "FILE")]
+    pub ear_key: Option<PathBuf>,
+    /// --ear-jwks: how long a result stays valid [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub ear_ttl: Option<u64>,
     /// The TEE: auto, sev-snp, tdx, azure-snp, azure-tdx or sim (tests only) [default: auto].
     #[arg(long, value_name = "KIND")]
     pub tee: Option<String>,
@@ -188,6 +199,9 @@ impl Flags {
             rotation: self.rotation.or(file.rotation),
             max_batch: self.max_batch.or(file.max_batch),
             audit_log: self.audit_log.or(file.audit_log),
+            ear_jwks: self.ear_jwks.or(file.ear_jwks),
+            ear_key: self.ear_key.or(file.ear_key),
+            ear_ttl: self.ear_ttl.or(file.ear_ttl),
             tee: self.tee.or(file.tee),
             sim_dir: self.sim_dir.or(file.sim_dir),
             sim_debug: self.sim_debug || file.sim_debug,
@@ -276,6 +290,14 @@ pub struct Target {
     pub host: String,
 }
 
+/// `--ear-jwks`, `--ear-key`, `--ear-ttl`.
+#[derive(Debug, Clone)]
+pub struct EarSettings {
+    pub jwks: PathBuf,
+    pub key: Option<PathBuf>,
+    pub ttl: Duration,
+}
+
 /// Everything checked and loaded.
 #[derive(Debug)]
 pub struct Settings {
@@ -288,6 +310,9 @@ pub struct Settings {
     pub max_batch: usize,
     /// The audit log's directory (`--audit-log`).
     pub audit_log: Option<PathBuf>,
+    /// Signed attestation results: where the JWKS goes, the key (generated when `None`), their
+    /// lifetime.
+    pub ear: Option<EarSettings>,
     /// How this side attests itself. `tee` [`TeeChoice::None`] means no attesters at all: a
     /// plain TLS proxy serving `--cert/--key` that declines attestation requests (the baseline
     /// of the benchmarks, or a machine without a TPM).
@@ -341,6 +366,12 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
     check_mode_flags(side, f, &mut errs);
     let (listen, target, status) = check_addresses(side, f, &mut errs);
     let (cert, rotation) = check_certificate(f, &mut errs);
+    if f.ear_jwks.is_none() && (f.ear_key.is_some() || f.ear_ttl.is_some()) {
+        errs.push("--ear-key and --ear-ttl apply to signed results: add --ear-jwks FILE".into());
+    }
+    if f.ear_ttl == Some(0) {
+        errs.push("--ear-ttl must be at least 1 second".into());
+    }
     if f.max_batch == Some(0) {
         errs.push(
             "--max-batch must be at least 1 (1: one TEE report and TPM quote per session)".into(),
@@ -367,6 +398,14 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
                 .max_batch
                 .unwrap_or(ratls::attest::DEFAULT_MAX_BATCH),
             audit_log: f.audit_log.clone(),
+            ear: f
+                .ear_jwks
+                .clone()
+                .map(|jwks| EarSettings {
+                    jwks,
+                    key: f.ear_key.clone(),
+                    ttl: Duration::from_secs(f.ear_ttl.unwrap_or(60)),
+                }),
             attester,
             policy,
             metadata,

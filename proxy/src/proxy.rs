@@ -89,6 +89,8 @@ struct Ctx {
     tls: Tls,
     /// `--audit-log`: every verdict, on disk before its connection proceeds.
     audit: Option<Arc<AuditLog>>,
+    /// `--ear-jwks`: the signer of the applications' attestation results, and their lifetime.
+    ear: Option<(ratls::ear::EarSigner, u64)>,
     ids: ConnectionIds,
 }
 
@@ -145,6 +147,44 @@ impl Ctx {
             id,
             self.verifier_name(),
         )
+    }
+
+    /// The signed attestation result of `verdict` for the application (`--ear-jwks`), bound to
+    /// the peer's TLS session `conn` and to the application connection's two ends.
+    fn ear<D>(
+        &self,
+        verdict: &ratls::Verdict,
+        conn: &rustls::ConnectionCommon<D>,
+        app: SocketAddr,
+        proxy: SocketAddr,
+        id: &str,
+    ) -> Result<Option<String>, Fail> {
+        let Some((signer, ttl)) = &self.ear else {
+            return Ok(None);
+        };
+        let tls_exporter_sha256 = conn
+            .export_keying_material([0u8; 32], ratls::ear::EXPORTER_LABEL, None)
+            .ok()
+            .map(|out| hex::encode(ratls::digest::sha256(&out)));
+        let peer_spki_sha256 = conn
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .and_then(|der| ratls::pki::Cert::from_der(der).ok())
+            .map(|cert| hex::encode(ratls::binding::spki_sha256(cert.spki_der())));
+        let binding = ratls::ear::Binding {
+            tls_exporter_sha256,
+            peer_spki_sha256,
+            connection_id: id.to_owned(),
+            app_connection: ratls::ear::AppConnection {
+                app: app.to_string(),
+                proxy: proxy.to_string(),
+            },
+        };
+        let appraisal = ratls::ear::appraise(verdict, &self.policy_sha256(), binding);
+        signer
+            .sign(appraisal, ratls::UnixTime::now(), *ttl)
+            .map(Some)
+            .map_err(|e| Fail::Ear(e.to_string()))
     }
 
     /// Put `record` in the audit log, if there is one, and wait until it is on disk.
@@ -330,6 +370,23 @@ pub async fn run(s: Settings) -> Result<(), String> {
         }
     };
 
+    let audit = match &s.audit_log {
+        Some(dir) => {
+            let log = AuditLog::open(dir, ratls::audit::DEFAULT_SEGMENT_BYTES)
+                .map_err(|e| format!("--audit-log: {e}"))?;
+            tracing::info!(
+                dir = %dir.display(),
+                "audit log in {}: every verdict on disk before its connection proceeds",
+                dir.display()
+            );
+            Some(Arc::new(log))
+        }
+        None => None,
+    };
+    let ear = match &s.ear {
+        Some(settings) => Some(ear_signer(settings)?),
+        None => None,
+    };
     let listener = TcpListener::bind(s.listen)
         .await
         .map_err(|e| format!("--listen {}: {e}", s.listen))?;
@@ -369,19 +426,6 @@ pub async fn run(s: Settings) -> Result<(), String> {
         s.side.name(),
         s.target.addr
     );
-    let audit = match &s.audit_log {
-        Some(dir) => {
-            let log = AuditLog::open(dir, ratls::audit::DEFAULT_SEGMENT_BYTES)
-                .map_err(|e| format!("--audit-log: {e}"))?;
-            tracing::info!(
-                dir = %dir.display(),
-                "audit log in {}: every verdict on disk before its connection proceeds",
-                dir.display()
-            );
-            Some(Arc::new(log))
-        }
-        None => None,
-    };
     let drain = s.drain_timeout;
     let per_ip = Arc::new(PerIp::default());
     let ctx = Arc::new(Ctx {
@@ -390,6 +434,7 @@ pub async fn run(s: Settings) -> Result<(), String> {
         fresh,
         tls,
         audit,
+        ear,
         ids: ConnectionIds::new(),
     });
     loop {
@@ -504,6 +549,8 @@ enum Fail {
     Target(String),
     /// The audit log could not take the verdict: the connection does not proceed.
     Audit(String),
+    /// The attestation result for the application could not be signed.
+    Ear(String),
 }
 
 impl Fail {
@@ -592,6 +639,13 @@ impl Fail {
                 metrics.handshake("audit_failed");
                 tracing::error!(peer, "refused {peer}: its verdict could not be logged: {e}");
             }
+            Self::Ear(e) => {
+                metrics.handshake("ear_failed");
+                tracing::error!(
+                    peer,
+                    "refused {peer}: no attestation result for the app: {e}"
+                );
+            }
         }
     }
 
@@ -625,9 +679,38 @@ impl Fail {
             | Self::Timeout
             | Self::TlsTimeout(_)
             | Self::Target(_)
-            | Self::Audit(_) => None,
+            | Self::Audit(_)
+            | Self::Ear(_) => None,
         }
     }
+}
+
+/// The EAR signer of `--ear-jwks` (`--ear-key`, or a key generated now), its JWKS written out
+/// atomically for the applications.
+fn ear_signer(settings: &crate::opts::EarSettings) -> Result<(ratls::ear::EarSigner, u64), String> {
+    let id = ratls::ear::VerifierId {
+        developer: "cosmian_vm_proxy".into(),
+        build: env!("CARGO_PKG_VERSION").into(),
+    };
+    let signer = match &settings.key {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path)
+                .map_err(|e| format!("--ear-key {}: {e}", path.display()))?;
+            ratls::ear::EarSigner::from_pem(&pem, id)
+                .map_err(|e| format!("--ear-key {}: {e}", path.display()))?
+        }
+        None => ratls::ear::EarSigner::generate(id).map_err(|e| format!("--ear-jwks: {e}"))?,
+    };
+    let jwks = serde_json::to_vec_pretty(&signer.jwks()).map_err(|e| e.to_string())?;
+    ratls::fsutil::write_atomic(&settings.jwks, &jwks, ratls::fsutil::PUBLIC_MODE)
+        .map_err(|e| format!("--ear-jwks {}: {e}", settings.jwks.display()))?;
+    tracing::info!(
+        kid = signer.kid(),
+        "attestation results (EAR) signed with key {}; JWKS in {}",
+        signer.kid(),
+        settings.jwks.display()
+    );
+    Ok((signer, settings.ttl.as_secs()))
 }
 
 /// Count, log and audit a refused connection.
@@ -683,6 +766,7 @@ async fn server_conn(ctx: &Ctx, tcp: TcpStream, peer: SocketAddr, id: &str) {
             )
         };
         let mut summary = None;
+        let mut verdict = None;
         if alpn.as_deref() == Some(ALPN_ATTEST) {
             let start = Instant::now();
             let out = server_exchange(&mut tls, &ctx.fresh).await;
@@ -694,6 +778,7 @@ async fn server_conn(ctx: &Ctx, tcp: TcpStream, peer: SocketAddr, id: &str) {
                     .await
                     .map_err(Fail::Audit)?;
                 summary = Some(Summary::new(v, p).with_connection_id(id));
+                verdict = Some(v.clone());
             }
             if *require_attested && summary.is_none() {
                 return Err(Fail::Unattested);
@@ -705,6 +790,13 @@ async fn server_conn(ctx: &Ctx, tcp: TcpStream, peer: SocketAddr, id: &str) {
             ctx.metrics.handshake("plain");
         }
         let target = connect_target(ctx).await?;
+        if let (Some(v), Some(summary)) = (&verdict, summary.as_mut()) {
+            let ends = target
+                .peer_addr()
+                .and_then(|app| Ok((app, target.local_addr()?)));
+            let (app, proxy) = ends.map_err(|e| Fail::Target(format!("target: {e}")))?;
+            summary.ear = ctx.ear(v, tls.get_ref().1, app, proxy, id)?;
+        }
         Ok((tls, target, TlsInfo { alpn, peer_cert }, summary))
     };
     let (tls, target, info, summary) =
@@ -754,7 +846,8 @@ async fn client_conn(ctx: &Ctx, app: TcpStream, app_peer: SocketAddr, id: &str) 
                 .await
                 .map_err(Fail::Audit)?;
             ctx.metrics.handshake("attested");
-            let summary = Summary::new(&verdict, verifier.policy()).with_connection_id(id);
+            let mut summary = Summary::new(&verdict, verifier.policy()).with_connection_id(id);
+            summary.ear = ctx.ear(&verdict, tls.get_ref().1, app_peer, local, id)?;
             return Ok((tls, summary));
         }
         let mut tls = connected.map_err(|e| Fail::handshake(e, &slot))?;
@@ -768,7 +861,9 @@ async fn client_conn(ctx: &Ctx, app: TcpStream, app_peer: SocketAddr, id: &str) 
                 ctx.audit(ctx.verdict_record(v, &target_name, id))
                     .await
                     .map_err(Fail::Audit)?;
-                Summary::new(v, p).with_connection_id(id)
+                let mut summary = Summary::new(v, p).with_connection_id(id);
+                summary.ear = ctx.ear(v, tls.get_ref().1, app_peer, local, id)?;
+                summary
             }
             _ => {
                 return Err(Fail::Fresh(FreshError::PeerDeclined(

@@ -80,6 +80,7 @@ pub mod collateral;
 #[cfg(feature = "log")]
 pub mod diag;
 pub mod digest;
+pub mod ear;
 pub mod eventlog;
 pub mod foreign;
 pub mod fsutil;

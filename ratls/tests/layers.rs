@@ -12,7 +12,7 @@
 //! | 3 platform claims | `snp::claims`, `tdx::claims`, `tpm::claims`, `ima::claims`, `eventlog::claims`, `azure::claims`, `bundle::claims`, `foreign::claims` | what one platform's evidence says |
 //! | 4 claims | `claims` | `Claims` over every platform, and the composite claims that nest it |
 //! | 5 model | `verdict` | `Check`, `Outcome`, `Platform`, `Step`, `Verdict` |
-//! | 6 output | `summary`, `audit` | a verdict as the tools print it and as the audit log keeps it |
+//! | 6 output | `summary`, `audit`, `ear` | a verdict as the tools print it, as the audit log keeps it, as a signed result for applications |
 //! | 7 platforms | `snp`, `tdx`, `tpm` | verify one platform's evidence |
 //! | 8 logs | `eventlog`, `ima`, `azure` | logs replayed against TPM PCRs; the HCL report |
 //! | 9 policy | `policy` | every platform's policy in one document |
@@ -59,7 +59,7 @@ const LAYERS: &[&[&str]] = &[
     ],
     &["claims"],
     &["verdict"],
-    &["summary", "audit"],
+    &["summary", "audit", "ear"],
     &["snp", "tdx", "tpm"],
     &["eventlog", "ima", "azure"],
     &["policy"],
