@@ -24,7 +24,7 @@ fn at(text: &str) -> UnixTime {
 }
 
 /// The groups, in run order.
-pub const GROUPS: [&str; 11] = [
+pub const GROUPS: [&str; 12] = [
     "snp",
     "tdx",
     "collateral",
@@ -36,6 +36,7 @@ pub const GROUPS: [&str; 11] = [
     "tls",
     "walk",
     "batch",
+    "audit",
 ];
 
 /// A group: runs its cases at the given scale.
@@ -43,7 +44,7 @@ type Group = fn(&dyn Fn(u64) -> u64) -> Vec<Measurement>;
 
 /// The groups named in `only` (every group when empty).
 pub fn run(scale: &dyn Fn(u64) -> u64, only: &[String]) -> Vec<Vec<Measurement>> {
-    let group: [Group; 11] = [
+    let group: [Group; 12] = [
         snp,
         tdx,
         crate::collateral::run,
@@ -55,6 +56,7 @@ pub fn run(scale: &dyn Fn(u64) -> u64, only: &[String]) -> Vec<Vec<Measurement>>
         crate::tls::run,
         crate::walk::run,
         crate::batch::run,
+        crate::audit::run,
     ];
     GROUPS
         .iter()

@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // Benchmark code: missing data means nothing to measure.
 
+mod audit;
 mod batch;
 mod cases;
 mod collateral;

@@ -476,6 +476,40 @@ pub fn run(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
         assert_eq!(client.handshake_kind(), Some(HandshakeKind::Resumed));
     };
 
+    // The proxy's cost of a signed result for the app (`--ear-jwks`): the verdict from the cache,
+    // the exporter, the appraisal and an ES256 signature, on top of the same handshake.
+    let ear_signer = ratls::ear::EarSigner::generate(ratls::ear::VerifierId {
+        developer: "bench".into(),
+        build: "0".into(),
+    })
+    .expect("EAR key");
+    let policy_digest = verifier.policy().digest();
+    let mut last_ear = String::new();
+    let mut with_ear = |buf: &mut Vec<u8>| {
+        let (client, _server, _) = attested.connect(buf);
+        let verdict = ratls_tls::peer_verdict(&client, &verifier).expect("a cached verdict");
+        let exporter = client
+            .export_keying_material([0u8; 32], ratls::ear::EXPORTER_LABEL, None)
+            .expect("exporter");
+        let binding = ratls::ear::Binding {
+            tls_exporter_sha256: Some(hex::encode(ratls::digest::sha256(&exporter))),
+            peer_spki_sha256: None,
+            connection_id: "bench-1".into(),
+            app_connection: ratls::ear::AppConnection {
+                app: "127.0.0.1:8080".into(),
+                proxy: "127.0.0.1:40000".into(),
+            },
+        };
+        let appraisal = ratls::ear::appraise(&verdict, &policy_digest, binding);
+        last_ear = ear_signer
+            .sign(appraisal, UnixTime::now(), 60)
+            .expect("EAR");
+    };
+    let mut read_back = |buf: &mut Vec<u8>| {
+        let (client, _server, _) = attested.connect(buf);
+        let verdict = ratls_tls::peer_verdict(&client, &verifier).expect("a cached verdict");
+        std::hint::black_box(verdict);
+    };
     let n = scale(2000);
     let mut rows = interleaved(
         n,
@@ -493,6 +527,14 @@ pub fn run(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
                 &mut |buf| attested.full(buf),
             ),
             (
+                "tls: attested full handshake, verdict cached, + the verdict read back (ratls::tls::peer_verdict: what the proxy does per connection for its summary)".into(),
+                &mut read_back,
+            ),
+            (
+                "tls: attested full handshake, verdict cached, + signed EAR for the app (verdict lookup, exporter, appraisal, ES256; proxy --ear-jwks)".into(),
+                &mut with_ear,
+            ),
+            (
                 "tls: plain rustls mutual full handshake (WebPKI client auth, P-256 client leaf signed by the CA)".into(),
                 &mut |buf| plain_mutual.full(buf),
             ),
@@ -506,6 +548,24 @@ pub fn run(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
             ),
         ],
     );
+    let app_side = ratls::ear::AppConnection {
+        app: "127.0.0.1:8080".into(),
+        proxy: "127.0.0.1:40000".into(),
+    };
+    let jwks = ear_signer.jwks();
+    rows.push(measure(
+        &format!(
+            "tls: the app's check of one EAR ({} B; ratls::ear::verify: ES256, expiry, connection)",
+            last_ear.len()
+        ),
+        scale(2000),
+        1,
+        "checks",
+        || {
+            ratls::ear::verify(&last_ear, &jwks, &app_side, UnixTime::now())
+                .expect("a valid EAR")
+        },
+    ));
     rows.push(measure(
         "tls: attested full handshake, verdict cache cleared each time (the evidence verified in the handshake)",
         scale(300).max(3),
