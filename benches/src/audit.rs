@@ -55,7 +55,10 @@ fn row(name: String, n: u64, elapsed: std::time::Duration) -> Measurement {
 pub fn run(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
     let base = std::env::current_exe()
         .ok()
-        .and_then(|p| p.parent().map(|d| d.join(format!("bench-audit-{}", std::process::id()))))
+        .and_then(|p| {
+            p.parent()
+                .map(|d| d.join(format!("bench-audit-{}", std::process::id())))
+        })
         .expect("a directory beside the bench binary");
     let _ = std::fs::remove_dir_all(&base);
     let mut rows = Vec::new();
@@ -89,16 +92,16 @@ pub fn run(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
     let writers = 64u64;
     let per = scale(100).max(4);
     {
-        let log = Arc::new(
-            AuditLog::open(&base.join("many"), DEFAULT_SEGMENT_BYTES).expect("audit log"),
-        );
+        let log =
+            Arc::new(AuditLog::open(&base.join("many"), DEFAULT_SEGMENT_BYTES).expect("audit log"));
         let start = Instant::now();
         let threads: Vec<_> = (0..writers)
             .map(|t| {
                 let log = log.clone();
                 std::thread::spawn(move || {
                     for i in 0..per {
-                        log.append(record(t * 1_000_000 + i)).expect("append");
+                        log.append(record(t * 1_000_000 + i))
+                            .expect("append");
                     }
                 })
             })

@@ -561,10 +561,7 @@ pub fn run(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
         scale(2000),
         1,
         "checks",
-        || {
-            ratls::ear::verify(&last_ear, &jwks, &app_side, UnixTime::now())
-                .expect("a valid EAR")
-        },
+        || ratls::ear::verify(&last_ear, &jwks, &app_side, UnixTime::now()).expect("a valid EAR"),
     ));
     rows.push(measure(
         "tls: attested full handshake, verdict cache cleared each time (the evidence verified in the handshake)",

@@ -766,6 +766,13 @@ fn check_metadata(side: Side, f: &Flags, errs: &mut Vec<String>) -> (Metadata, V
             Metadata::None
         }
     };
+    if f.ear_jwks.is_some() && metadata == Metadata::None {
+        errs.push(
+            "--ear-jwks: the attestation result reaches the app through --metadata proxy-v2 \
+             (or http-headers in server mode); with none it would never be delivered"
+                .into(),
+        );
+    }
     let mut alpn = vec![ratls::tls::ALPN_ATTEST.to_vec()];
     for p in f
         .alpn

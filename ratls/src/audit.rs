@@ -311,7 +311,18 @@ struct Job {
 #[derive(Debug)]
 pub struct AuditLog {
     dir: PathBuf,
-    jobs: mpsc::Sender<Job>,
+    jobs: Option<mpsc::Sender<Job>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Dropping the log lets the writer finish what it holds and release the directory's lock.
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
 }
 
 /// The writer thread's state.
@@ -324,21 +335,53 @@ struct Writer {
     prev: String,
     segment_bytes: u64,
     failed: Option<String>,
+    /// Held for the writer's lifetime (`File::try_lock`): released when the process ends.
+    lock: Option<File>,
+    /// When the chain's head was last logged (for an operator to keep outside the directory).
+    head_logged: Option<std::time::Instant>,
 }
 
 impl AuditLog {
     /// Open (or create) the log in `dir`, recovering from a crash, and start its writer.
     pub fn open(dir: &Path, segment_bytes: u64) -> Result<Self, AuditError> {
+        let existed = dir.is_dir();
         crate::fsutil::create_dir(dir, 0o700).map_err(io(dir, "creating the directory"))?;
+        if !existed {
+            // The new directory's entry must survive a power cut with the first records.
+            if let Some(parent) = dir
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+            {
+                File::open(parent)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io(parent, "syncing the parent directory"))?;
+            }
+        }
+        // One writer per directory: a second would fork the chain.
+        let lock_path = dir.join(".lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path, "opening the lock file"))?;
+        lock.try_lock()
+            .map_err(|e| AuditError::Io {
+                path: lock_path.display().to_string(),
+                what: "locking (another process is writing this audit log)",
+                error: e.to_string(),
+            })?;
         let mut writer = Writer::recover(dir, segment_bytes.max(4096))?;
+        writer.lock = Some(lock);
         let (jobs, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("audit-log".into())
             .spawn(move || writer.run(&rx))
             .map_err(io(dir, "starting the writer thread"))?;
         Ok(Self {
             dir: dir.to_owned(),
-            jobs,
+            jobs: Some(jobs),
+            writer: Some(writer),
         })
     }
 
@@ -352,6 +395,8 @@ impl AuditLog {
     pub fn append(&self, record: Record) -> Result<u64, AuditError> {
         let (done, answer) = mpsc::sync_channel(1);
         self.jobs
+            .as_ref()
+            .ok_or_else(|| AuditError::Stopped("the log is closing".into()))?
             .send(Job { record, done })
             .map_err(|_| AuditError::Stopped("the writer thread ended".into()))?;
         answer
@@ -375,6 +420,8 @@ impl Writer {
                 prev: GENESIS.into(),
                 segment_bytes,
                 failed: None,
+                lock: None,
+                head_logged: None,
             });
         };
         let path = last.clone();
@@ -418,27 +465,22 @@ impl Writer {
                              file aside to start a new chain"
                         ),
                     })?;
-                (record.seq + 1, hex::encode(crate::digest::sha256(line)))
+                (
+                    next(&path, record.seq)?,
+                    hex::encode(crate::digest::sha256(line)),
+                )
             }
             None => {
-                // An empty segment: its name says which sequence number comes next; the
-                // chain continues from the segment before it, if any.
-                let first = path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(|n| n.strip_prefix("audit-"))
-                    .and_then(|n| n.strip_suffix(".jsonl"))
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .unwrap_or(1);
-                let prev = match existing
+                // An empty segment (a crash or a failed sync right after it was created): the
+                // chain and the sequence continue from the segment before it, if any.
+                let before = existing
                     .len()
                     .checked_sub(2)
-                    .and_then(|i| existing.get(i))
-                {
-                    Some(before) => last_line_hash(before)?,
-                    None => GENESIS.into(),
-                };
-                (first, prev)
+                    .and_then(|i| existing.get(i));
+                match before {
+                    Some(before) => last_record(before)?,
+                    None => (1, GENESIS.into()),
+                }
             }
         };
         Ok(Self {
@@ -450,6 +492,8 @@ impl Writer {
             prev,
             segment_bytes,
             failed: None,
+            lock: None,
+            head_logged: None,
         })
     }
 
@@ -516,12 +560,45 @@ impl Writer {
                     self.path = path;
                     self.len = 0;
                 }
-                // Keep appending to the full segment; the next group tries again.
-                Err(e) => tracing::warn!("audit log: starting a new segment: {e}"),
+                // Keep appending to the full segment; the next group tries again. A file
+                // created before the failure is removed so that no empty segment names a
+                // sequence number the full one goes on to use.
+                Err(e) => {
+                    let _ = std::fs::remove_file(&path);
+                    tracing::warn!("audit log: starting a new segment: {e}");
+                }
             }
+        }
+        let due = self
+            .head_logged
+            .is_none_or(|t| t.elapsed() >= HEAD_LOG_INTERVAL);
+        if due {
+            self.head_logged = Some(std::time::Instant::now());
+            tracing::info!(
+                seq = self.next_seq - 1,
+                sha256 = %self.prev,
+                "audit log head: seq {} sha256 {} (keep it elsewhere: `cosmian_vm audit verify \
+                 --head {}:{}` then proves no later record was removed)",
+                self.next_seq - 1,
+                self.prev,
+                self.next_seq - 1,
+                self.prev
+            );
         }
         Ok(first_seq)
     }
+}
+
+/// How often the writer logs the chain's head (seq and hash of the last record).
+const HEAD_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The sequence number after `seq`, or the log is corrupt.
+fn next(path: &Path, seq: u64) -> Result<u64, AuditError> {
+    seq.checked_add(1)
+        .ok_or_else(|| AuditError::Corrupt {
+            path: path.display().to_string(),
+            why: format!("the last record's seq {seq} has no successor"),
+        })
 }
 
 fn create_segment(dir: &Path, path: &Path) -> Result<File, AuditError> {
@@ -543,11 +620,24 @@ fn create_segment(dir: &Path, path: &Path) -> Result<File, AuditError> {
     Ok(file)
 }
 
-fn last_line_hash(path: &Path) -> Result<String, AuditError> {
+/// The next sequence number and the chain hash after the last record of a full segment.
+fn last_record(path: &Path) -> Result<(u64, String), AuditError> {
     let bytes = std::fs::read(path).map_err(io(path, "reading"))?;
-    Ok(last_line(&bytes).map_or_else(
-        || GENESIS.into(),
-        |(_, line)| hex::encode(crate::digest::sha256(line)),
+    let corrupt = |why: String| AuditError::Corrupt {
+        path: path.display().to_string(),
+        why,
+    };
+    let (start, line) = last_line(&bytes).ok_or_else(|| {
+        corrupt("a segment before the last does not end with a whole record".into())
+    })?;
+    let record: Record = serde_json::from_slice(line).map_err(|e| {
+        corrupt(format!(
+            "the last record (byte {start}) does not parse ({e})"
+        ))
+    })?;
+    Ok((
+        next(path, record.seq)?,
+        hex::encode(crate::digest::sha256(line)),
     ))
 }
 
@@ -571,11 +661,55 @@ pub struct ScanReport {
     /// Breaks of the hash chain or of the sequence, unreadable lines: each names the file and
     /// line. Empty for an intact log.
     pub problems: Vec<String>,
+    /// The last record's seq and the SHA-256 of its line: what to keep outside the directory
+    /// to detect later that records were removed from the end ([`scan_expecting`]).
+    pub head: Option<Head>,
+}
+
+/// A point of the chain: a record's seq and the SHA-256 of its line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Head {
+    pub seq: u64,
+    pub sha256: String,
+}
+
+impl Head {
+    /// Parse `SEQ:SHA256` (as the proxy logs it).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (seq, sha256) = text
+            .split_once(':')
+            .ok_or_else(|| format!("{text:?}: expected SEQ:SHA256"))?;
+        let seq = seq
+            .trim()
+            .parse()
+            .map_err(|e| format!("{text:?}: seq: {e}"))?;
+        let sha256 = sha256.trim().to_ascii_lowercase();
+        if sha256.len() != 64
+            || !sha256
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(format!("{text:?}: expected 64 hex digits after the colon"));
+        }
+        Ok(Self { seq, sha256 })
+    }
 }
 
 /// Read every record of the log in `dir`, in order, checking the chain; `each` sees every
 /// record that parses.
-pub fn scan(dir: &Path, mut each: impl FnMut(&Record)) -> Result<ScanReport, AuditError> {
+pub fn scan(dir: &Path, each: impl FnMut(&Record)) -> Result<ScanReport, AuditError> {
+    scan_expecting(dir, None, each)
+}
+
+/// [`scan`], also checking that the chain still holds `head` (a seq and line hash kept outside
+/// the directory, e.g. from the proxy's log): records removed from the end, which the chain
+/// alone cannot show, are reported.
+pub fn scan_expecting(
+    dir: &Path,
+    head: Option<&Head>,
+    mut each: impl FnMut(&Record),
+) -> Result<ScanReport, AuditError> {
+    let mut head_seen = false;
     let files = segments(dir)?;
     let mut report = ScanReport {
         segments: files.len(),
@@ -635,6 +769,20 @@ pub fn scan(dir: &Path, mut each: impl FnMut(&Record)) -> Result<ScanReport, Aud
                     }
                     expect_seq = record.seq.saturating_add(1);
                     report.records += 1;
+                    if let Some(h) = head.filter(|h| h.seq == record.seq) {
+                        head_seen = true;
+                        if h.sha256 != digest {
+                            report.problems.push(format!(
+                                "{at}: seq {} is not the record kept elsewhere: expected sha256 \
+                                 {}, presented {digest}",
+                                record.seq, h.sha256
+                            ));
+                        }
+                    }
+                    report.head = Some(Head {
+                        seq: record.seq,
+                        sha256: digest.clone(),
+                    });
                     each(&record);
                 }
                 Err(e) => report
@@ -643,6 +791,18 @@ pub fn scan(dir: &Path, mut each: impl FnMut(&Record)) -> Result<ScanReport, Aud
             }
             prev = digest;
         }
+    }
+    if let (Some(h), false) = (head, head_seen) {
+        report.problems.push(format!(
+            "record seq {} (sha256 {}) kept elsewhere is not in the log: records were removed \
+             from its end (the last one is seq {})",
+            h.seq,
+            h.sha256,
+            report
+                .head
+                .as_ref()
+                .map_or(0, |x| x.seq)
+        ));
     }
     Ok(report)
 }

@@ -549,7 +549,7 @@ pub fn verify(
     let appraisal = claims
         .appraisal()
         .ok_or_else(|| fail("ear.claims", format!("submod {SUBMOD}"), "none"))?;
-    if appraisal.binding.app_connection != *connection {
+    if !same_connection(&appraisal.binding.app_connection, connection) {
         let show = |c: &AppConnection| format!("app {} / proxy {}", c.app, c.proxy);
         return Err(fail(
             "ear.connection",
@@ -572,6 +572,24 @@ pub fn verify(
         }
     }
     Ok(claims)
+}
+
+/// The same two ends: as socket addresses with IPv4-mapped IPv6 read as IPv4 (an application
+/// listening on `[::]` sees `[::ffff:127.0.0.1]:8080` where the proxy dialled `127.0.0.1:8080`),
+/// as text when either does not parse.
+fn same_connection(a: &AppConnection, b: &AppConnection) -> bool {
+    fn same(x: &str, y: &str) -> bool {
+        match (
+            x.parse::<std::net::SocketAddr>(),
+            y.parse::<std::net::SocketAddr>(),
+        ) {
+            (Ok(x), Ok(y)) => {
+                x.ip().to_canonical() == y.ip().to_canonical() && x.port() == y.port()
+            }
+            _ => x == y,
+        }
+    }
+    same(&a.app, &b.app) && same(&a.proxy, &b.proxy)
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@ use ratls::audit::{self, Decision, Query, Record, ScanReport};
 use ratls::UnixTime;
 use serde::Serialize;
 
-use crate::cli::{AuditLogArg, AuditQueryArgs, UsageError, EXIT_REJECTED, EXIT_TRUSTED};
+use crate::cli::{
+    AuditLogArg, AuditQueryArgs, AuditVerifyArgs, UsageError, EXIT_REJECTED, EXIT_TRUSTED,
+};
 use crate::output;
 
 #[derive(Serialize)]
@@ -91,25 +93,47 @@ pub fn query(args: &AuditQueryArgs, json: bool) -> Result<ExitCode, UsageError> 
     }))
 }
 
-pub fn verify(args: &AuditLogArg, json: bool) -> Result<ExitCode, UsageError> {
-    let report = scan(args, |_| {})?;
+pub fn verify(args: &AuditVerifyArgs, json: bool) -> Result<ExitCode, UsageError> {
+    let head = args
+        .head
+        .as_deref()
+        .map(audit::Head::parse)
+        .transpose()
+        .map_err(|e| UsageError(format!("--head: {e}")))?;
+    let report = scan_expecting(&args.log, head.as_ref(), |_| {})?;
     if json {
         output::print_json(&report);
     } else {
         for p in &report.problems {
             output::print_line(&format!("BROKEN: {p}"));
         }
+        if report.torn_tail {
+            output::print_line(
+                "note: the last record was cut short by a crash (never acknowledged; the next \
+                 start removes it)",
+            );
+        }
         output::print_line(&format!(
-            "{}: {} record(s) in {} segment(s): {}",
-            args.log.display(),
+            "{}: {} record(s) in {} segment(s): {}; head {}",
+            args.log.log.display(),
             report.records,
             report.segments,
             if report.problems.is_empty() {
                 "hash chain and sequence intact"
             } else {
                 "the log was altered or damaged"
-            }
+            },
+            report
+                .head
+                .as_ref()
+                .map_or("none".to_owned(), |h| format!("{}:{}", h.seq, h.sha256)),
         ));
+        if head.is_none() {
+            output::print_line(
+                "(records removed from the end leave an intact chain: pass --head SEQ:SHA256 \
+                 from a copy kept elsewhere to rule that out)",
+            );
+        }
     }
     Ok(ExitCode::from(if report.problems.is_empty() {
         EXIT_TRUSTED
@@ -119,13 +143,21 @@ pub fn verify(args: &AuditLogArg, json: bool) -> Result<ExitCode, UsageError> {
 }
 
 fn scan(log: &AuditLogArg, each: impl FnMut(&Record)) -> Result<ScanReport, UsageError> {
+    scan_expecting(log, None, each)
+}
+
+fn scan_expecting(
+    log: &AuditLogArg,
+    head: Option<&audit::Head>,
+    each: impl FnMut(&Record),
+) -> Result<ScanReport, UsageError> {
     if !log.log.is_dir() {
         return Err(UsageError(format!(
             "--log {}: not a directory (the proxy's --audit-log)",
             log.log.display()
         )));
     }
-    audit::scan(&log.log, each).map_err(|e| UsageError(e.to_string()))
+    audit::scan_expecting(&log.log, head, each).map_err(|e| UsageError(e.to_string()))
 }
 
 fn warn(report: &ScanReport) {

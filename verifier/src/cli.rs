@@ -165,7 +165,18 @@ pub enum AuditCommand {
     #[command(
         after_help = "Exit codes: 0 intact; 1 a record was edited, removed, inserted or                             does not parse; 2 unreadable log."
     )]
-    Verify(AuditLogArg),
+    Verify(AuditVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    #[command(flatten)]
+    pub log: AuditLogArg,
+    /// A head kept outside the directory, `SEQ:SHA256` (the proxy logs `audit log head: …`
+    /// every minute): fails when that record is gone or differs, which is how records removed
+    /// from the end show.
+    #[arg(long, value_name = "SEQ:SHA256")]
+    pub head: Option<String>,
 }
 
 #[derive(Debug, Args)]

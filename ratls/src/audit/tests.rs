@@ -326,3 +326,88 @@ fn long_texts_are_cut_on_a_character_boundary() {
     assert!(reason.len() <= MAX_TEXT + '…'.len_utf8());
     assert!(reason.ends_with('…'));
 }
+
+#[test]
+fn a_second_writer_on_the_same_directory_is_refused_until_the_first_closes() {
+    let dir = Dir::new("lock");
+    let first = AuditLog::open(&dir.0, DEFAULT_SEGMENT_BYTES).unwrap();
+    let e = AuditLog::open(&dir.0, DEFAULT_SEGMENT_BYTES).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("another process"),
+        "{e}"
+    );
+    first
+        .append(record("a", None, 1))
+        .unwrap();
+    drop(first);
+    let second = AuditLog::open(&dir.0, DEFAULT_SEGMENT_BYTES).unwrap();
+    assert_eq!(
+        second
+            .append(record("b", None, 1))
+            .unwrap(),
+        2
+    );
+}
+
+#[test]
+fn an_empty_last_segment_continues_the_previous_ones_sequence_and_chain() {
+    let dir = Dir::new("empty-seg");
+    {
+        let log = AuditLog::open(&dir.0, DEFAULT_SEGMENT_BYTES).unwrap();
+        for id in ["a", "b", "c"] {
+            log.append(record(id, None, 1)).unwrap();
+        }
+    }
+    // A crash right after a new segment was created, named for a seq the log never reached.
+    std::fs::write(
+        dir.0
+            .join("audit-0000000000000002.jsonl"),
+        b"",
+    )
+    .unwrap();
+    {
+        let log = AuditLog::open(&dir.0, DEFAULT_SEGMENT_BYTES).unwrap();
+        assert_eq!(
+            log.append(record("d", None, 1))
+                .unwrap(),
+            4
+        );
+    }
+    let (records, report) = all(&dir.0);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(records.len(), 4);
+}
+
+#[test]
+fn records_removed_from_the_end_show_against_a_head_kept_elsewhere() {
+    let dir = Dir::new("head");
+    {
+        let log = AuditLog::open(&dir.0, DEFAULT_SEGMENT_BYTES).unwrap();
+        for id in ["a", "b", "c"] {
+            log.append(record(id, None, 1)).unwrap();
+        }
+    }
+    let (_, report) = all(&dir.0);
+    let head = report.head.clone().unwrap();
+    assert_eq!(head.seq, 3);
+    let text = format!("{}:{}", head.seq, head.sha256);
+    assert_eq!(Head::parse(&text).unwrap(), head);
+    assert!(Head::parse("3:abc").is_err());
+    assert!(Head::parse("x").is_err());
+    let kept = scan_expecting(&dir.0, Some(&head), |_| {}).unwrap();
+    assert!(kept.problems.is_empty(), "{:?}", kept.problems);
+    // Drop the last record: the chain alone still checks, the head does not.
+    let segment = segments(&dir.0).unwrap().pop().unwrap();
+    let body = std::fs::read_to_string(&segment).unwrap();
+    let cut: Vec<&str> = body.lines().take(2).collect();
+    std::fs::write(&segment, cut.join("\n") + "\n").unwrap();
+    let (_, plain) = all(&dir.0);
+    assert!(plain.problems.is_empty(), "the chain cannot see it");
+    let checked = scan_expecting(&dir.0, Some(&head), |_| {}).unwrap();
+    assert!(
+        checked.problems[0].contains("records were removed from its end"),
+        "{:?}",
+        checked.problems
+    );
+}

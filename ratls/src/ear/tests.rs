@@ -246,3 +246,25 @@ fn tier_boundaries_follow_ar4si() {
     assert_eq!(Tier::of_claim(96), Tier::Contraindicated);
     assert_eq!(Tier::of_claim(-1), Tier::Contraindicated);
 }
+
+#[test]
+fn an_ipv4_mapped_address_is_the_same_end() {
+    let s = signer();
+    let now = UnixTime::now();
+    let t = token(&s, "127.0.0.1:8080", now, 60);
+    let mapped = AppConnection {
+        app: "[::ffff:127.0.0.1]:8080".into(),
+        proxy: "[::ffff:127.0.0.1]:40000".into(),
+    };
+    assert!(verify(&t, &s.jwks(), &mapped, now).is_ok());
+    let other_port = AppConnection {
+        app: "[::ffff:127.0.0.1]:8081".into(),
+        proxy: "127.0.0.1:40000".into(),
+    };
+    assert_eq!(
+        verify(&t, &s.jwks(), &other_port, now)
+            .unwrap_err()
+            .step,
+        "ear.connection"
+    );
+}

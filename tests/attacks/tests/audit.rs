@@ -345,6 +345,49 @@ fn every_verdict_survives_kill_9_under_load_and_the_tcb_query_finds_exactly_its_
     let verify = |log: &Path| cli(&["audit", "verify", "--log", &log.display().to_string()]);
     let out = verify(&log);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // Records removed from the end: the chain alone cannot tell, a head kept elsewhere can.
+    let json = cli(&[
+        "--json",
+        "audit",
+        "verify",
+        "--log",
+        &log.display().to_string(),
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let head = format!(
+        "{}:{}",
+        report["head"]["seq"],
+        report["head"]["sha256"]
+            .as_str()
+            .unwrap()
+    );
+    let last = ratls::audit::segments(&log)
+        .unwrap()
+        .pop()
+        .unwrap();
+    let saved = std::fs::read_to_string(&last).unwrap();
+    let mut lines: Vec<&str> = saved.lines().collect();
+    lines.pop();
+    std::fs::write(&last, lines.join("\n") + "\n").unwrap();
+    assert_eq!(
+        verify(&log).status.code(),
+        Some(0),
+        "the chain alone cannot see it"
+    );
+    let out = cli(&[
+        "audit",
+        "verify",
+        "--log",
+        &log.display().to_string(),
+        "--head",
+        &head,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("records were removed from its end"),
+        "{out:?}"
+    );
+    std::fs::write(&last, saved).unwrap();
     let segment = ratls::audit::segments(&log)
         .unwrap()
         .remove(0);
