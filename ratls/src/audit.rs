@@ -32,7 +32,7 @@ pub const RECORD_VERSION: u32 = 1;
 /// The default size at which a new segment starts.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 
-/// The longest line [`scan`] reads; records are far smaller (texts are cut at [`MAX_TEXT`]).
+/// The longest line [`scan`] reads; records are far smaller (their texts are cut at 2 KiB).
 pub const MAX_LINE: usize = 64 << 10;
 
 /// The longest free text kept in a record (reasons, expected and presented values).
