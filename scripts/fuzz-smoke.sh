@@ -28,6 +28,10 @@ seed azure_hcl "$real/sev-snp/genoa-azure-vtpm-trustee/derived-hcl-report.bin"
 mkdir -p corpus/fresh_frame
 printf '\x01\x00\x00\x00\x02\x01\x00' > corpus/fresh_frame/request-none
 { printf '\x01\x00\x00\x00\x42\x01\x01'; head -c 64 /dev/zero; } > corpus/fresh_frame/request-want
+# Live sessions: LIVE, a DATA frame, a REATTEST with an IMA offset.
+printf '\x05\x00\x00\x00\x01\x01' > corpus/fresh_frame/live
+printf '\x06\x00\x00\x00\x04ping' > corpus/fresh_frame/data
+{ printf '\x07\x00\x00\x00\x48'; head -c 64 /dev/zero; printf '\x00\x00\x00\x00\x00\x01\x86\xa1'; } > corpus/fresh_frame/reattest
 # foreign_cert reads its input both as a certificate and as an extension value: seed it with raw
 # evidence, and with a certificate carrying the Milan report in Cosmian's extension.
 seed foreign_cert "$real/sev-snp/genoa-azure-vtpm-trustee/derived-snp-report.bin" "$real/tdx/v4-emr-phala-collateral/tdx_quote.bin"

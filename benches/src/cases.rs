@@ -24,7 +24,7 @@ fn at(text: &str) -> UnixTime {
 }
 
 /// The groups, in run order.
-pub const GROUPS: [&str; 12] = [
+pub const GROUPS: [&str; 13] = [
     "snp",
     "tdx",
     "collateral",
@@ -37,6 +37,7 @@ pub const GROUPS: [&str; 12] = [
     "walk",
     "batch",
     "audit",
+    "reattest",
 ];
 
 /// A group: runs its cases at the given scale.
@@ -44,7 +45,7 @@ type Group = fn(&dyn Fn(u64) -> u64) -> Vec<Measurement>;
 
 /// The groups named in `only` (every group when empty).
 pub fn run(scale: &dyn Fn(u64) -> u64, only: &[String]) -> Vec<Vec<Measurement>> {
-    let group: [Group; 12] = [
+    let group: [Group; 13] = [
         snp,
         tdx,
         crate::collateral::run,
@@ -57,6 +58,7 @@ pub fn run(scale: &dyn Fn(u64) -> u64, only: &[String]) -> Vec<Vec<Measurement>>
         crate::walk::run,
         crate::batch::run,
         crate::audit::run,
+        crate::reattest::run,
     ];
     GROUPS
         .iter()

@@ -11,7 +11,8 @@
 //! ```
 //!
 //! `--multiplier` scales every iteration count (CI smoke-runs with 0.05); `--group` runs only the
-//! named groups (snp, tdx, collateral, tpm, ima, azure, tpm-attester, bundle, tls, walk, batch). Results go to
+//! named groups (snp, tdx, collateral, tpm, ima, azure, tpm-attester, bundle, tls, walk, batch, audit,
+//! reattest). Results go to
 //! stdout as a table; `docs/benchmarks.md` records the method and the latest figures.
 //! `--memory-probe` is internal: the `tls` group runs its memory measurements in child processes
 //! of this binary.
@@ -23,6 +24,7 @@ mod audit;
 mod batch;
 mod cases;
 mod collateral;
+mod reattest;
 mod tls;
 mod walk;
 

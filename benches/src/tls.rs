@@ -493,7 +493,10 @@ pub fn run(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
             .expect("exporter");
         let binding = ratls::ear::Binding {
             tls_exporter_sha256: Some(hex::encode(ratls::digest::sha256(&exporter))),
-            peer_spki_sha256: None,
+            peer_spki_sha256: match &verdict.claims {
+                ratls::Claims::Bundle(b) => Some(b.spki_sha256.clone()),
+                _ => None,
+            },
             connection_id: "bench-1".into(),
             app_connection: ratls::ear::AppConnection {
                 app: "127.0.0.1:8080".into(),
@@ -563,6 +566,78 @@ pub fn run(scale: &dyn Fn(u64) -> u64) -> Vec<Measurement> {
         "checks",
         || ratls::ear::verify(&last_ear, &jwks, &app_side, UnixTime::now()).expect("a valid EAR"),
     ));
+    // Where the EAR's cost goes, piece by piece (one connection, the cached verdict).
+    {
+        let (client, _server, _) = attested.connect(&mut buf);
+        let verdict = ratls_tls::peer_verdict(&client, &verifier).expect("a cached verdict");
+        let binding = || ratls::ear::Binding {
+            tls_exporter_sha256: Some("ab".repeat(32)),
+            peer_spki_sha256: Some("cd".repeat(32)),
+            connection_id: "bench-1".into(),
+            app_connection: ratls::ear::AppConnection {
+                app: "127.0.0.1:8080".into(),
+                proxy: "127.0.0.1:40000".into(),
+            },
+        };
+        let n = scale(2000);
+        rows.push(measure(
+            "tls: EAR part: the connection's exporter, SHA-256 and hex",
+            n,
+            1,
+            "EARs",
+            || {
+                let exporter = client
+                    .export_keying_material([0u8; 32], ratls::ear::EXPORTER_LABEL, None)
+                    .expect("exporter");
+                hex::encode(ratls::digest::sha256(&exporter))
+            },
+        ));
+        rows.push(measure(
+            "tls: EAR part: the appraisal of the verdict (ratls::ear::appraise)",
+            n,
+            1,
+            "EARs",
+            || ratls::ear::appraise(&verdict, &policy_digest, binding()),
+        ));
+        let appraisal = ratls::ear::appraise(&verdict, &policy_digest, binding());
+        rows.push(measure(
+            "tls: EAR part: the signed token (EarSigner::sign: JSON, base64url, ES256)",
+            n,
+            1,
+            "EARs",
+            || {
+                ear_signer
+                    .sign(appraisal.clone(), UnixTime::now(), 60)
+                    .expect("EAR")
+            },
+        ));
+        let key_rng = ring::rand::SystemRandom::new();
+        let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &key_rng,
+        )
+        .expect("key");
+        let key = ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            pkcs8.as_ref(),
+            &key_rng,
+        )
+        .expect("key");
+        let message = last_ear.as_bytes().to_vec();
+        rows.push(measure(
+            &format!(
+                "tls: EAR part, reference: a bare ring ECDSA P-256 signature over {} bytes",
+                message.len()
+            ),
+            n,
+            1,
+            "EARs",
+            || {
+                key.sign(&key_rng, &message)
+                    .expect("signature")
+            },
+        ));
+    }
     rows.push(measure(
         "tls: attested full handshake, verdict cache cleared each time (the evidence verified in the handshake)",
         scale(300).max(3),

@@ -103,6 +103,19 @@ pub struct Flags {
     /// Server mode: refuse clients that do not prove themselves against --policy.
     #[arg(long)]
     pub require_attested_client: bool,
+    /// The peer must also match this snapshot (`cosmian_vm snapshot`): its pinned policy is
+    /// laid over --policy, and every file the peer's IMA log measured (at the exchange and at
+    /// each re-attestation) must be one it approved (`ima.unknown_file`, `ima.changed_file`).
+    #[arg(long, value_name = "FILE")]
+    pub snapshot: Option<PathBuf>,
+    /// Fresh mode: re-attest the verified peer every SECS seconds on the open connection (a
+    /// new quote, and only the IMA entries added since the last check); a failure closes the
+    /// connection and is logged (and audited). Both proxies must be this version.
+    #[arg(long, value_name = "SECS")]
+    pub reattest_interval: Option<u64>,
+    /// --reattest-interval: how long the peer has to answer before it is cut off [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub reattest_timeout: Option<u64>,
     /// The peer's evidence must satisfy this policy (JSON, as `cosmian_vm verify --policy`).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
@@ -209,6 +222,13 @@ impl Flags {
             tpm: self.tpm.or(file.tpm),
             ima_log: self.ima_log.or(file.ima_log),
             require_attested_client: self.require_attested_client || file.require_attested_client,
+            snapshot: self.snapshot.or(file.snapshot),
+            reattest_interval: self
+                .reattest_interval
+                .or(file.reattest_interval),
+            reattest_timeout: self
+                .reattest_timeout
+                .or(file.reattest_timeout),
             policy: self.policy.or(file.policy),
             insecure_sim_root: self
                 .insecure_sim_root
@@ -319,6 +339,9 @@ pub struct Settings {
     pub attester: Option<AttesterConfig>,
     /// The peer's policy: the server's (client mode) or the client's (mutual server mode).
     pub policy: Option<AttestationPolicy>,
+    /// `--reattest-interval` and `--reattest-timeout`: re-attest the verified peer on live
+    /// connections this often, giving it this long to answer.
+    pub reattest: Option<(Duration, Duration)>,
     pub server_name: String,
     /// Client mode: verify the server's certificate evidence instead of running the fresh
     /// exchange.
@@ -378,6 +401,8 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
         );
     }
     let (policy, certificate_mode) = check_peer_policy(side, f, &mut errs);
+    let policy = check_snapshot(f, policy, &mut errs);
+    let reattest = check_reattest(f, policy.is_some(), certificate_mode, &mut errs);
     let attester = check_attester(side, f, &mut errs);
     let (metadata, alpn) = check_metadata(side, f, &mut errs);
     let limits = check_limits(side, f, &mut errs);
@@ -408,6 +433,7 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
                 }),
             attester,
             policy,
+            reattest,
             metadata,
             alpn,
             status,
@@ -652,6 +678,78 @@ fn check_peer_policy(
         None => p,
     });
     (policy, certificate_mode)
+}
+
+/// `--snapshot`: its pinned policy over the peer policy, and its approved files.
+fn check_snapshot(
+    f: &Flags,
+    policy: Option<AttestationPolicy>,
+    errs: &mut Vec<String>,
+) -> Option<AttestationPolicy> {
+    let Some(path) = &f.snapshot else {
+        return policy;
+    };
+    let snapshot = match std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| ratls::snapshot::Snapshot::from_json(&b).map_err(|e| e.to_string()))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            errs.push(format!("--snapshot {}: {e}", path.display()));
+            return policy;
+        }
+    };
+    let Some(policy) = policy else {
+        errs.push("--snapshot needs --policy (the peer policy it refines; `{}` for none)".into());
+        return None;
+    };
+    if snapshot.simulated && f.insecure_sim_root.is_none() {
+        errs.push(format!(
+            "--snapshot {}: taken on a simulated TEE; it verifies only with --insecure-sim-root",
+            path.display()
+        ));
+    }
+    let pinned = policy
+        .policy()
+        .overlay(&snapshot.policy);
+    Some(
+        policy
+            .with_policy(pinned)
+            .with_files(std::sync::Arc::new(snapshot.files)),
+    )
+}
+
+/// `--reattest-interval` / `--reattest-timeout`: fresh mode, on the side that verifies a peer.
+fn check_reattest(
+    f: &Flags,
+    verifies: bool,
+    certificate_mode: bool,
+    errs: &mut Vec<String>,
+) -> Option<(Duration, Duration)> {
+    let Some(interval) = f.reattest_interval else {
+        if f.reattest_timeout.is_some() {
+            errs.push("--reattest-timeout applies to --reattest-interval: add it".into());
+        }
+        return None;
+    };
+    if interval == 0 || f.reattest_timeout == Some(0) {
+        errs.push("--reattest-interval and --reattest-timeout must be at least 1 second".into());
+    }
+    if certificate_mode {
+        errs.push(
+            "--reattest-interval needs --mode fresh (a certificate cannot be asked again)".into(),
+        );
+    }
+    if !verifies {
+        errs.push(
+            "--reattest-interval needs a peer to verify (client mode, or --require-attested-client)"
+                .into(),
+        );
+    }
+    Some((
+        Duration::from_secs(interval),
+        Duration::from_secs(f.reattest_timeout.unwrap_or(30)),
+    ))
 }
 
 /// How this side attests itself: always in server mode, with --attest-self in client mode.
@@ -1011,6 +1109,51 @@ mod tests {
         assert!(
             errs.iter()
                 .any(|e| e.starts_with("--policy in server mode needs --require-attested-client")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn reattestation_needs_fresh_mode_a_peer_to_verify_and_an_interval() {
+        let errs_of = |side, f: &Flags| check(side, f).unwrap_err();
+        let has = |errs: &[String], text: &str| errs.iter().any(|e| e.contains(text));
+        // Server mode without --require-attested-client verifies nobody.
+        let f = Flags {
+            listen: Some("127.0.0.1:0".into()),
+            target: Some("127.0.0.1:80".into()),
+            reattest_interval: Some(0),
+            snapshot: Some("missing.snapshot".into()),
+            ..Flags::default()
+        };
+        let errs = errs_of(Side::Server, &f);
+        assert!(
+            has(&errs, "--reattest-interval needs a peer to verify"),
+            "{errs:?}"
+        );
+        assert!(has(&errs, "at least 1 second"), "{errs:?}");
+        assert!(has(&errs, "--snapshot missing.snapshot"), "{errs:?}");
+        // Certificate mode cannot be asked again; a timeout alone means nothing.
+        let f = Flags {
+            listen: Some("127.0.0.1:0".into()),
+            target: Some("localhost:443".into()),
+            mode: Some("certificate".into()),
+            reattest_interval: Some(60),
+            ..Flags::default()
+        };
+        let errs = errs_of(Side::Client, &f);
+        assert!(
+            has(&errs, "--reattest-interval needs --mode fresh"),
+            "{errs:?}"
+        );
+        let f = Flags {
+            listen: Some("127.0.0.1:0".into()),
+            target: Some("localhost:443".into()),
+            reattest_timeout: Some(5),
+            ..Flags::default()
+        };
+        let errs = errs_of(Side::Client, &f);
+        assert!(
+            has(&errs, "--reattest-timeout applies to --reattest-interval"),
             "{errs:?}"
         );
     }

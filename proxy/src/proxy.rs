@@ -10,8 +10,11 @@ use std::time::{Duration, Instant};
 use ratls::attest::Batcher;
 use ratls::audit::{AuditLog, Record};
 use ratls::binding::Role;
+use ratls::ima::ImaAnchor;
+use ratls::tls::fresh::live::{self, LiveEnd};
 use ratls::tls::fresh::{
-    client_exchange, server_exchange, FreshError, FreshOptions, KeyHolder, SelfAttestation,
+    client_exchange, server_exchange, FreshError, FreshOptions, KeyHolder, LiveOptions,
+    SelfAttestation, Session,
 };
 use ratls::tls::{
     client_config, server_config, AttestationPolicy, AttestationRejected, AttestedClientVerifier,
@@ -166,11 +169,12 @@ impl Ctx {
             .export_keying_material([0u8; 32], ratls::ear::EXPORTER_LABEL, None)
             .ok()
             .map(|out| hex::encode(ratls::digest::sha256(&out)));
-        let peer_spki_sha256 = conn
-            .peer_certificates()
-            .and_then(|certs| certs.first())
-            .and_then(|der| ratls::pki::Cert::from_der(der).ok())
-            .map(|cert| hex::encode(ratls::binding::spki_sha256(cert.spki_der())));
+        // A trusted verdict's binding claims name the very key the peer used in this handshake
+        // (`binding.spki`): no need to parse its certificate again.
+        let peer_spki_sha256 = match &verdict.claims {
+            ratls::Claims::Bundle(b) => Some(b.spki_sha256.clone()),
+            _ => None,
+        };
         let binding = ratls::ear::Binding {
             tls_exporter_sha256,
             peer_spki_sha256,
@@ -273,6 +277,15 @@ pub async fn run(s: Settings) -> Result<(), String> {
     let mut file_cert: Option<Arc<FileCert>> = None;
     let mut fresh = FreshOptions::new();
     fresh.timeout = s.handshake_timeout;
+    // Every proxy offers live sessions (it answers re-attestation requests); one with
+    // --reattest-interval also asks for them.
+    fresh.live = Some(match s.reattest {
+        Some((interval, answer_timeout)) => LiveOptions {
+            answer_timeout,
+            ..LiveOptions::every(interval)
+        },
+        None => LiveOptions::answering(),
+    });
     let tls = match s.side {
         Side::Server => {
             let (resolver, keys): (Arc<dyn ResolvesServerCert>, Arc<dyn KeyHolder>) = match &s.cert
@@ -767,6 +780,7 @@ async fn server_conn(ctx: &Ctx, tcp: TcpStream, peer: SocketAddr, id: &str) {
         };
         let mut summary = None;
         let mut verdict = None;
+        let mut live = None;
         if alpn.as_deref() == Some(ALPN_ATTEST) {
             let start = Instant::now();
             let out = server_exchange(&mut tls, &ctx.fresh).await;
@@ -779,6 +793,13 @@ async fn server_conn(ctx: &Ctx, tcp: TcpStream, peer: SocketAddr, id: &str) {
                     .map_err(Fail::Audit)?;
                 summary = Some(Summary::new(v, p).with_connection_id(id));
                 verdict = Some(v.clone());
+            }
+            if out.live {
+                live = Some(
+                    out.peer_verdict
+                        .as_ref()
+                        .and_then(live::ima_anchor),
+                );
             }
             if *require_attested && summary.is_none() {
                 return Err(Fail::Unattested);
@@ -797,15 +818,126 @@ async fn server_conn(ctx: &Ctx, tcp: TcpStream, peer: SocketAddr, id: &str) {
             let (app, proxy) = ends.map_err(|e| Fail::Target(format!("target: {e}")))?;
             summary.ear = ctx.ear(v, tls.get_ref().1, app, proxy, id)?;
         }
-        Ok((tls, target, TlsInfo { alpn, peer_cert }, summary))
+        Ok((tls, target, TlsInfo { alpn, peer_cert }, summary, live))
     };
-    let (tls, target, info, summary) =
+    let (tls, target, info, summary, live) =
         match tokio::time::timeout(ctx.s.handshake_timeout, handshake).await {
             Ok(Ok(x)) => x,
             Ok(Err(f)) => return refuse(ctx, f, &peer.to_string(), id).await,
             Err(_) => return refuse(ctx, Fail::Timeout, &peer.to_string(), id).await,
         };
-    forward(ctx, tls, target, peer, local, &info, summary.as_ref()).await;
+    match live {
+        None => forward(ctx, tls, target, peer, local, &info, summary.as_ref()).await,
+        Some(anchor) => {
+            let (near, far) = tokio::io::duplex(LIVE_BUFFER);
+            let peer_name = peer.to_string();
+            live_and_relay(
+                live_session(ctx, tls, far, anchor, &peer_name, id),
+                forward(ctx, near, target, peer, local, &info, summary.as_ref()),
+            )
+            .await;
+        }
+    }
+}
+
+/// The in-memory pipe between a live session and the relay, per direction.
+const LIVE_BUFFER: usize = 256 * 1024;
+
+/// How long a live session may take to send what the relay left in the pipe once the
+/// application's connection is gone.
+const LIVE_DRAIN: Duration = Duration::from_secs(5);
+
+/// Run a live session and the relay over it. When the session ends (a failed re-attestation,
+/// the peer gone), the relay sees its end of the pipe close and ends too; when the relay ends
+/// (the application's connection is over, or idle), the session gets [`LIVE_DRAIN`] to pass on
+/// what is left and close, and is dropped then: it does not outlive the connection it carries.
+async fn live_and_relay(
+    session: impl core::future::Future<Output = ()>,
+    relay: impl core::future::Future<Output = ()>,
+) {
+    tokio::pin!(session);
+    tokio::pin!(relay);
+    tokio::select! {
+        () = &mut session => relay.await,
+        () = &mut relay => {
+            let _ = tokio::time::timeout(LIVE_DRAIN, session).await;
+        }
+    }
+}
+
+/// Run a live session (`--reattest-interval` on either side): re-attestation verdicts are
+/// logged and audited as they come; the session ends the application's connection with it.
+async fn live_session<S: Session>(
+    ctx: &Ctx,
+    tls: S,
+    far: tokio::io::DuplexStream,
+    anchor: Option<ImaAnchor>,
+    peer: &str,
+    id: &str,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<live::Recheck>();
+    let session = live::run(tls, far, &ctx.fresh, anchor, Some(tx));
+    let audit = async {
+        while let Some(check) = rx.recv().await {
+            let (from, entries) = check.ima_entries.unwrap_or_default();
+            if check.verdict.is_trusted() {
+                tracing::info!(
+                    peer,
+                    connection = id,
+                    "re-attestation {} of {peer} (connection {id}): trusted; {entries} IMA \
+                     entries from entry {from}, {} bytes of evidence",
+                    check.number,
+                    check.evidence_len
+                );
+            } else {
+                let failed = check.verdict.first_failure();
+                tracing::warn!(
+                    peer,
+                    connection = id,
+                    "re-attestation {} of {peer} (connection {id}) failed at {}: expected {}, \
+                     presented {}; closing the connection",
+                    check.number,
+                    failed.map_or("?", |c| c.step.as_str()),
+                    failed.map_or("", |c| c.expected.as_str()),
+                    failed.map_or("", |c| c.presented.as_str()),
+                );
+            }
+            let mut record = ctx.verdict_record(&check.verdict, peer, id);
+            record.reattestation = Some(check.number);
+            if let Err(e) = ctx.audit(record).await {
+                tracing::error!(peer, connection = id, "audit log: {e}");
+            }
+        }
+    };
+    let (end, ()) = tokio::join!(session, audit);
+    let reason = match end {
+        LiveEnd::Closed | LiveEnd::Rejected(_) => return,
+        LiveEnd::Timeout(after) => format!(
+            "reattest.timeout: the peer did not answer a re-attestation request within {after:?}"
+        ),
+        LiveEnd::Failed(e) => e.to_string(),
+        _ => "the live session ended".to_owned(),
+    };
+    tracing::warn!(
+        peer,
+        connection = id,
+        "live session with {peer} (connection {id}) ended: {reason}"
+    );
+    let step = reason
+        .split(':')
+        .next()
+        .filter(|s| s.contains('.'));
+    let record = Record::refusal(
+        step,
+        &reason,
+        &ctx.policy_sha256(),
+        peer,
+        id,
+        ctx.verifier_name(),
+    );
+    if let Err(e) = ctx.audit(record).await {
+        tracing::error!(peer, connection = id, "audit log: {e}");
+    }
 }
 
 async fn client_conn(ctx: &Ctx, app: TcpStream, app_peer: SocketAddr, id: &str) {
@@ -848,7 +980,7 @@ async fn client_conn(ctx: &Ctx, app: TcpStream, app_peer: SocketAddr, id: &str) 
             ctx.metrics.handshake("attested");
             let mut summary = Summary::new(&verdict, verifier.policy()).with_connection_id(id);
             summary.ear = ctx.ear(&verdict, tls.get_ref().1, app_peer, local, id)?;
-            return Ok((tls, summary));
+            return Ok((tls, summary, None));
         }
         let mut tls = connected.map_err(|e| Fail::handshake(e, &slot))?;
         let start = Instant::now();
@@ -856,6 +988,11 @@ async fn client_conn(ctx: &Ctx, app: TcpStream, app_peer: SocketAddr, id: &str) 
         ctx.metrics
             .attestation_latency(start.elapsed());
         let out = out.map_err(Fail::Fresh)?;
+        let live = out.live.then(|| {
+            out.peer_verdict
+                .as_ref()
+                .and_then(live::ima_anchor)
+        });
         let summary = match (&out.peer_verdict, &ctx.fresh.verify_peer) {
             (Some(v), Some(p)) if v.is_trusted() => {
                 ctx.audit(ctx.verdict_record(v, &target_name, id))
@@ -872,9 +1009,10 @@ async fn client_conn(ctx: &Ctx, app: TcpStream, app_peer: SocketAddr, id: &str) 
             }
         };
         ctx.metrics.handshake("attested");
-        Ok((tls, summary))
+        Ok((tls, summary, live))
     };
-    let (tls, summary) = match tokio::time::timeout(ctx.s.handshake_timeout, handshake).await {
+    let (tls, summary, live) = match tokio::time::timeout(ctx.s.handshake_timeout, handshake).await
+    {
         Ok(Ok(x)) => x,
         Ok(Err(f)) => return refuse(ctx, f, &target_name, id).await,
         Err(_) => return refuse(ctx, Fail::Timeout, &target_name, id).await,
@@ -883,7 +1021,17 @@ async fn client_conn(ctx: &Ctx, app: TcpStream, app_peer: SocketAddr, id: &str) 
         alpn: Some(ALPN_ATTEST.to_vec()),
         peer_cert: true,
     };
-    forward(ctx, app, tls, app_peer, local, &info, Some(&summary)).await;
+    match live {
+        None => forward(ctx, app, tls, app_peer, local, &info, Some(&summary)).await,
+        Some(anchor) => {
+            let (near, far) = tokio::io::duplex(LIVE_BUFFER);
+            live_and_relay(
+                live_session(ctx, tls, far, anchor, &target_name, id),
+                forward(ctx, app, near, app_peer, local, &info, Some(&summary)),
+            )
+            .await;
+        }
+    }
 }
 
 /// The peer's end-entity certificate must carry one of `names` among its subject alternative

@@ -124,6 +124,10 @@ pub struct Record {
     pub policy_sha256: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<u64>,
+    /// For a re-attestation of a live connection: which one (1, 2, ...); absent for the
+    /// verdict that opened the connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reattestation: Option<u64>,
     /// SHA-256 of the previous line (its bytes and newline); 64 zeros for the first record.
     pub prev: String,
 }
@@ -217,6 +221,7 @@ impl Record {
             evidence_sha256: None,
             policy_sha256: hex::encode(policy_sha256),
             batch_size: None,
+            reattestation: None,
             prev: String::new(),
         }
     }

@@ -344,6 +344,8 @@ impl Jwks {
 pub struct EarSigner {
     key: EcdsaKeyPair,
     jwk: Jwk,
+    /// The JWS header `{"alg":"ES256","typ":"JWT","kid":…}`, base64url: the same on every token.
+    header: String,
     rng: SystemRandom,
     verifier_id: VerifierId,
 }
@@ -397,8 +399,10 @@ impl EarSigner {
         // RFC 7638 thumbprint: the required members in lexicographic order, no spaces.
         let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
         let kid = B64.encode(crate::digest::sha256(canonical.as_bytes()));
+        let header = b64_json(&serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": kid}))?;
         Ok(Self {
             key,
+            header,
             jwk: Jwk {
                 kty: "EC".into(),
                 crv: "P-256".into(),
@@ -439,8 +443,7 @@ impl EarSigner {
             verifier_id: self.verifier_id.clone(),
             submods: BTreeMap::from([(SUBMOD.to_owned(), appraisal)]),
         };
-        let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": self.jwk.kid});
-        let mut token = format!("{}.{}", b64_json(&header)?, b64_json(&claims)?);
+        let mut token = format!("{}.{}", self.header, b64_json(&claims)?);
         let signature = self
             .key
             .sign(&self.rng, token.as_bytes())

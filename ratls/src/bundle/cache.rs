@@ -210,12 +210,23 @@ pub struct BatchCacheRef<'a> {
 
 impl BatchCacheRef<'_> {
     pub(crate) fn key(&self, batch: &BatchClaims) -> [u8; 32] {
+        self.key_labelled(b"ratls-batch-verdict-v1\0", batch)
+    }
+
+    fn key_labelled(&self, label: &[u8], batch: &BatchClaims) -> [u8; 32] {
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-        ctx.update(b"ratls-batch-verdict-v1\0");
+        ctx.update(label);
         ctx.update(&batch.encode());
         ctx.update(&self.policy_digest);
         let mut out = [0u8; 32];
         out.copy_from_slice(ctx.finish().as_ref());
         out
+    }
+
+    /// The key of the verdict on a batch's shared evidence without its IMA part (sessions
+    /// that carry an IMA delta, checked on their own): never the key of a verdict that
+    /// includes a whole log.
+    pub(crate) fn key_without_ima(&self, batch: &BatchClaims) -> [u8; 32] {
+        self.key_labelled(b"ratls-batch-verdict-without-ima-v1\0", batch)
     }
 }

@@ -213,6 +213,9 @@ pub enum ImaEvidence {
     Log(ByteBuf),
     /// The log travels elsewhere: the first `len` bytes of it hash to `sha256`.
     Digest { len: u64, sha256: ByteBuf },
+    /// A re-attestation's delta: the binary log entries from index `from` on (all PCRs), for a
+    /// verifier that checked the entries before (`Expectations::ima_anchor`).
+    Delta { from: u64, log: ByteBuf },
 }
 
 /// The firmware event log, or (in a certificate it would not fit in) its length and digest.

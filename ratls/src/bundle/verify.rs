@@ -12,6 +12,8 @@ use crate::binding::{spki_sha256, BatchClaims, BindingClaims, Role};
 use crate::claims::BundleClaims;
 use crate::digest::HashAlg;
 use crate::hexfmt::hex;
+use crate::ima::files::FileSet;
+use crate::ima::{ImaAnchor, ImaPolicy};
 use crate::policy::Policy;
 use crate::time::UnixTime;
 use crate::verdict::{Check, Claims, Platform, Verdict};
@@ -51,6 +53,10 @@ pub struct Requirements {
     pub require_tee: bool,
     pub require_tpm: bool,
     pub require_ima: bool,
+    /// The approved files (a snapshot's): every file the IMA log (or delta) measured must be
+    /// one of them (`ima.unknown_file`, `ima.changed_file`, `ima.files`). `None`: IMA is
+    /// checked for integrity only.
+    pub files: Option<Arc<FileSet>>,
 }
 
 impl Requirements {
@@ -66,6 +72,7 @@ impl Requirements {
             require_tee: true,
             require_tpm: true,
             require_ima: true,
+            files: None,
         }
     }
 }
@@ -98,6 +105,9 @@ pub struct Expectations<'a> {
     /// Where the verdict on a batch's shared evidence is kept for its other sessions (the TLS
     /// layer's policy object holds one); `None`: every batched bundle is checked in full.
     pub batch_cache: Option<BatchCacheRef<'a>>,
+    /// How far this verifier checked the peer's IMA log before (a live connection's earlier
+    /// verdict): a bundle carrying a delta ([`ImaEvidence::Delta`]) is replayed from here.
+    pub ima_anchor: Option<&'a ImaAnchor>,
 }
 
 impl<'a> Expectations<'a> {
@@ -114,6 +124,7 @@ impl<'a> Expectations<'a> {
             defer_ima_log: false,
             event_log: None,
             batch_cache: None,
+            ima_anchor: None,
         }
     }
 }
@@ -181,6 +192,7 @@ fn verify_decoded(
             match &bundle.ima {
                 Some(ImaEvidence::Log(_)) => "log",
                 Some(ImaEvidence::Digest { .. }) => "digest",
+                Some(ImaEvidence::Delta { .. }) => "delta",
                 None => "no",
             },
             match &bundle.event_log {
@@ -239,7 +251,21 @@ fn verify_decoded(
     }
 
     // The shared evidence (TEE, TPM, logs): verified here, or, for a batch another session of
-    // which this verifier already checked, its cached verdict.
+    // which this verifier already checked, its cached verdict. An IMA delta is not shared: it
+    // continues this verifier's own anchor, so it is checked per session (below) and the
+    // shared part is the rest (cached apart from the verdicts that include a whole log).
+    let delta = matches!(bundle.ima, Some(ImaEvidence::Delta { .. }));
+    let without_ima;
+    let full = bundle;
+    let bundle = if delta {
+        without_ima = Bundle {
+            ima: None,
+            ..bundle.clone()
+        };
+        &without_ima
+    } else {
+        bundle
+    };
     let presented = || SharedEvidence {
         tee: bundle.tee.clone(),
         tpm: bundle.tpm.clone(),
@@ -254,9 +280,14 @@ fn verify_decoded(
     };
     let (shared, cached) = match (&signed.batch, expect.batch_cache) {
         (Some(batch), Some(cache)) if expect.ima_log.is_none() && expect.event_log.is_none() => {
+            let key = if delta {
+                cache.key_without_ima(batch)
+            } else {
+                cache.key(batch)
+            };
             cache
                 .cache
-                .get_or_verify(cache.key(batch), expect.now, same, || {
+                .get_or_verify(key, expect.now, same, || {
                     (presented(), verify_shared(bundle, &signed, policy, expect))
                 })
         }
@@ -276,6 +307,15 @@ fn verify_decoded(
     let shared = &shared.1;
     v.simulated |= shared.simulated;
     v.extend(shared.checks.iter().cloned());
+    let bundle = full;
+    let delta_claims = match &bundle.ima {
+        Some(ImaEvidence::Delta { from, log }) => {
+            let (checks, claims) = check_delta(bundle, *from, log, policy, expect);
+            v.extend(checks);
+            claims
+        }
+        _ => None,
+    };
     let mut claims = BundleClaims {
         tee_kind: bundle
             .tee
@@ -283,7 +323,7 @@ fn verify_decoded(
             .map(|t| t.kind().to_string()),
         tee: shared.tee.clone(),
         tpm: shared.tpm.clone(),
-        ima: shared.ima.clone(),
+        ima: delta_claims.or_else(|| shared.ima.clone()),
         role: bundle.binding.role.to_string(),
         spki_sha256: hex(bundle.binding.spki_sha256),
         ak_sha256: bundle.binding.ak_sha256.map(hex),
@@ -429,6 +469,7 @@ fn verify_shared(
     // IMA: the log replays to the quoted PCR 10, and boot_aggregate to the quoted PCRs 0-9.
     if let Some(ima) = &bundle.ima {
         let log = match ima {
+            ImaEvidence::Delta { .. } => None,
             ImaEvidence::Log(log) => Some(log.as_slice()),
             ImaEvidence::Digest { len, sha256 } => match expect.ima_log {
                 Some(log) => {
@@ -490,12 +531,72 @@ fn verify_shared(
                 crate::ima::verify_anchored(log, quoted_pcr10.clone(), quote, &policy.ima);
             v.extend(ima_verdict.checks);
             claims.ima = Some(ima_verdict.claims);
+            v.extend(check_files(log, expect, &policy.ima));
         }
     }
 
     claims.simulated = v.simulated;
     claims.checks = v.checks;
     claims
+}
+
+/// A re-attestation's IMA delta (`from`, `log`), replayed from this verifier's anchor to the
+/// quoted PCR 10 (`ima::verify_delta`), and its files checked. The quote's signature and
+/// nonce are the shared part's (`tpm.*`); its PCR values are read here.
+fn check_delta(
+    bundle: &Bundle,
+    from: u64,
+    log: &[u8],
+    policy: &Policy,
+    expect: &Expectations<'_>,
+) -> (Vec<Check>, Option<Claims>) {
+    let pcrs = bundle
+        .tpm
+        .as_ref()
+        .map(TpmEvidence::pcr_values);
+    match (expect.ima_anchor, &pcrs) {
+        (None, _) => (
+            vec![Check::fail(
+                Step::IMA_DELTA,
+                "a whole IMA log (this verifier holds no earlier verdict to continue)",
+                format!("a delta from entry {from}"),
+                "a delta is accepted only on a connection whose earlier evidence this verifier \
+                 checked",
+            )],
+            None,
+        ),
+        (Some(_), None) => (
+            vec![Check::fail(
+                Step::IMA_REPLAY,
+                "a TPM quote of PCR 10 to anchor the delta",
+                "no TPM quote",
+                "the bundle carries an IMA delta but no TPM quote",
+            )],
+            None,
+        ),
+        (Some(anchor), Some(pcrs)) => {
+            let verdict = crate::ima::verify_delta(log, from, anchor, pcrs, &policy.ima);
+            let mut checks = verdict.checks;
+            checks.extend(check_files(log, expect, &policy.ima));
+            (checks, Some(verdict.claims))
+        }
+    }
+}
+
+/// Every file `log` (a whole log or a delta) measured, against the approved files when the
+/// requirements name some (`ima.unknown_file`, `ima.changed_file`, `ima.files`); nothing
+/// otherwise. An unparsable log adds nothing here: `ima.parse` already failed.
+fn check_files(log: &[u8], expect: &Expectations<'_>, policy: &ImaPolicy) -> Vec<Check> {
+    let Some(files) = &expect.requirements.files else {
+        return Vec::new();
+    };
+    if log.is_empty() {
+        return files.check(&crate::ima::Log::new(HashAlg::Sha1));
+    }
+    match crate::ima::Log::parse_preferring(log, policy.bank) {
+        Ok(log) => files.check(&log),
+        Err(_) => Vec::new(),
+    }
 }
 
 /// `binding.batch_proof` and `binding.batch_inclusion`: the proof has the shape of a path to leaf

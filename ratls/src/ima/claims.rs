@@ -64,4 +64,33 @@ pub struct ImaClaims {
     pub entries_after_quote: Option<usize>,
     /// How the quoted PCR 10 was reproduced, when it was.
     pub quote_mode: Option<ReplayMode>,
+    /// What the quote anchored, when `ima.replay` passed: a later delta (the entries after
+    /// it, with a new quote) continues from here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<Box<ImaAnchor>>,
+    /// For a delta ([`verify_delta`](super::verify_delta)): the index of its first entry in
+    /// the whole log (the entries before it were verified earlier).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta_from: Option<u64>,
+}
+
+/// How far a verifier has checked one boot's IMA log: the leading `entries` of the log (all
+/// PCRs, from `boot_aggregate`) replay in `mode` to the quoted PCR 10 `pcr10` of `bank`, on a
+/// boot whose PCRs 0–9 hash to `boot_aggregate` (as the kernel computes it for that bank). A
+/// re-attestation sends only the entries past `entries` and a new quote: the verifier replays
+/// them from `pcr10` ([`verify_delta`](super::verify_delta)), so the cost follows the new
+/// entries, not the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImaAnchor {
+    /// Log entries covered, counted from the first (all PCRs).
+    pub entries: u64,
+    /// The PCR bank of `pcr10` and `boot_aggregate`.
+    pub bank: HashAlg,
+    /// The quoted PCR 10 they replay to (hex).
+    pub pcr10: String,
+    /// The replay mode that reproduced it.
+    pub mode: ReplayMode,
+    /// `bank`(PCR 0 ‖ … ‖ PCR 9) of the quote (hex; PCRs 0–7 for SHA-1): a later quote must
+    /// show the same boot.
+    pub boot_aggregate: String,
 }

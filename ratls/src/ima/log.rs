@@ -633,6 +633,39 @@ impl Log {
         })
     }
 
+    /// The bytes of the binary log `bytes` from entry `from` on (all PCRs; empty past the
+    /// end), found by stepping over the records' headers only: no template data is parsed or
+    /// hashed, so a re-attestation's delta costs the attester a walk of the log, not a parse of
+    /// it. `None` when `bytes` is not a binary log that walks to its end under exactly one
+    /// template-hash size (an ASCII log, a malformed or an ambiguous one): parse it instead.
+    pub fn binary_tail(bytes: &[u8], from: usize) -> Option<&[u8]> {
+        let mut found = None;
+        for alg in HashAlg::ALL {
+            let mut r = Reader::new(BINARY, bytes);
+            let mut at = None;
+            let mut count = 0usize;
+            let walked = loop {
+                if count == from {
+                    at = Some(r.offset());
+                }
+                if r.is_empty() {
+                    break true;
+                }
+                if count >= MAX_ENTRIES || skip_binary_entry(&mut r, alg).is_err() {
+                    break false;
+                }
+                count += 1;
+            };
+            if walked {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(at.unwrap_or(bytes.len()));
+            }
+        }
+        found.and_then(|offset| bytes.get(offset..))
+    }
+
     /// Append a measurement; its template hash is computed in the log's bank.
     ///
     /// `digest_algo` is the `d-ng` prefix (`Some("sha256")`); `None` writes a bare digest (and
@@ -788,6 +821,21 @@ impl Log {
             .all(|e| e.violation || e.template_hash_matches(self.template_hash_alg))
     }
 
+    /// The entries from index `from` on (all PCRs), as a log of their own: the delta a
+    /// re-attestation sends when the verifier already checked the first `from`. Empty when the
+    /// log has no more entries.
+    pub fn tail(&self, from: usize) -> Log {
+        Log {
+            format: self.format,
+            template_hash_alg: self.template_hash_alg,
+            entries: self
+                .entries
+                .get(from..)
+                .unwrap_or_default()
+                .to_vec(),
+        }
+    }
+
     /// The log in `binary_runtime_measurements` form (byte-identical to a parsed binary log).
     pub fn to_binary(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -810,15 +858,37 @@ impl Log {
 }
 
 /// Read one binary entry.
-fn read_binary_entry(r: &mut Reader<'_>, alg: HashAlg) -> Result<Entry, ParseError> {
+/// Step over one binary record without reading its template data (see [`Log::binary_tail`]).
+fn skip_binary_entry(r: &mut Reader<'_>, alg: HashAlg) -> Result<(), ParseError> {
+    let (_, _, template) = read_binary_header(r, alg)?;
+    match template {
+        Template::Ima => {
+            r.skip(LEGACY_DIGEST_LEN, "d (file digest)")?;
+            let at = r.clone();
+            let len = usize::try_from(r.u32_le("n length")?).unwrap_or(usize::MAX);
+            if len > IMA_EVENT_NAME_LEN_MAX {
+                return Err(at.too_large("n (file name)", len, IMA_EVENT_NAME_LEN_MAX));
+            }
+            r.skip(len, "n (file name)")?;
+        }
+        Template::ImaBuf | Template::ImaNg | Template::ImaSig => {
+            r.u32_le_prefixed("template data", MAX_TEMPLATE_DATA)?;
+        }
+    }
+    Ok(())
+}
+
+/// A binary record's PCR index, template hash and template: what comes before its data.
+fn read_binary_header<'a>(
+    r: &mut Reader<'a>,
+    alg: HashAlg,
+) -> Result<(u32, &'a [u8], Template), ParseError> {
     let at = r.clone();
     let pcr = r.u32_le("PCR index")?;
     if pcr > MAX_PCR {
         return Err(at.invalid("PCR index", "0..=23", pcr.to_string()));
     }
-    let template_hash = r
-        .take(alg.digest_len(), "template hash")?
-        .to_vec();
+    let template_hash = r.take(alg.digest_len(), "template hash")?;
     let at = r.clone();
     let name_len = usize::try_from(r.u32_le("template name length")?).unwrap_or(usize::MAX);
     if name_len > MAX_TEMPLATE_NAME {
@@ -826,7 +896,12 @@ fn read_binary_entry(r: &mut Reader<'_>, alg: HashAlg) -> Result<Entry, ParseErr
     }
     let at = r.clone();
     let name = r.take(name_len, "template name")?;
-    let template = template_from_name(&at, name)?;
+    Ok((pcr, template_hash, template_from_name(&at, name)?))
+}
+
+fn read_binary_entry(r: &mut Reader<'_>, alg: HashAlg) -> Result<Entry, ParseError> {
+    let (pcr, template_hash, template) = read_binary_header(r, alg)?;
+    let template_hash = template_hash.to_vec();
     let (base, data) = match template {
         Template::Ima => {
             // The legacy template has no template-data length: d (20 bytes), then n as a u32

@@ -34,13 +34,16 @@ use crate::digest::HashAlg;
 
 mod ascii;
 pub(crate) mod claims;
+pub mod files;
 mod log;
 mod replay;
 mod verify;
 
-pub use self::claims::{ImaClaims, ReplayMode};
+pub use self::claims::{ImaAnchor, ImaClaims, ReplayMode};
 pub use self::log::{Entry, Escaped, Log, LogFormat, Template};
-pub use self::verify::{inspect, quoted_pcr10, verify_anchored, verify_bytes, ImaQuote};
+pub use self::verify::{
+    inspect, quoted_pcr10, verify_anchored, verify_bytes, verify_delta, ImaQuote,
+};
 
 /// The PCR the kernel extends IMA measurements into (`CONFIG_IMA_MEASURE_PCR_IDX`).
 pub const IMA_PCR: u32 = 10;

@@ -1207,3 +1207,202 @@ fn coverage_counts_only_measurements_inside_the_quoted_prefix() {
     assert_eq!(check.presented, "3 measurements");
     assert!(check.detail.contains("not anchored"), "{check}");
 }
+
+fn ima_of(verdict: &crate::verdict::Verdict) -> &ImaClaims {
+    match &verdict.claims {
+        Claims::Ima(c) => c,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A boot's log: `boot_aggregate` of [`boot_pcrs`] (sha256, PCRs 0–9), then `files` entries.
+fn long_log(files: usize) -> Log {
+    let mut log = Log::new(HashAlg::Sha1);
+    log.push(
+        10,
+        Template::ImaNg,
+        Some("sha256"),
+        &aggregate(HashAlg::Sha256, 9),
+        b"boot_aggregate",
+        &[],
+    )
+    .unwrap();
+    for i in 0..files {
+        let path = format!("/usr/lib/file-{i}");
+        log.push(
+            10,
+            Template::ImaNg,
+            Some("sha256"),
+            &HashAlg::Sha256.digest(path.as_bytes()),
+            path.as_bytes(),
+            &[],
+        )
+        .unwrap();
+    }
+    log
+}
+
+fn quote_of(log: &Log) -> crate::tpm::PcrValues {
+    let mut pcrs = boot_pcrs(HashAlg::Sha256, 9);
+    pcrs.insert(
+        HashAlg::Sha256,
+        10,
+        log.replay(HashAlg::Sha256, ReplayMode::PerBankTemplateHash),
+    );
+    pcrs
+}
+
+#[test]
+fn a_delta_of_ten_entries_after_a_hundred_thousand_sends_and_replays_only_ten() {
+    let mut log = long_log(100_000);
+    let pcrs = quote_of(&log);
+    let full = log.to_binary();
+    let first = verify_anchored(
+        &full,
+        quoted_pcr10(&pcrs),
+        ImaQuote::Present(&pcrs),
+        &ImaPolicy::default(),
+    );
+    assert!(first.is_trusted(), "{first:?}");
+    let anchor = ima_of(&first)
+        .anchor
+        .as_deref()
+        .cloned()
+        .expect("a passing replay anchors the log");
+    assert_eq!(anchor.entries, 100_001);
+    assert_eq!(anchor.boot_aggregate, hex(aggregate(HashAlg::Sha256, 9)));
+
+    // Ten more files are measured; the attester sends the tail past the anchor.
+    for i in 0..10 {
+        let path = format!("/opt/new-{i}");
+        log.push(
+            10,
+            Template::ImaNg,
+            Some("sha256"),
+            &HashAlg::Sha256.digest(path.as_bytes()),
+            path.as_bytes(),
+            &[],
+        )
+        .unwrap();
+    }
+    let pcrs = quote_of(&log);
+    let delta = log.tail(100_001).to_binary();
+    assert_eq!(Log::parse(&delta).unwrap().len(), 10);
+    eprintln!(
+        "whole log {} bytes, delta of 10 entries {} bytes",
+        log.to_binary().len(),
+        delta.len()
+    );
+    assert!(delta.len() * 5_000 < full.len(), "O(10) entries, not 100k");
+    let next = verify_delta(&delta, 100_001, &anchor, &pcrs, &ImaPolicy::default());
+    assert!(next.is_trusted(), "{next:?}");
+    let claims = ima_of(&next);
+    assert_eq!(claims.entries, 10);
+    assert_eq!(claims.delta_from, Some(100_001));
+    let anchor2 = claims
+        .anchor
+        .as_deref()
+        .cloned()
+        .unwrap();
+    assert_eq!(anchor2.entries, 100_011);
+
+    // Nothing new: an empty delta with an unchanged quote passes and keeps the anchor.
+    let same = verify_delta(&[], 100_011, &anchor2, &pcrs, &ImaPolicy::default());
+    assert!(same.is_trusted(), "{same:?}");
+    assert_eq!(ima_of(&same).anchor.as_deref(), Some(&anchor2));
+}
+
+#[test]
+fn a_delta_that_does_not_continue_the_anchored_log_fails_at_a_named_step() {
+    let mut log = long_log(3);
+    let pcrs = quote_of(&log);
+    let first = verify_quoted(&log.to_binary(), &boot_pcrs(HashAlg::Sha256, 9));
+    let anchor = ima_of(&first)
+        .anchor
+        .as_deref()
+        .cloned()
+        .unwrap();
+    log.push(
+        10,
+        Template::ImaNg,
+        Some("sha256"),
+        &[9; 32],
+        b"/tmp/new",
+        &[],
+    )
+    .unwrap();
+    let later = quote_of(&log);
+    let delta = log.tail(4).to_binary();
+    let failed = |v: &crate::verdict::Verdict| {
+        v.first_failure()
+            .map(|c| c.step.to_string())
+    };
+    // Another starting point than the anchor.
+    let v = verify_delta(&delta, 3, &anchor, &later, &ImaPolicy::default());
+    assert_eq!(failed(&v).as_deref(), Some("ima.delta"), "{v:?}");
+    // The boot PCRs changed (a reboot, or a boot PCR extended at run time).
+    let mut rebooted = later.clone();
+    rebooted.insert(HashAlg::Sha256, 4, vec![0xee; 32]);
+    let v = verify_delta(&delta, 4, &anchor, &rebooted, &ImaPolicy::default());
+    assert_eq!(failed(&v).as_deref(), Some("ima.boot_aggregate"), "{v:?}");
+    // An entry left out of the delta (the quote covers it): no prefix replays to the quote.
+    let v = verify_delta(&[], 4, &anchor, &later, &ImaPolicy::default());
+    assert_eq!(failed(&v).as_deref(), Some("ima.replay"), "{v:?}");
+    // A quote taken before the new entry covers none of it: trusted, and the anchor stays
+    // where it was, so the entry is sent (and checked) again next time.
+    let v = verify_delta(&delta, 4, &anchor, &pcrs, &ImaPolicy::default());
+    assert!(v.is_trusted(), "{v:?}");
+    assert_eq!(
+        ima_of(&v)
+            .anchor
+            .as_ref()
+            .map(|a| a.entries),
+        Some(4)
+    );
+    let garbage = verify_delta(
+        b"\x0a\x00\x00\x00garbage",
+        4,
+        &anchor,
+        &later,
+        &ImaPolicy::default(),
+    );
+    assert_eq!(
+        failed(&garbage).as_deref(),
+        Some("ima.parse"),
+        "{garbage:?}"
+    );
+}
+
+#[test]
+fn the_binary_tail_is_the_tail_of_the_parsed_log_without_parsing_it() {
+    for alg in [HashAlg::Sha1, HashAlg::Sha256] {
+        let mut log = Log::new(alg);
+        for i in 0..50 {
+            let template = [Template::ImaNg, Template::ImaSig, Template::ImaBuf][i % 3];
+            log.push(
+                10,
+                template,
+                Some("sha256"),
+                &[u8::try_from(i).unwrap(); 32],
+                format!("/bin/tool-{i}").as_bytes(),
+                b"extra",
+            )
+            .unwrap();
+        }
+        let mut bytes = log.to_binary();
+        if alg == HashAlg::Sha1 {
+            bytes.extend(legacy_entry(&[3; 20], b"/legacy").0);
+        }
+        let parsed = Log::parse(&bytes).unwrap();
+        for from in [0, 1, 17, 49, parsed.len(), parsed.len() + 5] {
+            assert_eq!(
+                Log::binary_tail(&bytes, from).map(<[u8]>::to_vec),
+                Some(parsed.tail(from).to_binary()),
+                "{alg} from {from}"
+            );
+        }
+    }
+    // ASCII, or bytes that are no log: parse instead.
+    assert_eq!(Log::binary_tail(&long_log(2).to_ascii(), 1), None);
+    assert_eq!(Log::binary_tail(b"\x0a\x00\x00\x00garbage", 0), None);
+}

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{ImaClaims, ImaPolicy, Log, ReplayMode, IMA_PCR};
+use super::{ImaAnchor, ImaClaims, ImaPolicy, Log, ReplayMode, IMA_PCR};
 use crate::codec::ParseError;
 use crate::digest::HashAlg;
 use crate::hexfmt::hex;
@@ -110,8 +110,162 @@ pub fn verify_anchored(
         _ => Err("the quoted PCR 10 does not anchor the log (ima.replay fails)"),
     };
     verdict.push(coverage_check(&log, policy, anchor));
+    let anchored = match (pcr10, quote, matched) {
+        (Some((bank, value)), ImaQuote::Present(pcrs), Some((n, mode))) if replay.ok && n > 0 => {
+            anchor_of(&log, n, bank, value, mode, pcrs, 0)
+        }
+        _ => None,
+    };
     verdict.push(replay);
-    verdict.claims = Claims::Ima(claims(&log, &pass, matched));
+    let mut claims = claims(&log, &pass, matched);
+    claims.anchor = anchored.map(Box::new);
+    verdict.claims = Claims::Ima(claims);
+    verdict
+}
+
+/// What a passing replay anchored: the first `covered` PCR-10 entries of `log` (a delta whose
+/// first entry is entry `from` of the whole log) replay to `value`.
+fn anchor_of(
+    log: &Log,
+    covered: usize,
+    bank: HashAlg,
+    value: &[u8],
+    mode: ReplayMode,
+    pcrs: &PcrValues,
+    from: u64,
+) -> Option<ImaAnchor> {
+    let entries = match covered.checked_sub(1) {
+        None => 0,
+        Some(last) => log
+            .entries_for(IMA_PCR)
+            .nth(last)
+            .map(|(index, _)| index.saturating_add(1))?,
+    };
+    let (_, _, boot_aggregate) = recompute_boot_aggregate(bank.name(), pcrs).ok()?;
+    Some(ImaAnchor {
+        entries: from.checked_add(u64::try_from(entries).ok()?)?,
+        bank,
+        pcr10: hex(value),
+        mode,
+        boot_aggregate: hex(boot_aggregate),
+    })
+}
+
+/// Verify the delta of a re-attestation: `fragment` holds the log entries from index `from`
+/// on, `base` is how far this verifier checked the same boot's log before, and `pcrs` are the
+/// new quote's PCR values (bound to it by `tpm.pcr_digest`), whose PCR 10 in `base.bank` the
+/// fragment must replay to, starting from `base.pcr10`.
+///
+/// Steps: `ima.delta` (`from` is `base.entries`: the delta continues exactly where the
+/// verified log stopped), `ima.boot_aggregate` (the quoted PCRs 0–9 still hash to the anchored
+/// `boot_aggregate`: the same boot, no boot PCR extended since), `ima.parse`,
+/// `ima.template_hash`, `ima.violations`, `ima.replay` (some prefix of the fragment's PCR-10
+/// entries, possibly none, replays from `base.pcr10` to the quoted value). The claims carry the
+/// new anchor. The cost is that of the fragment: the entries before `from` are not sent.
+pub fn verify_delta(
+    fragment: &[u8],
+    from: u64,
+    base: &ImaAnchor,
+    pcrs: &PcrValues,
+    policy: &ImaPolicy,
+) -> Verdict {
+    let mut verdict = Verdict::new(Platform::Ima);
+    verdict.push(Check::expect(
+        Step::IMA_DELTA,
+        from == base.entries,
+        format!(
+            "entries from {} on (what this verifier checked before)",
+            base.entries
+        ),
+        format!("entries from {from} on"),
+    ));
+    let boot = recompute_boot_aggregate(base.bank.name(), pcrs)
+        .map(|(_, _, value)| hex(value))
+        .unwrap_or_else(|_| format!("quoted: {}", describe_pcrs(pcrs)));
+    let same_boot = boot == base.boot_aggregate;
+    let check = Check::expect(
+        Step::IMA_BOOT_AGGREGATE,
+        same_boot,
+        format!("{}:{} (the anchored boot)", base.bank, base.boot_aggregate),
+        format!("{}:{boot}", base.bank),
+    );
+    verdict.push(if same_boot {
+        check.with_detail("the new quote's PCRs 0-9 are those the anchored log was checked against")
+    } else {
+        check.with_detail(
+            "the boot PCRs changed since the last verified quote (a reboot, or a boot PCR              extended at run time): the delta does not continue the verified log",
+        )
+    });
+    let log = if fragment.is_empty() {
+        Ok(Log::new(HashAlg::Sha1))
+    } else {
+        Log::parse_preferring(fragment, policy.bank)
+    };
+    let log = match log {
+        Ok(log) => log,
+        Err(error) => {
+            verdict.push(Check::parse_failure(Step::IMA_PARSE, &error));
+            return verdict;
+        }
+    };
+    verdict.push(Check::pass(
+        Step::IMA_PARSE,
+        "a well-formed IMA measurement log fragment",
+        format!("{} entries from entry {from}", log.len()),
+    ));
+    let pass = Pass::run(&log, None);
+    verdict.push(template_hash_check(&log, &pass));
+    verdict.push(violations_check(&log, policy));
+
+    let bank = base.bank;
+    let start = crate::hexfmt::decode(&base.pcr10).unwrap_or_default();
+    let quoted = pcrs
+        .value(bank, u8::try_from(IMA_PCR).unwrap_or(10))
+        .map(<[u8]>::to_vec);
+    let mut value = start.clone();
+    let mut matched = (quoted.as_deref() == Some(start.as_slice())).then_some(0usize);
+    let mut count = 0usize;
+    for (_, entry) in log.entries_for(IMA_PCR) {
+        bank.extend(&mut value, &entry.extend_digest(bank, base.mode));
+        count += 1;
+        if matched.is_none() && quoted.as_deref() == Some(value.as_slice()) {
+            matched = Some(count);
+        }
+    }
+    let step = Step::IMA_REPLAY;
+    let replay = match (&quoted, matched) {
+        (None, _) => Check::fail(
+            step,
+            format!("a quoted {bank} PCR 10"),
+            format!("quoted: {}", describe_pcrs(pcrs)),
+            "the new quote gives no PCR 10 value in the anchored bank",
+        ),
+        (Some(q), Some(n)) => Check::pass(step, hex(q), hex(q)).with_detail(format!(
+            "{n} of the {count} new PCR 10 entries are covered by the quote, replayed from the              anchored PCR 10 after entry {from} ({} replay, {bank} bank)",
+            base.mode
+        )),
+        (Some(q), None) => Check::fail(
+            step,
+            hex(q),
+            hex(&value),
+            format!(
+                "the quoted PCR 10 matches no prefix of the {count} new PCR 10 entries replayed                  from the anchored value after entry {from}: entries before {from} changed, or                  the fragment is not the log's continuation; presented is the replay of the                  whole fragment"
+            ),
+        ),
+    };
+    let anchored = match (&quoted, matched) {
+        (Some(q), Some(n)) if replay.ok && verdict.failures().next().is_none() => {
+            anchor_of(&log, n, bank, q, base.mode, pcrs, from)
+        }
+        _ => None,
+    };
+    verdict.push(replay);
+    let mut claims = claims(&log, &pass, matched.map(|n| (n, base.mode)));
+    claims.pcr10 = BTreeMap::from([(bank.name().to_string(), hex(&value))]);
+    claims.boot_aggregate = None;
+    claims.anchor = anchored.map(Box::new);
+    claims.delta_from = Some(from);
+    verdict.claims = Claims::Ima(claims);
     verdict
 }
 
@@ -629,5 +783,7 @@ fn claims(log: &Log, pass: &Pass, matched: Option<(usize, ReplayMode)>) -> ImaCl
         quote_prefix: matched.map(|(n, _)| n),
         entries_after_quote: matched.map(|(n, _)| pass.pcr10_entries.saturating_sub(n)),
         quote_mode: matched.map(|(_, mode)| mode),
+        anchor: None,
+        delta_from: None,
     }
 }

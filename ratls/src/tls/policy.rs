@@ -45,6 +45,9 @@ struct DigestInput<'a> {
     require: [bool; 3],
     insecure_sim_root: Option<String>,
     collateral: bool,
+    /// SHA-256 of the approved files' JSON, when there are some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    files: Option<String>,
 }
 
 impl AttestationPolicy {
@@ -72,6 +75,12 @@ impl AttestationPolicy {
     /// A policy for verifying a TLS client (`peer_role` = `client`).
     pub fn for_client(policy: Policy) -> Self {
         Self::new(policy, Role::client())
+    }
+
+    /// Require every file the peer's IMA log measured to be one of `files` (a snapshot's
+    /// approved files); a re-attestation's delta is checked the same way.
+    pub fn with_files(self, files: Arc<crate::ima::files::FileSet>) -> Self {
+        self.with(|r| r.files = Some(files))
     }
 
     /// Change the requirements, then recompute the digest: the one way every setter goes.
@@ -186,6 +195,12 @@ fn digest_of(policy: &Policy, r: &Requirements) -> [u8; 32] {
             .as_deref()
             .map(|root| crate::hexfmt::hex(crate::digest::sha256(root))),
         collateral: r.collateral.is_some(),
+        files: r.files.as_ref().map(|files| {
+            // Invariant: as below, plain data serialises.
+            crate::hexfmt::hex(crate::digest::sha256(
+                &serde_json::to_vec(files.as_ref()).unwrap_or_default(),
+            ))
+        }),
     };
     // Invariant: serialising plain data to JSON cannot fail; a failure would only make every
     // lookup miss (the digest of the empty string), never make two policies collide usefully.

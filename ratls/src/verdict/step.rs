@@ -153,6 +153,7 @@ steps! {
         IMA_BOOT_AGGREGATE = "ima.boot_aggregate",
         IMA_CHANGED_FILE = "ima.changed_file",
         IMA_COVERAGE = "ima.coverage",
+        IMA_DELTA = "ima.delta",
         IMA_FILE_HASH_ALG = "ima.file_hash_alg",
         IMA_FILES = "ima.files",
         IMA_LOG = "ima.log",

@@ -516,6 +516,19 @@ impl ProxyMachine {
     }
 }
 
+/// The flags of a proxy that verifies its peer against the empty policy `{}` (written to
+/// `dir/name`), trusting the simulated TEE whose ARK is `ark`.
+pub fn sim_policy_args(dir: &TempDir, name: &str, ark: PathBuf) -> Vec<String> {
+    let path = dir.0.join(name);
+    std::fs::write(&path, "{}").unwrap();
+    vec![
+        "--policy".into(),
+        path.display().to_string(),
+        "--insecure-sim-root".into(),
+        ark.display().to_string(),
+    ]
+}
+
 /// The real `cosmian_vm_proxy` in `mode` (`server`, `client`), started with `args`; its
 /// stderr is kept (and echoed). Killed with SIGKILL when dropped.
 pub struct ProxyProcess {

@@ -12,13 +12,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
-use ratls_attacks::{bin, ProxyMachine, ProxyProcess, TempDir};
+use ratls_attacks::{bin, sim_policy_args, ProxyMachine, ProxyProcess, TempDir};
 use ratls_harness::sim_ca;
 
 /// The example app, started on a free port.
@@ -78,17 +77,6 @@ fn answer(out: &Output) -> (String, String) {
     (body.to_owned(), code.to_owned())
 }
 
-fn policy(dir: &TempDir, name: &str, ark: PathBuf) -> Vec<String> {
-    let path = dir.0.join(name);
-    std::fs::write(&path, "{}").unwrap();
-    vec![
-        "--policy".into(),
-        path.display().to_string(),
-        "--insecure-sim-root".into(),
-        ark.display().to_string(),
-    ]
-}
-
 /// The EAR in the app's 200 answer (the example echoes it).
 fn token_of(body: &str) -> String {
     let json: serde_json::Value =
@@ -118,7 +106,7 @@ fn the_app_verifies_its_ear_and_refuses_replayed_expired_and_forged_ones() {
         "3".into(),
     ];
     server_args.extend(server_machine.attester_args());
-    server_args.extend(policy(&work, "clients.json", client_machine.ark()));
+    server_args.extend(sim_policy_args(&work, "clients.json", client_machine.ark()));
     let server = ProxyProcess::start("server", &server_args);
     assert!(jwks.exists(), "the proxy wrote its JWKS at start");
     let mut client_args: Vec<String> = vec![
@@ -129,7 +117,7 @@ fn the_app_verifies_its_ear_and_refuses_replayed_expired_and_forged_ones() {
         "--attest-self".into(),
     ];
     client_args.extend(client_machine.attester_args());
-    client_args.extend(policy(&work, "server.json", server_machine.ark()));
+    client_args.extend(sim_policy_args(&work, "server.json", server_machine.ark()));
     let client = ProxyProcess::start("client", &client_args);
     let through = format!("http://127.0.0.1:{}/", client.addr.port());
     let direct = format!("http://{}/", app.addr);

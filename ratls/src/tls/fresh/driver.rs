@@ -37,7 +37,7 @@ pub async fn client_exchange<IO>(
     opts: &FreshOptions,
 ) -> Result<FreshOutcome, FreshError>
 where
-    IO: AsyncRead + AsyncWrite + Unpin,
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
     with_timeout(opts, run(stream, opts)).await
 }
@@ -48,7 +48,7 @@ pub async fn server_exchange<IO>(
     opts: &FreshOptions,
 ) -> Result<FreshOutcome, FreshError>
 where
-    IO: AsyncRead + AsyncWrite + Unpin,
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
     with_timeout(opts, run(stream, opts)).await
 }
@@ -62,14 +62,15 @@ async fn with_timeout(
         .unwrap_or(Err(FreshError::Timeout(opts.timeout)))
 }
 
-/// A TLS stream of either side.
-trait Session: AsyncRead + AsyncWrite + Unpin {
+/// A `tokio-rustls` stream of either side (client or server): what the exchange and a live
+/// session run on.
+pub trait Session: AsyncRead + AsyncWrite + Unpin + Send {
     const IS_SERVER: bool;
     type Data;
     fn conn(&self) -> &ConnectionCommon<Self::Data>;
 }
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> Session for tokio_rustls::client::TlsStream<IO> {
+impl<IO: AsyncRead + AsyncWrite + Unpin + Send> Session for tokio_rustls::client::TlsStream<IO> {
     const IS_SERVER: bool = false;
     type Data = rustls::client::ClientConnectionData;
 
@@ -78,7 +79,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Session for tokio_rustls::client::TlsSt
     }
 }
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> Session for tokio_rustls::server::TlsStream<IO> {
+impl<IO: AsyncRead + AsyncWrite + Unpin + Send> Session for tokio_rustls::server::TlsStream<IO> {
     const IS_SERVER: bool = true;
     type Data = rustls::server::ServerConnectionData;
 
@@ -105,15 +106,35 @@ async fn run<S: Session>(stream: &mut S, opts: &FreshOptions) -> Result<FreshOut
         .as_ref()
         .map_or(Message::Request(None), Inquiry::request);
     let mut decoder = FrameDecoder::new(opts.max_evidence_len);
+    // LIVE (optional) goes before REQUEST: a peer that does not know it never receives it
+    // unless it was configured to go live too.
+    let we_want_live = opts
+        .live
+        .is_some_and(|l| l.interval.is_some() && asked.is_some());
+    if opts.live.is_some() {
+        write(
+            stream,
+            &Message::Live {
+                wants: we_want_live,
+            },
+            opts,
+        )
+        .await?;
+    }
     write(stream, &request, opts).await?;
-    let peer_request = match read(stream, &mut decoder).await? {
-        Message::Request(r) => r,
+    let (peer_live, peer_request) = match read(stream, &mut decoder).await? {
+        Message::Live { wants } => match read(stream, &mut decoder).await? {
+            Message::Request(r) => (Some(wants), r),
+            other => return Err(unexpected("REQUEST", &other)),
+        },
+        Message::Request(r) => (None, r),
         other => return Err(unexpected("REQUEST", &other)),
     };
 
     let mut outcome = FreshOutcome {
         peer_verdict: None,
         we_were_accepted: None,
+        live: opts.live.is_some() && peer_live.is_some_and(|peer_wants| peer_wants || we_want_live),
     };
     if S::IS_SERVER {
         // The client's evidence first; ours is produced only once it verified (or when we did
@@ -218,7 +239,7 @@ async fn receive_evidence<S: Session>(
     Ok(Some(verdict))
 }
 
-async fn write<S: Session>(
+pub(super) async fn write<S: Session>(
     stream: &mut S,
     message: &Message,
     opts: &FreshOptions,
@@ -258,7 +279,7 @@ async fn read<S: Session>(
     }
 }
 
-fn unexpected(expected: &'static str, presented: &Message) -> FreshError {
+pub(super) fn unexpected(expected: &'static str, presented: &Message) -> FreshError {
     FreshError::Unexpected {
         expected,
         presented: presented.kind().name(),

@@ -22,6 +22,9 @@ pub const REQUEST_VERSION: u8 = 1;
 /// REQUEST flag bit 0: "I want your evidence" (a challenge and the SPKI hash follow).
 pub const FLAG_WANT_EVIDENCE: u8 = 0x01;
 
+/// The cap on a DATA frame's payload (application bytes of a live session).
+pub const MAX_DATA_LEN: usize = 16 * 1024;
+
 /// The frame types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -30,6 +33,12 @@ pub enum FrameType {
     Evidence,
     Decline,
     Result,
+    /// Sent before REQUEST: this side can keep the session live (framed, re-attestable).
+    Live,
+    /// Application bytes of a live session (empty: this direction ended).
+    Data,
+    /// A re-attestation request on a live session.
+    Reattest,
 }
 
 impl FrameType {
@@ -39,6 +48,9 @@ impl FrameType {
             Self::Evidence => 0x02,
             Self::Decline => 0x03,
             Self::Result => 0x04,
+            Self::Live => 0x05,
+            Self::Data => 0x06,
+            Self::Reattest => 0x07,
         }
     }
 
@@ -48,6 +60,9 @@ impl FrameType {
             0x02 => Some(Self::Evidence),
             0x03 => Some(Self::Decline),
             0x04 => Some(Self::Result),
+            0x05 => Some(Self::Live),
+            0x06 => Some(Self::Data),
+            0x07 => Some(Self::Reattest),
             _ => None,
         }
     }
@@ -58,6 +73,9 @@ impl FrameType {
             Self::Evidence => "EVIDENCE",
             Self::Decline => "DECLINE",
             Self::Result => "RESULT",
+            Self::Live => "LIVE",
+            Self::Data => "DATA",
+            Self::Reattest => "REATTEST",
         }
     }
 
@@ -65,6 +83,7 @@ impl FrameType {
     pub fn cap(self, max_evidence_len: usize) -> usize {
         match self {
             Self::Evidence => max_evidence_len,
+            Self::Data => MAX_DATA_LEN,
             _ => MAX_CONTROL_LEN,
         }
     }
@@ -80,7 +99,7 @@ impl fmt::Display for FrameType {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FrameError {
-    #[error("fresh frame: unknown type {0:#04x} (expected 0x01 REQUEST, 0x02 EVIDENCE, 0x03 DECLINE or 0x04 RESULT)")]
+    #[error("fresh frame: unknown type {0:#04x} (expected 0x01 REQUEST, 0x02 EVIDENCE, 0x03 DECLINE, 0x04 RESULT, 0x05 LIVE, 0x06 DATA or 0x07 REATTEST)")]
     UnknownType(u8),
     #[error("fresh frame: {kind} payload of {len} bytes exceeds the {limit}-byte cap")]
     TooLarge {
@@ -117,6 +136,18 @@ pub enum Message {
     Decline(String),
     /// The verifier's decision on the evidence it received.
     Result { ok: bool, message: String },
+    /// Before REQUEST: this side can run the session live after the exchange (every later byte
+    /// framed, re-attestation requests answered); `wants`: it will re-attest the peer. The
+    /// session goes live when both sides sent LIVE and at least one wants it.
+    Live { wants: bool },
+    /// Application bytes on a live session; empty: the sender's direction ended.
+    Data(Vec<u8>),
+    /// A new request for evidence on a live session: a new challenge about the same key, and
+    /// how many IMA log entries the requester verified already (the attester sends the rest).
+    Reattest {
+        request: EvidenceRequest,
+        ima_from: u64,
+    },
 }
 
 impl fmt::Debug for Message {
@@ -136,6 +167,16 @@ impl fmt::Debug for Message {
                 .field("ok", ok)
                 .field("message", message)
                 .finish(),
+            Self::Live { wants } => f
+                .debug_struct("Live")
+                .field("wants", wants)
+                .finish(),
+            Self::Data(d) => write!(f, "Data({} bytes)", d.len()),
+            Self::Reattest { request, ima_from } => f
+                .debug_struct("Reattest")
+                .field("request", request)
+                .field("ima_from", ima_from)
+                .finish(),
         }
     }
 }
@@ -147,6 +188,9 @@ impl Message {
             Self::Evidence(_) => FrameType::Evidence,
             Self::Decline(_) => FrameType::Decline,
             Self::Result { .. } => FrameType::Result,
+            Self::Live { .. } => FrameType::Live,
+            Self::Data(_) => FrameType::Data,
+            Self::Reattest { .. } => FrameType::Reattest,
         }
     }
 
@@ -170,6 +214,15 @@ impl Message {
                 let mut out = Vec::with_capacity(1 + message.len());
                 out.push(u8::from(*ok));
                 out.extend_from_slice(message.as_bytes());
+                out
+            }
+            Self::Live { wants } => vec![u8::from(*wants)],
+            Self::Data(data) => data.clone(),
+            Self::Reattest { request, ima_from } => {
+                let mut out = Vec::with_capacity(2 * NONCE_LEN + 8);
+                out.extend_from_slice(&request.challenge);
+                out.extend_from_slice(&request.spki_sha256);
+                out.extend_from_slice(&ima_from.to_be_bytes());
                 out
             }
         }
@@ -241,6 +294,27 @@ impl Message {
                 let message = String::from_utf8(r.rest().to_vec())
                     .map_err(|_| FrameError::NotUtf8 { kind })?;
                 Ok(Self::Result { ok, message })
+            }
+            FrameType::Live => {
+                let mut r = Reader::new("fresh LIVE", &payload);
+                let wants = match r.u8("wants").map_err(bad)? {
+                    0 => false,
+                    1 => true,
+                    other => return Err(bad(r.invalid("wants", "0 or 1", other.to_string()))),
+                };
+                r.finish().map_err(bad)?;
+                Ok(Self::Live { wants })
+            }
+            FrameType::Data => Ok(Self::Data(payload)),
+            FrameType::Reattest => {
+                let mut r = Reader::new("fresh REATTEST", &payload);
+                let request = EvidenceRequest {
+                    challenge: r.array("challenge").map_err(bad)?,
+                    spki_sha256: r.array("spki_sha256").map_err(bad)?,
+                };
+                let ima_from = r.u64_be("ima_from").map_err(bad)?;
+                r.finish().map_err(bad)?;
+                Ok(Self::Reattest { request, ima_from })
             }
         }
     }

@@ -27,6 +27,8 @@
 #[cfg(feature = "tokio")]
 mod driver;
 mod frame;
+#[cfg(feature = "tokio")]
+pub mod live;
 
 use core::fmt;
 use std::sync::Arc;
@@ -35,10 +37,10 @@ use std::time::Duration;
 use rustls::{CommonState, ConnectionCommon, HandshakeKind, ProtocolVersion};
 
 #[cfg(feature = "tokio")]
-pub use self::driver::{client_exchange, server_exchange};
+pub use self::driver::{client_exchange, server_exchange, Session};
 pub use self::frame::{
     EvidenceRequest, FrameDecoder, FrameError, FrameType, Message, FLAG_WANT_EVIDENCE, HEADER_LEN,
-    MAX_CONTROL_LEN, REQUEST_VERSION,
+    MAX_CONTROL_LEN, MAX_DATA_LEN, REQUEST_VERSION,
 };
 use super::policy::AttestationPolicy;
 use super::rejection::AttestationRejected;
@@ -155,6 +157,41 @@ pub struct FreshOptions {
     pub max_evidence_len: usize,
     /// The whole exchange must finish within this time.
     pub timeout: Duration,
+    /// Offer to keep the session live after the exchange (framed, re-attestable; see
+    /// [`live`]): `None` never goes live.
+    pub live: Option<LiveOptions>,
+}
+
+/// How a side runs a live session (`docs/wire-format.md`, section 4, "Live sessions").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveOptions {
+    /// Re-attest the peer this often (only when this side verifies the peer); `None`: only
+    /// answer the peer's re-attestation requests.
+    pub interval: Option<Duration>,
+    /// How long the peer has to answer a re-attestation request: past it the session is cut.
+    pub answer_timeout: Duration,
+    /// The fewest seconds between two of the peer's re-attestation requests this side answers:
+    /// a peer asking faster is cut (it would have this side's TPM and TEE sign on demand).
+    pub min_peer_interval: Duration,
+}
+
+impl LiveOptions {
+    /// Only answer the peer's requests (at most one per second), 30 seconds to answer ours.
+    pub fn answering() -> Self {
+        Self {
+            interval: None,
+            answer_timeout: Duration::from_secs(30),
+            min_peer_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// Re-attest the peer every `interval` (and answer its requests).
+    pub fn every(interval: Duration) -> Self {
+        Self {
+            interval: Some(interval),
+            ..Self::answering()
+        }
+    }
 }
 
 impl FreshOptions {
@@ -165,6 +202,7 @@ impl FreshOptions {
             attest_self: None,
             max_evidence_len: crate::bundle::MAX_BUNDLE_LEN,
             timeout: Duration::from_secs(60),
+            live: None,
         }
     }
 
@@ -193,6 +231,9 @@ pub struct FreshOutcome {
     /// Whether the peer accepted our evidence, when it asked for it (always `Some(true)` on
     /// success: a rejection is an error).
     pub we_were_accepted: Option<bool>,
+    /// The session is live: both sides sent LIVE and one wants re-attestation. Every later
+    /// byte is framed: run [`live::run`] on the stream instead of reading it directly.
+    pub live: bool,
 }
 
 /// Why the exchange failed. Every variant fails the connection: nothing is trusted after one.
@@ -416,6 +457,31 @@ impl Inquiry {
         evidence_request(&self.challenge, &self.peer_spki_der)
     }
 
+    /// The request as a struct (a REATTEST carries it).
+    pub fn evidence_request(&self) -> EvidenceRequest {
+        EvidenceRequest {
+            challenge: *self.challenge.as_bytes(),
+            spki_sha256: spki_sha256(&self.peer_spki_der),
+        }
+    }
+
+    /// Verify an answer that may carry an IMA delta, continuing from `anchor` (what this
+    /// verifier checked before on this session).
+    pub fn verify_continuing(
+        &self,
+        evidence: &[u8],
+        anchor: Option<&crate::ima::ImaAnchor>,
+        now: UnixTime,
+    ) -> Verdict {
+        let mut expect = self
+            .policy
+            .expectations(&self.peer_spki_der, now);
+        expect.challenge = Some(*self.challenge.as_bytes());
+        expect.exporter = Some(self.exporter);
+        expect.ima_anchor = anchor;
+        crate::bundle::verify(evidence, self.policy.policy(), &expect)
+    }
+
     /// Our challenge (sent as hex over HTTP).
     pub fn challenge(&self) -> &Challenge {
         &self.challenge
@@ -524,6 +590,37 @@ impl Bound {
         max_evidence_len: usize,
     ) -> Result<Vec<u8>, AttestError> {
         capped(batcher.produce(self.0)?.to_cmw(), max_evidence_len)
+    }
+
+    /// As [`produce`](Self::produce), with only the IMA log entries from index `ima_from` on
+    /// (a re-attestation: the verifier checked the ones before). The batch still makes one
+    /// report and one quote for every session asking meanwhile; only this answer is cut.
+    pub fn produce_delta(
+        self,
+        batcher: &Batcher,
+        max_evidence_len: usize,
+        ima_from: u64,
+    ) -> Result<Vec<u8>, AttestError> {
+        let mut bundle = batcher.produce(self.0)?;
+        // From 0 the whole log goes (the verifier anchored nothing yet).
+        if let (Some(crate::bundle::ImaEvidence::Log(bytes)), 1..) = (&bundle.ima, ima_from) {
+            let from = usize::try_from(ima_from).unwrap_or(usize::MAX);
+            let tail = match crate::ima::Log::binary_tail(bytes, from) {
+                Some(tail) => tail.to_vec(),
+                None => crate::ima::Log::parse(bytes)
+                    .map_err(|e| AttestError::BadResponse {
+                        what: "IMA log",
+                        why: e.to_string(),
+                    })?
+                    .tail(from)
+                    .to_binary(),
+            };
+            bundle.ima = Some(crate::bundle::ImaEvidence::Delta {
+                from: ima_from,
+                log: serde_bytes::ByteBuf::from(tail),
+            });
+        }
+        capped(bundle.to_cmw(), max_evidence_len)
     }
 }
 

@@ -20,6 +20,17 @@ fn samples() -> Vec<Message> {
             ok: false,
             message: "attestation rejected at binding.exporter: expected …".into(),
         },
+        Message::Live { wants: true },
+        Message::Live { wants: false },
+        Message::Data(b"application bytes".to_vec()),
+        Message::Data(Vec::new()),
+        Message::Reattest {
+            request: EvidenceRequest {
+                challenge: [0xc2; 32],
+                spki_sha256: [0x5c; 32],
+            },
+            ima_from: 100_002,
+        },
     ]
 }
 
@@ -96,12 +107,21 @@ fn truncated_oversized_and_unknown_frames_are_typed_errors() {
             limit: MAX_CONTROL_LEN
         })
     ));
-    for code in [0x00, 0x05, 0x7f, 0xff] {
+    for code in [0x00, 0x08, 0x7f, 0xff] {
         assert_eq!(
             Message::decode(&[code, 0, 0, 0, 0], MAX).unwrap_err(),
             FrameError::UnknownType(code)
         );
     }
+    // DATA frames are capped at 16 KiB.
+    assert!(matches!(
+        FrameDecoder::new(MAX).feed(&[0x06, 0, 0, 0x40, 0x01]),
+        Err(FrameError::TooLarge {
+            kind: FrameType::Data,
+            len: 16385,
+            limit: MAX_DATA_LEN
+        })
+    ));
     // Evidence over the cap is not produced either.
     assert!(matches!(
         Message::Evidence(vec![0; 11]).encode(10),
@@ -295,6 +315,7 @@ mod tls {
     //! pipes, self-signed certificates; no evidence involved).
 
     use std::sync::Arc;
+    use std::time::Duration;
 
     use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
     use rustls::{ClientConfig, ServerConfig};
@@ -634,7 +655,9 @@ mod tls {
         opts
     }
 
-    async fn read_frame(c: &mut Client) -> std::io::Result<Message> {
+    async fn read_any_frame<S: tokio::io::AsyncRead + Unpin>(
+        c: &mut S,
+    ) -> std::io::Result<Message> {
         let mut frame = vec![0u8; HEADER_LEN];
         c.read_exact(&mut frame).await?;
         let len = u32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]]) as usize;
@@ -644,6 +667,153 @@ mod tls {
         Ok(Message::decode(&frame, super::MAX)
             .unwrap()
             .0)
+    }
+
+    fn live_verifier(every: Duration, answer: Duration) -> FreshOptions {
+        let mut opts = asking();
+        opts.live = Some(LiveOptions {
+            answer_timeout: answer,
+            ..LiveOptions::every(every)
+        });
+        opts
+    }
+
+    #[tokio::test]
+    async fn a_live_session_frames_bytes_asks_again_and_cuts_a_peer_that_does_not_answer() {
+        let (c, mut s) = connect(
+            Arc::new(client_config(&[ALPN_ATTEST])),
+            Arc::new(server_config(&[ALPN_ATTEST])),
+        )
+        .await;
+        let server_spki = peer_spki(c.get_ref().1).unwrap();
+        let (mut near, far) = tokio::io::duplex(4096);
+        let opts = live_verifier(Duration::from_millis(50), Duration::from_millis(300));
+        let session = tokio::spawn(async move { live::run(c, far, &opts, None, None).await });
+        near.write_all(b"ping").await.unwrap();
+        assert_eq!(
+            read_any_frame(&mut s).await.unwrap(),
+            Message::Data(b"ping".to_vec())
+        );
+        write_frame(&mut s, &Message::Data(b"pong".to_vec())).await;
+        let mut pong = [0u8; 4];
+        near.read_exact(&mut pong)
+            .await
+            .unwrap();
+        assert_eq!(&pong, b"pong");
+        // The interval passes: a new challenge about the same key, the whole log asked for.
+        let Message::Reattest { request, ima_from } = read_any_frame(&mut s).await.unwrap() else {
+            panic!("expected REATTEST")
+        };
+        assert_eq!(ima_from, 0);
+        assert_eq!(
+            request.spki_sha256,
+            crate::binding::spki_sha256(&server_spki)
+        );
+        // No answer: cut off after the answer timeout.
+        let started = std::time::Instant::now();
+        let end = session.await.unwrap();
+        assert!(
+            matches!(end, live::LiveEnd::Timeout(d) if d == Duration::from_millis(300)),
+            "{end:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // The application's side is closed with it.
+        let mut rest = Vec::new();
+        near.read_to_end(&mut rest)
+            .await
+            .unwrap();
+        assert!(rest.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_live_session_refuses_evidence_it_did_not_ask_for_and_declines_when_not_attesting() {
+        for (sent, want) in [
+            (Message::Evidence(b"unasked".to_vec()), "fresh.order"),
+            (
+                Message::Reattest {
+                    request: EvidenceRequest {
+                        challenge: *Challenge::new().unwrap().as_bytes(),
+                        spki_sha256: [7; 32],
+                    },
+                    ima_from: 0,
+                },
+                "fresh.declined: we declined",
+            ),
+            (Message::Request(None), "fresh.order"),
+        ] {
+            let (c, mut s) = connect(
+                Arc::new(client_config(&[ALPN_ATTEST])),
+                Arc::new(server_config(&[ALPN_ATTEST])),
+            )
+            .await;
+            let (_near, far) = tokio::io::duplex(4096);
+            let mut opts = FreshOptions::new();
+            opts.live = Some(LiveOptions::answering());
+            let session = tokio::spawn(async move { live::run(c, far, &opts, None, None).await });
+            write_frame(&mut s, &sent).await;
+            let end = session.await.unwrap();
+            let live::LiveEnd::Failed(e) = &end else {
+                panic!("{end:?}")
+            };
+            assert!(e.to_string().starts_with(want), "{sent:?}: {e}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_live_session_carries_bulk_data_both_ways_at_once_without_deadlock() {
+        // Both applications write 8 MiB while the other does too: neither side's session may
+        // stop reading the network while its own writes wait (the pipes hold 64 KiB).
+        const LEN: usize = 8 * 1024 * 1024;
+        let (c, s) = connect(
+            Arc::new(client_config(&[ALPN_ATTEST])),
+            Arc::new(server_config(&[ALPN_ATTEST])),
+        )
+        .await;
+        let mut opts = FreshOptions::new();
+        opts.live = Some(LiveOptions::answering());
+        let (near_c, far_c) = tokio::io::duplex(64 * 1024);
+        let (near_s, far_s) = tokio::io::duplex(64 * 1024);
+        let (oc, os) = (opts.clone(), opts.clone());
+        let sc = tokio::spawn(async move { live::run(c, far_c, &oc, None, None).await });
+        let ss = tokio::spawn(async move { live::run(s, far_s, &os, None, None).await });
+        let app = |near: tokio::io::DuplexStream, fill: u8| async move {
+            let (mut rd, mut wr) = tokio::io::split(near);
+            let write = async move {
+                wr.write_all(&vec![fill; LEN])
+                    .await
+                    .unwrap();
+                wr.shutdown().await.unwrap();
+            };
+            let read = async move {
+                let mut got = Vec::new();
+                rd.read_to_end(&mut got).await.unwrap();
+                got
+            };
+            tokio::join!(write, read).1
+        };
+        let both = tokio::time::timeout(Duration::from_secs(60), async {
+            tokio::join!(app(near_c, 0xc1), app(near_s, 0x5e))
+        })
+        .await
+        .expect("no deadlock: both directions complete");
+        assert_eq!(both.0.len(), LEN);
+        assert!(both.0.iter().all(|&b| b == 0x5e));
+        assert_eq!(both.1.len(), LEN);
+        assert!(both.1.iter().all(|&b| b == 0xc1));
+        for end in [sc.await.unwrap(), ss.await.unwrap()] {
+            assert!(matches!(end, live::LiveEnd::Closed), "{end:?}");
+        }
+    }
+
+    async fn write_frame<S: tokio::io::AsyncWrite + Unpin>(s: &mut S, m: &Message) {
+        s.write_all(&m.encode(super::MAX).unwrap())
+            .await
+            .unwrap();
+        s.flush().await.unwrap();
+    }
+
+    async fn read_frame(c: &mut Client) -> std::io::Result<Message> {
+        read_any_frame(c).await
     }
 
     #[tokio::test]
