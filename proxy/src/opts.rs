@@ -401,6 +401,13 @@ fn check(side: Side, f: &Flags) -> Result<Settings, Vec<String>> {
         );
     }
     let (policy, certificate_mode) = check_peer_policy(side, f, &mut errs);
+    if f.snapshot.is_some() && certificate_mode {
+        errs.push(
+            "--snapshot needs --mode fresh (certificate mode defers the IMA log, so no file \
+             would be checked)"
+                .into(),
+        );
+    }
     let policy = check_snapshot(f, policy, &mut errs);
     let reattest = check_reattest(f, policy.is_some(), certificate_mode, &mut errs);
     let attester = check_attester(side, f, &mut errs);
@@ -732,8 +739,14 @@ fn check_reattest(
         }
         return None;
     };
-    if interval == 0 || f.reattest_timeout == Some(0) {
-        errs.push("--reattest-interval and --reattest-timeout must be at least 1 second".into());
+    const YEAR: u64 = 365 * 24 * 3600;
+    let timeout = f.reattest_timeout.unwrap_or(30);
+    if interval == 0 || timeout == 0 || interval > YEAR || timeout > YEAR {
+        errs.push(
+            "--reattest-interval and --reattest-timeout must be at least 1 second and at most a \
+             year"
+                .into(),
+        );
     }
     if certificate_mode {
         errs.push(
@@ -746,10 +759,7 @@ fn check_reattest(
                 .into(),
         );
     }
-    Some((
-        Duration::from_secs(interval),
-        Duration::from_secs(f.reattest_timeout.unwrap_or(30)),
-    ))
+    Some((Duration::from_secs(interval), Duration::from_secs(timeout)))
 }
 
 /// How this side attests itself: always in server mode, with --attest-self in client mode.
@@ -1145,6 +1155,15 @@ mod tests {
             has(&errs, "--reattest-interval needs --mode fresh"),
             "{errs:?}"
         );
+        let f = Flags {
+            listen: Some("127.0.0.1:0".into()),
+            target: Some("localhost:443".into()),
+            mode: Some("certificate".into()),
+            snapshot: Some("s.snapshot".into()),
+            ..Flags::default()
+        };
+        let errs = errs_of(Side::Client, &f);
+        assert!(has(&errs, "--snapshot needs --mode fresh"), "{errs:?}");
         let f = Flags {
             listen: Some("127.0.0.1:0".into()),
             target: Some("localhost:443".into()),

@@ -847,18 +847,25 @@ const LIVE_BUFFER: usize = 256 * 1024;
 /// application's connection is gone.
 const LIVE_DRAIN: Duration = Duration::from_secs(5);
 
-/// Run a live session and the relay over it. When the session ends (a failed re-attestation,
-/// the peer gone), the relay sees its end of the pipe close and ends too; when the relay ends
+/// Run a live session and the relay over it. When the session ends cleanly (both directions
+/// ended), the relay finishes; when it fails, the relay and the application's connection are
+/// dropped at once; when the relay ends
 /// (the application's connection is over, or idle), the session gets [`LIVE_DRAIN`] to pass on
 /// what is left and close, and is dropped then: it does not outlive the connection it carries.
 async fn live_and_relay(
-    session: impl core::future::Future<Output = ()>,
+    session: impl core::future::Future<Output = bool>,
     relay: impl core::future::Future<Output = ()>,
 ) {
     tokio::pin!(session);
     tokio::pin!(relay);
     tokio::select! {
-        () = &mut session => relay.await,
+        clean = &mut session => {
+            // A session that failed (a rejected re-attestation, a timeout, a broken peer)
+            // takes the application's connection with it at once: the relay is dropped.
+            if clean {
+                relay.await;
+            }
+        }
         () = &mut relay => {
             let _ = tokio::time::timeout(LIVE_DRAIN, session).await;
         }
@@ -866,7 +873,7 @@ async fn live_and_relay(
 }
 
 /// Run a live session (`--reattest-interval` on either side): re-attestation verdicts are
-/// logged and audited as they come; the session ends the application's connection with it.
+/// logged and audited as they come. True when it ended cleanly (both directions done).
 async fn live_session<S: Session>(
     ctx: &Ctx,
     tls: S,
@@ -874,7 +881,7 @@ async fn live_session<S: Session>(
     anchor: Option<ImaAnchor>,
     peer: &str,
     id: &str,
-) {
+) -> bool {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<live::Recheck>();
     let session = live::run(tls, far, &ctx.fresh, anchor, Some(tx));
     let audit = async {
@@ -911,7 +918,8 @@ async fn live_session<S: Session>(
     };
     let (end, ()) = tokio::join!(session, audit);
     let reason = match end {
-        LiveEnd::Closed | LiveEnd::Rejected(_) => return,
+        LiveEnd::Closed => return true,
+        LiveEnd::Rejected(_) => return false,
         LiveEnd::Timeout(after) => format!(
             "reattest.timeout: the peer did not answer a re-attestation request within {after:?}"
         ),
@@ -938,6 +946,7 @@ async fn live_session<S: Session>(
     if let Err(e) = ctx.audit(record).await {
         tracing::error!(peer, connection = id, "audit log: {e}");
     }
+    false
 }
 
 async fn client_conn(ctx: &Ctx, app: TcpStream, app_peer: SocketAddr, id: &str) {

@@ -106,8 +106,8 @@ async fn run<S: Session>(stream: &mut S, opts: &FreshOptions) -> Result<FreshOut
         .as_ref()
         .map_or(Message::Request(None), Inquiry::request);
     let mut decoder = FrameDecoder::new(opts.max_evidence_len);
-    // LIVE (optional) goes before REQUEST: a peer that does not know it never receives it
-    // unless it was configured to go live too.
+    // LIVE (optional) goes before REQUEST. A reader that predates it refuses the unknown frame,
+    // so both ends of a live-capable pair must be this version (docs/wire-format.md).
     let we_want_live = opts
         .live
         .is_some_and(|l| l.interval.is_some() && asked.is_some());
@@ -127,6 +127,14 @@ async fn run<S: Session>(stream: &mut S, opts: &FreshOptions) -> Result<FreshOut
             Message::Request(r) => (Some(wants), r),
             other => return Err(unexpected("REQUEST", &other)),
         },
+        // A peer that will not go live cannot be re-attested: when we want that, refuse it
+        // rather than carry on unchecked.
+        Message::Request(_) if we_want_live => {
+            return Err(FreshError::Unexpected {
+                expected: "LIVE before REQUEST (this side re-attests its peer on the open session)",
+                presented: "REQUEST without LIVE",
+            })
+        }
         Message::Request(r) => (None, r),
         other => return Err(unexpected("REQUEST", &other)),
     };

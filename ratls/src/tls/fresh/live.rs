@@ -125,6 +125,13 @@ struct Outbox {
 /// Application bytes are read from `app` only while fewer than this many bytes wait to go out.
 const OUTBOX_HIGH: usize = 256 * 1024;
 
+/// `after` from now, or far in the future when that overflows.
+fn later(after: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(after)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
+}
+
 impl Outbox {
     fn push(&mut self, message: &Message) -> Result<(), FreshError> {
         self.bytes
@@ -236,7 +243,7 @@ async fn drive<S: Session>(
     let mut net = vec![0u8; 64 * 1024];
     let mut out = vec![0u8; MAX_DATA_LEN];
     let (mut to_peer_open, mut from_peer_open) = (true, true);
-    let mut next_check = interval.map(|i| Instant::now() + i);
+    let mut next_check = interval.map(later);
     let mut asked: Option<(Inquiry, Instant)> = None;
     let mut verifying: Option<JoinHandle<(Verdict, usize)>> = None;
     let mut producing: Option<JoinHandle<Result<Vec<u8>, AttestError>>> = None;
@@ -264,13 +271,19 @@ async fn drive<S: Session>(
             polled = std::future::poll_fn(|cx| outbox.poll_io(cx, stream, &mut net)) => {
                 let n = match polled {
                     Ok(Io::Wrote(n)) => {
-                        outbox.bytes.drain(..n);
+                        outbox.bytes.drain(..n.min(outbox.bytes.len()));
                         outbox.unflushed = true;
                         continue;
                     }
                     Ok(Io::Flushed) => {
                         outbox.unflushed = false;
                         continue;
+                    }
+                    // The peer closed: cleanly only after it ended its data and owes no answer.
+                    Ok(Io::Read(0)) if from_peer_open || asked.is_some() => {
+                        return LiveEnd::Failed(io("the live session's stream")(
+                            std::io::ErrorKind::UnexpectedEof.into(),
+                        ))
                     }
                     Ok(Io::Read(0)) => return LiveEnd::Closed,
                     Ok(Io::Read(n)) => n,
@@ -296,7 +309,10 @@ async fn drive<S: Session>(
                         }
                         Message::Reattest { request, ima_from } => {
                             let now = Instant::now();
+                            // One at a time: not while our answer is made, queued or judged.
                             if producing.is_some()
+                                || awaiting_result
+                                || outbox.bytes.len() > OUTBOX_HIGH
                                 || last_peer_ask.is_some_and(|t| now < t + live.min_peer_interval)
                             {
                                 return LiveEnd::Failed(FreshError::Unexpected {
@@ -360,7 +376,7 @@ async fn drive<S: Session>(
                 if let Err(e) = outbox.push(&request) {
                     return LiveEnd::Failed(e);
                 }
-                asked = Some((inquiry, Instant::now() + live.answer_timeout));
+                asked = Some((inquiry, later(live.answer_timeout)));
             }
             () = sleep_until(deadline), if deadline.is_some() => {
                 return LiveEnd::Timeout(live.answer_timeout);
@@ -401,7 +417,7 @@ async fn drive<S: Session>(
                 if let Some(next) = ima_anchor(&verdict) {
                     *anchor = Some(next);
                 }
-                next_check = interval.map(|i| Instant::now() + i);
+                next_check = interval.map(later);
             }
         }
     }

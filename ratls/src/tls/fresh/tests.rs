@@ -805,6 +805,28 @@ mod tls {
         }
     }
 
+    #[tokio::test]
+    async fn a_verifier_that_re_attests_refuses_a_peer_that_will_not_go_live() {
+        let (mut c, mut s) = connect(
+            Arc::new(client_config(&[ALPN_ATTEST])),
+            Arc::new(server_config(&[ALPN_ATTEST])),
+        )
+        .await;
+        let wants = live_verifier(Duration::from_secs(60), Duration::from_secs(5));
+        // The server leaves LIVE out (an older or modified peer).
+        let plain = FreshOptions::new();
+        let (a, _) = tokio::join!(
+            client_exchange(&mut c, &wants),
+            server_exchange(&mut s, &plain)
+        );
+        let err = a.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("LIVE before REQUEST"),
+            "{err}"
+        );
+    }
+
     async fn write_frame<S: tokio::io::AsyncWrite + Unpin>(s: &mut S, m: &Message) {
         s.write_all(&m.encode(super::MAX).unwrap())
             .await
