@@ -43,3 +43,10 @@ if ! command -v cargo-deny >/dev/null 2>&1; then
     echo "setup: installing cargo-deny"
     cargo install cargo-deny --locked --version 0.20.2 --quiet
 fi
+
+# prometheus_client (PyPI): the Prometheus project's own text-format parser checks the metrics of
+# `cosmian_vm verify --fleet --metrics` (tests/attacks/tests/fleet.rs).
+if ! python3 -c "import prometheus_client" >/dev/null 2>&1; then
+    echo "setup: installing prometheus_client"
+    python3 -m pip install --quiet --root-user-action=ignore prometheus_client==0.26.0
+fi

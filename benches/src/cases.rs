@@ -24,7 +24,7 @@ fn at(text: &str) -> UnixTime {
 }
 
 /// The groups, in run order.
-pub const GROUPS: [&str; 13] = [
+pub const GROUPS: [&str; 14] = [
     "snp",
     "tdx",
     "collateral",
@@ -38,6 +38,7 @@ pub const GROUPS: [&str; 13] = [
     "batch",
     "audit",
     "reattest",
+    "fleet",
 ];
 
 /// A group: runs its cases at the given scale.
@@ -45,7 +46,7 @@ type Group = fn(&dyn Fn(u64) -> u64) -> Vec<Measurement>;
 
 /// The groups named in `only` (every group when empty).
 pub fn run(scale: &dyn Fn(u64) -> u64, only: &[String]) -> Vec<Vec<Measurement>> {
-    let group: [Group; 13] = [
+    let group: [Group; 14] = [
         snp,
         tdx,
         crate::collateral::run,
@@ -59,6 +60,7 @@ pub fn run(scale: &dyn Fn(u64) -> u64, only: &[String]) -> Vec<Vec<Measurement>>
         crate::batch::run,
         crate::audit::run,
         crate::reattest::run,
+        crate::fleet::run,
     ];
     GROUPS
         .iter()

@@ -24,6 +24,7 @@ mod audit;
 mod batch;
 mod cases;
 mod collateral;
+mod fleet;
 mod reattest;
 mod tls;
 mod walk;

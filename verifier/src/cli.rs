@@ -253,22 +253,45 @@ pub struct SessionArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("what").required(true).args(["snapshot", "fleet"])))]
 pub struct AgentVerifyArgs {
     /// The snapshot the VM must match (from `cosmian_vm snapshot`).
     #[arg(long, value_name = "FILE")]
-    pub snapshot: PathBuf,
+    pub snapshot: Option<PathBuf>,
     /// An application endpoint HOST or HOST:PORT (port 443 by default) whose TLS key must be the
     /// VM's: the agent's key, or an RA-TLS certificate from the same TPM. Repeatable.
-    #[arg(long, value_name = "HOST[:PORT]")]
+    #[arg(long, value_name = "HOST[:PORT]", conflicts_with = "fleet")]
     pub application: Vec<String>,
+    /// Verify every VM of an inventory (TOML or JSON: `[[vm]]` entries with name, url,
+    /// snapshot and optional applications; see docs/fleet.md) concurrently, print a table (or
+    /// --json) and exit 1 if any VM failed. --url is ignored: each VM has its own.
+    #[arg(long, value_name = "FILE", help_heading = "Fleet")]
+    pub fleet: Option<PathBuf>,
+    /// How many VMs are verified at once [default: the inventory's, else 16].
+    #[arg(long, value_name = "N", requires = "fleet", help_heading = "Fleet")]
+    pub concurrency: Option<usize>,
+    /// Seconds one VM's whole verification may take before it fails at `fleet.timeout`
+    /// [default: the inventory's, else 60].
+    #[arg(long, value_name = "SECS", requires = "fleet", help_heading = "Fleet")]
+    pub vm_timeout: Option<u64>,
+    /// Write Prometheus text-format metrics (per VM and for the fleet) to FILE after each round
+    /// (atomically: a scraper's textfile collector never reads half a file).
+    #[arg(long, value_name = "FILE", requires = "fleet", help_heading = "Fleet")]
+    pub metrics: Option<PathBuf>,
+    /// Verify again every SECS seconds until interrupted (SIGINT/SIGTERM), logging each VM whose
+    /// result changed; the exit code is the last round's.
+    #[arg(long, value_name = "SECS", requires = "fleet", help_heading = "Fleet")]
+    pub watch: Option<u64>,
     /// Also write the fresh evidence to DIR: the bundle (evidence.cmw) and its parts as the
     /// files `cosmian_vm evidence verify` takes (TPM quote, signature, AK, PCRs, nonce, EK
-    /// certificate, IMA log, event log, TEE report), whatever the verdict.
+    /// certificate, IMA log, event log, TEE report), whatever the verdict. With --fleet, each
+    /// VM's in DIR/NAME.
     #[arg(long, value_name = "DIR")]
     pub save_evidence: Option<PathBuf>,
     /// Keep no state between verifications: neither read nor write
     /// `<snapshot>.last-verify.json` (the TPM counters of the last verified quote, used to
-    /// report reboots and to refuse a TPM whose counters went back: step `tpm.counters`).
+    /// report reboots and to refuse a TPM whose counters went back: step `tpm.counters`). With
+    /// --fleet the state is per VM, in `<inventory>.state/NAME.last-verify.json`.
     #[arg(long)]
     pub no_state: bool,
 }

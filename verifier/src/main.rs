@@ -49,6 +49,7 @@ fn run(args: cli::Cli) -> Result<ExitCode, cli::UsageError> {
         Command::Evidence(cli::EvidenceCommand::Verify(a)) => evidence::verify(a, global),
         Command::Evidence(cli::EvidenceCommand::Inspect(a)) => evidence::inspect(a, global.json),
         Command::Snapshot(a) => vm::block_on(vm::snapshot(global, a)),
+        Command::Verify(a) if a.fleet.is_some() => vm::block_on_threads(vm::fleet(global, a)),
         Command::Verify(a) => vm::block_on(vm::verify(global, a)),
         Command::App(a) => vm::block_on(vm::app(global, a)),
         Command::Secret(cli::SecretCommand::Put(a)) => vm::block_on(vm::secret_put(global, a)),

@@ -30,8 +30,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-/// A binary of this workspace, built beside the test (`cargo build --workspace`).
+/// A binary of this workspace, built beside the test (`cargo build --workspace`), or in
+/// `$COSMIAN_BIN_DIR` when set (the benchmark binary points it at `target/release`).
 pub fn bin(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("COSMIAN_BIN_DIR") {
+        let path = PathBuf::from(dir).join(name);
+        assert!(path.exists(), "{} is missing", path.display());
+        return path;
+    }
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/<test> → target/<profile>/<name>
     let path = exe

@@ -5,12 +5,14 @@
 //! before anything else is sent on that connection.
 
 mod admin;
+mod fleet;
 mod owner;
 mod session;
 mod snapshot;
 mod verify;
 
 pub use self::admin::{app, secret_put};
+pub use self::fleet::fleet;
 pub use self::owner::owner_enroll;
 pub use self::snapshot::snapshot;
 pub use self::verify::verify;
@@ -45,6 +47,7 @@ impl From<UsageError> for Stop {
 pub type Outcome = Result<ExitCode, Stop>;
 
 /// What every agent command needs.
+#[derive(Clone)]
 pub(super) struct Ctx {
     pub(super) target: Target,
     pub(super) tls: TlsSettings,
@@ -62,7 +65,11 @@ impl Ctx {
                     .into(),
             ));
         };
-        let target = Target::from_url(url)?;
+        Self::for_target(global, Target::from_url(url)?)
+    }
+
+    /// The context of a command against `target` (the fleet's VMs, whatever `--url` says).
+    pub(super) fn for_target(global: &Global, target: Target) -> Result<Self, UsageError> {
         let tls = TlsSettings::from_global(global)?;
         let sim_root = read_sim_root(global)?;
         Ok(Self {
@@ -112,13 +119,22 @@ impl Ctx {
         }
     }
 
+    /// Open the session, reporting nothing.
+    pub(super) async fn connect(
+        &self,
+        policy: &AttestationPolicy,
+        owner: Option<Arc<OwnerIdentity>>,
+    ) -> Result<AgentSession, ConnectError> {
+        AgentSession::open(&self.target, &self.tls, policy.clone(), owner).await
+    }
+
     /// Open the session; a rejected certificate (WebPKI) is reported and ends the command.
     pub(super) async fn open(
         &self,
         policy: &AttestationPolicy,
         owner: Option<Arc<OwnerIdentity>>,
     ) -> Result<AgentSession, Stop> {
-        match AgentSession::open(&self.target, &self.tls, policy.clone(), owner).await {
+        match self.connect(policy, owner).await {
             Ok(s) => Ok(s),
             Err(ConnectError::Rejected(verdict)) => {
                 self.print_rejected(&verdict, "its TLS certificate");
@@ -148,7 +164,22 @@ pub fn block_on<F: std::future::Future<Output = Outcome>>(f: F) -> Result<ExitCo
         .enable_all()
         .build()
         .map_err(|e| UsageError(format!("cannot start the async runtime: {e}")))?;
-    match runtime.block_on(f) {
+    finish(runtime.block_on(f))
+}
+
+/// A runtime with a worker per core, for commands that verify many VMs at once.
+pub fn block_on_threads<F: std::future::Future<Output = Outcome>>(
+    f: F,
+) -> Result<ExitCode, UsageError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| UsageError(format!("cannot start the async runtime: {e}")))?;
+    finish(runtime.block_on(f))
+}
+
+fn finish(outcome: Outcome) -> Result<ExitCode, UsageError> {
+    match outcome {
         Ok(code) | Err(Stop::Exit(code)) => Ok(code),
         Err(Stop::Usage(e)) => Err(e),
     }

@@ -1,7 +1,7 @@
 //! `cosmian_vm verify`: the session against a snapshot, the TPM counters against the last
 //! verification, and each `--application`'s TLS key against the VM.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ratls::binding::Role;
@@ -11,19 +11,19 @@ use ratls::{Check, Claims, Policy, UnixTime, Verdict};
 use serde::Serialize;
 
 use super::session::{check_session, snapshot_policy, SessionCheck};
-use super::{bundle_claims, exit, load_snapshot, Ctx, Outcome};
+use super::{bundle_claims, exit, load_snapshot, Ctx, Outcome, Stop};
 use crate::cli::{AgentVerifyArgs, Global, UsageError, EXIT_REJECTED, EXIT_TRUSTED, EXIT_USAGE};
 use crate::net::{self, ConnectError, Target};
 use crate::output;
 
 /// One `--application` result.
 #[derive(Debug, Serialize)]
-struct AppResult {
-    application: String,
-    ok: bool,
+pub(super) struct AppResult {
+    pub(super) application: String,
+    pub(super) ok: bool,
     /// Could not connect (a network problem rather than a verification failure).
-    unreachable: bool,
-    how: String,
+    pub(super) unreachable: bool,
+    pub(super) how: String,
     app_spki_sha256: Option<String>,
     agent_spki_sha256: String,
     /// The certificate-mode verdict of the application's RA-TLS certificate, when it has one.
@@ -31,40 +31,130 @@ struct AppResult {
 }
 
 #[derive(Debug, Serialize)]
-struct VerifyReport<'a> {
-    result: &'static str,
-    url: String,
-    snapshot: String,
-    simulated: bool,
+pub(super) struct VerifyReport {
+    pub(super) result: &'static str,
+    pub(super) url: String,
+    pub(super) snapshot: String,
+    pub(super) simulated: bool,
     /// The first failed step (evidence, snapshot, files), with its expected and presented
     /// values and detail; absent when the session verified.
     #[serde(skip_serializing_if = "Option::is_none")]
-    first_failure: Option<Check>,
+    pub(super) first_failure: Option<Check>,
     #[serde(flatten)]
-    session: &'a SessionCheck,
-    applications: Vec<AppResult>,
+    pub(super) session: SessionCheck,
+    pub(super) applications: Vec<AppResult>,
     /// The reboots since the last verification of this VM (resetCount grew), when any.
     #[serde(skip_serializing_if = "Option::is_none")]
-    reboot: Option<crate::state::Reboot>,
+    pub(super) reboot: Option<crate::state::Reboot>,
     /// What the comparison with `<snapshot>.last-verify.json` found, or why none was made.
     #[serde(skip_serializing_if = "Option::is_none")]
-    tpm_state: Option<String>,
+    pub(super) tpm_state: Option<String>,
+    /// The exit code this verification alone ends with.
+    #[serde(skip)]
+    pub(super) code: u8,
+}
+
+/// What one VM's verification checks besides its agent's evidence.
+pub(super) struct VmChecks<'a> {
+    /// Shown in reports (the path given on the command line or in the inventory).
+    pub(super) snapshot_name: String,
+    pub(super) snapshot: &'a Snapshot,
+    pub(super) applications: &'a [Target],
+    /// `<snapshot>.last-verify.json` or the fleet's per-VM file; `None` keeps no state.
+    pub(super) state: Option<PathBuf>,
+    pub(super) save_evidence: Option<&'a Path>,
+}
+
+/// Why a VM could not be verified at all.
+#[derive(Debug)]
+pub(super) enum NotVerified {
+    /// Its TLS certificate was rejected (WebPKI, or the evidence in certificate mode).
+    Rejected(Box<Verdict>),
+    /// A network or TLS error, an agent that refused the request, or a local I/O error.
+    Error(String),
 }
 
 /// `cosmian_vm verify --snapshot FILE [--application HOST[:PORT]]...`.
 pub async fn verify(global: &Global, args: &AgentVerifyArgs) -> Outcome {
+    let Some(snapshot_path) = &args.snapshot else {
+        return Err(UsageError("verify needs --snapshot FILE (or --fleet FILE)".into()).into());
+    };
     let ctx = Ctx::new(global)?;
-    let snapshot = load_snapshot(&args.snapshot)?;
-    let apps = args
-        .application
-        .iter()
+    let snapshot = load_snapshot(snapshot_path)?;
+    let apps = parse_applications(&args.application)?;
+    let checks = VmChecks {
+        snapshot_name: snapshot_path.display().to_string(),
+        snapshot: &snapshot,
+        applications: &apps,
+        state: (!args.no_state).then(|| crate::state::path_for(snapshot_path)),
+        save_evidence: args.save_evidence.as_deref(),
+    };
+    let report = match verify_vm(&ctx, &checks).await {
+        Ok(report) => report,
+        Err(NotVerified::Rejected(verdict)) => {
+            ctx.print_rejected(&verdict, "its TLS certificate");
+            return Err(Stop::Exit(exit(EXIT_REJECTED)));
+        }
+        Err(NotVerified::Error(e)) => return Err(UsageError(e).into()),
+    };
+    if ctx.json {
+        output::print_json(&report);
+    } else {
+        output::print_text(&report_text(&report));
+    }
+    Ok(exit(report.code))
+}
+
+/// `--application` values as targets (port 443 by default).
+pub(super) fn parse_applications(apps: &[String]) -> Result<Vec<Target>, UsageError> {
+    apps.iter()
         .map(|a| Target::parse(a, 443).map_err(|e| UsageError(format!("--application {a}: {e}"))))
-        .collect::<Result<Vec<_>, _>>()?;
-    let policy = snapshot_policy(&ctx, &snapshot);
-    let mut session = ctx.open(&policy, None).await?;
-    let mut check = check_session(&mut session, &snapshot).await?;
-    let counters = compare_counters(args, &mut check);
-    if let Some(dir) = &args.save_evidence {
+        .collect()
+}
+
+/// The human summary of one VM's verification.
+pub(super) fn report_text(report: &VerifyReport) -> String {
+    let verified = report.code == EXIT_TRUSTED;
+    let mut text = output::session_summary(
+        verified,
+        &report.url,
+        &report.snapshot,
+        &report.session.evidence,
+        &report.session.listed(),
+    );
+    if let Some(note) = &report.tpm_state {
+        text.push_str(&format!("  tpm state: {note}\n"));
+    }
+    for app in &report.applications {
+        text.push_str(&output::application_line(
+            &app.application,
+            app.ok,
+            &app.how,
+        ));
+    }
+    text
+}
+
+/// Verify the agent at `ctx.target` against `checks`: fresh evidence bound to the session, the
+/// snapshot, the TPM counters, each application's key. Prints nothing.
+pub(super) async fn verify_vm(
+    ctx: &Ctx,
+    checks: &VmChecks<'_>,
+) -> Result<VerifyReport, NotVerified> {
+    let policy = snapshot_policy(ctx, checks.snapshot);
+    let mut session = ctx
+        .connect(&policy, None)
+        .await
+        .map_err(|e| match e {
+            ConnectError::Rejected(v) => NotVerified::Rejected(Box::new((*v).clone())),
+            ConnectError::Other(e) => NotVerified::Error(e),
+        })?;
+    let mut check = check_session(&mut session, checks.snapshot)
+        .await
+        .map_err(|e| NotVerified::Error(e.0))?;
+    drop(session);
+    let counters = compare_counters(checks.state.as_deref(), &mut check);
+    if let Some(dir) = checks.save_evidence {
         match crate::save::save(dir, &check.cmw) {
             Ok(names) => tracing::info!(
                 path = %dir.display(),
@@ -72,12 +162,12 @@ pub async fn verify(global: &Global, args: &AgentVerifyArgs) -> Outcome {
                 dir.display(),
                 names.join(", ")
             ),
-            Err(e) => return Err(UsageError(e).into()),
+            Err(e) => return Err(NotVerified::Error(e)),
         }
     }
     let mut results = Vec::new();
-    for app in &apps {
-        results.push(check_application(&ctx, app, &check, &snapshot).await);
+    for app in checks.applications {
+        results.push(check_application(ctx, app, &check, checks.snapshot).await);
     }
     let verified = check.ok() && results.iter().all(|r| r.ok);
     let tpm_state = counters.record(verified);
@@ -85,49 +175,27 @@ pub async fn verify(global: &Global, args: &AgentVerifyArgs) -> Outcome {
         && results
             .iter()
             .all(|r| r.ok || r.unreachable);
-    let report = VerifyReport {
+    Ok(VerifyReport {
         result: if verified { "verified" } else { "failed" },
         url: ctx.target.url(),
-        snapshot: args.snapshot.display().to_string(),
+        snapshot: checks.snapshot_name.clone(),
         simulated: check.evidence.simulated,
         first_failure: check.first_failure().cloned(),
-        session: &check,
         applications: results,
         reboot: counters
             .comparison
             .as_ref()
             .and_then(crate::state::Comparison::reboot),
         tpm_state,
-    };
-    if ctx.json {
-        output::print_json(&report);
-    } else {
-        let mut text = output::session_summary(
-            verified,
-            &ctx.target.url(),
-            &args.snapshot.display().to_string(),
-            &check.evidence,
-            &check.listed(),
-        );
-        if let Some(note) = &report.tpm_state {
-            text.push_str(&format!("  tpm state: {note}\n"));
-        }
-        for app in &report.applications {
-            text.push_str(&output::application_line(
-                &app.application,
-                app.ok,
-                &app.how,
-            ));
-        }
-        output::print_text(&text);
-    }
-    Ok(exit(if verified {
-        EXIT_TRUSTED
-    } else if unreachable_only {
-        EXIT_USAGE
-    } else {
-        EXIT_REJECTED
-    }))
+        code: if verified {
+            EXIT_TRUSTED
+        } else if unreachable_only {
+            EXIT_USAGE
+        } else {
+            EXIT_REJECTED
+        },
+        session: check,
+    })
 }
 
 /// The comparison of the quote's TPM counters with the last verification of the same VM, and
@@ -162,7 +230,7 @@ impl CounterState {
 
 /// `tpm.counters`: compare the quote's resetCount / restartCount / clock with
 /// `<snapshot>.last-verify.json` (unless `--no-state`), adding the check to the session's.
-fn compare_counters(args: &AgentVerifyArgs, check: &mut SessionCheck) -> CounterState {
+fn compare_counters(state_path: Option<&Path>, check: &mut SessionCheck) -> CounterState {
     use crate::state;
     let mut out = CounterState {
         path: None,
@@ -170,10 +238,10 @@ fn compare_counters(args: &AgentVerifyArgs, check: &mut SessionCheck) -> Counter
         next: None,
         note: None,
     };
-    if args.no_state {
+    let Some(path) = state_path else {
         out.note = Some("not kept (--no-state)".into());
         return out;
-    }
+    };
     let claims = bundle_claims(&check.evidence);
     let tpm = claims
         .and_then(|c| c.tpm.as_ref())
@@ -191,8 +259,7 @@ fn compare_counters(args: &AgentVerifyArgs, check: &mut SessionCheck) -> Counter
         return out;
     };
     let counters = state::Counters::of(tpm);
-    let path = state::path_for(&args.snapshot);
-    let last = match state::load(&path) {
+    let last = match state::load(path) {
         Ok(last) => last,
         Err(e) => {
             check.snapshot_checks.push(Check::fail(
@@ -210,7 +277,7 @@ fn compare_counters(args: &AgentVerifyArgs, check: &mut SessionCheck) -> Counter
         .snapshot_checks
         .push(comparison.check(last.as_ref(), &counters));
     out.next = Some(state::LastVerify::new(&ak, counters, UnixTime::now()));
-    out.path = Some(path);
+    out.path = Some(path.to_owned());
     out.comparison = Some(comparison);
     out
 }
