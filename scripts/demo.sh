@@ -27,48 +27,11 @@ trap cleanup EXIT
 export TSS2_LOG=all+none
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-free_port() { # an even port whose successor is free too, below the ephemeral range (32768+)
-    local p
-    for _ in $(seq 1 50); do
-        p=$(( (RANDOM % 6000) * 2 + 20000 ))
-        if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && ! (exec 3<>/dev/tcp/127.0.0.1/$((p + 1))) 2>/dev/null; then
-            echo "$p"; return
-        fi
-    done
-    echo "no free port" >&2; return 1
-}
-wait_port() { # port, what
-    for _ in $(seq 1 300); do
-        (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "$2 did not start" >&2; return 1
-}
+# free_port, wait_port, start_swtpm.
+. "$root/scripts/lib.sh"
 
 step "a software TPM (swtpm) with a simulated measured boot"
-mkdir -p "$work/tpm"
-swtpm_setup --tpm2 --pcr-banks sha1,sha256 --tpmstate "$work/tpm" --createek >/dev/null
-# A port taken between the check and swtpm's bind: try other ones.
-for attempt in 1 2 3 4 5; do
-    tpm_port=$(free_port)
-    swtpm socket --tpm2 --server type=tcp,port="$tpm_port",bindaddr=127.0.0.1 \
-        --ctrl type=tcp,port=$((tpm_port + 1)),bindaddr=127.0.0.1 \
-        --tpmstate dir="$work/tpm" --flags not-need-init,startup-clear &
-    swtpm_pid=$!
-    up=0
-    for _ in $(seq 1 100); do
-        kill -0 "$swtpm_pid" 2>/dev/null || break # bind failed: it exited at once
-        if (exec 3<>/dev/tcp/127.0.0.1/"$tpm_port") 2>/dev/null; then up=1; break; fi
-        sleep 0.1
-    done
-    if [ "$up" = 1 ]; then
-        pids+=("$swtpm_pid")
-        break
-    fi
-    kill "$swtpm_pid" 2>/dev/null || true
-    [ "$attempt" -lt 5 ] || { echo "swtpm did not start" >&2; exit 1; }
-done
-tcti="swtpm:host=127.0.0.1,port=$tpm_port"
+start_swtpm "$work/tpm"
 "$bin/cosmian_vm_sim" boot --tpm "$tcti" --event-log "$work/eventlog.bin"
 
 step "IMA (simulated): the boot aggregate, then the programs the VM runs"

@@ -10,11 +10,14 @@ set -euo pipefail
 # ACME server of cosmian_certtool's tests; cryptsetup-bin: cosmian_fstool formats and checks LUKS2
 # images (no device-mapper needed for that); curl is the plain HTTP client of the proxy's tests.
 # systemd: `systemd-analyze verify` checks the packaged units (fstool's attack tests).
+# lintian checks the Debian packages (scripts/packages.sh); dpkg-dev's dpkg-shlibdeps computes
+# their library dependencies for cargo-deb.
 # The real-Linux end-to-end test (tests/qemu, scripts/e2e-qemu.sh): busybox-static, cpio, ovmf
 # (measured UEFI boot), the data files and shared libraries QEMU needs (QEMU itself and the
 # Debian kernel are extracted from their .debs by tests/qemu/fetch.sh: the image's backported
 # qemu-utils blocks installing qemu-system-x86), cryptsetup (its libraries go into the guest).
 PACKAGES=(ca-certificates pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl curl pebble cryptsetup-bin systemd
+    lintian dpkg-dev
     busybox-static cpio ovmf seabios ipxe-qemu qemu-system-data e2fsprogs
     libaio1 libbpf1 libcapstone4 libfdt1 libfuse3-3 libibverbs1 libjpeg62-turbo libnuma1
     libpixman-1-0 libpmem1 libpng16-16 librdmacm1 libsasl2-2 libseccomp2 libslirp0 liburing2 libvdeplug2)
@@ -34,6 +37,12 @@ fi
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
     echo "setup: installing cargo-fuzz"
     cargo install cargo-fuzz --locked --version 0.13.2 --quiet
+fi
+
+# cargo-deb builds the Debian packages (scripts/packages.sh). 3.6.2 builds with rustc 1.95.
+if ! command -v cargo-deb >/dev/null 2>&1; then
+    echo "setup: installing cargo-deb"
+    cargo install cargo-deb --locked --version 3.6.2 --quiet
 fi
 
 # cargo-deny checks deny.toml (licences, banned crates, sources; advisories when reachable) in CI

@@ -874,7 +874,15 @@ fn attack_fstool_boot_unit_fail_closed() {
     );
 
     // systemd-analyze verify on a scratch root: the distribution's units (targets), stubs for
-    // the programs the units run, and our two units.
+    // the programs the units run, and every unit the packages install (these two, the agent's
+    // tmpfs and the proxy's).
+    let tmp_unit =
+        std::fs::read_to_string(root.join("agent/packaging/var-lib-cosmian_vm-tmp.mount")).unwrap();
+    let proxy_unit =
+        std::fs::read_to_string(root.join("proxy/packaging/cosmian_vm_proxy.service")).unwrap();
+    assert!(has("Wants=", "var-lib-cosmian_vm-tmp.mount"), "{agent:?}");
+    assert!(has("After=", "var-lib-cosmian_vm-tmp.mount"), "{agent:?}");
+    let proxy = directives(&proxy_unit);
     let analyze = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"]
         .iter()
         .map(PathBuf::from)
@@ -892,7 +900,11 @@ fn attack_fstool_boot_unit_fail_closed() {
         .status()
         .unwrap();
     assert!(cp.success());
-    for line in mount.iter().chain(agent.iter()) {
+    for line in mount
+        .iter()
+        .chain(agent.iter())
+        .chain(proxy.iter())
+    {
         let Some((key, value)) = line.split_once('=') else {
             continue;
         };
@@ -912,6 +924,8 @@ fn attack_fstool_boot_unit_fail_closed() {
     let units = [
         ("cosmian_fstool_mount.service", &mount_unit),
         ("cosmian_vm_agent.service", &agent_unit),
+        ("var-lib-cosmian_vm-tmp.mount", &tmp_unit),
+        ("cosmian_vm_proxy.service", &proxy_unit),
     ];
     for (name, text) in units {
         std::fs::write(unit_dir.join(name), text).unwrap();

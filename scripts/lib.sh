@@ -1,0 +1,51 @@
+# Shell helpers shared by scripts/demo.sh and scripts/packages.sh (sourced, not run). The caller
+# has an array `pids` (processes to kill at exit) and `set -euo pipefail`.
+
+free_port() { # an even port whose successor is free too, below the ephemeral range (32768+)
+    local p
+    for _ in $(seq 1 50); do
+        p=$(( (RANDOM % 6000) * 2 + 20000 ))
+        if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && ! (exec 3<>/dev/tcp/127.0.0.1/$((p + 1))) 2>/dev/null; then
+            echo "$p"; return
+        fi
+    done
+    echo "no free port" >&2; return 1
+}
+
+wait_port() { # port, what
+    for _ in $(seq 1 300); do
+        (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "$2 did not start" >&2; return 1
+}
+
+# start_swtpm DIR: a manufactured software TPM (EK created) with its state in DIR, listening on
+# loopback; sets tcti (the TCTI string) and adds swtpm to pids.
+start_swtpm() {
+    local dir=$1 attempt up swtpm_pid tpm_port
+    mkdir -p "$dir"
+    swtpm_setup --tpm2 --pcr-banks sha1,sha256 --tpmstate "$dir" --createek >/dev/null
+    # A port taken between the check and swtpm's bind: try other ones.
+    for attempt in 1 2 3 4 5; do
+        tpm_port=$(free_port)
+        swtpm socket --tpm2 --server type=tcp,port="$tpm_port",bindaddr=127.0.0.1 \
+            --ctrl type=tcp,port=$((tpm_port + 1)),bindaddr=127.0.0.1 \
+            --tpmstate dir="$dir" --flags not-need-init,startup-clear &
+        swtpm_pid=$!
+        up=0
+        for _ in $(seq 1 100); do
+            kill -0 "$swtpm_pid" 2>/dev/null || break # bind failed: it exited at once
+            if (exec 3<>/dev/tcp/127.0.0.1/"$tpm_port") 2>/dev/null; then up=1; break; fi
+            sleep 0.1
+        done
+        if [ "$up" = 1 ]; then
+            pids+=("$swtpm_pid")
+            tcti="swtpm:host=127.0.0.1,port=$tpm_port"
+            return 0
+        fi
+        kill "$swtpm_pid" 2>/dev/null || true
+    done
+    echo "swtpm did not start" >&2
+    return 1
+}
