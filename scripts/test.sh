@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --workspace --all-targets --all-features --locked
 cargo test --workspace --all-features --locked
+# The Kubernetes manifests against the API schemas (strict), and the proxy config they embed.
+bash scripts/k8s-validate.sh
 # The crate's documented example: an attested server and a verifying client over loopback.
 cargo run --locked -q -p ratls --features sim,issue --example attested_pair >/dev/null
 # The real-Linux end-to-end test (QEMU under TCG: one core) runs beside the fuzz smoke run and
