@@ -14,6 +14,12 @@ struct Cli {
     /// The configuration file (default: $COSMIAN_VM_AGENT_CONF, else /etc/cosmian_vm/agent.toml).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Only errors on stderr: no warnings, notes or progress (results and exit codes unchanged).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// More detail on stderr: -v debug, -vv trace (RUST_LOG, when set, wins).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -25,8 +31,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    ratls::diag::init("cosmian_vm_agent", ratls::diag::Style::Daemon);
     let cli = Cli::parse();
+    ratls::diag::init_with(
+        "cosmian_vm_agent",
+        ratls::diag::Style::Daemon,
+        ratls::diag::Verbosity::from_flags(cli.quiet, cli.verbose),
+    );
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(cli.config),
     }

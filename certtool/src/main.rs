@@ -57,8 +57,13 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
-    ratls::diag::init("cosmian_certtool", ratls::diag::Style::Daemon);
-    run(Cli::parse())
+    let cli = Cli::parse();
+    ratls::diag::init_with(
+        "cosmian_certtool",
+        ratls::diag::Style::Daemon,
+        ratls::diag::Verbosity::from_flags(cli.quiet, cli.verbose),
+    );
+    run(cli)
 }
 
 /// Run the command on a two-thread runtime: its exit code, the error (if any) printed first.

@@ -18,6 +18,12 @@ use ratls::attest::tpm::DEFAULT_TCTI;
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
+    /// Only errors on stderr: no warnings, notes or progress (results and exit codes unchanged).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// More detail on stderr: -v debug, -vv trace (RUST_LOG, when set, wins).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     #[command(subcommand)]
     pub command: Option<Cmd>,
     #[command(flatten)]

@@ -29,8 +29,12 @@ use crate::error::Result;
 fn main() {
     // `cosmian_fstool: WARNING: …` / `cosmian_fstool: error: …` on stderr; `RUST_LOG` adds
     // ratls' TPM events.
-    ratls::diag::init("cosmian_fstool", ratls::diag::Style::Cli);
     let cli = Cli::parse();
+    ratls::diag::init_with(
+        "cosmian_fstool",
+        ratls::diag::Style::Cli,
+        ratls::diag::Verbosity::from_flags(cli.quiet, cli.verbose),
+    );
     if let Err(error) = run(cli) {
         tracing::error!("{error}");
         std::process::exit(error.exit_code());

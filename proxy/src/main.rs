@@ -23,8 +23,13 @@ use clap::Parser;
 use crate::opts::{Cli, Command, Side};
 
 fn main() -> ExitCode {
-    ratls::diag::init("cosmian_vm_proxy", ratls::diag::Style::Daemon);
-    run(Cli::parse())
+    let cli = Cli::parse();
+    ratls::diag::init_with(
+        "cosmian_vm_proxy",
+        ratls::diag::Style::Daemon,
+        ratls::diag::Verbosity::from_flags(cli.quiet, cli.verbose),
+    );
+    run(cli)
 }
 
 /// Check the settings (exit 2 on a usage error), then serve on a multi-threaded runtime until

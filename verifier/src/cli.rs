@@ -57,6 +57,13 @@ pub struct Global {
     /// Print one JSON object instead of the human summary (and no progress display).
     #[arg(long, global = true)]
     pub json: bool,
+    /// Only errors on stderr: no warnings, notes or progress (results and exit codes unchanged).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// More detail on stderr: -v debug, -vv trace (RUST_LOG, when set, wins).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
     /// DANGER: trust evidence from the simulated TEE whose ARK is FILE. Such verdicts say
     /// SIMULATED and prove nothing about hardware.
     #[arg(long, global = true, value_name = "FILE")]

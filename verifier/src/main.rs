@@ -26,8 +26,12 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     // Warnings and notes (`cosmian_vm: WARNING: …`) and ratls' events, filtered by `RUST_LOG`.
-    ratls::diag::init("cosmian_vm", ratls::diag::Style::Cli);
     let args = cli::Cli::parse();
+    ratls::diag::init_with(
+        "cosmian_vm",
+        ratls::diag::Style::Cli,
+        ratls::diag::Verbosity::from_flags(args.global.quiet, args.global.verbose),
+    );
     match run(args) {
         Ok(code) => code,
         Err(e) => {

@@ -296,11 +296,27 @@ pub async fn connect(
         }
     };
     let _ = tcp.set_nodelay(true);
+    tracing::debug!(
+        "connected to {target} ({})",
+        tcp.peer_addr()
+            .map_or_else(|_| "?".to_owned(), |a| a.to_string())
+    );
     let connector = TlsConnector::from(Arc::new(config));
     // The slot receives the verifier's verdict if it refuses the server's certificate.
     let handshake = CatchRejection::new(connector.connect(name, tcp));
     match tokio::time::timeout(timeout, handshake).await {
-        Ok((Ok(s), _)) => Ok(s),
+        Ok((Ok(s), _)) => {
+            let tls = s.get_ref().1;
+            tracing::debug!(
+                "TLS with {target}: {:?}, {:?}, ALPN {:?}",
+                tls.protocol_version(),
+                tls.negotiated_cipher_suite()
+                    .map(|c| c.suite()),
+                tls.alpn_protocol()
+                    .map(String::from_utf8_lossy)
+            );
+            Ok(s)
+        }
         Ok((Err(e), slot)) => Err(handshake_error(target, &e, &slot)),
         Err(_) => Err(ConnectError::Other(format!(
             "TLS handshake with {target}: no answer within {timeout:?}"

@@ -206,51 +206,53 @@ pub fn application_line(application: &str, ok: bool, how: &str) -> String {
     format!("  application  {application} {status}: {how}\n")
 }
 
-/// The snapshot job's one-line progress display on stderr (only on a terminal, never with
-/// `--json`).
+/// The snapshot job's progress bar on stderr (indicatif: drawn only on a terminal, never with
+/// `--json` or `--quiet`).
 #[derive(Debug)]
 pub struct Progress {
-    enabled: bool,
-    shown: bool,
+    bar: Option<indicatif::ProgressBar>,
 }
 
 impl Progress {
     pub fn new(wanted: bool) -> Self {
-        use std::io::IsTerminal as _;
-        Self {
-            enabled: wanted && std::io::stderr().is_terminal(),
-            shown: false,
-        }
+        let bar = wanted.then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                None,
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            // The template is a constant; should it not parse, the default style stays.
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "snapshot: [{elapsed_precise}] {wide_bar} {pos}/{len} files hashed, {msg}",
+            ) {
+                bar.set_style(style);
+            }
+            bar
+        });
+        Self { bar }
     }
 
     /// Show `{"files_done", "files_total", "bytes_done"}` from the agent.
     pub fn show(&mut self, progress: &serde_json::Value) {
-        if !self.enabled {
-            return;
-        }
+        let Some(bar) = &self.bar else { return };
         let n = |key: &str| {
             progress
                 .get(key)
                 .and_then(serde_json::Value::as_u64)
         };
-        let done = n("files_done").unwrap_or(0);
         let total = n("files_total").unwrap_or(0);
-        let mib = n("bytes_done").unwrap_or(0) / (1024 * 1024);
-        let total = if total == 0 {
-            "?".to_owned()
-        } else {
-            total.to_string()
-        };
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\rsnapshot: {done}/{total} files hashed, {mib} MiB   ");
-        let _ = err.flush();
-        self.shown = true;
+        if total > 0 {
+            bar.set_length(total);
+        }
+        bar.set_position(n("files_done").unwrap_or(0));
+        bar.set_message(format!(
+            "{} MiB",
+            n("bytes_done").unwrap_or(0) / (1024 * 1024)
+        ));
     }
 
     pub fn finish(&mut self) {
-        if self.shown {
-            eprintln!();
-            self.shown = false;
+        if let Some(bar) = self.bar.take() {
+            bar.finish();
         }
     }
 }

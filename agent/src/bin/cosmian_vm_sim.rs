@@ -25,6 +25,12 @@ use ratls::attest::tpm::{TssTpm, DEFAULT_AK_HANDLE};
     about = "Simulated firmware and IMA measurements on a software TPM (demo and tests only)"
 )]
 struct Cli {
+    /// Only errors on stderr: no warnings, notes or progress (results and exit codes unchanged).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// More detail on stderr: -v debug, -vv trace (RUST_LOG, when set, wins).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -115,8 +121,13 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    ratls::diag::init("cosmian_vm_sim", ratls::diag::Style::Cli);
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    ratls::diag::init_with(
+        "cosmian_vm_sim",
+        ratls::diag::Style::Cli,
+        ratls::diag::Verbosity::from_flags(cli.quiet, cli.verbose),
+    );
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

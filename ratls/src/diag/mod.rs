@@ -102,22 +102,66 @@ impl Format {
     }
 }
 
+/// How much a binary says, from its `--quiet` / `--verbose` flags (every binary has both).
+/// `RUST_LOG`, when set, wins over them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Verbosity {
+    /// `--quiet`: errors only (no warnings, notes or progress).
+    Quiet,
+    /// Neither flag: [`DEFAULT_FILTER`].
+    #[default]
+    Normal,
+    /// `-v`: our crates at `debug`, dependencies at `info`.
+    Verbose,
+    /// `-vv` and more: our crates at `trace`, dependencies at `debug`.
+    Trace,
+}
+
+impl Verbosity {
+    /// From `--quiet` and the number of `--verbose` (`-v`) given; `quiet` wins.
+    pub fn from_flags(quiet: bool, verbose: u8) -> Self {
+        match (quiet, verbose) {
+            (true, _) => Self::Quiet,
+            (false, 0) => Self::Normal,
+            (false, 1) => Self::Verbose,
+            (false, _) => Self::Trace,
+        }
+    }
+
+    /// The `EnvFilter` directives of this level.
+    pub fn filter(self) -> &'static str {
+        match self {
+            Self::Quiet => "error",
+            Self::Normal => DEFAULT_FILTER,
+            Self::Verbose => "info,ratls=debug,cosmian=debug",
+            Self::Trace => "debug,ratls=trace,cosmian=trace",
+        }
+    }
+}
+
 /// Install the subscriber: events filtered by `RUST_LOG` (else [`DEFAULT_FILTER`]) and written
 /// to stderr as [`Format::from_env`] says, each line starting with `app`. Call it first thing
 /// in `main`; a second call (or one after another subscriber was set) changes nothing. An
 /// unusable `RUST_LOG` or `COSMIAN_LOG_FORMAT` is reported as a warning and replaced by the
 /// default.
 pub fn init(app: &'static str, style: Style) {
+    init_with(app, style, Verbosity::Normal);
+}
+
+/// [`init`] at the level of the binary's `--quiet` / `--verbose` flags (unless `RUST_LOG` is
+/// set).
+pub fn init_with(app: &'static str, style: Style, verbosity: Verbosity) {
     let (format, format_note) = Format::from_env(style);
+    let default = verbosity.filter();
     let (filter, filter_note) = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.trim().is_empty() => match EnvFilter::builder().parse(&spec) {
             Ok(filter) => (filter, None),
             Err(e) => (
-                EnvFilter::new(DEFAULT_FILTER),
+                EnvFilter::new(default),
                 Some(format!("RUST_LOG={spec:?} ignored: {e}")),
             ),
         },
-        _ => (EnvFilter::new(DEFAULT_FILTER), None),
+        _ => (EnvFilter::new(default), None),
     };
     let installed = tracing_subscriber::registry()
         .with(filter)

@@ -10,6 +10,7 @@
 )]
 
 use std::net::SocketAddr;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,7 @@ use ratls::tls::fresh::{self, Challenge};
 use ratls::tls::{AttestationPolicy, AttestedServerVerifier, Mode};
 use ratls::UnixTime;
 use ratls_attacks::{
-    call, connect, failed_steps, read_reply, request, runtime, stranger, text, Vm,
+    bin, call, connect, failed_steps, read_reply, request, runtime, stranger, text, Vm,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -930,4 +931,68 @@ fn attack_agent_certificate_evidence_cannot_stand_in_for_fresh_evidence() {
         assert!(steps.contains(&"binding.challenge".to_owned()), "{steps:?}");
         assert!(steps.contains(&"binding.exporter".to_owned()), "{steps:?}");
     });
+}
+
+/// `--quiet` and `--verbose` on every binary; on the CLI, mutually exclusive,
+/// `--quiet` drops the warnings (the insecure simulated root's) but not the result, `-v` adds
+/// debug events.
+#[test]
+fn every_binary_takes_quiet_and_verbose_and_the_cli_honours_them() {
+    for name in [
+        "cosmian_vm",
+        "cosmian_vm_agent",
+        "cosmian_vm_proxy",
+        "cosmian_certtool",
+        "cosmian_fstool",
+        "cosmian_vm_sim",
+    ] {
+        let help = Command::new(bin(name))
+            .arg("--help")
+            .output()
+            .unwrap();
+        let help = text(&help);
+        assert!(
+            help.contains("--quiet") && help.contains("--verbose"),
+            "{name}: {help}"
+        );
+    }
+    let vm = Vm::start("verbosity", "");
+    let home = vm.dir.0.join("home");
+    let run = |flags: &[&str]| {
+        let out = Command::new(bin("cosmian_vm"))
+            .env("HOME", &home)
+            .env_remove("RUST_LOG")
+            .args(flags)
+            .args([
+                "--url",
+                &format!("https://{}", vm.addr),
+                "--allow-insecure-tls",
+            ])
+            .arg("--insecure-sim-root")
+            .arg(vm.data().join("sim/ark.pem"))
+            .args(["connect", &vm.addr.to_string(), "--role", "agent"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = run(&[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stderr.contains("WARNING: --insecure-sim-root"), "{stderr}");
+    let (quiet_code, quiet_stdout, quiet_stderr) = run(&["--quiet"]);
+    assert_eq!(quiet_code, Some(0));
+    assert_eq!(quiet_stderr, "", "--quiet printed on stderr");
+    assert_eq!(quiet_stdout, stdout, "--quiet changed the result");
+    let (both, _, both_stderr) = run(&["--quiet", "--verbose"]);
+    assert_eq!(both, Some(2), "{both_stderr}");
+    assert!(both_stderr.contains("cannot be used with"), "{both_stderr}");
+    let (verbose_code, _, verbose_stderr) = run(&["-vv"]);
+    assert_eq!(verbose_code, Some(0));
+    assert!(
+        verbose_stderr.lines().count() > stderr.lines().count(),
+        "-vv said no more than the default:\n{verbose_stderr}"
+    );
 }

@@ -52,6 +52,8 @@ pub(super) struct Ctx {
     pub(super) target: Target,
     pub(super) tls: TlsSettings,
     pub(super) json: bool,
+    /// `--quiet`: no progress display.
+    pub(super) quiet: bool,
     pub(super) sim_root: Option<Vec<u8>>,
     pub(super) collateral: Arc<ratls::collateral::CollateralClient>,
 }
@@ -76,6 +78,7 @@ impl Ctx {
             target,
             tls,
             json: global.json,
+            quiet: global.quiet,
             sim_root,
             collateral: crate::collateral::client(global),
         })

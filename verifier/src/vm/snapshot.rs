@@ -41,7 +41,7 @@ pub async fn snapshot(global: &Global, args: &SnapshotArgs) -> Outcome {
     }
     let bundle = Bundle::from_cmw(&cmw, MAX_BUNDLE_LEN)
         .map_err(|e| UsageError(format!("the verified evidence no longer decodes: {e}")))?;
-    let result = run_snapshot_job(&mut session, args, ctx.json).await?;
+    let result = run_snapshot_job(&mut session, args, ctx.json || ctx.quiet).await?;
     let mut files = result.files;
     if let Some(ImaEvidence::Log(bytes)) = &bundle.ima {
         let log = Log::parse(bytes).map_err(|e| UsageError(format!("the IMA log: {e}")))?;
@@ -103,9 +103,9 @@ pub async fn snapshot(global: &Global, args: &SnapshotArgs) -> Outcome {
 async fn run_snapshot_job(
     session: &mut AgentSession,
     args: &SnapshotArgs,
-    json: bool,
+    no_progress: bool,
 ) -> Result<SnapshotResult, UsageError> {
-    let mut progress = output::Progress::new(!json);
+    let mut progress = output::Progress::new(!no_progress);
     let mut response = session
         .request(
             Method::POST,
