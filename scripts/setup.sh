@@ -10,13 +10,15 @@ set -euo pipefail
 # ACME server of cosmian_certtool's tests; cryptsetup-bin: cosmian_fstool formats and checks LUKS2
 # images (no device-mapper needed for that); curl is the plain HTTP client of the proxy's tests.
 # systemd: `systemd-analyze verify` checks the packaged units (fstool's attack tests).
+# supervisor: a real supervisord for the agent's `service_type = "supervisor"` app control
+# (tests/attacks/tests/supervisor.rs).
 # lintian checks the Debian packages (scripts/packages.sh); dpkg-dev's dpkg-shlibdeps computes
 # their library dependencies for cargo-deb.
 # The real-Linux end-to-end test (tests/qemu, scripts/e2e-qemu.sh): busybox-static, cpio, ovmf
 # (measured UEFI boot), the data files and shared libraries QEMU needs (QEMU itself and the
 # Debian kernel are extracted from their .debs by tests/qemu/fetch.sh: the image's backported
 # qemu-utils blocks installing qemu-system-x86), cryptsetup (its libraries go into the guest).
-PACKAGES=(ca-certificates pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl curl pebble cryptsetup-bin systemd
+PACKAGES=(ca-certificates pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl curl pebble cryptsetup-bin systemd supervisor
     lintian dpkg-dev
     busybox-static cpio ovmf seabios ipxe-qemu qemu-system-data e2fsprogs
     libaio1 libbpf1 libcapstone4 libfdt1 libfuse3-3 libibverbs1 libjpeg62-turbo libnuma1

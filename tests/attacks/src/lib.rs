@@ -85,7 +85,17 @@ pub struct Vm {
     pub swtpm: Swtpm,
     pub dir: TempDir,
     extra: String,
+    /// The `[app]` section of agent.toml.
+    app: String,
 }
+
+/// The `[app]` section `Vm::start` gives the agent: a standalone app it spawns itself.
+pub const STANDALONE_APP: &str = r#"[app]
+service_type = "standalone"
+service_name = "my_app"
+app_storage = "app"
+command = ["sleep", "600"]
+"#;
 
 impl Drop for Vm {
     fn drop(&mut self) {
@@ -96,6 +106,12 @@ impl Drop for Vm {
 impl Vm {
     /// A booted machine with its agent; `extra` goes into `[agent]` of agent.toml.
     pub fn start(tag: &str, extra: &str) -> Self {
+        Self::start_with_app(tag, extra, STANDALONE_APP)
+    }
+
+    /// As [`Vm::start`], with `app` as agent.toml's `[app]` section. The agent runs in the VM's
+    /// directory (its working directory: `supervisorctl` finds `./supervisord.conf` there).
+    pub fn start_with_app(tag: &str, extra: &str, app: &str) -> Self {
         ratls_test::swtpm::quiet_tss();
         let dir = TempDir::new(tag);
         let d = &dir.0;
@@ -120,6 +136,7 @@ impl Vm {
             swtpm,
             dir,
             extra: extra.to_owned(),
+            app: app.to_owned(),
         };
         vm.start_agent();
         vm
@@ -146,21 +163,18 @@ ima_log = "{ima}"
 snapshot_roots = ["{app}"]
 {extra}
 
-[app]
-service_type = "standalone"
-service_name = "my_app"
-app_storage = "app"
-command = ["sleep", "600"]
-"#,
+{app_section}"#,
                 tcti = self.swtpm.tcti(),
                 data = d.join("data").display(),
                 ima = d.join("ima.log").display(),
                 app = d.join("app").display(),
                 extra = self.extra,
+                app_section = self.app,
             ),
         )
         .unwrap();
         let mut child = Command::new(bin("cosmian_vm_agent"))
+            .current_dir(d)
             .arg("--config")
             .arg(&conf)
             .env("TSS2_LOG", "all+none")
