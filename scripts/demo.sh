@@ -18,17 +18,12 @@ bin="$root/target/release"
 
 work=$(mktemp -d /tmp/cosmian-vm-demo.XXXXXX)
 pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
+# cleanup (the EXIT trap), free_port, wait_port, start_swtpm.
+. "$root/scripts/lib.sh"
 trap cleanup EXIT
 export TSS2_LOG=all+none
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-# free_port, wait_port, start_swtpm.
-. "$root/scripts/lib.sh"
 
 step "a software TPM (swtpm) with a simulated measured boot"
 start_swtpm "$work/tpm"

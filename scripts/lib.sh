@@ -1,5 +1,13 @@
 # Shell helpers shared by scripts/demo.sh and scripts/packages.sh (sourced, not run). The caller
-# has an array `pids` (processes to kill at exit) and `set -euo pipefail`.
+# has an array `pids` (processes to kill at exit), a scratch directory `work`, and
+# `set -euo pipefail`.
+
+# The EXIT trap: kill the processes in pids, wait for them, remove $work.
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
 
 free_port() { # an even port whose successor is free too, below the ephemeral range (32768+)
     local p

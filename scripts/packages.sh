@@ -28,15 +28,10 @@ stages=("$@")
 
 pids=()
 work=$(mktemp -d /tmp/cosmian-packages.XXXXXX)
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
+# cleanup (the EXIT trap), free_port, wait_port, start_swtpm.
+. "$root/scripts/lib.sh"
 trap cleanup EXIT
 export TSS2_LOG=all+none
-# free_port, wait_port, start_swtpm.
-. "$root/scripts/lib.sh"
 
 say() { printf '\n== packages: %s\n' "$*"; }
 fail() { echo "packages: FAILED: $*" >&2; exit 1; }
