@@ -47,6 +47,13 @@ if ! command -v cargo-deb >/dev/null 2>&1; then
     cargo install cargo-deb --locked --version 3.6.2 --quiet
 fi
 
+# mdBook builds the user guide (docs/guide, scripts/guide-test.sh); without its default
+# features (the `serve` live-reload server), which halves its build (about 1.5 minutes here).
+if ! command -v mdbook >/dev/null 2>&1; then
+    echo "setup: installing mdbook"
+    cargo install mdbook --locked --version 0.5.4 --no-default-features --features search --quiet
+fi
+
 # cargo-deny checks deny.toml (licences, banned crates, sources; advisories when reachable) in CI
 # (scripts/deny.sh). 0.20.2 builds with rustc 1.95 (its MSRV is 1.88); a fresh install from
 # source took about 6 minutes here (2 cores), paid once per machine.

@@ -9,6 +9,8 @@ cargo build --workspace --all-targets --all-features --locked
 cargo test --workspace --all-features --locked
 # The Kubernetes manifests against the API schemas (strict), and the proxy config they embed.
 bash scripts/k8s-validate.sh
+# The user guide: every command block it shows runs, then mdbook builds it and its links are checked.
+bash scripts/guide-test.sh
 # The crate's documented example: an attested server and a verifying client over loopback.
 cargo run --locked -q -p ratls --features sim,issue --example attested_pair >/dev/null
 # The real-Linux end-to-end test (QEMU under TCG: one core) runs beside the fuzz smoke run and
