@@ -6,6 +6,7 @@
 #   sh,tested          run (bash -euo pipefail) in order, chapter after chapter, in one scratch
 #                      directory; must exit 0
 #   sh,tested,exit=N   the same, must exit N (a page that shows a failure)
+#   …,expect=TEXT      and its output must contain TEXT (the step a failure names)
 #   sh,ci              a script CI runs as such: each command must appear in .ci/run or
 #                      scripts/test.sh (it is not run twice here)
 #   any other sh/bash/console block is an error: the guide shows no command that is not tested.
@@ -64,8 +65,14 @@ pids+=($!)
 wait_port "$port" cosmian_vm_agent || { cat "$work/agent.log"; exit 1; }
 
 # The PATH the blocks see: cosmian_vm trusting the simulated TEE, the other binaries as built.
+# (`evidence verify` of raw TPM / IMA files refuses --insecure-sim-root: nothing simulated there.)
 cat > "$work/path/cosmian_vm" <<SH
 #!/bin/sh
+sub=
+for a in "\$@"; do case "\$a" in -*) ;; *) sub=\$a; break ;; esac; done
+if [ "\$sub" = evidence ]; then
+    case " \$* " in *" --bundle "*) ;; *) exec "$BIN/cosmian_vm" "\$@" ;; esac
+fi
 exec "$BIN/cosmian_vm" --allow-insecure-tls --insecure-sim-root "$work/data/sim/ark.pem" "\$@"
 SH
 chmod 755 "$work/path/cosmian_vm"
@@ -93,6 +100,8 @@ for page in pages:
     # Pages included from docs/ are part of the guide: their blocks obey the same rules.
     base = os.path.dirname(os.path.join(src, page))
     text = include.sub(lambda m: open(os.path.join(base, m.group(1).strip())).read(), text)
+    if sum(1 for line in text.splitlines() if line.startswith("```")) % 2:
+        errors.append(f"{page}: a code fence is not closed (its block would be neither run nor checked)")
     for m in fence.finditer(text):
         info = [w.strip() for w in m.group(1).split(",") if w.strip()]
         lang = info[0] if info else ""
@@ -110,10 +119,12 @@ for page in pages:
         if "tested" not in info:
             errors.append(f"{where}: a command block that is not tested (mark it sh,tested)")
             continue
-        want = 0
+        want, expect = 0, []
         for w in info:
             if w.startswith("exit="):
                 want = int(w[5:])
+            elif w.startswith("expect="):
+                expect.append(w[7:])
         print(f"--- {where}\n{code}", flush=True)
         p = subprocess.run(["bash", "-euo", "pipefail", "-c", code], cwd=cwd, timeout=300,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -121,6 +132,10 @@ for page in pages:
         ran += 1
         if p.returncode != want:
             errors.append(f"{where}: exited {p.returncode}, the page says {want}")
+            break
+        missing = [e for e in expect if e not in p.stdout]
+        if missing:
+            errors.append(f"{where}: the output does not contain {missing}")
             break
 print(f"guide: {ran} blocks run, {ci} run by CI as scripts")
 if errors:
@@ -132,8 +147,8 @@ echo "== guide: mdbook build"
 out=$root/target/guide
 
 echo "== guide: links"
-python3 - "$out" <<'PY'
-import os, sys, html.parser, urllib.parse
+python3 - "$out" "$guide/src" <<'PY'
+import os, re, sys, html.parser, urllib.parse
 
 out = sys.argv[1]
 class Page(html.parser.HTMLParser):
@@ -171,6 +186,9 @@ for path, page in pages.items():
         elif url.fragment and target in pages and url.fragment not in pages[target].ids:
             bad.append(f"{os.path.relpath(path, out)}: {href}: no such anchor")
 print(f"guide: {checked} internal links checked in {len(pages)} pages")
+chapters = len(re.findall(r"\]\(([^)]+\.md)\)", open(os.path.join(sys.argv[2], "SUMMARY.md")).read()))
+if len(pages) < chapters or checked == 0:
+    sys.exit(f"guide: {len(pages)} pages and {checked} links, for {chapters} chapters: the book was not built where expected")
 if bad:
     sys.exit("guide: broken links\n" + "\n".join(bad))
 PY

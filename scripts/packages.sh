@@ -30,7 +30,14 @@ pids=()
 work=$(mktemp -d /tmp/cosmian-packages.XXXXXX)
 # cleanup (the EXIT trap), free_port, wait_port, start_swtpm.
 . "$root/scripts/lib.sh"
-trap cleanup EXIT
+# The packages this run installed: purged on any exit, so that a failed run leaves none behind
+# (a leftover -sim package would conflict with the next run's production one).
+installed=()
+on_exit() {
+    cleanup
+    if ((${#installed[@]})); then dpkg --purge "${installed[@]}" >/dev/null 2>&1 || true; fi
+}
+trap on_exit EXIT
 export TSS2_LOG=all+none
 
 say() { printf '\n== packages: %s\n' "$*"; }
@@ -65,11 +72,14 @@ need_root() {
 purge_and_check() { # package names…
     say "purge $*"
     dpkg --purge "$@"
-    local p
+    installed=()
+    local p st
     for p in "$@"; do
-        if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "installed\|config-files"; then
-            fail "$p is still known to dpkg after --purge"
-        fi
+        st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+        case "$st" in
+            "" | not-installed) ;;
+            *) fail "$p is still $st after dpkg --purge" ;;
+        esac
     done
     for f in /usr/sbin/cosmian_vm_agent /usr/sbin/cosmian_fstool /usr/bin/cosmian_vm \
         /usr/sbin/cosmian_vm_proxy /usr/bin/cosmian_certtool /etc/cosmian_vm \
@@ -94,6 +104,7 @@ production() {
     check_lintian "${debs[@]}"
     need_root
     say "dpkg -i"
+    installed=(cosmian-vm-agent cosmian-vm cosmian-vm-proxy cosmian-certtool)
     dpkg -i "${debs[@]}"
     say "what the packages installed"
     local b
@@ -128,7 +139,8 @@ production() {
     if out=$(timeout 20 /usr/sbin/cosmian_vm_agent --config "$work/prod-agent.toml" 2>&1); then
         fail "the production agent started with tee = \"sim\": $out"
     fi
-    grep -qi "sim" <<<"$out" || fail "the refusal does not name the simulated TEE: $out"
+    grep -q 'built without the `sim` feature' <<<"$out" \
+        || fail "the agent did not refuse for the missing simulated TEE: $out"
     echo "refused: $(head -n 3 <<<"$out")"
     purge_and_check cosmian-vm-agent cosmian-vm cosmian-vm-proxy cosmian-certtool
 }
@@ -145,6 +157,7 @@ sim() {
     check_lintian "${debs[@]}"
     need_root
     say "dpkg -i"
+    installed=(cosmian-vm-agent-sim cosmian-vm)
     dpkg -i "${debs[@]}"
 
     say "a swtpm with a simulated measured boot and IMA log"

@@ -66,12 +66,12 @@ fi
 # `cosmian_vm verify --fleet --metrics` (tests/attacks/tests/fleet.rs).
 if ! python3 -c "import prometheus_client" >/dev/null 2>&1; then
     echo "setup: installing prometheus_client"
-    python3 -m pip install --quiet --root-user-action=ignore prometheus_client==0.26.0
+    PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --root-user-action=ignore prometheus_client==0.26.0
 fi
 
 # kubernetes-validate (PyPI; it carries the Kubernetes API schemas, no cluster needed) checks the
 # manifests in proxy/packaging/kubernetes (scripts/k8s-validate.sh).
 if ! command -v kubernetes-validate >/dev/null 2>&1; then
     echo "setup: installing kubernetes-validate"
-    python3 -m pip install --quiet --root-user-action=ignore kubernetes-validate==1.34.1
+    PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --root-user-action=ignore kubernetes-validate==1.34.1
 fi

@@ -15,13 +15,16 @@
 use std::fmt::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ratls_attacks::{bin, text, TempDir, Vm};
 
 const VMS: usize = 20;
 const TAMPERED: usize = 7;
+/// Entries whose endpoint never answers (each fails at `fleet.timeout` after 3 s).
+const STALLED: usize = 4;
 
 fn cli(home: &Path, ark: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(bin("cosmian_vm"));
@@ -73,6 +76,24 @@ fn sample<'a>(lines: &'a [String], prefix: &str) -> Vec<&'a str> {
         .collect()
 }
 
+fn append(path: &Path) -> std::fs::File {
+    std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+}
+
+/// A child process killed when the test ends, passed or not.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn a_fleet_of_twenty_agents_names_the_tampered_and_the_stalled_vm_and_their_steps() {
     // One after the other: the TPM set-up of the harness is not meant for threads.
@@ -93,8 +114,25 @@ fn a_fleet_of_twenty_agents_names_the_tampered_and_the_stalled_vm_and_their_step
     let evil = vms[TAMPERED].dir.0.join("app/evil.sh");
     std::fs::write(&evil, "#!/bin/sh\necho owned\n").unwrap();
     vms[TAMPERED].measure(&evil);
-    // An "agent" that completes TCP handshakes (the kernel's backlog) and never answers.
+    // "Agents" that accept TCP connections and never answer: four inventory entries on one
+    // listener, which records when it accepted each connection (the pool's concurrency shows
+    // in how close together they come).
     let stalled = TcpListener::bind("127.0.0.1:0").unwrap();
+    let stalled_addr = stalled.local_addr().unwrap();
+    let accepted: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    {
+        let accepted = accepted.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in stalled.incoming().flatten() {
+                accepted
+                    .lock()
+                    .unwrap()
+                    .push(Instant::now());
+                held.push(conn);
+            }
+        });
+    }
 
     let dir = TempDir::new("fleet");
     let mut inventory = String::from("[defaults]\nconcurrency = 8\ntimeout = 3\n\n");
@@ -106,12 +144,13 @@ fn a_fleet_of_twenty_agents_names_the_tampered_and_the_stalled_vm_and_their_step
             snap.display()
         );
     }
-    let _ = write!(
-        inventory,
-        "[[vm]]\nname = \"stalled\"\nurl = \"https://{}\"\nsnapshot = \"{}\"\n",
-        stalled.local_addr().unwrap(),
-        snapshots[0].display()
-    );
+    for i in 1..=STALLED {
+        let _ = write!(
+            inventory,
+            "[[vm]]\nname = \"stalled-{i}\"\nurl = \"https://{stalled_addr}\"\nsnapshot = \"{}\"\n\n",
+            snapshots[0].display()
+        );
+    }
     let inv = dir.0.join("fleet.toml");
     std::fs::write(&inv, &inventory).unwrap();
     let metrics = dir.0.join("fleet.prom");
@@ -119,22 +158,21 @@ fn a_fleet_of_twenty_agents_names_the_tampered_and_the_stalled_vm_and_their_step
     let home = dir.0.join("home");
 
     // One round, the table.
-    let started = Instant::now();
     let out = cli(&home, &ark, &["verify", "--fleet"])
         .arg(&inv)
         .arg("--metrics")
         .arg(&metrics)
         .output()
         .unwrap();
-    let took = started.elapsed();
     let table = text(&out);
     eprintln!("{table}");
     assert_eq!(out.status.code(), Some(1), "{table}");
     assert!(
         table.contains(&format!(
-            "{} of {} VMs verified, 2 failed",
+            "{} of {} VMs verified, {} failed",
             VMS - 1,
-            VMS + 1
+            VMS + STALLED,
+            1 + STALLED
         )),
         "{table}"
     );
@@ -152,25 +190,38 @@ fn a_fleet_of_twenty_agents_names_the_tampered_and_the_stalled_vm_and_their_step
     assert!(tampered.contains("FAILED"), "{tampered}");
     assert!(tampered.contains("ima.unknown_file"), "{tampered}");
     assert!(tampered.contains("evil.sh"), "{tampered}");
-    let stalled_row = row("stalled");
-    assert!(stalled_row.contains("TIMEOUT"), "{stalled_row}");
-    assert!(stalled_row.contains("fleet.timeout"), "{stalled_row}");
+    for i in 1..=STALLED {
+        let stalled_row = row(&format!("stalled-{i}"));
+        assert!(stalled_row.contains("TIMEOUT"), "{stalled_row}");
+        assert!(stalled_row.contains("fleet.timeout"), "{stalled_row}");
+    }
     for i in (0..VMS).filter(|i| *i != TAMPERED) {
         assert!(row(&format!("vm-{i:02}")).contains("verified"), "vm-{i:02}");
     }
     assert!(
         table.contains(&format!(
-            "failed: vm-{TAMPERED:02} (ima.unknown_file), stalled (fleet.timeout)"
+            "failed: vm-{TAMPERED:02} (ima.unknown_file), stalled-1 (fleet.timeout), stalled-2 \
+             (fleet.timeout), stalled-3 (fleet.timeout), stalled-4 (fleet.timeout)"
         )),
         "{table}"
     );
-    // Concurrency: 21 VMs, one of which waits out its 3 s deadline, in far less than the sum.
-    assert!(took < Duration::from_secs(60), "{took:?}");
+    // Concurrency: the four stalled entries were all in flight at once (one after the other,
+    // each would have come only after the previous one's 3 s deadline).
+    {
+        let accepted = accepted.lock().unwrap();
+        assert!(accepted.len() >= STALLED, "{accepted:?}");
+        let spread = accepted[STALLED - 1] - accepted[0];
+        assert!(
+            spread < Duration::from_secs(3),
+            "the stalled entries were not verified concurrently: {spread:?} between the first and \
+             the last connection"
+        );
+    }
 
     // The metrics, through a real Prometheus parser.
     let lines = prometheus_parse(&metrics);
     let verified = sample(&lines, "cosmian_vm_fleet_vm_verified gauge");
-    assert_eq!(verified.len(), VMS + 1, "{lines:#?}");
+    assert_eq!(verified.len(), VMS + STALLED, "{lines:#?}");
     assert_eq!(
         verified
             .iter()
@@ -184,7 +235,10 @@ fn a_fleet_of_twenty_agents_names_the_tampered_and_the_stalled_vm_and_their_step
         failed,
         vec![
             format!("cosmian_vm_fleet_vm_failed_step gauge cosmian_vm_fleet_vm_failed_step{{result=failed,step=ima.unknown_file,vm=vm-{TAMPERED:02}}} 1"),
-            "cosmian_vm_fleet_vm_failed_step gauge cosmian_vm_fleet_vm_failed_step{result=timeout,step=fleet.timeout,vm=stalled} 1".to_owned(),
+            "cosmian_vm_fleet_vm_failed_step gauge cosmian_vm_fleet_vm_failed_step{result=timeout,step=fleet.timeout,vm=stalled-1} 1".to_owned(),
+            "cosmian_vm_fleet_vm_failed_step gauge cosmian_vm_fleet_vm_failed_step{result=timeout,step=fleet.timeout,vm=stalled-2} 1".to_owned(),
+            "cosmian_vm_fleet_vm_failed_step gauge cosmian_vm_fleet_vm_failed_step{result=timeout,step=fleet.timeout,vm=stalled-3} 1".to_owned(),
+            "cosmian_vm_fleet_vm_failed_step gauge cosmian_vm_fleet_vm_failed_step{result=timeout,step=fleet.timeout,vm=stalled-4} 1".to_owned(),
         ],
         "{lines:#?}"
     );
@@ -196,7 +250,7 @@ fn a_fleet_of_twenty_agents_names_the_tampered_and_the_stalled_vm_and_their_step
     );
     assert!(
         lines.contains(
-            &"cosmian_vm_fleet_vms gauge cosmian_vm_fleet_vms{result=failed} 2".to_owned()
+            &"cosmian_vm_fleet_vms gauge cosmian_vm_fleet_vms{result=failed} 5".to_owned()
         ),
         "{lines:#?}"
     );
@@ -216,7 +270,7 @@ fn a_fleet_of_twenty_agents_names_the_tampered_and_the_stalled_vm_and_their_step
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["verified"], VMS - 1);
-    assert_eq!(json["failed"], 2);
+    assert_eq!(json["failed"], 1 + STALLED);
     let vm = &json["vms"][TAMPERED];
     assert_eq!(vm["name"], format!("vm-{TAMPERED:02}"));
     assert_eq!(vm["result"], "failed");
@@ -242,18 +296,22 @@ fn a_fleet_of_twenty_agents_names_the_tampered_and_the_stalled_vm_and_their_step
     // --watch: rounds every second; an agent stopped after the first round turns unreachable,
     // the change is logged, SIGTERM ends it with the last round's code.
     let watch_metrics = dir.0.join("watch.prom");
-    let child = cli(
-        &home,
-        &ark,
-        &["verify", "--no-state", "--watch", "1", "--fleet"],
-    )
-    .arg(&inv)
-    .arg("--metrics")
-    .arg(&watch_metrics)
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let watch_out = dir.0.join("watch.out");
+    let mut child = Killed(
+        cli(
+            &home,
+            &ark,
+            &["verify", "--no-state", "--watch", "1", "--fleet"],
+        )
+        .arg(&inv)
+        .arg("--metrics")
+        .arg(&watch_metrics)
+        // Both in append mode: each write lands at the end, none overwrites the other's.
+        .stdout(Stdio::from(append(&watch_out)))
+        .stderr(Stdio::from(append(&watch_out)))
+        .spawn()
+        .unwrap(),
+    );
     let rounds = |want: u64| {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
@@ -296,15 +354,15 @@ fn a_fleet_of_twenty_agents_names_the_tampered_and_the_stalled_vm_and_their_step
             && !l.ends_with(" 1")),
         "the tampered VM failed in every round: {lines:#?}"
     );
-    let pid = child.id();
+    let pid = child.0.id();
     let kill = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
-    let out: Output = child.wait_with_output().unwrap();
-    let log = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{log}");
+    let status = child.0.wait().unwrap();
+    let log = std::fs::read_to_string(&watch_out).unwrap();
+    assert_eq!(status.code(), Some(1), "{log}");
     assert!(
         log.contains("vm-03: verified -> unreachable at network"),
         "{log}"

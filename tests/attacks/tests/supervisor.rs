@@ -19,8 +19,11 @@ use ratls_attacks::{text, Vm};
 struct Supervisord(Child);
 
 impl Drop for Supervisord {
+    /// SIGTERM: supervisord stops its programs before it exits (SIGKILL would orphan them).
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
         let _ = self.0.wait();
     }
 }

@@ -38,8 +38,9 @@ use crate::net::Target;
 use crate::output;
 
 const DEFAULT_CONCURRENCY: usize = 16;
-/// More connections at once than this would only queue in the kernel.
-const MAX_CONCURRENCY: usize = 1024;
+/// Each verification in flight holds a thread of the blocking pool (its evidence check and
+/// collateral fetch are synchronous): at most this many.
+const MAX_CONCURRENCY: usize = 256;
 const DEFAULT_VM_TIMEOUT_SECS: u64 = 60;
 /// One day: a longer deadline is a mistake, not a wish.
 const MAX_SECS: u64 = 86_400;
@@ -210,6 +211,8 @@ struct Round {
     fleet: String,
     /// When the round started (RFC 3339).
     at: String,
+    #[serde(skip)]
+    at_secs: u64,
     verified: usize,
     failed: usize,
     seconds: f64,
@@ -309,6 +312,7 @@ pub async fn fleet(global: &Global, args: &AgentVerifyArgs) -> Outcome {
 }
 
 /// Resolves at SIGINT or SIGTERM.
+#[cfg(unix)]
 fn stop_signal() -> Result<impl std::future::Future<Output = ()>, UsageError> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())
@@ -320,6 +324,14 @@ fn stop_signal() -> Result<impl std::future::Future<Output = ()>, UsageError> {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
+    })
+}
+
+/// Resolves at Ctrl-C.
+#[cfg(not(unix))]
+fn stop_signal() -> Result<impl std::future::Future<Output = ()>, UsageError> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
     })
 }
 
@@ -351,10 +363,11 @@ fn load(path: &Path, args: &AgentVerifyArgs) -> Result<Fleet, UsageError> {
     let mut members = Vec::with_capacity(inventory.vm.len());
     for (i, entry) in inventory.vm.iter().enumerate() {
         check_name(&entry.name).map_err(|e| at(format!("vm #{}: name {e}", i + 1)))?;
-        if let Some(j) = seen.insert(entry.name.clone(), i) {
+        // Case-insensitively: the name is a file name, and some file systems ignore case.
+        if let Some(j) = seen.insert(entry.name.to_ascii_lowercase(), i) {
             return Err(at(format!(
-                "vm #{} and vm #{} are both named {:?}: names must be unique (they name the \
-                 VM's state file and metrics)",
+                "vm #{} and vm #{} are both named {:?} (ignoring case): names must be unique \
+                 (they name the VM's state file and metrics)",
                 j + 1,
                 i + 1,
                 entry.name
@@ -487,14 +500,21 @@ async fn run_round(base: &Ctx, fleet: &Fleet, save_evidence: Option<&Path>) -> R
                     .map_err(|e| e.0)
             });
     }
-    if let Some(dir) = &fleet.state_dir {
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            tracing::warn!(
-                "state directory {}: {e}: TPM counters are not compared",
-                dir.display()
-            );
-        }
-    }
+    // Without its state directory no VM's TPM counters could be compared (a rollback would
+    // go unseen): every VM fails at tpm.counters instead.
+    let state_error = fleet
+        .state_dir
+        .as_ref()
+        .and_then(|dir| {
+            std::fs::create_dir_all(dir)
+                .err()
+                .map(|e| {
+                    format!(
+                        "the state directory {}: {e} (or pass --no-state)",
+                        dir.display()
+                    )
+                })
+        });
     let permits = Arc::new(Semaphore::new(fleet.concurrency));
     let mut tasks = JoinSet::new();
     let mut results: Vec<Option<VmResult>> = fleet
@@ -503,6 +523,14 @@ async fn run_round(base: &Ctx, fleet: &Fleet, save_evidence: Option<&Path>) -> R
         .map(|_| None)
         .collect();
     for (index, member) in fleet.members.iter().enumerate() {
+        if let Some(e) = &state_error {
+            let r = VmResult::new(member, "error", 0.0)
+                .failed_at(&ratls::Step::TPM_COUNTERS.to_string(), e.clone());
+            if let Some(slot) = results.get_mut(index) {
+                *slot = Some(r);
+            }
+            continue;
+        }
         let snapshot = match snapshots.get(member.snapshot.as_path()) {
             Some(Ok(s)) => s.clone(),
             Some(Err(e)) => {
@@ -526,20 +554,47 @@ async fn run_round(base: &Ctx, fleet: &Fleet, save_evidence: Option<&Path>) -> R
         let save = save_evidence.map(|d| d.join(&member.name));
         tasks.spawn(async move {
             // The semaphore is never closed, so acquiring only waits for a free slot.
-            let _permit = permits.acquire_owned().await;
+            let permit = permits.acquire_owned().await;
             let start = Instant::now();
-            let checks = VmChecks {
-                snapshot_name: member.snapshot.display().to_string(),
-                snapshot: &snapshot,
-                applications: &member.applications,
-                state,
-                save_evidence: save.as_deref(),
-            };
-            let outcome = tokio::time::timeout(timeout, verify_vm(&ctx, &checks)).await;
+            // The evidence check (and a collateral fetch) is synchronous: each verification
+            // runs on its own thread of the blocking pool, with its own small runtime for its
+            // network I/O, so a slow VM never stalls the others or their deadlines. The slot
+            // is held until that thread is done, even when the VM is reported timed out.
+            let vm = member.clone();
+            let work = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| NotVerified::Error(format!("cannot start a runtime: {e}")))?;
+                let checks = VmChecks {
+                    snapshot_name: vm.snapshot.display().to_string(),
+                    snapshot: &snapshot,
+                    applications: &vm.applications,
+                    state,
+                    save_evidence: save.as_deref(),
+                };
+                runtime.block_on(async {
+                    match tokio::time::timeout(timeout, verify_vm(&ctx, &checks)).await {
+                        Ok(outcome) => outcome.map(Some),
+                        Err(_) => Ok(None),
+                    }
+                })
+            });
+            let outcome = tokio::time::timeout(timeout, work).await;
             let seconds = start.elapsed().as_secs_f64();
+            let timed_out = || {
+                VmResult::new(&member, "timeout", seconds).failed_at(
+                    STEP_TIMEOUT,
+                    format!("not verified within {} s", timeout.as_secs()),
+                )
+            };
             let result = match outcome {
-                Ok(Ok(report)) => VmResult::of_report(&member, report, seconds),
-                Ok(Err(NotVerified::Rejected(verdict))) => {
+                Err(_) | Ok(Ok(Ok(None))) => timed_out(),
+                Ok(Err(e)) => VmResult::new(&member, "error", seconds)
+                    .failed_at("fleet", format!("the verification thread failed: {e}")),
+                Ok(Ok(Ok(Some(report)))) => VmResult::of_report(&member, report, seconds),
+                Ok(Ok(Err(NotVerified::Rejected(verdict)))) => {
                     let mut r = VmResult::new(&member, "failed", seconds);
                     r.simulated = verdict.simulated;
                     r.failures = verdict
@@ -553,13 +608,9 @@ async fn run_round(base: &Ctx, fleet: &Fleet, save_evidence: Option<&Path>) -> R
                         None => r.failed_at("tls", "certificate rejected".into()),
                     }
                 }
-                Ok(Err(NotVerified::Error(e))) => {
+                Ok(Ok(Err(NotVerified::Error(e)))) => {
                     VmResult::new(&member, "unreachable", seconds).failed_at(STEP_NETWORK, e)
                 }
-                Err(_) => VmResult::new(&member, "timeout", seconds).failed_at(
-                    STEP_TIMEOUT,
-                    format!("not verified within {} s", timeout.as_secs()),
-                ),
             };
             (index, result)
         });
@@ -588,6 +639,7 @@ async fn run_round(base: &Ctx, fleet: &Fleet, save_evidence: Option<&Path>) -> R
     Round {
         fleet: fleet.source.display().to_string(),
         at: at.to_string(),
+        at_secs: at.as_secs(),
         verified,
         failed: vms.len() - verified,
         seconds: started.elapsed().as_secs_f64(),
@@ -662,15 +714,26 @@ fn table(round: &Round) -> String {
         .vms
         .iter()
         .map(|v| {
-            let detail = v.detail.as_deref().unwrap_or("");
-            let mut detail: String = detail
+            // The detail may be a VM's own words (an agent's error): no control character
+            // reaches the terminal (a forged row, an escape sequence).
+            let full: String = v
+                .detail
+                .as_deref()
+                .unwrap_or("")
+                .chars()
+                .flat_map(|c| -> Vec<char> {
+                    if c.is_control() {
+                        c.escape_default().collect()
+                    } else {
+                        vec![c]
+                    }
+                })
+                .collect();
+            let mut detail: String = full
                 .chars()
                 .take(TABLE_DETAIL)
                 .collect();
-            if v.detail
-                .as_ref()
-                .is_some_and(|d| d.chars().count() > TABLE_DETAIL)
-            {
+            if full.chars().count() > TABLE_DETAIL {
                 detail.push('…');
             }
             [
@@ -825,7 +888,7 @@ fn metrics_text(round: &Round, totals: &Totals) -> String {
         "cosmian_vm_fleet_last_round_timestamp_seconds",
         "gauge",
         "When the last round started (Unix time).",
-        vec![(String::new(), UnixTime::now().as_secs().to_string())],
+        vec![(String::new(), round.at_secs.to_string())],
     );
     family(
         "cosmian_vm_fleet_rounds_total",
@@ -936,6 +999,11 @@ application = ["10.0.0.2:8443"]
                 "both named",
             ),
             (
+                "[[vm]]\nname = \"Web\"\nurl = \"https://h\"\nsnapshot = \"s\"\n[[vm]]\nname = \
+                 \"web\"\nurl = \"https://g\"\nsnapshot = \"s\"\n",
+                "ignoring case",
+            ),
+            (
                 "[[vm]]\nname = \"../x\"\nurl = \"https://h\"\nsnapshot = \"s\"\n",
                 "only A-Z",
             ),
@@ -990,6 +1058,7 @@ application = ["10.0.0.2:8443"]
         let round = Round {
             fleet: "f".into(),
             at: "now".into(),
+            at_secs: 1,
             verified: 1,
             failed: 1,
             seconds: 1.5,
@@ -1031,5 +1100,8 @@ application = ["10.0.0.2:8443"]
         assert!(table.contains("1 of 2 VMs verified, 1 failed"), "{table}");
         assert!(table.contains("FAILED"), "{table}");
         assert!(table.contains("failed: bad"), "{table}");
+        // A VM's words cannot forge rows: control characters are shown escaped.
+        assert!(table.contains("presented b\\nc"), "{table}");
+        assert!(!table.contains("b\nc"), "{table}");
     }
 }

@@ -178,7 +178,11 @@ pub fn block_on_threads<F: std::future::Future<Output = Outcome>>(
         .enable_all()
         .build()
         .map_err(|e| UsageError(format!("cannot start the async runtime: {e}")))?;
-    finish(runtime.block_on(f))
+    let outcome = runtime.block_on(f);
+    // Verifications still running on blocking threads (after an interruption) are not waited
+    // for: their results are no longer wanted.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    finish(outcome)
 }
 
 fn finish(outcome: Outcome) -> Result<ExitCode, UsageError> {
