@@ -18,7 +18,7 @@ bin="$root/target/release"
 
 work=$(mktemp -d /tmp/cosmian-vm-demo.XXXXXX)
 pids=()
-# cleanup (the EXIT trap), free_port, wait_port, start_swtpm.
+# cleanup (the EXIT trap), free_port, wait_port, start_swtpm, start_sim_agent.
 . "$root/scripts/lib.sh"
 trap cleanup EXIT
 export TSS2_LOG=all+none
@@ -38,30 +38,7 @@ printf '{"listen": 8080}\n' > "$work/app/my_app.json"
     "$bin/cosmian_vm_agent" "$work/app/my_app.sh" "$work/app/my_app.json"
 
 step "cosmian_vm_agent on loopback (simulated TEE: SIMULATED)"
-agent_port=$(free_port)
-mkdir -p "$work/data"
-cat > "$work/agent.toml" <<TOML
-[agent]
-host = "127.0.0.1"
-port = $agent_port
-ssl_certificate = "cert.pem"
-ssl_private_key = "key.pem"
-tpm_device = "$tcti"
-tee = "sim"
-ima_log = "$work/ima.log"
-event_log = "$work/eventlog.bin"
-data_dir = "$work/data"
-snapshot_roots = ["$work/app"]
-
-[app]
-service_type = "standalone"
-service_name = "my_app"
-app_storage = "app"
-command = ["sleep", "3600"]
-TOML
-COSMIAN_VM_AGENT_CONF="$work/agent.toml" "$bin/cosmian_vm_agent" > "$work/agent.log" 2>&1 &
-pids+=($!)
-wait_port "$agent_port" cosmian_vm_agent || { cat "$work/agent.log"; exit 1; }
+start_sim_agent "$bin/cosmian_vm_agent"
 # The owner's identity lives in this demo's own HOME (not yours).
 mkdir -p "$work/home"
 cli=(env HOME="$work/home" "$bin/cosmian_vm" --url "https://127.0.0.1:$agent_port" \

@@ -26,7 +26,7 @@ guide=$root/docs/guide
 
 pids=()
 work=$(mktemp -d /tmp/cosmian-guide.XXXXXX)
-# cleanup (the EXIT trap), free_port, wait_port, start_swtpm.
+# cleanup (the EXIT trap), free_port, wait_port, start_swtpm, start_sim_agent.
 . "$root/scripts/lib.sh"
 trap cleanup EXIT
 export TSS2_LOG=all+none
@@ -38,31 +38,11 @@ done
 echo "== guide: a VM (swtpm, simulated boot and IMA, the agent with the simulated TEE)"
 start_swtpm "$work/tpm"
 "$BIN/cosmian_vm_sim" boot --tpm "$tcti" --event-log "$work/eventlog.bin"
-mkdir -p "$work/app" "$work/data" "$work/run/home" "$work/path"
+mkdir -p "$work/app" "$work/run/home" "$work/path"
 printf '#!/bin/sh\necho "my app"\n' > "$work/app/my_app.sh"
 "$BIN/cosmian_vm_sim" ima-init --tpm "$tcti" --log "$work/ima.log"
 "$BIN/cosmian_vm_sim" measure --tpm "$tcti" --log "$work/ima.log" "$BIN/cosmian_vm_agent" "$work/app/my_app.sh"
-port=$(free_port)
-cat > "$work/agent.toml" <<TOML
-[agent]
-host = "127.0.0.1"
-port = $port
-tpm_device = "$tcti"
-tee = "sim"
-ima_log = "$work/ima.log"
-event_log = "$work/eventlog.bin"
-data_dir = "$work/data"
-snapshot_roots = ["$work/app"]
-
-[app]
-service_type = "standalone"
-service_name = "my_app"
-app_storage = "app"
-command = ["sleep", "3600"]
-TOML
-"$BIN/cosmian_vm_agent" --config "$work/agent.toml" > "$work/agent.log" 2>&1 &
-pids+=($!)
-wait_port "$port" cosmian_vm_agent || { cat "$work/agent.log"; exit 1; }
+start_sim_agent "$BIN/cosmian_vm_agent"
 
 # The PATH the blocks see: cosmian_vm trusting the simulated TEE, the other binaries as built.
 # (`evidence verify` of raw TPM / IMA files refuses --insecure-sim-root: nothing simulated there.)
@@ -79,7 +59,7 @@ chmod 755 "$work/path/cosmian_vm"
 ln -s "$BIN/cosmian_fstool" "$work/path/cosmian_fstool"
 
 echo "== guide: the command blocks"
-COSMIAN_VM_URL="https://127.0.0.1:$port" \
+COSMIAN_VM_URL="https://127.0.0.1:$agent_port" \
     TOKEN="$(cat "$work/data/enrolment-token")" \
     TPM="$tcti" \
     HOME="$work/run/home" \

@@ -1,6 +1,6 @@
-# Shell helpers shared by scripts/demo.sh and scripts/packages.sh (sourced, not run). The caller
-# has an array `pids` (processes to kill at exit), a scratch directory `work`, and
-# `set -euo pipefail`.
+# Shell helpers shared by scripts/demo.sh, scripts/guide-test.sh and scripts/packages.sh
+# (sourced, not run). The caller has an array `pids` (processes to kill at exit), a scratch
+# directory `work`, and `set -euo pipefail`.
 
 # The EXIT trap: kill the processes in pids, wait for them, remove $work.
 cleanup() {
@@ -56,4 +56,36 @@ start_swtpm() {
     done
     echo "swtpm did not start" >&2
     return 1
+}
+
+# start_sim_agent AGENT_BIN: cosmian_vm_agent with the simulated TEE on loopback, on the swtpm of
+# start_swtpm ($tcti), the IMA log $work/ima.log and event log $work/eventlog.bin, its data in
+# $work/data, snapshotting $work/app; waits until it listens. Sets agent_port; logs to
+# $work/agent.log; adds the agent to pids.
+start_sim_agent() {
+    local agent=$1
+    agent_port=$(free_port)
+    mkdir -p "$work/data"
+    cat > "$work/agent.toml" <<TOML
+[agent]
+host = "127.0.0.1"
+port = $agent_port
+ssl_certificate = "cert.pem"
+ssl_private_key = "key.pem"
+tpm_device = "$tcti"
+tee = "sim"
+ima_log = "$work/ima.log"
+event_log = "$work/eventlog.bin"
+data_dir = "$work/data"
+snapshot_roots = ["$work/app"]
+
+[app]
+service_type = "standalone"
+service_name = "my_app"
+app_storage = "app"
+command = ["sleep", "3600"]
+TOML
+    "$agent" --config "$work/agent.toml" > "$work/agent.log" 2>&1 &
+    pids+=($!)
+    wait_port "$agent_port" cosmian_vm_agent || { cat "$work/agent.log"; return 1; }
 }
